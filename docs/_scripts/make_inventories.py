@@ -73,7 +73,7 @@ PYTHON = {
         "typing.Any": "library/typing.html#typing.Any",
         "typing.Literal": "library/typing.html#typing.Literal",
     },
-    "py:func": {
+    "py:function": {
         "os.replace": "library/os.html#os.replace",
         "os.fsync": "library/os.html#os.fsync",
         "random.getstate": "library/random.html#random.getstate",
@@ -116,7 +116,7 @@ _TORCH_CLASSES = {
 }
 TORCH = {
     "py:class": _TORCH_CLASSES,
-    "py:func": {
+    "py:function": {
         "torch.load": "generated/torch.load.html",
         "torch.save": "generated/torch.save.html",
         "torch.manual_seed": "generated/torch.manual_seed.html",
@@ -126,7 +126,7 @@ TORCH = {
         "torch.distributed.init_process_group": "distributed.html#torch.distributed.init_process_group",
         "torch.distributed.all_reduce": "distributed.html#torch.distributed.all_reduce",
     },
-    "py:meth": {
+    "py:method": {
         "torch.nn.Module.state_dict": "generated/torch.nn.Module.html#torch.nn.Module.state_dict",
         "torch.nn.Module.load_state_dict": "generated/torch.nn.Module.html#torch.nn.Module.load_state_dict",
     },

@@ -1,0 +1,429 @@
+"""Callbacks: code the Trainer calls at fixed points of a run.
+
+A callback subclasses :class:`Callback` and overrides the hooks it needs; the others do
+nothing. The Trainer calls the hooks in this order::
+
+    on_fit_start
+      on_epoch_start            (each epoch)
+        on_batch_start, on_batch_end   (each training batch)
+        on_validation_end       (when there is validation data)
+      on_epoch_end
+    on_fit_end                  (on_exception instead, when the run raises)
+
+Built in: :class:`~rnnkit.EarlyStopping`, :class:`~rnnkit.ProgressBar`,
+:class:`~rnnkit.LearningRateMonitor`, and :class:`~rnnkit.ModelCheckpoint` (importable from
+here too, but imported on first access: importing this module never loads the checkpoint
+code).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+import time
+import warnings
+from collections.abc import Mapping
+from typing import Any, Literal, TextIO
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Callback", "EarlyStopping", "LearningRateMonitor", "ProgressBar"]
+
+
+class Callback:
+    """Base class of callbacks; every hook is a no-op until overridden.
+
+    Each hook receives the :class:`~rnnkit.Trainer` running the fit. A callback may
+    read its ``model``, ``optimizer``, ``scheduler``, ``history``
+    (:class:`~rnnkit.History`), ``epoch`` (0-based, current), ``global_step``,
+    ``device``, ``callbacks``, ``is_global_zero`` (True on rank 0 or in a single process),
+    ``last_train_metrics`` and ``last_val_metrics`` (``dict[str, float]``), and set
+    ``trainer.should_stop = True`` to stop after the current epoch.
+
+    A callback with state (counters, best scores) overrides :meth:`state_dict` and
+    :meth:`load_state_dict`; checkpoints store it under the class name, so a resumed run
+    continues where it stopped.
+    """
+
+    def on_fit_start(self, trainer: Any) -> None:
+        """Called once before the first epoch (also when resuming)."""
+
+    def on_fit_end(self, trainer: Any) -> None:
+        """Called once after the last epoch, when the fit ends without an exception."""
+
+    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+        """Called before each epoch; ``epoch`` is 0-based."""
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
+        """Called after each epoch and its validation.
+
+        Args:
+            trainer: The running Trainer.
+            epoch: The epoch just finished, 0-based.
+            logs: The epoch's training metrics and validation metrics (prefixed ``val_``);
+                entries a callback adds are recorded too.
+        """
+
+    def on_batch_start(self, trainer: Any, batch_idx: int) -> None:
+        """Called before each training batch; ``batch_idx`` counts from 0 in each epoch."""
+
+    def on_batch_end(
+        self, trainer: Any, batch_idx: int, outputs: dict[str, Tensor | float]
+    ) -> None:
+        """Called after each training step with the dict the step returned (e.g. ``"loss"``).
+
+        Values may be tensors still on the device: reading them (``.item()``) every step
+        forces a host synchronisation, so read them only every few steps.
+        """
+
+    def on_validation_end(self, trainer: Any, metrics: dict[str, float]) -> None:
+        """Called after each validation pass with its metrics (not prefixed)."""
+
+    def on_exception(self, trainer: Any, exc: BaseException) -> None:
+        """Called when the fit raises, before the exception propagates unchanged."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The callback's state as plain types and tensors; empty for stateless callbacks."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned; stateless callbacks ignore it."""
+
+
+def _copy_weights(model: nn.Module) -> dict[str, Tensor]:
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+
+class EarlyStopping(Callback):
+    """Stop training when a monitored metric stops improving; restore the best weights.
+
+    After each epoch the value of ``monitor`` in the epoch logs is compared with the best so
+    far. An epoch improves when the value beats the best by more than ``min_delta``; after
+    ``patience`` consecutive epochs without improvement the callback sets
+    ``trainer.should_stop``, so training ends after that epoch. A NaN value never improves.
+
+    With ``restore_best_weights`` the model weights of the best epoch are kept (a copy on the
+    model's device) and loaded back into the model when the fit ends, whether it stopped early
+    or ran all its epochs.
+
+    Args:
+        monitor: Key of the epoch logs to watch, e.g. ``"val_loss"`` or ``"val_accuracy"``.
+        mode: ``"min"`` when lower is better (losses), ``"max"`` when higher is (accuracy).
+        patience: Epochs without improvement to wait before stopping (at least 1).
+        min_delta: Smallest change that counts as an improvement (at least 0).
+        restore_best_weights: Load the best epoch's weights into the model at the end.
+        strict: Raise when ``monitor`` is missing from the logs; when False, skip that epoch.
+
+    Raises:
+        ValueError: If an argument is out of range.
+
+    Attributes:
+        best: The best value seen (``inf`` or ``-inf`` before the first epoch).
+        best_epoch: The epoch (0-based) of the best value, -1 before the first.
+        wait: Consecutive epochs without improvement.
+        stopped_epoch: The epoch in which it asked to stop, -1 if it has not.
+        best_weights: Copy of the model's ``state_dict`` at the best epoch, or None.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        mode: Literal["min", "max"] = "min",
+        patience: int = 3,
+        min_delta: float = 0.0,
+        restore_best_weights: bool = True,
+        strict: bool = True,
+    ) -> None:
+        _check_early_stopping_args(mode, patience, min_delta)
+        self.monitor = monitor
+        self.mode = mode
+        self.patience = patience
+        self.min_delta = float(min_delta)
+        self.restore_best_weights = restore_best_weights
+        self.strict = strict
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the best value, the counter and the saved weights."""
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch = -1
+        self.wait = 0
+        self.stopped_epoch = -1
+        self.best_weights: dict[str, Tensor] | None = None
+
+    def improved(self, value: float) -> bool:
+        """Whether ``value`` beats :attr:`best` by more than ``min_delta``."""
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_fit_start(self, trainer: Any) -> None:
+        """Start afresh, unless the trainer resumes a run (``global_step > 0``)."""
+        if getattr(trainer, "global_step", 0) == 0:
+            self.reset()
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
+        """Compare the monitored value with the best; ask the trainer to stop when patient.
+
+        Raises:
+            KeyError: If ``monitor`` is not in ``logs`` and ``strict`` is True.
+        """
+        value = self._read(logs)
+        if value is None:
+            return
+        if self.improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = _copy_weights(trainer.model)
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            trainer.should_stop = True
+            self.stopped_epoch = epoch
+
+    def _read(self, logs: Mapping[str, float]) -> float | None:
+        if self.monitor in logs:
+            return float(logs[self.monitor])
+        if not self.strict:
+            return None
+        raise KeyError(
+            f"EarlyStopping monitors {self.monitor!r}, but the epoch logs hold only "
+            f"{sorted(logs)}. Hint: validation metrics exist only when fit() gets `val=` data; "
+            "monitor a key from the list or pass strict=False."
+        )
+
+    def on_fit_end(self, trainer: Any) -> None:
+        """Load the best epoch's weights into the model (with ``restore_best_weights``)."""
+        if self.restore_best_weights and self.best_weights is not None:
+            trainer.model.load_state_dict(self.best_weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Counters, best value and epoch, and the best weights (tensors) or None."""
+        weights = None if self.best_weights is None else dict(self.best_weights)
+        return {
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "wait": self.wait,
+            "stopped_epoch": self.stopped_epoch,
+            "best_weights": weights,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict`.
+
+        Raises:
+            ValueError: If the state monitors another key or mode than this callback.
+        """
+        if (state["monitor"], state["mode"]) != (self.monitor, self.mode):
+            raise ValueError(
+                f"Expected an EarlyStopping state for monitor={self.monitor!r}, "
+                f"mode={self.mode!r}, but got monitor={state['monitor']!r}, "
+                f"mode={state['mode']!r}. Hint: resume with the callback configured as before."
+            )
+        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        self.wait, self.stopped_epoch = int(state["wait"]), int(state["stopped_epoch"])
+        weights = state["best_weights"]
+        self.best_weights = None if weights is None else dict(weights)
+
+
+def _check_early_stopping_args(mode: str, patience: object, min_delta: float) -> None:
+    if mode not in ("min", "max"):
+        raise ValueError(
+            f"Expected `mode` to be 'min' or 'max', but got {mode!r}. Hint: 'min' for losses, "
+            "'max' for accuracy."
+        )
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+        raise ValueError(f"Expected `patience` to be an int >= 1, but got {patience!r}.")
+    if not min_delta >= 0:
+        raise ValueError(f"Expected `min_delta` to be >= 0, but got {min_delta!r}.")
+
+
+_TQDM_NOTE = (
+    "rnnkit: the progress bar needs tqdm, which is not installed; training continues without "
+    "one. Install it with `pip install rnnkit[progress]`, or pass progress=False."
+)
+_tqdm_note_shown = False
+
+
+def _import_tqdm() -> Any:
+    """The ``tqdm`` class, or None (with a one-time warning) when tqdm is not installed."""
+    global _tqdm_note_shown
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        if not _tqdm_note_shown:
+            _tqdm_note_shown = True
+            warnings.warn(_TQDM_NOTE, UserWarning, stacklevel=3)
+        return None
+    return tqdm
+
+
+def _is_tty(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty()) if callable(isatty) else False
+
+
+_HIDDEN_LOGS = frozenset({"epoch", "time", "lr"})
+
+
+class ProgressBar(Callback):
+    """A tqdm progress bar per epoch: step, loss and throughput in samples per second.
+
+    The bar shows only when it can help: ``enabled`` is True, the output stream is a terminal
+    (not a log file, a pipe or a notebook), the process is rank 0, and tqdm (the ``progress``
+    extra) is installed. Without tqdm, training runs without a bar after a one-time warning.
+    The loss is read from the device only every ``refresh_every_n_steps`` steps, so the bar adds
+    no per-step host synchronisation. The total per epoch is shown when the trainer exposes
+    ``num_training_batches``; samples are counted from the step outputs' ``"batch_size"`` (or
+    the trainer's ``batch_size``).
+
+    Args:
+        enabled: False turns the bar off (the Trainer's ``progress=False``).
+        file: Stream to draw on; default ``sys.stderr`` at the start of the fit.
+        refresh_every_n_steps: Steps between loss updates; default the trainer's
+            ``log_every_n_steps``, else 50.
+    """
+
+    def __init__(
+        self,
+        enabled: bool = True,
+        *,
+        file: TextIO | None = None,
+        refresh_every_n_steps: int | None = None,
+    ) -> None:
+        if refresh_every_n_steps is not None and refresh_every_n_steps < 1:
+            raise ValueError(
+                f"Expected `refresh_every_n_steps` >= 1 or None, but got {refresh_every_n_steps}."
+            )
+        self.enabled = enabled
+        self.file = file
+        self.refresh_every_n_steps = refresh_every_n_steps
+        self._stream: TextIO = sys.stderr
+        self._tqdm: Any = None
+        self._bar: Any = None
+        self._every = 50
+        self._samples = 0
+        self._start = self._last = 0.0
+
+    @property
+    def active(self) -> bool:
+        """Whether the bar draws in the current fit (decided in :meth:`on_fit_start`)."""
+        return self._tqdm is not None
+
+    def on_fit_start(self, trainer: Any) -> None:
+        """Decide whether to draw, and how often to read the loss."""
+        stream = self.file if self.file is not None else sys.stderr
+        self._stream = stream
+        show = self.enabled and _is_tty(stream) and getattr(trainer, "is_global_zero", True)
+        self._tqdm = _import_tqdm() if show else None
+        default_every = getattr(trainer, "log_every_n_steps", None) or 50
+        self._every = self.refresh_every_n_steps or int(default_every)
+
+    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+        """Open the epoch's bar."""
+        if self._tqdm is None:
+            return
+        max_epochs = getattr(trainer, "max_epochs", None)
+        desc = f"Epoch {epoch + 1}" + (f"/{max_epochs}" if max_epochs else "")
+        total = getattr(trainer, "num_training_batches", None)
+        self._bar = self._tqdm(total=total, desc=desc, unit="batch", file=self._stream)
+        self._samples, self._start = 0, time.perf_counter()
+        self._last = self._start
+
+    def on_batch_end(
+        self, trainer: Any, batch_idx: int, outputs: dict[str, Tensor | float]
+    ) -> None:
+        """Advance the bar; every few steps show the loss and the throughput."""
+        if self._bar is None:
+            return
+        self._samples += _batch_size(trainer, outputs)
+        self._last = time.perf_counter()
+        self._bar.update(1)
+        if (batch_idx + 1) % self._every == 0 and "loss" in outputs:
+            postfix = {"loss": f"{_as_float(outputs['loss']):.4g}", **self._throughput()}
+            self._bar.set_postfix(postfix, refresh=False)
+
+    def _throughput(self) -> dict[str, str]:
+        """Training samples per second so far in the epoch (validation time excluded)."""
+        elapsed = self._last - self._start
+        if not self._samples or elapsed <= 0:
+            return {}
+        return {"samples/s": f"{self._samples / elapsed:,.0f}"}
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
+        """Show the epoch's final metrics and training throughput, and close its bar."""
+        if self._bar is None:
+            return
+        shown = {k: f"{v:.4g}" for k, v in logs.items() if k not in _HIDDEN_LOGS}
+        self._bar.set_postfix({**shown, **self._throughput()}, refresh=True)
+        self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def on_fit_end(self, trainer: Any) -> None:
+        """Close a bar left open."""
+        self._close()
+
+    def on_exception(self, trainer: Any, exc: BaseException) -> None:
+        """Close the bar so the traceback starts on a clean line."""
+        self._close()
+
+
+def _as_float(value: Tensor | float) -> float:
+    return float(value.item()) if isinstance(value, Tensor) else float(value)
+
+
+def _batch_size(trainer: Any, outputs: Mapping[str, Tensor | float]) -> int:
+    size = outputs.get("batch_size", getattr(trainer, "batch_size", 0))
+    return int(size) if isinstance(size, int | float) else 0
+
+
+class LearningRateMonitor(Callback):
+    """Record the learning rate of each epoch in the epoch logs and the History.
+
+    The rate is read from the optimizer when the epoch starts, i.e. the rate the epoch trained
+    with (a per-step schedule changes it within the epoch; this is its first value). It is
+    written as ``logs[key]`` for the first parameter group and ``logs[f"{key}_pg{i}"]`` for
+    the others, and, when the trainer already recorded the epoch in its History, into that
+    record as well.
+
+    Args:
+        key: The log key, default ``"lr"``.
+    """
+
+    def __init__(self, key: str = "lr") -> None:
+        self.key = key
+        self._lrs: dict[str, float] = {}
+
+    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+        """Read the learning rates the epoch will train with."""
+        optimizer = getattr(trainer, "optimizer", None)
+        self._lrs = {} if optimizer is None else self.read(optimizer)
+
+    def read(self, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+        """The current learning rate of each parameter group, keyed as they are logged."""
+        lrs = [float(group["lr"]) for group in optimizer.param_groups]
+        return {self.key if i == 0 else f"{self.key}_pg{i}": lr for i, lr in enumerate(lrs)}
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
+        """Write the rates into ``logs`` and the History's record of this epoch."""
+        logs.update(self._lrs)
+        history = getattr(trainer, "history", None)
+        if history is None or len(history) == 0 or not self._lrs:
+            return
+        if history[-1].get("epoch", math.nan) == logs.get("epoch", epoch):
+            history.update_last(self._lrs)
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``ModelCheckpoint`` from :mod:`rnnkit.checkpoint` on first access."""
+    if name == "ModelCheckpoint":
+        return importlib.import_module("rnnkit.checkpoint").ModelCheckpoint
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
