@@ -78,6 +78,7 @@ PYTHON = {
         "os.fsync": "library/os.html#os.fsync",
         "random.getstate": "library/random.html#random.getstate",
         "json.dumps": "library/json.html#json.dumps",
+        "functools.partial": "library/functools.html#functools.partial",
     },
 }
 # Exceptions are classes too: annotations render them with the py:class role.
@@ -110,6 +111,7 @@ _TORCH_CLASSES = {
     "torch.utils.data.Dataset": "data.html#torch.utils.data.Dataset",
     "torch.utils.data.DataLoader": "data.html#torch.utils.data.DataLoader",
     "torch.utils.data.Sampler": "data.html#torch.utils.data.Sampler",
+    "torch.utils.data.Subset": "data.html#torch.utils.data.Subset",
     "torch.utils.data.dataset.Dataset": "data.html#torch.utils.data.Dataset",
     "torch.utils.data.dataloader.DataLoader": "data.html#torch.utils.data.DataLoader",
     "torch.utils.data.sampler.Sampler": "data.html#torch.utils.data.Sampler",
@@ -118,6 +120,7 @@ TORCH = {
     "py:class": _TORCH_CLASSES,
     "py:function": {
         "torch.load": "generated/torch.load.html",
+        "torch.randperm": "generated/torch.randperm.html",
         "torch.save": "generated/torch.save.html",
         "torch.manual_seed": "generated/torch.manual_seed.html",
         "torch.nn.utils.rnn.pack_padded_sequence": "generated/torch.nn.utils.rnn.pack_padded_sequence.html",

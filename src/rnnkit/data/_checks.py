@@ -1,0 +1,99 @@
+"""Input checks shared by the data adapters (internal).
+
+Every check raises an error that names the argument, says what was expected and what came, and
+where a common mistake is recognisable, how to fix it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rnnkit.errors import ShapeError
+
+__all__ = [
+    "as_tensor",
+    "check_finite",
+    "check_labels",
+    "fmt_shape",
+    "require_dims",
+    "require_int",
+]
+
+
+def fmt_shape(shape: Tensor | tuple[int, ...] | torch.Size) -> str:
+    """Format a shape as ``(a, b, c)`` (a 1-tuple as ``(a,)``)."""
+    dims = tuple(shape.shape) if isinstance(shape, Tensor) else tuple(shape)
+    inner = ", ".join(str(d) for d in dims)
+    return f"({inner},)" if len(dims) == 1 else f"({inner})"
+
+
+def as_tensor(value: Any, name: str) -> Tensor:
+    """Return ``value`` (a tensor or an ndarray) as a CPU-or-device tensor, sharing memory.
+
+    Raises:
+        TypeError: ``value`` is neither a :class:`torch.Tensor` nor a :class:`numpy.ndarray`.
+    """
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        if not value.flags.writeable or any(s < 0 for s in value.strides):
+            value = np.array(value)  # torch cannot share read-only or reversed memory
+        return torch.from_numpy(value)
+    raise TypeError(
+        f"Expected `{name}` to be a torch.Tensor or numpy.ndarray, but got "
+        f"{type(value).__name__}. Hint: convert it with torch.as_tensor(...); a list of "
+        "sequences of different lengths goes through rnnkit.data.pad(...)."
+    )
+
+
+def require_dims(t: Tensor, name: str, dims: tuple[int, ...], layout: str, hint: str) -> None:
+    """Raise :class:`~rnnkit.errors.ShapeError` unless ``t.dim()`` is one of ``dims``."""
+    if t.dim() not in dims:
+        raise ShapeError(
+            f"Expected `{name}` to have shape {layout}, but got {fmt_shape(t)} "
+            f"({t.dim()} dimensions). Hint: {hint}"
+        )
+
+
+def require_int(value: Any, name: str, *, minimum: int) -> int:
+    """Return ``value`` as an int, checking its type and that it is at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Expected `{name}` to be an int, but got {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"Expected `{name}` to be at least {minimum}, but got {value}.")
+    return int(value)
+
+
+def check_finite(t: Tensor, name: str) -> None:
+    """Raise ``ValueError`` naming the first NaN or infinite element of a floating tensor."""
+    if not t.is_floating_point():
+        return
+    bad = ~torch.isfinite(t)
+    if not bool(bad.any()):
+        return
+    first = tuple(int(i) for i in bad.nonzero()[0].tolist())
+    count = int(bad.sum())
+    index = first[0] if len(first) == 1 else first
+    raise ValueError(
+        f"Expected `{name}` to hold finite values, but it holds {count} NaN or infinite "
+        f"value(s); the first is {t[first].item()} at index {index}. Hint: drop or impute "
+        "the missing values before building the dataset."
+    )
+
+
+def check_labels(y: Tensor, name: str, num_classes: int | None) -> None:
+    """Raise ``ValueError`` for a class label outside ``[0, num_classes)``, naming its index."""
+    bad = y < 0 if num_classes is None else (y < 0) | (y >= num_classes)
+    if not bool(bad.any()):
+        return
+    index = int(bad.nonzero()[0, 0])
+    upper = "num_classes" if num_classes is None else str(num_classes)
+    raise ValueError(
+        f"Expected the class labels in `{name}` to lie in [0, {upper}), but got "
+        f"{int(y[index])} at index {index}. Hint: labels are class indices 0..C-1; shift "
+        "1-based labels with `y - 1`."
+    )

@@ -1,0 +1,473 @@
+"""`SequenceDataset`, the compact in-memory sequence store every adapter returns, and `Batch`.
+
+A :class:`SequenceDataset` keeps its inputs in the dtype they came in (MNIST's ``uint8`` pixels
+stay ``uint8``: 47 MB for the training set instead of 188 MB as ``float32``) and converts to
+``float32``, scales and normalises one batch at a time. :meth:`SequenceDataset.batch` draws a
+whole batch by index with a handful of tensor operations and no per-sample Python, which is the
+Trainer's fast path; ``len`` and ``__getitem__`` make it a plain map-style dataset as well.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from rnnkit.data._checks import (
+    as_tensor,
+    check_finite,
+    check_labels,
+    fmt_shape,
+    require_dims,
+    require_int,
+)
+from rnnkit.errors import ShapeError
+
+__all__ = ["Batch", "SequenceDataset", "TargetKind"]
+
+TargetKind = Literal["class", "step"]
+"""What a dataset's targets are: class indices ``(N,)`` or per-step values ``(N, L_y, H_y)``."""
+
+_Affine = float | Sequence[float] | Tensor
+
+
+class Batch(NamedTuple):
+    """One batch of sequences: inputs, targets and lengths, in that order.
+
+    The order is ``(x, y, lengths)`` everywhere in rnnkit, so ``x, y, lengths = batch`` works for
+    every batch a :class:`SequenceDataset` or :func:`~rnnkit.data.collate_padded` produces.
+
+    Shapes:
+        - ``x``: ``(N, L, H_in)``, ``float32``, on the dataset's device.
+        - ``y``: class indices ``(N,)`` (``int64``), per-step targets ``(N, L_y, H_y)``
+          (``float32``), or ``None`` for a dataset without targets.
+        - ``lengths``: ``(N,)``, ``int64``, always on the CPU (as
+          ``torch.nn.utils.rnn.pack_padded_sequence`` requires), or ``None`` when every
+          sequence is ``L`` steps long.
+    """
+
+    x: Tensor
+    y: Tensor | None = None
+    lengths: Tensor | None = None
+
+
+class SequenceDataset(Dataset[tuple[Tensor, ...]]):
+    """Sequences ``x`` with optional targets ``y`` and ``lengths``, stored compactly.
+
+    Inputs keep their integer dtype in memory (``float64`` is stored as ``float32``); each batch
+    is converted to ``float32`` and then, in this order, multiplied by ``scale``, shifted by
+    ``mean`` and divided by ``std``: ``((x.float() * scale) - mean) / std``. With
+    ``scale=1/255`` the scaling is computed as a division by 255, bit for bit what
+    ``torchvision.transforms.ToTensor`` does, and the normalisation matches
+    ``torchvision.transforms.Normalize``.
+
+    Args:
+        x: Input sequences, a :class:`torch.Tensor` or :class:`numpy.ndarray` of shape
+            ``(N, L, H_in)``.
+        y: Targets: integer class indices of shape ``(N,)``, per-step targets of shape
+            ``(N, L_y, H_y)`` (usually ``L_y = L``; converted to ``float32``), or ``None``.
+        lengths: For padded variable-length data, the true length of each sequence, integers in
+            ``[1, L]`` of shape ``(N,)``; ``None`` when every sequence has ``L`` steps.
+        scale: Multiplier applied to the ``float32`` inputs, e.g. ``1/255`` for pixels.
+        mean: Subtracted after scaling: a number or one value per feature (``H_in`` values).
+        std: Divides after the mean: a positive number or one value per feature.
+        num_classes: The number of classes C for class targets; by default the largest label
+            plus one. Labels must lie in ``[0, C)``.
+
+    Raises:
+        rnnkit.errors.ShapeError: ``x``, ``y`` or ``lengths`` has the wrong number of
+            dimensions, or ``y``/``lengths`` a different count than ``x``.
+        ValueError: An empty dataset, NaN or infinite values (the first offending index is
+            named), labels outside ``[0, num_classes)``, lengths outside ``[1, L]``, or a
+            non-positive ``scale``/``std``.
+        TypeError: An argument of the wrong type, e.g. floating-point class labels.
+
+    Shapes:
+        - ``x``: ``(N, L, H_in)``.
+        - ``y``: ``(N,)`` or ``(N, L_y, H_y)``.
+        - ``lengths``: ``(N,)``.
+        - ``mean``, ``std``: ``()``, ``(1,)`` or ``(H_in,)``.
+
+    Example:
+        >>> import torch
+        >>> from rnnkit import SequenceDataset
+        >>> pixels = torch.randint(0, 256, (100, 28, 28), dtype=torch.uint8)
+        >>> data = SequenceDataset(pixels, torch.randint(0, 10, (100,)), scale=1 / 255)
+        >>> x, y, lengths = data.batch(torch.arange(32))
+        >>> x.shape, x.dtype, y.shape, lengths
+        (torch.Size([32, 28, 28]), torch.float32, torch.Size([32]), None)
+    """
+
+    def __init__(
+        self,
+        x: Any,
+        y: Any | None = None,
+        lengths: Any | None = None,
+        *,
+        scale: float | None = None,
+        mean: float | Sequence[float] | torch.Tensor | None = None,
+        std: float | Sequence[float] | torch.Tensor | None = None,
+        num_classes: int | None = None,
+    ) -> None:
+        self._x = _prepare_x(x)
+        n, seq_len, input_size = self._x.shape
+        self._y, self._num_classes = _prepare_y(y, n, num_classes)
+        self._lengths = _prepare_lengths(lengths, n, seq_len)
+        self._scale = _prepare_scale(scale)
+        self._mean = _prepare_affine(mean, "mean", input_size, self._x.device, positive=False)
+        self._std = _prepare_affine(std, "std", input_size, self._x.device, positive=True)
+
+    # -- construction without re-validation (subsets, device moves) -------------------------
+
+    def _replace(self, x: Tensor, y: Tensor | None, lengths: Tensor | None) -> SequenceDataset:
+        """A dataset over new storage with this one's conversion and class count."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new._x, new._y, new._lengths = x, y, lengths
+        return new
+
+    # -- the map-style protocol ---------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return int(self._x.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
+        """One sample, converted like a batch: ``(x_i,)`` then ``y_i`` and ``length_i`` if set.
+
+        The sample is never trimmed, so a plain :class:`~torch.utils.data.DataLoader` can stack
+        samples of a padded dataset. ``y`` and ``lengths`` appear only when the dataset has
+        them: ``(x_i, y_i)`` for a labelled dataset, ``(x_i, y_i, length_i)`` with lengths.
+
+        Shapes:
+            - ``x_i``: ``(L, H_in)``; ``y_i``: ``()`` or ``(L_y, H_y)``; ``length_i``: ``()``.
+        """
+        i = _check_index(index, len(self))
+        batch = self._gather(torch.tensor([i]), trim=False)
+        return tuple(t[0] for t in batch if t is not None)
+
+    def batch(self, indices: Tensor | Sequence[int]) -> Batch:
+        """The samples at ``indices`` as one :class:`Batch`, with no per-sample Python.
+
+        A padded dataset's batch is trimmed to the longest sequence it holds (per-step targets
+        of the same length too), so batches of similar lengths (see
+        :class:`~rnnkit.data.BucketBatchSampler`) waste little compute on padding.
+
+        Args:
+            indices: Non-negative sample indices, e.g. a slice of ``torch.randperm(N)``.
+
+        Shapes:
+            - ``indices``: ``(N,)``.
+            - returns: ``x`` ``(N, L, H_in)``; ``y`` ``(N,)`` or ``(N, L_y, H_y)``; ``lengths``
+              ``(N,)``, see :class:`Batch`.
+        """
+        idx = indices if isinstance(indices, Tensor) else torch.as_tensor(indices)
+        return self._gather(idx.long(), trim=True)
+
+    def _gather(self, idx: Tensor, *, trim: bool) -> Batch:
+        lengths = None if self._lengths is None else self._lengths[idx.cpu()]
+        steps = self.seq_len
+        if trim and lengths is not None and lengths.numel() > 0:
+            steps = int(lengths.max())
+        if idx.device != self._x.device:
+            idx = idx.to(self._x.device)
+        x = self._convert(self._x[:, :steps].index_select(0, idx))
+        return Batch(x, self._gather_y(idx, steps), lengths)
+
+    def _gather_y(self, idx: Tensor, steps: int) -> Tensor | None:
+        if self._y is None or self._y.dim() == 1:
+            return None if self._y is None else self._y.index_select(0, idx)
+        y = self._y[:, :steps] if self._y.shape[1] == self.seq_len else self._y
+        return y.index_select(0, idx).float()
+
+    def _convert(self, raw: Tensor) -> Tensor:
+        """``raw`` (a fresh tensor, safe to modify) as scaled, normalised ``float32``."""
+        x = self._scaled(raw)
+        if self._mean is not None:
+            x.sub_(self._mean)
+        if self._std is not None:
+            x.div_(self._std)
+        return x
+
+    def _scaled(self, raw: Tensor) -> Tensor:
+        """``raw`` in ``float32`` times ``scale``; one pass over integer storage."""
+        if self._scale is None:
+            return raw.float()
+        divisor = 1.0 / self._scale  # 1 / (1/255) == 255.0 exactly: ToTensor's division
+        if raw.is_floating_point():
+            return raw.float().div_(divisor)
+        return torch.div(raw, divisor).float()  # integer / float is float32: no extra copy
+
+    # -- derived datasets ---------------------------------------------------------------------
+
+    def subset(self, indices: Tensor | Sequence[int]) -> SequenceDataset:
+        """A new dataset holding copies of the samples at ``indices``, converted the same way.
+
+        Shapes:
+            - ``indices``: ``(M,)``; returns a dataset of M samples.
+        """
+        idx = torch.as_tensor(indices).long()
+        if idx.numel() == 0:
+            raise ValueError("Expected `indices` to select at least one sample, but it is empty.")
+        dev = idx.to(self._x.device)
+        y = None if self._y is None else self._y.index_select(0, dev)
+        lengths = None if self._lengths is None else self._lengths[idx.cpu()]
+        return self._replace(self._x.index_select(0, dev), y, lengths)
+
+    def split(
+        self, fraction_or_sizes: float | tuple[int, int], seed: int = 0
+    ) -> tuple[SequenceDataset, SequenceDataset]:
+        """Split at random into two datasets, e.g. training and validation.
+
+        Args:
+            fraction_or_sizes: The first part's share of the samples, in ``(0, 1)`` (rounded to
+                a whole number of samples), or the two parts' sizes, summing to ``len(self)``.
+            seed: Seed of the shuffle; the same seed gives the same split.
+
+        Returns:
+            The two parts, each converted like this dataset and with the same ``num_classes``.
+
+        Raises:
+            ValueError: A part would be empty, or the sizes do not add up.
+            TypeError: ``fraction_or_sizes`` is neither a float nor a pair of ints.
+        """
+        first, _ = _split_sizes(fraction_or_sizes, len(self))
+        perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        return self.subset(perm[:first]), self.subset(perm[first:])
+
+    def to(self, device: torch.device | str) -> SequenceDataset:
+        """A copy with ``x``, ``y`` and the normalisation on ``device``; lengths stay on the CPU.
+
+        Worth it for small data sets on a GPU: every batch is then gathered on the device.
+        """
+        new = self._replace(
+            self._x.to(device), None if self._y is None else self._y.to(device), self._lengths
+        )
+        new._mean = None if self._mean is None else self._mean.to(device)
+        new._std = None if self._std is None else self._std.to(device)
+        return new
+
+    # -- properties ---------------------------------------------------------------------------
+
+    @property
+    def x(self) -> Tensor:
+        """The stored inputs, in their compact dtype, before conversion. Shape ``(N, L, H_in)``."""
+        return self._x
+
+    @property
+    def y(self) -> Tensor | None:
+        """The stored targets (``(N,)`` ``int64`` labels or ``(N, L_y, H_y)``), or ``None``."""
+        return self._y
+
+    @property
+    def lengths(self) -> Tensor | None:
+        """The ``int64`` CPU tensor of sequence lengths, shape ``(N,)``, or ``None``."""
+        return self._lengths
+
+    @property
+    def scale(self) -> float | None:
+        """The multiplier applied to each batch, or ``None``."""
+        return self._scale
+
+    @property
+    def mean(self) -> Tensor | None:
+        """The per-feature mean subtracted from each batch, shape ``(H_in,)``, or ``None``."""
+        return self._mean
+
+    @property
+    def std(self) -> Tensor | None:
+        """The per-feature divisor of each batch, shape ``(H_in,)``, or ``None``."""
+        return self._std
+
+    @property
+    def input_size(self) -> int:
+        """H_in, the number of features per step."""
+        return int(self._x.shape[2])
+
+    @property
+    def seq_len(self) -> int:
+        """L, the (padded) number of steps per sequence."""
+        return int(self._x.shape[1])
+
+    @property
+    def target_kind(self) -> TargetKind | None:
+        """``"class"`` (labels ``(N,)``), ``"step"`` (targets ``(N, L_y, H_y)``) or ``None``."""
+        if self._y is None:
+            return None
+        return "class" if self._y.dim() == 1 else "step"
+
+    @property
+    def num_classes(self) -> int | None:
+        """C for class targets (given, or the largest label plus one); ``None`` otherwise."""
+        return self._num_classes
+
+    @property
+    def target_size(self) -> int | None:
+        """H_y for per-step targets; ``None`` otherwise."""
+        return int(self._y.shape[2]) if self._y is not None and self._y.dim() == 3 else None
+
+    @property
+    def device(self) -> torch.device:
+        """The device holding ``x`` (and ``y``)."""
+        return self._x.device
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the stored tensors (inputs, targets, lengths, normalisation)."""
+        held = (self._x, self._y, self._lengths, self._mean, self._std)
+        return sum(t.numel() * t.element_size() for t in held if t is not None)
+
+    def __repr__(self) -> str:
+        described = "none"
+        if self._y is not None and self._y.dim() == 1:
+            described = f"class (C={self._num_classes})"
+        elif self._y is not None:
+            described = f"step {fmt_shape(self._y.shape[1:])}"
+        return (
+            f"SequenceDataset(N={len(self)}, L={self.seq_len}, H_in={self.input_size}, "
+            f"x={str(self._x.dtype).removeprefix('torch.')}, targets={described}, "
+            f"lengths={'yes' if self._lengths is not None else 'no'}, "
+            f"{self.nbytes / 1e6:.1f} MB, device={self.device})"
+        )
+
+
+# -- argument preparation ---------------------------------------------------------------------
+
+
+def _prepare_x(x: Any) -> Tensor:
+    t = as_tensor(x, "x")
+    require_dims(
+        t,
+        "x",
+        (3,),
+        "(N, L, H_in)",
+        "add a feature axis to univariate sequences with `x.unsqueeze(-1)`; images go through "
+        "rnnkit.data.image_sequences(...).",
+    )
+    if t.numel() == 0:
+        raise ValueError(f"Expected a non-empty `x`, but got shape {fmt_shape(t)}.")
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"Expected `x` to hold real numbers, but got dtype {t.dtype}.")
+    t = t.float() if t.dtype == torch.float64 else t
+    check_finite(t, "x")
+    return t
+
+
+def _prepare_y(y: Any, n: int, num_classes: int | None) -> tuple[Tensor | None, int | None]:
+    if y is None:
+        return None, None
+    t = as_tensor(y, "y")
+    require_dims(
+        t,
+        "y",
+        (1, 3),
+        "(N,) for class indices or (N, L_y, H_y) for per-step targets",
+        "add a feature axis to univariate per-step targets with `y.unsqueeze(-1)`.",
+    )
+    if t.shape[0] != n:
+        layout = "(N,)" if t.dim() == 1 else "(N, L_y, H_y)"
+        raise ShapeError(
+            f"Expected `y` to have shape {layout} with N = {n}, one target per sequence in `x`, "
+            f"but got {fmt_shape(t)}. Hint: inputs and targets must have the same count."
+        )
+    if t.dim() == 3:
+        t = t if t.dtype in (torch.float16, torch.bfloat16, torch.float32) else t.float()
+        check_finite(t, "y")
+        return t, None
+    return _prepare_labels(t, num_classes)
+
+
+def _prepare_labels(t: Tensor, num_classes: int | None) -> tuple[Tensor, int]:
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(
+            f"Expected the class targets `y` of shape (N,) to be integers, but got dtype "
+            f"{t.dtype}. Hint: for one regression target per sequence use shape (N, 1, H_y)."
+        )
+    if num_classes is not None:
+        num_classes = require_int(num_classes, "num_classes", minimum=1)
+    t = t.long()
+    check_labels(t, "y", num_classes)
+    return t, num_classes if num_classes is not None else int(t.max()) + 1
+
+
+def _prepare_lengths(lengths: Any, n: int, seq_len: int) -> Tensor | None:
+    if lengths is None:
+        return None
+    t = as_tensor(lengths, "lengths")
+    if t.dim() != 1 or t.shape[0] != n:
+        raise ShapeError(
+            f"Expected `lengths` to have shape (N,) = ({n},), but got {fmt_shape(t)}. "
+            "Hint: one length per sequence in `x`."
+        )
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"Expected `lengths` to hold integers, but got dtype {t.dtype}.")
+    t = t.to(device="cpu", dtype=torch.int64)
+    bad = (t < 1) | (t > seq_len)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"Expected every length to lie in [1, L] = [1, {seq_len}], but `lengths[{i}]` is "
+            f"{int(t[i])}. Hint: drop empty sequences; L is `x.shape[1]`."
+        )
+    return t
+
+
+def _prepare_scale(scale: float | None) -> float | None:
+    if scale is None:
+        return None
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"Expected `scale` to be a number, but got {type(scale).__name__}.")
+    if not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"Expected `scale` to be positive and finite, but got {scale}.")
+    return float(scale)
+
+
+def _prepare_affine(
+    value: _Affine | None, name: str, size: int, device: torch.device, *, positive: bool
+) -> Tensor | None:
+    if value is None:
+        return None
+    t = torch.as_tensor(value, dtype=torch.float32).flatten()
+    if t.numel() not in (1, size):
+        raise ValueError(
+            f"Expected `{name}` to be one number or H_in = {size} numbers, but got "
+            f"{t.numel()}. Hint: per-channel image statistics go through "
+            "image_sequences(normalize=...), which lays them out per feature."
+        )
+    if not bool(torch.isfinite(t).all()) or (positive and bool((t <= 0).any())):
+        kind = "positive and finite" if positive else "finite"
+        raise ValueError(f"Expected `{name}` to be {kind}, but got {t.tolist()}.")
+    return t.expand(size).clone().to(device)
+
+
+def _check_index(index: Any, n: int) -> int:
+    i = int(index)
+    if not -n <= i < n:
+        raise IndexError(f"Index {i} is out of range for a dataset of {n} samples.")
+    return i % n
+
+
+def _split_sizes(fraction_or_sizes: Any, n: int) -> tuple[int, int]:
+    arg = fraction_or_sizes
+    if isinstance(arg, float):
+        if not 0.0 < arg < 1.0:
+            raise ValueError(f"Expected `fraction_or_sizes` in (0, 1), but got {arg}.")
+        first = round(n * arg)
+    elif isinstance(arg, (tuple, list)) and len(arg) == 2:
+        first = require_int(arg[0], "fraction_or_sizes[0]", minimum=1)
+        if require_int(arg[1], "fraction_or_sizes[1]", minimum=1) + first != n:
+            raise ValueError(f"Expected the sizes {tuple(arg)} to add up to {n}, the dataset size.")
+    else:
+        raise TypeError(
+            "Expected `fraction_or_sizes` to be a float in (0, 1) or a pair of sizes, but got "
+            f"{arg!r}."
+        )
+    if not 0 < first < n:
+        raise ValueError(
+            f"Splitting {n} samples by {arg!r} leaves a part empty. Hint: each part needs at "
+            "least one sample."
+        )
+    return first, n - first

@@ -1,0 +1,141 @@
+"""`Standardizer`: per-feature standardisation that remembers its statistics and inverts them.
+
+Fit it on the training series, train on standardised data, and map the model's predictions
+back to the original units with :meth:`Standardizer.inverse_transform`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rnnkit.data._checks import as_tensor, check_finite, fmt_shape
+from rnnkit.errors import ShapeError
+
+__all__ = ["Standardizer"]
+
+
+class Standardizer:
+    """Standardise each feature to mean 0 and standard deviation 1: ``(s - mean) / std``.
+
+    The statistics are taken over every axis but the last (the feature axis F) of the series
+    given to :meth:`fit`; a 1-D series ``(T,)`` is one feature. The standard deviation is the
+    population one (``unbiased=False``); a constant feature gets ``std = 1`` so it maps to 0
+    and back. Statistics are computed in ``float64`` and kept as ``float32``.
+
+    Example:
+        >>> from rnnkit.data import Standardizer, next_step, sine_wave
+        >>> scaler = Standardizer()
+        >>> data = next_step(scaler.fit_transform(3.0 + 2.0 * sine_wave()))
+        >>> restored = scaler.inverse_transform(data.batch([0]).y)  # original units
+    """
+
+    def __init__(self) -> None:
+        self._mean: Tensor | None = None
+        self._std: Tensor | None = None
+
+    @property
+    def mean(self) -> Tensor:
+        """The per-feature means, shape ``(F,)`` (``()`` after fitting a 1-D series)."""
+        return self._fitted()[0]
+
+    @property
+    def std(self) -> Tensor:
+        """The per-feature standard deviations, shape ``(F,)`` (``()`` for a 1-D series)."""
+        return self._fitted()[1]
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` (or :meth:`load_state_dict`) has set the statistics."""
+        return self._mean is not None
+
+    def fit(self, series: Tensor | Any) -> Standardizer:
+        """Compute the per-feature mean and standard deviation of ``series``.
+
+        Args:
+            series: A :class:`torch.Tensor` or :class:`numpy.ndarray` with at least one element.
+
+        Returns:
+            This standardizer, fitted.
+
+        Raises:
+            ValueError: ``series`` is empty or holds NaN or infinite values.
+
+        Shapes:
+            - ``series``: ``(T,)`` or ``(..., F)``.
+        """
+        s = as_tensor(series, "series")
+        if s.numel() == 0:
+            raise ValueError(f"Expected a non-empty `series`, but got shape {fmt_shape(s)}.")
+        check_finite(s, "series")
+        flat = s.double().reshape(-1) if s.dim() <= 1 else s.double().reshape(-1, s.shape[-1])
+        std = flat.std(dim=0, unbiased=False)
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        self._mean, self._std = flat.mean(dim=0).float(), std.float()
+        return self
+
+    def transform(self, data: Tensor | Any) -> Tensor:
+        """``(data - mean) / std``, in ``float32`` (or ``data``'s floating dtype).
+
+        Raises:
+            RuntimeError: The standardizer is not fitted.
+            rnnkit.errors.ShapeError: ``data``'s last axis is not F.
+
+        Shapes:
+            - ``data``: ``(..., F)`` (any shape for a 1-D fit); returns the same shape.
+        """
+        t, mean, std = self._prepared(data)
+        return (t - mean) / std
+
+    def inverse_transform(self, data: Tensor | Any) -> Tensor:
+        """``data * std + mean``: standardised values (e.g. predictions) in original units.
+
+        Raises:
+            RuntimeError: The standardizer is not fitted.
+            rnnkit.errors.ShapeError: ``data``'s last axis is not F.
+
+        Shapes:
+            - ``data``: ``(..., F)`` (any shape for a 1-D fit); returns the same shape.
+        """
+        t, mean, std = self._prepared(data)
+        return t * std + mean
+
+    def fit_transform(self, series: Tensor | Any) -> Tensor:
+        """:meth:`fit` on ``series``, then :meth:`transform` it.
+
+        Shapes:
+            - ``series``: ``(T,)`` or ``(..., F)``; returns the same shape.
+        """
+        return self.fit(series).transform(series)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The statistics, ``{"mean": ..., "std": ...}``, for saving with a checkpoint."""
+        mean, std = self._fitted()
+        return {"mean": mean.clone(), "std": std.clone()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore statistics saved by :meth:`state_dict`."""
+        self._mean, self._std = state["mean"].float().clone(), state["std"].float().clone()
+
+    def __repr__(self) -> str:
+        if self._mean is None or self._std is None:
+            return "Standardizer(unfitted)"
+        return f"Standardizer(mean={self._mean.tolist()}, std={self._std.tolist()})"
+
+    def _fitted(self) -> tuple[Tensor, Tensor]:
+        if self._mean is None or self._std is None:
+            raise RuntimeError("This Standardizer is not fitted yet. Hint: call `fit(series)`.")
+        return self._mean, self._std
+
+    def _prepared(self, data: Tensor | Any) -> tuple[Tensor, Tensor, Tensor]:
+        mean, std = self._fitted()
+        t = as_tensor(data, "data")
+        t = t if t.is_floating_point() else t.float()
+        if mean.dim() == 1 and (t.dim() == 0 or t.shape[-1] != mean.shape[0]):
+            raise ShapeError(
+                f"Expected `data` to have shape (..., F) = (..., {mean.shape[0]}), but got "
+                f"{fmt_shape(t)}. Hint: the standardizer was fitted on {mean.shape[0]} features."
+            )
+        return t, mean.to(t.device, t.dtype), std.to(t.device, t.dtype)
