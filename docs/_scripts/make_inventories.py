@@ -91,6 +91,7 @@ _TORCH_CLASSES = {
     "torch.Generator": "generated/torch.Generator.html",
     "torch.Size": "size.html#torch.Size",
     "torch.nn.Module": "generated/torch.nn.Module.html",
+    "torch.nn.modules.module.Module": "generated/torch.nn.Module.html",
     "torch.nn.RNN": "generated/torch.nn.RNN.html",
     "torch.nn.LSTM": "generated/torch.nn.LSTM.html",
     "torch.nn.GRU": "generated/torch.nn.GRU.html",
