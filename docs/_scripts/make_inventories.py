@@ -89,6 +89,7 @@ _TORCH_CLASSES = {
     "torch.device": "tensor_attributes.html#torch.device",
     "torch.dtype": "tensor_attributes.html#torch.dtype",
     "torch.Generator": "generated/torch.Generator.html",
+    "torch._C.Generator": "generated/torch.Generator.html",
     "torch.Size": "size.html#torch.Size",
     "torch.nn.Module": "generated/torch.nn.Module.html",
     "torch.nn.modules.module.Module": "generated/torch.nn.Module.html",

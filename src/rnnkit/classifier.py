@@ -1,0 +1,208 @@
+"""Many-to-one: :class:`SequenceClassifier`, a recurrent encoder, a readout and a linear head."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import Tensor, nn
+
+from rnnkit.encoder import Nonlinearity, RecurrentEncoder
+from rnnkit.initializers import InitScheme
+from rnnkit.model_base import RecurrentModel, evaluating
+from rnnkit.model_config import ClassifierConfig
+from rnnkit.readouts import Readout, apply_readout, check_readout
+from rnnkit.shapes import CellType
+
+__all__ = ["SequenceClassifier"]
+
+
+class SequenceClassifier(RecurrentModel):
+    """Classify whole sequences: recurrent layers, a readout, then a linear layer to logits.
+
+    The tutorial's MNIST model is ``SequenceClassifier(28, 10, 128, nonlinearity="relu",
+    readout="output_last")``; ``readout="last"`` (the default) is the same for its
+    unidirectional, unpadded batches and also right for bidirectional and padded ones.
+
+    Args:
+        input_size: Features per step, H_in (28 for MNIST read row by row).
+        num_classes: C, the number of classes.
+        hidden_size: State size H_cell (128, the tutorial's, by default).
+        cell: ``"rnn"``, ``"lstm"`` or ``"gru"``.
+        num_layers: Stacked recurrent layers.
+        bidirectional: Also run every layer backwards in time (D = 2).
+        dropout: Dropout between stacked layers (needs ``num_layers`` > 1).
+        proj_size: LSTM only: project the state to this size (then H_out = ``proj_size``).
+        nonlinearity: ``"tanh"`` or ``"relu"`` (``cell="rnn"`` only; the tutorial uses relu).
+        readout: ``"last"``, ``"mean"``, ``"max"`` or ``"output_last"``; see
+            :mod:`rnnkit.readouts`.
+        batch_first: Tensors laid out ``(N, L, H_in)`` (default) or ``(L, N, H_in)``.
+        init: ``"default"``, ``"orthogonal"`` or ``"identity"``; see
+            :mod:`rnnkit.initializers`.
+
+    Raises:
+        ValueError: An option is out of range or does not apply to this cell.
+        TypeError: An option has the wrong type.
+
+    Attributes:
+        config: The options above, as a :class:`~rnnkit.model_config.ClassifierConfig`.
+        encoder: The recurrent layers.
+        head: The linear layer from the readout, ``D·H_out`` features, to C logits.
+    """
+
+    config_class: ClassVar[type[ClassifierConfig]] = ClassifierConfig
+    config: ClassifierConfig
+
+    def __init__(
+        self,
+        input_size: int,
+        num_classes: int,
+        hidden_size: int = 128,
+        *,
+        cell: CellType = "rnn",
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        proj_size: int = 0,
+        nonlinearity: Nonlinearity = "tanh",
+        readout: Readout = "last",
+        batch_first: bool = True,
+        init: InitScheme = "default",
+    ) -> None:
+        super().__init__()
+        _check_num_classes(num_classes)
+        check_readout(readout)
+        self.encoder = RecurrentEncoder(
+            input_size,
+            hidden_size,
+            cell=cell,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            proj_size=proj_size,
+            nonlinearity=nonlinearity,
+            batch_first=batch_first,
+            init=init,
+        )
+        self.config = ClassifierConfig(
+            input_size=input_size,
+            num_classes=num_classes,
+            hidden_size=hidden_size,
+            cell=cell,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=self.encoder.dropout,
+            proj_size=proj_size,
+            nonlinearity=nonlinearity,
+            readout=readout,
+            batch_first=batch_first,
+            init=init,
+        )
+        self.head = nn.Linear(self.spec.D * self.spec.output_size, num_classes)
+
+    @property
+    def num_classes(self) -> int:
+        """C, the number of classes."""
+        return self.config.num_classes
+
+    @property
+    def readout(self) -> Readout:
+        """The readout's name."""
+        return self.config.readout
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Compute class logits for every sequence (zero initial state).
+
+        Args:
+            x: The input sequences.
+            lengths: Each sequence's valid length (int64, on the CPU, each in ``1..L``) for a
+                right-padded batch; padded steps never reach the readout.
+
+        Returns:
+            Unnormalised class scores (for :class:`torch.nn.CrossEntropyLoss`).
+
+        Shapes:
+            - ``x``: ``(N, L, H_in)`` (``(L, N, H_in)`` if not ``batch_first``; ``(L, H_in)``
+              unbatched).
+            - ``lengths``: ``(N,)``.
+            - return: ``(N, C)`` (``(C,)`` unbatched).
+
+        Raises:
+            rnnkit.errors.ShapeError: ``x`` or ``lengths`` break the shape contract (or
+                ``readout="output_last"`` is given a sequence shorter than ``L``).
+        """
+        logits: Tensor = self.head(self.features(x, lengths))
+        return logits
+
+    def features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Return the readout's feature vectors, the head's input.
+
+        Args:
+            x: The input sequences, as for :meth:`forward`.
+            lengths: The valid lengths, as for :meth:`forward`.
+
+        Returns:
+            One vector per sequence.
+
+        Shapes:
+            - ``x``: as for :meth:`forward`; return: ``(N, D·H_out)`` (``(D·H_out,)``
+              unbatched).
+        """
+        encoder = self.encoder
+        batched = encoder.validate(x, None, lengths)
+        xb, _, lb = encoder.to_batch_major(x, None, lengths, batched)
+        output = encoder.run_outputs(xb, None, lb)
+        features = apply_readout(self.readout, output, lb, hidden=self.spec.output_size)
+        return features if batched else features.squeeze(0)
+
+    def predict_proba(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Class probabilities (softmax of the logits), in eval mode and without autograd.
+
+        The model's train/eval mode is restored afterwards.
+
+        Args:
+            x: The input sequences, as for :meth:`forward`.
+            lengths: The valid lengths, as for :meth:`forward`.
+
+        Returns:
+            Probabilities summing to 1 over the classes.
+
+        Shapes:
+            - return: ``(N, C)`` (``(C,)`` unbatched).
+        """
+        with evaluating(self):
+            logits: Tensor = self(x, lengths)
+            return logits.softmax(dim=-1)
+
+    def predict(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """The most likely class of every sequence, in eval mode and without autograd.
+
+        Args:
+            x: The input sequences, as for :meth:`forward`.
+            lengths: The valid lengths, as for :meth:`forward`.
+
+        Returns:
+            Class indices (int64).
+
+        Shapes:
+            - return: ``(N,)`` (``()`` unbatched).
+        """
+        with evaluating(self):
+            logits: Tensor = self(x, lengths)
+            return logits.argmax(dim=-1)
+
+    def extra_repr(self) -> str:
+        """Show the data flow with the sizes filled in."""
+        spec = self.spec
+        lead = "N, L" if spec.batch_first else "L, N"
+        width = spec.D * spec.output_size
+        return (
+            f"x ({lead}, H_in) = ({lead}, {spec.input_size}) -> readout={self.readout!r} "
+            f"(N, D·H_out) = (N, {width}) -> logits (N, C) = (N, {self.num_classes})"
+        )
+
+
+def _check_num_classes(num_classes: object) -> None:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
+        raise TypeError(f"Expected `num_classes` to be an int, but got {num_classes!r}.")
+    if num_classes < 1:
+        raise ValueError(f"Expected `num_classes` >= 1, but got {num_classes}.")

@@ -1,0 +1,369 @@
+"""Many-to-many: :class:`Seq2SeqRegressor`, with free-running generation and closed-loop rollout."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.encoder import Nonlinearity, RecurrentEncoder, unbatch_state, valid_mask
+from rnnkit.errors import ShapeError
+from rnnkit.initializers import InitScheme
+from rnnkit.model_base import RecurrentModel, evaluating
+from rnnkit.model_config import RegressorConfig
+from rnnkit.shapes import CellType, State
+
+__all__ = ["Feedback", "Seq2SeqRegressor"]
+
+Feedback = Callable[[Tensor], Tensor]
+"""Maps one step's predictions ``(N, H_y)`` to the next step's inputs ``(N, H_in)``."""
+
+
+class Seq2SeqRegressor(RecurrentModel):
+    """Predict a value at every step: recurrent layers and a per-step linear head.
+
+    The tutorial's sine-wave model is ``Seq2SeqRegressor(1)`` (H_in = H_y = 1, hidden 16).
+    Unlike its ``outputs.view(inputs.size())``, the head maps ``D·H_out`` features to
+    ``output_size`` values at each step, so ``output_size`` need not equal ``input_size``.
+
+    Args:
+        input_size: Features per step, H_in.
+        output_size: Values predicted per step, H_y (``None``: equal to ``input_size``).
+        hidden_size: State size H_cell (16, the tutorial's, by default).
+        cell: ``"rnn"``, ``"lstm"`` or ``"gru"``.
+        num_layers: Stacked recurrent layers.
+        bidirectional: Also run every layer backwards in time (D = 2); such a model cannot
+            :meth:`generate` or :meth:`rollout`, which need each step to see only the past.
+        dropout: Dropout between stacked layers (needs ``num_layers`` > 1).
+        proj_size: LSTM only: project the state to this size (then H_out = ``proj_size``).
+        nonlinearity: ``"tanh"`` or ``"relu"`` (``cell="rnn"`` only).
+        batch_first: Tensors laid out ``(N, L, ·)`` (default) or ``(L, N, ·)``.
+        init: ``"default"``, ``"orthogonal"`` or ``"identity"``; see
+            :mod:`rnnkit.initializers`.
+
+    Raises:
+        ValueError: An option is out of range or does not apply to this cell.
+        TypeError: An option has the wrong type.
+
+    Attributes:
+        config: The options above, as a :class:`~rnnkit.model_config.RegressorConfig`.
+        encoder: The recurrent layers.
+        head: The per-step linear layer, ``D·H_out`` features to H_y values.
+    """
+
+    config_class: ClassVar[type[RegressorConfig]] = RegressorConfig
+    config: RegressorConfig
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int | None = None,
+        hidden_size: int = 16,
+        *,
+        cell: CellType = "rnn",
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        proj_size: int = 0,
+        nonlinearity: Nonlinearity = "tanh",
+        batch_first: bool = True,
+        init: InitScheme = "default",
+    ) -> None:
+        super().__init__()
+        self.encoder = RecurrentEncoder(
+            input_size,
+            hidden_size,
+            cell=cell,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            proj_size=proj_size,
+            nonlinearity=nonlinearity,
+            batch_first=batch_first,
+            init=init,
+        )
+        output_size = _check_output_size(input_size if output_size is None else output_size)
+        self.config = RegressorConfig(
+            input_size=input_size,
+            output_size=output_size,
+            hidden_size=hidden_size,
+            cell=cell,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=self.encoder.dropout,
+            proj_size=proj_size,
+            nonlinearity=nonlinearity,
+            batch_first=batch_first,
+            init=init,
+        )
+        self.head = nn.Linear(self.spec.D * self.spec.output_size, output_size)
+
+    @property
+    def output_size(self) -> int:
+        """H_y, the values predicted per step."""
+        return self.config.output_size
+
+    def forward(
+        self, x: Tensor, h0: State | None = None, lengths: Tensor | None = None
+    ) -> tuple[Tensor, State]:
+        """Predict every step's value (teacher forcing: the inputs are the given ``x``).
+
+        Args:
+            x: The input sequences.
+            h0: The initial state, ``h_0`` (or ``(h_0, c_0)`` for an LSTM); zeros on ``x``'s
+                device and dtype when omitted.
+            lengths: Each sequence's valid length (int64, on the CPU, each in ``1..L``) for a
+                right-padded batch.
+
+        Returns:
+            ``(y, h_n)``: the predictions, zero at padded positions, and the final state, each
+            sequence's at its last valid step (``(h_n, c_n)`` for an LSTM).
+
+        Shapes:
+            - ``x``: ``(N, L, H_in)`` (``(L, N, H_in)`` if not ``batch_first``; ``(L, H_in)``
+              unbatched).
+            - ``h0``, ``h_n``: ``(D·num_layers, N, H_out)`` (``(D·num_layers, H_out)``
+              unbatched); ``c_0``, ``c_n``: ``(D·num_layers, N, H_cell)``.
+            - ``lengths``: ``(N,)``.
+            - ``y``: ``(N, L, H_y)`` (``(L, N, H_y)`` if not ``batch_first``; ``(L, H_y)``
+              unbatched).
+
+        Raises:
+            rnnkit.errors.ShapeError: ``x``, ``h0`` or ``lengths`` break the shape contract.
+        """
+        encoder = self.encoder
+        batched = encoder.validate(x, h0, lengths)
+        xb, hb, lb = encoder.to_batch_major(x, h0, lengths, batched)
+        output, state = encoder.run(xb, hb, lb)
+        y = self.head(output)
+        if lb is not None and int(lb.min()) < y.shape[1]:
+            y = y.masked_fill(~valid_mask(lb, y.shape[1], device=y.device).unsqueeze(-1), 0.0)
+        return encoder.output_from_batch_major(y, batched), unbatch_state(state, batched)
+
+    def generate(
+        self,
+        prime: Tensor,
+        steps: int,
+        h0: State | None = None,
+        feedback: Feedback | None = None,
+    ) -> tuple[Tensor, State]:
+        """Generate free-running: run ``prime``, then feed each prediction back as input.
+
+        The first prediction is the output at ``prime``'s last step; each next one is the
+        output for ``feedback(previous prediction)`` (the prediction itself by default). The
+        tutorial's test is ``generate(torch.zeros(1, 1, 1), steps=100)``: prime ``[0]``.
+        Runs in eval mode without autograd (no graph is kept; the results do not require
+        grad); the model's train/eval mode is restored afterwards.
+
+        Args:
+            prime: The warm-up sequence: one step like the tutorial's ``[0]``, or longer.
+            steps: How many predictions to return (>= 1).
+            h0: The state before ``prime``; zeros when omitted.
+            feedback: Maps a prediction ``(N, H_y)`` to the next input ``(N, H_in)``;
+                needed when ``output_size != input_size``.
+
+        Returns:
+            ``(predictions, state)``: the ``steps`` predictions that follow ``prime``, and the
+            state after the last input fed (feed ``predictions[:, -1]`` with it to go on).
+
+        Shapes:
+            - ``prime``: ``(N, P, H_in)`` (``(P, N, H_in)`` if not ``batch_first``;
+              ``(P, H_in)`` unbatched).
+            - ``h0``, ``state``: ``(num_layers, N, H_out)`` (LSTM: ``(h, c)``).
+            - ``predictions``: ``(N, steps, H_y)`` (``(steps, N, H_y)`` if not
+              ``batch_first``; ``(steps, H_y)`` unbatched).
+
+        Raises:
+            ValueError: The model is bidirectional, ``steps`` < 1, or no ``feedback`` was
+                given while ``output_size != input_size``.
+            rnnkit.errors.ShapeError: ``prime``, ``h0`` or a ``feedback`` result break the contract.
+        """
+        self._check_causal("generate")
+        _check_steps(steps)
+        step_input = self._feedback(feedback)
+        encoder = self.encoder
+        batched = encoder.validate(prime, h0, name="prime")
+        xb, hb, _ = encoder.to_batch_major(prime, h0, None, batched)
+        with evaluating(self):
+            y, state = self._generate(xb, hb, steps, step_input)
+        return encoder.output_from_batch_major(y, batched), unbatch_state(state, batched)
+
+    def rollout(
+        self,
+        x: Tensor,
+        teacher_forcing_ratio: float,
+        h0: State | None = None,
+        generator: torch.Generator | None = None,
+        feedback: Feedback | None = None,
+    ) -> tuple[Tensor, State]:
+        """Run closed-loop over ``x`` for training: scheduled sampling between two extremes.
+
+        Step 0's input is always ``x[:, 0]``. For every later step ``t`` and every sequence
+        ``n``, a coin with probability ``teacher_forcing_ratio`` decides the input: the
+        given ``x[n, t]`` (teacher forcing) or ``feedback(y[n, t - 1])``, the model's own
+        previous prediction (the prediction itself by default). Gradients flow through the
+        fed-back predictions too (back-propagation through the closed loop).
+
+        - ``teacher_forcing_ratio=1``: exactly :meth:`forward` ``(x, h0)``, the tutorial's
+          teacher forcing; no coins are drawn.
+        - ``teacher_forcing_ratio=0``: fully free-running from ``x[:, 0]``; no coins are drawn;
+          the values equal ``generate(x[:, :1], L)`` but keep the graph.
+        - in between: ``N·L`` uniform draws from ``generator`` (torch's global generator if
+          ``None``); runs of steps where every sequence is teacher-forced go through the
+          recurrent layers in one call.
+
+        Runs in the model's current train/eval mode.
+
+        Args:
+            x: The teacher inputs; for next-step prediction, ``y[:, t]`` targets ``x[:, t+1]``.
+            teacher_forcing_ratio: The probability in ``[0, 1]`` of feeding the given input.
+            h0: The initial state; zeros when omitted.
+            generator: The random generator for the coins, for reproducible runs.
+            feedback: Maps a prediction ``(N, H_y)`` to the next input ``(N, H_in)``;
+                needed when ``output_size != input_size``.
+
+        Returns:
+            ``(y, h_n)`` as :meth:`forward` returns them, differentiable.
+
+        Shapes:
+            - ``x``: ``(N, L, H_in)`` (``(L, N, H_in)`` if not ``batch_first``; ``(L, H_in)``
+              unbatched).
+            - ``h0``, ``h_n``: ``(num_layers, N, H_out)`` (LSTM: ``(h, c)``).
+            - ``y``: ``(N, L, H_y)`` in ``x``'s layout.
+
+        Raises:
+            ValueError: The model is bidirectional, the ratio is outside ``[0, 1]``, or no
+                ``feedback`` was given while ``output_size != input_size``.
+            rnnkit.errors.ShapeError: ``x``, ``h0`` or a ``feedback`` result break the contract.
+        """
+        self._check_causal("rollout")
+        ratio = _check_ratio(teacher_forcing_ratio)
+        step_input = self._feedback(feedback)
+        if ratio == 1.0:
+            teacher_forced: tuple[Tensor, State] = self(x, h0)
+            return teacher_forced
+        encoder = self.encoder
+        batched = encoder.validate(x, h0)
+        xb, hb, _ = encoder.to_batch_major(x, h0, None, batched)
+        teacher = _coin_flips(xb.shape[0], xb.shape[1], ratio, generator)
+        y, state = self._rollout(xb, hb, teacher, step_input)
+        return encoder.output_from_batch_major(y, batched), unbatch_state(state, batched)
+
+    def _generate(
+        self, x: Tensor, state: State | None, steps: int, step_input: Feedback
+    ) -> tuple[Tensor, State]:
+        output, new_state = self.encoder.run(x, state)
+        predictions = [self.head(output[:, -1:])]
+        for _ in range(steps - 1):
+            output, new_state = self.encoder.run(step_input(predictions[-1][:, 0]), new_state)
+            predictions.append(self.head(output))
+        return torch.cat(predictions, dim=1), new_state
+
+    def _rollout(
+        self, x: Tensor, state: State | None, teacher: Tensor, step_input: Feedback
+    ) -> tuple[Tensor, State]:
+        (_, end), *rest = _segments(teacher)
+        output, new_state = self.encoder.run(x[:, :end], state)
+        pieces = [self.head(output)]
+        for start, end in rest:
+            given = teacher[:, start].to(x.device, non_blocking=True).view(-1, 1, 1)
+            fed = torch.where(given, x[:, start : start + 1], step_input(pieces[-1][:, -1]))
+            inputs = torch.cat([fed, x[:, start + 1 : end]], dim=1)
+            output, new_state = self.encoder.run(inputs, new_state)
+            pieces.append(self.head(output))
+        return torch.cat(pieces, dim=1), new_state
+
+    def _feedback(self, feedback: Feedback | None) -> Feedback:
+        """Return a function from predictions ``(N, H_y)`` to checked inputs ``(N, 1, H_in)``."""
+        spec = self.spec
+        if feedback is None and self.output_size != spec.input_size:
+            raise ValueError(
+                f"Expected output_size == input_size to feed predictions back as inputs, but "
+                f"got output_size = {self.output_size}, input_size = {spec.input_size}. "
+                "Hint: pass `feedback`, a function mapping a prediction (N, H_y) to the next "
+                "input (N, H_in)."
+            )
+
+        def step_input(prediction: Tensor) -> Tensor:
+            fed = prediction if feedback is None else feedback(prediction)
+            _check_fed(fed, prediction, spec.input_size)
+            return fed.unsqueeze(1)
+
+        return step_input
+
+    def _check_causal(self, method: str) -> None:
+        if self.spec.bidirectional:
+            raise ValueError(
+                f"Expected a unidirectional model for {method}(), but this one is "
+                "bidirectional. Hint: a backward direction needs the future inputs that "
+                "free-running generation has not produced yet; use bidirectional=False."
+            )
+
+    def extra_repr(self) -> str:
+        """Show the data flow with the sizes filled in."""
+        spec = self.spec
+        lead = "N, L" if spec.batch_first else "L, N"
+        width = spec.D * spec.output_size
+        return (
+            f"x ({lead}, H_in) = ({lead}, {spec.input_size}) -> output ({lead}, D·H_out) = "
+            f"({lead}, {width}) -> y ({lead}, H_y) = ({lead}, {self.output_size})"
+        )
+
+
+def _coin_flips(batch: int, steps: int, ratio: float, generator: torch.Generator | None) -> Tensor:
+    """``True`` where the given input is fed; drawn only for ``0 < ratio < 1``."""
+    if ratio == 0.0:
+        return torch.zeros(batch, steps, dtype=torch.bool)
+    device = generator.device if generator is not None else torch.device("cpu")
+    draws = torch.rand(batch, steps, generator=generator, device=device)
+    return (draws < ratio).cpu()
+
+
+def _segments(teacher: Tensor) -> list[tuple[int, int]]:
+    """Split steps ``0..L`` where some sequence feeds back its prediction."""
+    steps = teacher.shape[1]
+    fed_back = (~teacher[:, 1:].all(dim=0)).nonzero().flatten() + 1
+    starts = [0, *fed_back.tolist()]
+    return list(zip(starts, [*starts[1:], steps], strict=True))
+
+
+def _check_fed(fed: object, prediction: Tensor, input_size: int) -> None:
+    expected = (prediction.shape[0], input_size)
+    if not isinstance(fed, Tensor) or tuple(fed.shape) != expected:
+        got = tuple(fed.shape) if isinstance(fed, Tensor) else type(fed).__name__
+        raise ShapeError(
+            f"Expected `feedback(y)` to have shape (N, H_in) = {expected}, but got {got}. "
+            "Hint: `feedback` maps one step's predictions (N, H_y) to the next inputs "
+            "(N, H_in)."
+        )
+    if fed.dtype != prediction.dtype or fed.device != prediction.device:
+        raise ShapeError(
+            f"Expected `feedback(y)` to have dtype {prediction.dtype} on {prediction.device}, "
+            f"but got {fed.dtype} on {fed.device}. Hint: return a tensor like the prediction "
+            "it was given."
+        )
+
+
+def _check_steps(steps: object) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        raise TypeError(f"Expected `steps` to be an int, but got {steps!r}.")
+    if steps < 1:
+        raise ValueError(f"Expected `steps` >= 1, but got {steps}.")
+
+
+def _check_ratio(ratio: object) -> float:
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
+        raise TypeError(f"Expected `teacher_forcing_ratio` to be a float, but got {ratio!r}.")
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"Expected `teacher_forcing_ratio` in [0, 1], but got {ratio!r}.")
+    return float(ratio)
+
+
+def _check_output_size(output_size: object) -> int:
+    if isinstance(output_size, bool) or not isinstance(output_size, int):
+        raise TypeError(f"Expected `output_size` to be an int or None, but got {output_size!r}.")
+    if output_size < 1:
+        raise ValueError(f"Expected `output_size` >= 1, but got {output_size}.")
+    return output_size
