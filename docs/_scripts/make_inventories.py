@@ -48,7 +48,7 @@ PYTHON = {
         "typing.Optional": "library/typing.html#typing.Optional",
         "random.Random": "library/random.html#random.Random",
     },
-    "py:exc": {
+    "py:exception": {
         name: f"library/exceptions.html#{name}"
         for name in (
             "Exception",
@@ -82,7 +82,7 @@ PYTHON = {
     },
 }
 # Exceptions are classes too: annotations render them with the py:class role.
-PYTHON["py:class"].update(PYTHON["py:exc"])
+PYTHON["py:class"].update(PYTHON["py:exception"])
 
 _TORCH_CLASSES = {
     "torch.Tensor": "tensors.html#torch.Tensor",

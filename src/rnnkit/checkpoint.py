@@ -1,0 +1,465 @@
+"""Checkpoint files: the format, and safe, checked loads.
+
+A checkpoint is one ``torch.save`` file holding only plain values, so that it loads with
+``torch.load(..., weights_only=True)`` and never runs pickled code::
+
+    {"format": "rnnkit-checkpoint", "format_version": 1, "rnnkit_version": "0.1.0",
+     "model": {"class": "SequenceClassifier", "config": {...}, "state_dict": {...}},
+     "trainer": Trainer.state_dict(), "callbacks": {"EarlyStopping": {...}, ...}}
+
+:func:`~rnnkit.checkpoint.atomic_save` writes a temporary file
+in the target's folder, flushes and fsyncs it, renames it over the target with
+:func:`os.replace` and fsyncs the folder, so a crash at any moment leaves either the previous
+file or the new one, never a mix. :func:`~rnnkit.load_checkpoint`
+checks the file before trusting it and raises a distinct :class:`~rnnkit.errors.CheckpointError`
+subclass for each way it can be wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from rnnkit._version import __version__
+from rnnkit.errors import CheckpointError
+from rnnkit.model_checkpoint import ModelCheckpoint
+from rnnkit.safe_save import (
+    CheckpointValueError,
+    CheckpointWriteError,
+    _type_name,
+    atomic_copy,
+    atomic_save,
+    check_plain,
+)
+
+if TYPE_CHECKING:
+    from rnnkit.model_base import RecurrentModel
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CheckpointMismatchError",
+    "CheckpointNotFoundError",
+    "CheckpointValueError",
+    "CheckpointVersionError",
+    "CheckpointWriteError",
+    "CorruptCheckpointError",
+    "ForeignCheckpointError",
+    "ModelCheckpoint",
+    "atomic_copy",
+    "atomic_save",
+    "check_compatible",
+    "check_plain",
+    "load_checkpoint",
+    "load_model",
+    "make_checkpoint",
+]
+
+FORMAT = "rnnkit-checkpoint"
+"""The value of a checkpoint's ``"format"`` key."""
+
+FORMAT_VERSION = 1
+"""The newest checkpoint format version this rnnkit writes and reads."""
+
+
+class CheckpointNotFoundError(CheckpointError):
+    """The checkpoint path does not exist or is not a regular file."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """The file is empty, truncated, damaged, or not a PyTorch file at all."""
+
+
+class ForeignCheckpointError(CheckpointError):
+    """The file is a readable PyTorch file, but not an rnnkit checkpoint.
+
+    Examples: a bare ``model.state_dict()``, another library's checkpoint dict, or a file of
+    pickled Python objects that a ``weights_only=True`` load refuses.
+    """
+
+
+class CheckpointVersionError(CheckpointError):
+    """The checkpoint was written in a newer format than this rnnkit reads."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """The checkpoint was saved from a model of another class, config or parameter shapes."""
+
+
+# ----------------------------------------------------------------------------------------
+# Building
+# ----------------------------------------------------------------------------------------
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """Return the user's model inside DataParallel / DDP / torch.compile wrappers."""
+    while True:
+        inner = getattr(model, "_orig_mod", None)
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            inner = model.module
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+def _model_config(model: nn.Module) -> dict[str, Any] | None:
+    config = getattr(model, "config", None)
+    to_dict = getattr(config, "to_dict", None)
+    return dict(to_dict()) if callable(to_dict) else None
+
+
+def make_checkpoint(
+    model: nn.Module,
+    trainer_state: Mapping[str, Any],
+    callback_states: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Assemble a checkpoint dict in the rnnkit format.
+
+    The dict references the model's live tensors (nothing is copied), so save it at once,
+    e.g. with :func:`~rnnkit.checkpoint.atomic_save`.
+
+    Args:
+        model: The model; wrappers (``torch.nn.DataParallel``, DDP, ``torch.compile``) are
+            unwrapped. Its class name and ``config.to_dict()``
+            (``None`` for a model without a ``config``) are recorded for :func:`~rnnkit.load_model`.
+        trainer_state: ``Trainer.state_dict()``: optimizer, scheduler, epoch, RNG states, ...
+        callback_states: ``{name: callback.state_dict()}`` for callbacks with state.
+
+    Returns:
+        ``{"format", "format_version", "rnnkit_version", "model": {"class", "config",
+        "state_dict"}, "trainer", "callbacks"}``.
+    """
+    inner = _unwrap(model)
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "rnnkit_version": __version__,
+        "model": {
+            "class": type(inner).__name__,
+            "config": _model_config(inner),
+            "state_dict": inner.state_dict(),
+        },
+        "trainer": dict(trainer_state),
+        "callbacks": dict(callback_states),
+    }
+
+
+# ----------------------------------------------------------------------------------------
+# Reading
+# ----------------------------------------------------------------------------------------
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_MAGIC = b"\x80"
+_GLOBAL_RE = re.compile(r"Unsupported global: GLOBAL (\S+)")
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise CheckpointNotFoundError(
+            f"Expected a checkpoint file at {str(path)!r}, but nothing is there. Hint: check "
+            f"the path; ModelCheckpoint writes '<dirpath>/last.ckpt' and one file per kept epoch."
+        )
+    if not path.is_file():
+        raise CheckpointNotFoundError(
+            f"Expected {str(path)!r} to be a checkpoint file, but it is a folder. Hint: pass a "
+            f"file inside it, e.g. {str(path / 'last.ckpt')!r}."
+        )
+
+
+_DAMAGED_HINT = (
+    "use an earlier checkpoint; rnnkit writes atomically, so a damaged file was cut or "
+    "altered after it was written (a copy, a transfer, a full disk elsewhere)"
+)
+
+
+def _corrupt(path: Path, what: str, hint: str = _DAMAGED_HINT) -> CorruptCheckpointError:
+    return CorruptCheckpointError(
+        f"Expected {str(path)!r} to be a complete rnnkit checkpoint, but it is {what}. "
+        f"Hint: {hint}."
+    )
+
+
+def _check_container(path: Path) -> None:
+    """Verify the bytes before unpickling: header, zip index and every member's CRC."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_ZIP_MAGIC))
+    except OSError as exc:
+        raise CheckpointError(
+            f"Could not read the checkpoint {str(path)!r}: {exc}. Hint: check that this user "
+            f"may read it."
+        ) from exc
+    if not head:
+        raise _corrupt(path, "empty (0 bytes)")
+    if head.startswith(_PICKLE_MAGIC):  # PyTorch's legacy (pre-1.6) format; no checksums
+        return
+    if not head.startswith(_ZIP_MAGIC):
+        raise _corrupt(
+            path,
+            f"not a PyTorch file (it starts with the bytes {head!r})",
+            "check that the path names a checkpoint written by rnnkit or torch.save",
+        )
+    _check_zip(path)
+
+
+def _check_zip(path: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise _corrupt(path, f"truncated or damaged (its zip index is unreadable: {exc})") from exc
+    if bad is not None:
+        raise _corrupt(path, f"damaged (the part {bad!r} fails its CRC check)")
+    if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in names):
+        raise ForeignCheckpointError(
+            f"Expected {str(path)!r} to be a PyTorch file, but it is a zip archive without "
+            f"PyTorch's data.pkl. Hint: check that the path names a checkpoint."
+        )
+
+
+def _torch_load(path: Path, map_location: Any) -> object:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        found = _GLOBAL_RE.search(str(exc))
+        if found is None:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise _corrupt(path, f"truncated or damaged (torch.load failed: {first})") from exc
+        raise ForeignCheckpointError(
+            f"Expected {str(path)!r} to hold only tensors and plain values, like every rnnkit "
+            f"checkpoint, but it holds pickled Python objects ({found.group(1)}), which a safe "
+            f"weights_only=True load refuses. It was not written by rnnkit. Hint: only if you "
+            f"trust its source, read it with torch.load(path, weights_only=False)."
+        ) from exc
+
+
+def _describe_foreign(obj: object) -> tuple[str, str]:
+    """What a foreign file holds, and how to read it."""
+    if not isinstance(obj, dict):
+        return f"a {_type_name(obj)}", "read it with torch.load(path, weights_only=True)"
+    keys = ", ".join(repr(key) for key in list(obj)[:5]) + (", ..." if len(obj) > 5 else "")
+    if obj and all(isinstance(value, torch.Tensor) for value in obj.values()):
+        return (
+            f"a dict of {len(obj)} tensors (keys {keys}), i.e. a bare model state_dict",
+            "build the model yourself and call "
+            "model.load_state_dict(torch.load(path, weights_only=True))",
+        )
+    where = "; its weights are probably under ['state_dict']" if "state_dict" in obj else ""
+    return (
+        f"a dict with keys {keys} and no 'format' entry",
+        f"read it with torch.load(path, weights_only=True){where}",
+    )
+
+
+def _check_format(obj: object, path: Path) -> dict[str, Any]:
+    if not isinstance(obj, dict) or "format" not in obj:
+        held, hint = _describe_foreign(obj)
+        raise ForeignCheckpointError(
+            f"Expected {str(path)!r} to be an rnnkit checkpoint (a dict with 'format': "
+            f"{FORMAT!r}), but it holds {held}. Hint: {hint}."
+        )
+    if obj["format"] != FORMAT:
+        raise ForeignCheckpointError(
+            f"Expected {str(path)!r} to have 'format': {FORMAT!r}, but it has "
+            f"{obj['format']!r}, so it is not an rnnkit checkpoint. Hint: read it with "
+            f"torch.load(path, weights_only=True)."
+        )
+    _check_version(obj, path)
+    _check_layout(obj, path)
+    return obj
+
+
+def _check_version(obj: dict[str, Any], path: Path) -> None:
+    version = obj.get("format_version")
+    if type(version) is not int or version < 1:
+        raise _corrupt(path, f"malformed (its 'format_version' is {version!r})")
+    if version > FORMAT_VERSION:
+        raise CheckpointVersionError(
+            f"The checkpoint {str(path)!r} has format version {version} (written by rnnkit "
+            f"{obj.get('rnnkit_version', '?')}), but this rnnkit {__version__} reads versions "
+            f"up to {FORMAT_VERSION}. Hint: upgrade rnnkit (pip install -U rnnkit)."
+        )
+
+
+_LAYOUT: tuple[tuple[tuple[str, ...], type | tuple[type, ...]], ...] = (
+    (("rnnkit_version",), str),
+    (("model",), dict),
+    (("model", "class"), str),
+    (("model", "config"), (dict, type(None))),
+    (("model", "state_dict"), dict),
+    (("trainer",), dict),
+    (("callbacks",), dict),
+)
+
+
+def _check_layout(obj: dict[str, Any], path: Path) -> None:
+    for keys, kind in _LAYOUT:
+        value: Any = obj
+        for key in keys:
+            value = value.get(key, _MISSING) if isinstance(value, dict) else _MISSING
+        if not isinstance(value, kind):
+            where = "checkpoint" + "".join(f"[{key!r}]" for key in keys)
+            state = "missing" if value is _MISSING else f"a {_type_name(value)}"
+            raise _corrupt(path, f"malformed ({where} is {state})")
+
+
+_MISSING = object()
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load and check an rnnkit checkpoint, never running pickled code.
+
+    The file's zip index and every part's CRC are verified first, then it is read with
+    ``torch.load(path, map_location=map_location, weights_only=True)`` and its format and
+    layout are checked.
+
+    Args:
+        path: The checkpoint file.
+        map_location: Where tensors are loaded, as for :func:`torch.load`; the CPU by default.
+
+    Returns:
+        The checkpoint dict (see :func:`~rnnkit.checkpoint.make_checkpoint`).
+
+    Raises:
+        rnnkit.CheckpointNotFoundError: No file at ``path`` (or a folder).
+        rnnkit.errors.CheckpointError: The file exists but cannot be read (permissions).
+        rnnkit.CorruptCheckpointError: The file is empty, truncated, damaged or not a PyTorch file.
+        rnnkit.ForeignCheckpointError: A valid PyTorch file that is not an rnnkit checkpoint (a bare
+            state_dict, another dict, pickled objects); the message says how to read it.
+        rnnkit.CheckpointVersionError: Written in a newer format than this rnnkit reads.
+    """
+    file = Path(path)
+    _check_file(file)
+    _check_container(file)
+    return _check_format(_torch_load(file, map_location), file)
+
+
+# ----------------------------------------------------------------------------------------
+# Applying to models
+# ----------------------------------------------------------------------------------------
+
+
+def _config_diffs(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    missing = object()
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key, missing), current.get(key, missing)
+        if old != new:
+            old_text = "absent" if old is missing else f"{old!r}"
+            new_text = "absent" if new is missing else f"{new!r}"
+            diffs.append(f"{key} (checkpoint {old_text}, model {new_text})")
+    return diffs
+
+
+def _shape(value: object) -> object:
+    shape = getattr(value, "shape", None)
+    return tuple(shape) if shape is not None else type(value).__name__
+
+
+def _shape_diffs(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    diffs = [f"{key} (missing from the model)" for key in saved if key not in current]
+    diffs += [f"{key} (missing from the checkpoint)" for key in current if key not in saved]
+    for key in (key for key in saved if key in current):
+        old, new = _shape(saved[key]), _shape(current[key])
+        if old != new:
+            diffs.append(f"{key} (checkpoint {old}, model {new})")
+    return diffs
+
+
+def _mismatch(saved: Mapping[str, Any], what: str, diffs: list[str]) -> CheckpointMismatchError:
+    shown = ", ".join(diffs[:8]) + (f", and {len(diffs) - 8} more" if len(diffs) > 8 else "")
+    name = saved["class"]
+    hint = (
+        f"rebuild the model from the checkpoint with rnnkit.load_model(path), or with "
+        f"{name}.from_config(checkpoint['model']['config'])"
+        if saved["config"] is not None
+        else f"build the {name} as it was when saved"
+    )
+    return CheckpointMismatchError(
+        f"Expected the model to match the checkpoint's {name}, but its {what}: {shown}. "
+        f"Hint: {hint}."
+    )
+
+
+def check_compatible(checkpoint: Mapping[str, Any], model: nn.Module) -> None:
+    """Check that ``checkpoint`` can be loaded into ``model``.
+
+    Compares, in order, the model class name, the config fields (``model.config.to_dict()``)
+    and the parameter and buffer names and shapes.
+
+    Args:
+        checkpoint: A dict from :func:`~rnnkit.load_checkpoint`.
+        model: The model to resume (wrappers are unwrapped).
+
+    Raises:
+        rnnkit.CheckpointMismatchError: Naming the differing class, config fields (with both
+            values), or parameters (with both shapes).
+    """
+    inner = _unwrap(model)
+    saved = checkpoint["model"]
+    if saved["class"] != type(inner).__name__:
+        raise CheckpointMismatchError(
+            f"Expected a checkpoint of a {type(inner).__name__}, but it was saved from a "
+            f"{saved['class']}. Hint: rebuild the saved model with rnnkit.load_model(path)."
+        )
+    current = _model_config(inner)
+    if saved["config"] is not None and current is not None:
+        diffs = _config_diffs(saved["config"], current)
+        if diffs:
+            raise _mismatch(saved, "config differs", diffs)
+    diffs = _shape_diffs(saved["state_dict"], inner.state_dict())
+    if diffs:
+        raise _mismatch(saved, "parameters differ", diffs)
+
+
+def _model_class(name: str, path: Path) -> type[RecurrentModel]:
+    from rnnkit.models import MODEL_CLASSES  # lazy: checkpoint must not need models
+
+    if name not in MODEL_CLASSES:
+        known = ", ".join(sorted(MODEL_CLASSES))
+        raise CheckpointMismatchError(
+            f"Expected the checkpoint {str(path)!r} to hold one of rnnkit's models ({known}), "
+            f"but it holds a {name}, which load_model cannot rebuild. Hint: build a {name} "
+            f"yourself and call model.load_state_dict(load_checkpoint(path)['model']"
+            f"['state_dict'])."
+        )
+    return MODEL_CLASSES[name]
+
+
+def load_model(path: str | os.PathLike[str], *, map_location: Any = "cpu") -> nn.Module:
+    """Rebuild a ready model from a checkpoint, without knowing its class in advance.
+
+    The class is looked up by name in ``rnnkit.models.MODEL_CLASSES``, built with
+    ``from_config(checkpoint['model']['config'])``, loaded with the saved weights (strict)
+    and put in evaluation mode (``model.eval()``).
+
+    Args:
+        path: The checkpoint file.
+        map_location: Where the weights are loaded, as for :func:`torch.load`.
+
+    Returns:
+        The model, in evaluation mode, on the device given by ``map_location``.
+
+    Raises:
+        rnnkit.errors.CheckpointError: Any error of :func:`~rnnkit.load_checkpoint`; a
+            :class:`~rnnkit.CheckpointMismatchError` when the class is not an rnnkit model or the
+            weights do not fit the rebuilt model.
+    """
+    file = Path(path)
+    checkpoint = load_checkpoint(file, map_location=map_location)
+    saved = checkpoint["model"]
+    cls = _model_class(saved["class"], file)
+    if saved["config"] is None:
+        raise _corrupt(file, f"malformed (the {saved['class']} was saved without its config)")
+    model = cls.from_config(saved["config"])
+    check_compatible(checkpoint, model)
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
