@@ -1,0 +1,192 @@
+"""One MNIST epoch three ways: the tutorial's loop, a bare loop, and ``Trainer.fit``.
+
+The tutorial's model (an RNN with relu, hidden size 128, read row by row: L = 28, H_in = 28),
+Adam with lr 1e-3 and batch size 128 on the real MNIST training set (``../shared/data`` next
+to the repository, or ``--root``), timed in one run:
+
+- tutorial: its own code: ``DataLoader(MNIST(transform=ToTensor()), batch_size=128,
+  shuffle=True)``, ``images.squeeze(1)``, a hand-built ``h0`` moved to the device every call,
+  ``out[:, -1, :]``, and ``loss.item()`` every 100 steps (its progress print, not printed);
+- bare: the same network as an rnnkit ``SequenceClassifier`` trained by a minimal loop over
+  batches made beforehand (float tensors already on the device, shuffled once): the cost of
+  the arithmetic alone;
+- trainer: ``Trainer(max_epochs=1, batch_size=128).fit(model, image_sequences(MNIST(...)))``
+  with the progress bar on (it draws when stderr is a terminal), timed from the call to its
+  return (checks, set-up, per-batch gathering and conversion, metrics and callbacks included).
+
+It prints the three times and the ratios trainer/tutorial (target <= 0.5) and trainer/bare
+(target <= 1.05). ``--max-batches N`` runs N batches of each, for a smoke test.
+
+Usage: ``python benchmarks/trainer_vs_loop.py [--root DIR] [--max-batches N] [--threads N]
+[--device auto|cpu|cuda]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from time import perf_counter
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from torchvision.datasets import MNIST
+from torchvision.transforms import ToTensor
+
+from rnnkit.data import SequenceDataset, image_sequences
+from rnnkit.models import SequenceClassifier
+from rnnkit.trainer import Trainer
+
+DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BATCH_SIZE = 128
+LR = 1e-3
+TUTORIAL_TARGET = 0.5
+BARE_TARGET = 1.05
+
+
+class TutorialRNN(nn.Module):
+    """The tutorial's model, as it wrote it (``h0`` built and moved on every call)."""
+
+    def __init__(self, device: torch.device) -> None:
+        super().__init__()
+        self.device = device
+        self.rnn = nn.RNN(28, 128, num_layers=1, batch_first=True, nonlinearity="relu")
+        self.linear = nn.Linear(128, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits from the last step's output, as the tutorial computes them."""
+        h0 = torch.zeros(1, x.size(0), 128).to(self.device)
+        out, _ = self.rnn(x, h0)
+        return self.linear(out[:, -1, :])  # type: ignore[no-any-return]
+
+
+def _rnnkit_model(device: torch.device) -> SequenceClassifier:
+    torch.manual_seed(1)
+    return SequenceClassifier(28, 10, 128, nonlinearity="relu", readout="output_last").to(device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def tutorial_epoch(root: Path, device: torch.device, max_batches: int | None) -> float:
+    """The tutorial's training loop for one epoch (or ``max_batches``); seconds."""
+    torch.manual_seed(1)
+    model = TutorialRNN(device).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    loss_f = nn.CrossEntropyLoss()
+    start = perf_counter()
+    dataset = MNIST(str(root), train=True, transform=ToTensor(), download=False)
+    loader = DataLoader(dataset=dataset, batch_size=BATCH_SIZE, shuffle=True)
+    model.train()
+    for step, (images, labels) in enumerate(loader):
+        if max_batches is not None and step >= max_batches:
+            break
+        images, labels = images.squeeze(1).to(device), labels.to(device)
+        loss = loss_f(model(images), labels)
+        optimizer.zero_grad()
+        torch.autograd.backward(loss)
+        optimizer.step()
+        if step % 100 == 0:
+            loss.item()  # the tutorial prints it here
+    _sync(device)
+    return perf_counter() - start
+
+
+def premade_batches(
+    data: SequenceDataset, device: torch.device, max_batches: int | None
+) -> list[tuple[Tensor, Tensor]]:
+    """The epoch's batches as float tensors on the device, in one shuffled order."""
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+    batches = []
+    for first in range(0, len(data), BATCH_SIZE):
+        x, y, _ = data.batch(order[first : first + BATCH_SIZE])
+        assert y is not None
+        batches.append((x.to(device), y.to(device)))
+    return batches if max_batches is None else batches[:max_batches]
+
+
+def bare_epoch(batches: list[tuple[Tensor, Tensor]], device: torch.device) -> float:
+    """A minimal loop over premade batches with the rnnkit model; seconds."""
+    model = _rnnkit_model(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    model.train()
+    start = perf_counter()
+    for x, y in batches:
+        loss = F.cross_entropy(model(x), y)
+        torch.autograd.backward(loss)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    _sync(device)
+    return perf_counter() - start
+
+
+def trainer_epoch(data: SequenceDataset, device: torch.device) -> float:
+    """``Trainer.fit`` for one epoch with the progress bar on; seconds."""
+    model = _rnnkit_model(device)
+    trainer = Trainer(max_epochs=1, batch_size=BATCH_SIZE, lr=LR, device=device, progress=True)
+    start = perf_counter()
+    history = trainer.fit(model, data)
+    _sync(device)
+    elapsed = perf_counter() - start
+    print(f"  trainer: loss {history[0]['loss']:.4f}, accuracy {history[0]['accuracy']:.4f}")
+    return elapsed
+
+
+def warm_up(device: torch.device) -> None:
+    """A few steps of the same network, so no timed run pays one-off kernel set-up alone."""
+    model = _rnnkit_model(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    x, y = (
+        torch.rand(BATCH_SIZE, 28, 28, device=device),
+        torch.zeros(BATCH_SIZE, dtype=torch.long, device=device),
+    )
+    for _ in range(5):
+        torch.autograd.backward(F.cross_entropy(model(x), y))
+        optimizer.step()
+        optimizer.zero_grad()
+    _sync(device)
+
+
+def _timed(name: str, run: Callable[[], float]) -> float:
+    seconds = run()
+    print(f"{name:>9}: {seconds:8.2f} s")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="folder holding MNIST/")
+    parser.add_argument("--max-batches", type=int, default=None, help="batches per run (smoke)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if not (args.root / "MNIST" / "raw").is_dir():
+        print(f"MNIST not found under {args.root}/MNIST/raw; pass --root.", file=sys.stderr)
+        return 1
+    device = Trainer(device=args.device, progress=False).device
+    data = image_sequences(MNIST(str(args.root), train=True, download=False), "rows")
+    if args.max_batches is not None:
+        data = data.subset(torch.arange(min(len(data), args.max_batches * BATCH_SIZE)))
+    batches = premade_batches(data, device, args.max_batches)
+    print(
+        f"MNIST rows, {len(batches)} batches of {BATCH_SIZE}, device {device}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    warm_up(device)
+    tutorial = _timed("tutorial", lambda: tutorial_epoch(args.root, device, args.max_batches))
+    bare = _timed("bare", lambda: bare_epoch(batches, device))
+    trainer = _timed("trainer", lambda: trainer_epoch(data, device))
+    print(f"trainer / tutorial = {trainer / tutorial:.3f} (target <= {TUTORIAL_TARGET})")
+    print(f"trainer / bare     = {trainer / bare:.3f} (target <= {BARE_TARGET})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

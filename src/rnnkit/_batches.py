@@ -1,0 +1,342 @@
+"""Where the Trainer's batches come from: the fast indexed path and any iterable of batches.
+
+:func:`as_source` turns what a user passes to ``fit``/``evaluate``/``predict`` into a
+:class:`BatchSource`:
+
+- a :class:`~rnnkit.data.SequenceDataset`, or an ``(x, y)`` / ``(x, y, lengths)`` pair of
+  tensors or NumPy arrays (wrapped in one), gives an :class:`IndexedSource`: each epoch draws
+  one permutation and gathers whole batches by index with
+  :meth:`~rnnkit.data.SequenceDataset.batch` (no per-sample ``__getitem__``, no collate);
+- a :class:`~torch.utils.data.DataLoader` or any re-iterable of batches gives an
+  :class:`IterableSource`; each item is a :class:`~rnnkit.data.Batch`, an ``(x, y)`` or
+  ``(x, y, lengths)`` tuple, a mapping with those keys, or a bare ``x`` tensor.
+
+:func:`to_device` moves one batch in one go (pinned memory and ``non_blocking`` on CUDA).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rnnkit.data import Batch, SequenceDataset
+from rnnkit.errors import ShapeError
+
+__all__ = [
+    "BatchSource",
+    "DataInfo",
+    "IndexedSource",
+    "IterableSource",
+    "as_source",
+    "to_device",
+]
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a data source holds, read once before training to check it against the model.
+
+    Attributes:
+        input_size: H_in.
+        seq_len: L of the first batch.
+        target_kind: ``"class"``, ``"step"`` or ``None`` (no targets).
+        target_size: H_y for per-step targets, else ``None``.
+        target_len: L_y for per-step targets, else ``None``.
+        num_classes: The largest label plus one (over the whole data set for an indexed
+            source, over the first batch for an iterable one), else ``None``.
+        full_length: True when no sequence is padded (no lengths, or all lengths equal L).
+    """
+
+    input_size: int
+    seq_len: int
+    target_kind: str | None
+    target_size: int | None
+    target_len: int | None
+    num_classes: int | None
+    full_length: bool
+
+    def layout(self) -> str:
+        """The data's layout in words, for error messages."""
+        if self.target_kind == "class":
+            targets = "class targets (N,)"
+        elif self.target_kind == "step":
+            targets = f"per-step targets (N, L, H_y) = (?, ?, {self.target_size})"
+        else:
+            targets = "no targets"
+        return f"x (N, L, H_in) = (?, {self.seq_len}, {self.input_size}) with {targets}"
+
+
+def _info_from_batch(batch: Batch, num_classes: int | None, name: str) -> DataInfo:
+    x, y, lengths = batch
+    _check_batch_dims(x, y, name)
+    kind = None if y is None else ("class" if y.dim() == 1 else "step")
+    full = lengths is None or bool((lengths == x.shape[1]).all())
+    if kind == "class" and num_classes is None and y is not None and y.numel() > 0:
+        num_classes = int(y.max()) + 1
+    size, steps = (
+        (int(y.shape[2]), int(y.shape[1])) if kind == "step" and y is not None else (None, None)
+    )
+    return DataInfo(int(x.shape[-1]), int(x.shape[1]), kind, size, steps, num_classes, full)
+
+
+def _check_batch_dims(x: Tensor, y: Tensor | None, name: str) -> None:
+    if x.dim() != 3:
+        hint = (
+            "add a feature axis with x.unsqueeze(-1)"
+            if x.dim() == 2
+            else ("images (N, 1, H, W) need x.squeeze(1), or rnnkit.data.image_sequences(...)")
+        )
+        raise ShapeError(
+            f"Expected the batches of `{name}` to have x of shape (N, L, H_in), but got "
+            f"{tuple(x.shape)}. Hint: {hint}."
+        )
+    if y is not None and y.dim() not in (1, 3):
+        raise ShapeError(
+            f"Expected the targets of `{name}` to have shape (N,) (class indices) or "
+            f"(N, L, H_y) (per-step values), but got {tuple(y.shape)}. Hint: add a feature "
+            "axis to per-step targets with y.unsqueeze(-1)."
+        )
+
+
+class BatchSource:
+    """Base class: a re-iterable supply of :class:`~rnnkit.data.Batch` for every epoch.
+
+    Args:
+        name: The argument the data came in (``"train"``, ``"val"``, ...), for messages.
+    """
+
+    #: Whether the Trainer may draw its own order (only the indexed path).
+    shuffleable: bool = False
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def num_batches(self, batch_size: int) -> int | None:
+        """Batches per epoch, or ``None`` when unknown (an iterable without ``len``)."""
+        raise NotImplementedError
+
+    def batches(
+        self, batch_size: int, order: Tensor | None = None, start: int = 0
+    ) -> Iterator[Batch]:
+        """The epoch's batches, skipping the first ``start`` (when resuming mid-epoch).
+
+        Args:
+            batch_size: Sequences per batch (ignored by iterable sources).
+            order: A permutation of the sample indices, or ``None`` for the stored order.
+            start: Batches to skip.
+
+        Shapes:
+            - ``order``: ``(num_samples,)``.
+        """
+        raise NotImplementedError
+
+    def limited(self, batches: int, batch_size: int) -> BatchSource:
+        """The same data cut to its first ``batches`` batches."""
+        raise NotImplementedError
+
+    def info(self) -> DataInfo:
+        """What the source holds (see :class:`DataInfo`), read from its first batch."""
+        raise NotImplementedError
+
+
+class IndexedSource(BatchSource):
+    """The fast path: whole batches gathered by index from a :class:`SequenceDataset`.
+
+    Args:
+        dataset: The data.
+        name: The argument's name, for messages.
+        limit: Use only the first ``limit`` sequences (``overfit_batches``, ``fast_dev_run``).
+    """
+
+    shuffleable = True
+
+    def __init__(self, dataset: SequenceDataset, name: str, limit: int | None = None) -> None:
+        super().__init__(name)
+        self.dataset = dataset
+        self.num_samples = len(dataset) if limit is None else min(limit, len(dataset))
+
+    def num_batches(self, batch_size: int) -> int:
+        """``ceil(num_samples / batch_size)``: the last batch may be smaller."""
+        return -(-self.num_samples // batch_size)
+
+    def batches(
+        self, batch_size: int, order: Tensor | None = None, start: int = 0
+    ) -> Iterator[Batch]:
+        """Gather batch after batch from ``order`` (or ``0..n-1``) with ``dataset.batch``."""
+        n = self.num_samples
+        indices = torch.arange(n) if order is None else order
+        for begin in range(start * batch_size, n, batch_size):
+            yield self.dataset.batch(indices[begin : begin + batch_size])
+
+    def limited(self, batches: int, batch_size: int) -> IndexedSource:
+        """The first ``batches * batch_size`` sequences."""
+        return IndexedSource(self.dataset, self.name, batches * batch_size)
+
+    def info(self) -> DataInfo:
+        """Layout from the first sequences; L, padding and ``num_classes`` over the whole set."""
+        data = self.dataset
+        first = data.batch(torch.arange(min(2, self.num_samples)))
+        info = _info_from_batch(first, data.num_classes, self.name)
+        full = data.lengths is None or bool((data.lengths == data.seq_len).all())
+        target_len = (
+            info.target_len
+            if data.target_kind != "step" or data.y is None
+            else int(data.y.shape[1])
+        )
+        return dataclasses.replace(
+            info, seq_len=data.seq_len, full_length=full, target_len=target_len
+        )
+
+
+class IterableSource(BatchSource):
+    """Batches from a :class:`~torch.utils.data.DataLoader` or another re-iterable.
+
+    Args:
+        iterable: Iterated once per epoch, in its own order (a DataLoader's sampler).
+        name: The argument's name, for messages.
+        limit: Yield at most ``limit`` batches per epoch.
+    """
+
+    def __init__(self, iterable: Iterable[Any], name: str, limit: int | None = None) -> None:
+        super().__init__(name)
+        self.iterable = iterable
+        self.limit = limit
+
+    def num_batches(self, batch_size: int) -> int | None:
+        """``len(iterable)`` (capped by the limit), or ``None``."""
+        try:
+            n = len(self.iterable)  # type: ignore[arg-type]
+        except TypeError:
+            return self.limit
+        return n if self.limit is None else min(n, self.limit)
+
+    def batches(
+        self, batch_size: int, order: Tensor | None = None, start: int = 0
+    ) -> Iterator[Batch]:
+        """Iterate the source afresh, skipping ``start`` batches, converting each item."""
+        items: Iterator[Any] = iter(self.iterable)
+        for item in itertools.islice(items, start, self.limit):
+            yield as_batch(item)
+
+    def limited(self, batches: int, batch_size: int) -> IterableSource:
+        """At most ``batches`` batches per epoch."""
+        return IterableSource(self.iterable, self.name, batches)
+
+    def info(self) -> DataInfo:
+        """Layout and labels of the first batch the iterable yields.
+
+        Raises:
+            ValueError: If the iterable yields nothing.
+        """
+        for batch in self.batches(0):
+            return _info_from_batch(batch, None, self.name)
+        raise ValueError(
+            f"Expected `{self.name}` to yield at least one batch, but it is empty. Hint: check "
+            "the dataset behind the DataLoader (and drop_last with a small dataset)."
+        )
+
+
+def as_batch(item: Any) -> Batch:
+    """Convert one item of an iterable source into a :class:`~rnnkit.data.Batch`.
+
+    Raises:
+        TypeError: If the item has none of the accepted forms.
+    """
+    if isinstance(item, Batch):
+        return item
+    if isinstance(item, Tensor):
+        return Batch(_float_x(item), None, None)
+    if isinstance(item, Mapping):
+        return Batch(_float_x(item["x"]), item.get("y"), item.get("lengths"))
+    if isinstance(item, tuple | list) and 1 <= len(item) <= 3:
+        parts = list(item) + [None] * (3 - len(item))
+        return Batch(_float_x(parts[0]), parts[1], parts[2])
+    raise TypeError(
+        f"Expected each batch to be a Batch, an (x, y) or (x, y, lengths) tuple, a mapping with "
+        f"keys 'x', 'y', 'lengths', or a tensor x, but got {type(item).__name__}. Hint: "
+        "rnnkit.data.collate_padded builds such batches from variable-length samples."
+    )
+
+
+def _float_x(x: Any) -> Tensor:
+    t = torch.as_tensor(x)
+    return t if t.is_floating_point() else t.float()
+
+
+def _as_tensor(value: Any) -> Any:
+    return torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value
+
+
+def _is_array(value: object) -> bool:
+    return isinstance(value, Tensor | np.ndarray)
+
+
+def as_source(data: Any, name: str) -> BatchSource:
+    """Turn fit/evaluate/predict input into a :class:`BatchSource`.
+
+    Args:
+        data: A :class:`SequenceDataset`; an ``(x, y)`` or ``(x, y, lengths)`` tuple of
+            tensors or arrays; a bare ``x`` tensor/array (inputs without targets); or a
+            re-iterable of batches (a DataLoader, a list).
+        name: The argument's name, for error messages.
+
+    Raises:
+        TypeError: For an unsupported type or a one-shot iterator.
+        ValueError: For an empty data set.
+    """
+    if isinstance(data, SequenceDataset):
+        return IndexedSource(data, name)
+    if _is_array(data):
+        return IndexedSource(SequenceDataset(_as_tensor(data)), name)
+    if isinstance(data, tuple) and 2 <= len(data) <= 3 and all(map(_is_array, data[:2])):
+        parts = [None if part is None else _as_tensor(part) for part in data]
+        return IndexedSource(SequenceDataset(*parts), name)
+    return _iterable_source(data, name)
+
+
+def _iterable_source(data: Any, name: str) -> IterableSource:
+    if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, Iterable):
+        raise TypeError(
+            f"Expected `{name}` to be a SequenceDataset, an (x, y) pair, or a DataLoader, but "
+            f"got the map-style dataset {type(data).__name__}. Hint: wrap it in "
+            "torch.utils.data.DataLoader(dataset, batch_size=..., shuffle=True)."
+        )
+    if not isinstance(data, Iterable) or isinstance(data, str | bytes | Mapping):
+        raise TypeError(
+            f"Expected `{name}` to be a SequenceDataset, an (x, y) pair of tensors or arrays, "
+            f"or an iterable of batches, but got {type(data).__name__}."
+        )
+    if iter(data) is data:
+        raise TypeError(
+            f"Expected `{name}` to be re-iterable (iterated once per epoch), but got the "
+            f"one-shot iterator {type(data).__name__}. Hint: pass a DataLoader or a list."
+        )
+    return IterableSource(data, name)
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    """Move ``x`` and ``y`` to ``device`` once; ``lengths`` stay on the CPU.
+
+    On CUDA, CPU tensors are pinned and copied with ``non_blocking=True``, so the copy overlaps
+    the previous step's kernels.
+    """
+    x, y, lengths = batch
+    if lengths is not None and lengths.device.type != "cpu":
+        lengths = lengths.cpu()
+    return Batch(_move(x, device), None if y is None else _move(y, device), lengths)
+
+
+def _move(t: Tensor, device: torch.device) -> Tensor:
+    if t.device == device:
+        return t
+    if device.type == "cuda" and t.device.type == "cpu":
+        pinned = t if t.is_pinned() else t.pin_memory()
+        return pinned.to(device, non_blocking=True)
+    return t.to(device)

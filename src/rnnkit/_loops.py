@@ -1,0 +1,361 @@
+"""The Trainer's loops and steps: epochs, training and evaluation steps, prediction.
+
+:class:`TrainerLoops` sits between :class:`~rnnkit._trainer_state.TrainerState` (run state and
+checkpoints) and :class:`rnnkit.Trainer` (arguments and entry points). Its public methods
+are the chain a subclass may override::
+
+    run_epoch -> train_loop -> training_step       (per training batch)
+              -> validate -> evaluation_step   (per validation batch)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit._batches import BatchSource, IndexedSource, to_device
+from rnnkit._precision import Precision
+from rnnkit._tasks import Chunk, Parts, Task, detach_state
+from rnnkit._totals import EpochTotals
+from rnnkit._trainer_state import TrainerState
+from rnnkit.data import Batch
+from rnnkit.history import History
+from rnnkit.model_base import evaluating
+from rnnkit.shapes import State
+
+__all__ = ["TrainerLoops"]
+
+
+class TrainerLoops(TrainerState):
+    """Epoch loop, training and evaluation steps of a :class:`rnnkit.Trainer` (a base class).
+
+    Attributes are documented on :class:`rnnkit.Trainer`.
+    """
+
+    if TYPE_CHECKING:  # set by rnnkit.Trainer; declared for type checkers only
+        max_epochs: int
+        _amp: Precision
+        grad_clip_norm: float | None
+        log_every_n_steps: int
+        teacher_forcing: float | Callable[[int], float]
+        fast_dev_run: int
+        overfit_batches: int
+        shuffle: bool
+        scheduler_interval: str
+        _task: Task
+        _train_source: BatchSource
+        _val_source: BatchSource | None
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
+
+    def _run(self) -> History:
+        """The epochs, framed by on_fit_start/on_fit_end; interrupts and errors handled."""
+        epochs = 1 if self.fast_dev_run else self.max_epochs
+        try:
+            self._call("on_fit_start")
+            while self.epoch < epochs and not self.should_stop:
+                self.run_epoch(self.epoch)
+                self.epoch += 1
+                self._reset_epoch_state()
+            self._call("on_fit_end")
+        except KeyboardInterrupt as exc:
+            self._handle_interrupt(exc)
+        except BaseException as exc:
+            self._notify_exception(exc)
+            raise
+        return self.history
+
+    # -- one epoch ---------------------------------------------------------------------------
+
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        """Train one epoch, validate, record it in the History, call the epoch hooks.
+
+        Args:
+            epoch: The epoch, 0-based.
+
+        Returns:
+            The epoch's logs: the History record plus what callbacks added.
+        """
+        started = time.perf_counter()
+        lr = self._current_lr()
+        self._begin_epoch(epoch)
+        self._call("on_epoch_start", epoch)
+        train_metrics = self.train_loop()
+        val_metrics = {} if self._val_source is None else self.validate()
+        record = self._epoch_record(epoch, train_metrics, val_metrics, lr, started)
+        return self._finish_epoch(epoch, record)
+
+    def _current_lr(self) -> float:
+        assert self.optimizer is not None
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _begin_epoch(self, epoch: int) -> None:
+        """This epoch's order: a fresh permutation, or the saved one when resuming."""
+        self._ratio = self._teacher_ratio(epoch)
+        self._logged_upto = 0
+        if self._take_resume_slot(epoch):
+            return
+        source = self._train_source
+        if self.shuffle and not self.overfit_batches and isinstance(source, IndexedSource):
+            self._order = torch.randperm(source.num_samples, generator=self._shuffle_gen)
+
+    def _teacher_ratio(self, epoch: int) -> float:
+        schedule = self.teacher_forcing
+        ratio = float(schedule(epoch)) if callable(schedule) else float(schedule)
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(
+                f"Expected the teacher_forcing schedule to give a ratio in [0, 1], but it gave "
+                f"{ratio!r} for epoch {epoch}."
+            )
+        return ratio
+
+    def train_loop(self) -> dict[str, float]:
+        """Run the epoch's training batches (from the resume position) and average them.
+
+        Returns:
+            The epoch's training loss and metrics.
+        """
+        assert self.model is not None
+        self.model.train()
+        start = self._position
+        batches = self._train_source.batches(self.batch_size, self._order, start)
+        for batch_idx, batch in enumerate(batches, start):
+            self._batch_idx = batch_idx
+            self._call("on_batch_start", batch_idx)
+            outputs = self._run_training_step(batch, batch_idx)
+            self._call("on_batch_end", batch_idx, outputs)
+            if (batch_idx + 1) % self.log_every_n_steps == 0:
+                self._log_interval()
+        self._check_divergence()
+        return self._totals.compute()
+
+    def _run_training_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor | float]:
+        """A training step between a snapshot and the commit of its sums and position."""
+        self._begin_step()
+        self._parts = []
+        outputs = self.training_step(to_device(batch, self.device), batch_idx)
+        for name, total, count in self._parts:
+            self._totals.add(name, total, count)
+        self._position = batch_idx + 1
+        self._end_step()
+        return outputs
+
+    def _log_interval(self) -> None:
+        """Read the loss of the batches since the last interval (one synchronisation)."""
+        self._check_divergence()
+        loss, self._logged_upto = self._totals.mean_since("loss", self._logged_upto)
+        if not math.isnan(loss):
+            self.logged_metrics = {"loss": loss, "step": float(self.global_step)}
+
+    def validate(self) -> dict[str, float]:
+        """Run the validation data; call ``on_validation_end`` with the (unprefixed) metrics.
+
+        Returns:
+            The validation loss and metrics.
+        """
+        assert self._val_source is not None
+        metrics = self._evaluation_loop(self._val_source)
+        self.last_val_metrics = metrics
+        self._call("on_validation_end", metrics)
+        return metrics
+
+    def _epoch_record(
+        self,
+        epoch: int,
+        train: dict[str, float],
+        val: dict[str, float],
+        lr: float,
+        started: float,
+    ) -> dict[str, float]:
+        self.last_train_metrics = train
+        record: dict[str, float] = {"epoch": epoch, **train}
+        record.update({f"val_{key}": value for key, value in val.items()})
+        record["lr"] = lr
+        if self.teacher_forcing != 1.0:
+            record["teacher_forcing"] = self._ratio
+        if self.on_nan == "skip":
+            record["skipped_batches"] = self.skipped_batches
+        record["time"] = time.perf_counter() - started
+        return record
+
+    def _finish_epoch(self, epoch: int, record: dict[str, float]) -> dict[str, float]:
+        """Append the record, step the scheduler, then call on_epoch_end."""
+        self.history.append(record)
+        self._step_scheduler(record, interval="epoch")
+        self._epoch_finished = True
+        logs = dict(record)
+        self._call("on_epoch_end", epoch, logs)
+        added = {k: v for k, v in logs.items() if k not in record}
+        if added:
+            self.history.update_last(added)
+        return logs
+
+    def _step_scheduler(self, record: dict[str, float], interval: str) -> None:
+        if self.scheduler is None or self.scheduler_interval != interval:
+            return
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(record.get("val_loss", record.get("loss", math.nan)))
+        else:
+            self.scheduler.step()
+
+    # -- training step ----------------------------------------------------------------------
+
+    def training_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor | float]:
+        """One batch: forward, loss, backward and optimizer step (one per TBPTT window).
+
+        The loss and metrics are recorded with :meth:`record` as ``(sum, count)`` parts; the
+        returned values stay on the device (no host synchronisation).
+
+        Args:
+            batch: The batch, already on the Trainer's device.
+            batch_idx: Its index in the epoch.
+
+        Returns:
+            ``{"loss": mean loss of the batch (0-dim tensor), "batch_size": N}``.
+
+        Shapes:
+            - ``batch.x``: ``(N, L, H_in)``; ``batch.y``: ``(N,)`` or ``(N, L, H_y)``.
+        """
+        state: State | None = None
+        losses: list[tuple[Tensor, int]] = []
+        for chunk in self._task.chunks(batch):
+            loss, state = self._train_chunk(chunk, state)
+            losses.append((loss, chunk.elements))
+        return {"loss": _weighted_mean(losses), "batch_size": int(batch.x.shape[0])}
+
+    def _train_chunk(self, chunk: Chunk, state: State | None) -> tuple[Tensor, State | None]:
+        assert self.model is not None
+        with self._amp.autocast():
+            output, new_state = self._task.forward(
+                self.model, chunk, state, self._ratio, self._teacher_gen
+            )
+            loss = self._task.loss(output, chunk)
+        if self._note_loss(loss, sync=self._sync_nan_check):
+            self.optimizer_step(loss)
+            self.record("loss", loss.detach() * chunk.elements, chunk.elements)
+            self.record_parts(self._task.metric_parts(output.detach(), chunk))
+        return loss.detach(), detach_state(new_state)
+
+    @property
+    def _sync_nan_check(self) -> bool:
+        """Check each loss at once on the CPU (free) or to skip batches; else deferred."""
+        return self.device.type != "cuda" or self.on_nan == "skip"
+
+    def optimizer_step(self, loss: Tensor) -> None:
+        """Back-propagate ``loss`` and take one optimizer step (scaled, clipped as set)."""
+        assert self.optimizer is not None
+        assert self.scaler is not None
+        assert self.model is not None
+        torch.autograd.backward(self.scaler.scale(loss))
+        if self.grad_clip_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.global_step += 1
+        self._step_scheduler({}, interval="step")
+
+    def record(self, name: str, total: Tensor, count: Tensor | float) -> None:
+        """Add a ``(sum, count)`` part to this step's totals (``mean = sum / count``).
+
+        Shapes:
+            - total, count: ``()``
+        """
+        self._parts.append((name, total, count))
+
+    def record_parts(self, parts: Parts) -> None:
+        """:meth:`record` each ``(name, sum, count)`` of ``parts``."""
+        self._parts.extend(parts)
+
+    # -- evaluation and prediction ----------------------------------------------------------
+
+    def _evaluation_loop(self, source: BatchSource) -> dict[str, float]:
+        """Average the loss and metrics over ``source`` in eval mode, without autograd.
+
+        Returns:
+            ``{"loss": ..., <metric>: ...}``.
+        """
+        assert self.model is not None
+        totals = EpochTotals()
+        with evaluating(self.model):
+            for batch in source.batches(self.batch_size):
+                self._parts = []
+                self.evaluation_step(to_device(batch, self.device))
+                for name, total, count in self._parts:
+                    totals.add(name, total, count)
+        return totals.compute()
+
+    def evaluation_step(self, batch: Batch) -> dict[str, Tensor | float]:
+        """One evaluation batch: loss and metrics (TBPTT windows carry the state).
+
+        Args:
+            batch: The batch, on the Trainer's device.
+
+        Returns:
+            ``{"loss": mean loss of the batch, "batch_size": N}``.
+
+        Shapes:
+            - ``batch.x``: ``(N, L, H_in)``; ``batch.y``: ``(N,)`` or ``(N, L, H_y)``.
+        """
+        assert self.model is not None
+        state: State | None = None
+        losses: list[tuple[Tensor, int]] = []
+        for chunk in self._task.chunks(batch):
+            with self._amp.autocast():
+                output, state = self._task.forward(self.model, chunk, state)
+                loss = self._task.loss(output, chunk)
+            self.record("loss", loss * chunk.elements, chunk.elements)
+            self.record_parts(self._task.metric_parts(output, chunk))
+            losses.append((loss, chunk.elements))
+        with self._amp.autocast():
+            self.record_parts(self._task.extra_eval_parts(self.model, batch))
+        return {"loss": _weighted_mean(losses), "batch_size": int(batch.x.shape[0])}
+
+    def _prediction_loop(self, source: BatchSource) -> Tensor:
+        """The model's outputs over ``source`` in order, on the CPU (see ``predict``)."""
+        assert self.model is not None
+        outputs = []
+        with evaluating(self.model):
+            for batch in source.batches(self.batch_size):
+                outputs.append(self.prediction_step(to_device(batch, self.device)))
+        return _concat(outputs)
+
+    def prediction_step(self, batch: Batch) -> Tensor:
+        """The model's output for one batch, float32 on the CPU.
+
+        Shapes:
+            - ``batch.x``: ``(N, L, H_in)``; return: ``(N, C)`` or ``(N, L, H_y)``.
+        """
+        assert self.model is not None
+        state: State | None = None
+        pieces = []
+        for chunk in self._task.chunks(batch):
+            with self._amp.autocast():
+                output, state = self._task.forward(self.model, chunk, state)
+            pieces.append(output.float().cpu())
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+
+
+def _weighted_mean(losses: list[tuple[Tensor, int]]) -> Tensor:
+    """The mean of per-window losses weighted by their element counts."""
+    if len(losses) == 1:
+        return losses[0][0]
+    total = sum(count for _, count in losses)
+    return torch.stack([loss.float() * count for loss, count in losses]).sum() / max(total, 1)
+
+
+def _concat(outputs: list[Tensor]) -> Tensor:
+    """Concatenate batch outputs, zero-padding per-step outputs to the longest."""
+    if outputs[0].dim() == 2 or len({o.shape[1] for o in outputs}) == 1:
+        return torch.cat(outputs)
+    longest = max(o.shape[1] for o in outputs)
+    padded = [nn.functional.pad(o, (0, 0, 0, longest - o.shape[1])) for o in outputs]
+    return torch.cat(padded)

@@ -1,0 +1,444 @@
+"""The :class:`Trainer`: fit, evaluate and predict for rnnkit's models, with callbacks.
+
+One trainer replaces the tutorial's hand-written loops for both models. It is a chain of
+small methods a subclass can override::
+
+    fit -> run_epoch -> training_step     (per training batch; returns a dict)
+                     -> evaluation_step   (per validation batch; returns a dict)
+
+and calls the :class:`~rnnkit.callbacks.Callback` hooks in the documented order. The loops
+and steps live in the base class ``rnnkit._loops.TrainerLoops``; checkpoints, exact resume and
+failure handling in its base ``rnnkit._trainer_state.TrainerState``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit._batches import BatchSource, DataInfo, as_source
+from rnnkit._fit_checks import (
+    check_data,
+    check_int,
+    check_metric_kinds,
+    check_ratio,
+    check_regressor_options,
+    check_val_like_train,
+    check_width,
+    model_kind,
+    resolve_metrics,
+)
+from rnnkit._loops import TrainerLoops
+from rnnkit._precision import Precision, resolve_precision
+from rnnkit._tasks import Task, make_task
+from rnnkit.callbacks import Callback, ProgressBar
+from rnnkit.history import History
+from rnnkit.metrics import Metric, get_metric
+from rnnkit.model_base import RecurrentModel
+
+__all__ = ["OptimizerFactory", "SchedulerFactory", "Trainer"]
+
+OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
+"""Builds the optimizer from the model's parameters: ``factory(model.parameters())``."""
+
+SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+"""Builds a learning-rate scheduler from the optimizer: ``factory(optimizer)``."""
+
+_OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+}
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    """The device for ``"auto"`` or a name; CUDA with an explicit index."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    resolved = torch.device(device)
+    if resolved.type != "cuda":
+        return resolved
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"Expected an available device, but got device={str(device)!r} and CUDA is not "
+            "available here. Hint: device='auto' picks CUDA when present, else the CPU."
+        )
+    if str(resolved) == "cuda":  # no index: the current device, named explicitly
+        return torch.device("cuda", torch.cuda.current_device())
+    return resolved
+
+
+def _check_optimizer(optimizer: object) -> None:
+    if callable(optimizer) or optimizer in _OPTIMIZERS:
+        return
+    raise ValueError(
+        f"Expected `optimizer` to be one of {sorted(_OPTIMIZERS)} or a callable "
+        f"`params -> torch.optim.Optimizer`, but got {optimizer!r}. Hint: e.g. "
+        "optimizer=lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)."
+    )
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"Expected `{name}` to be one of {list(choices)}, but got {value!r}.")
+
+
+class Trainer(TrainerLoops):
+    """Train, evaluate and run rnnkit models: the tutorial's loops, done once and fast.
+
+    ``fit`` trains a :class:`~rnnkit.SequenceClassifier` (cross-entropy on class indices) or a
+    :class:`~rnnkit.Seq2SeqRegressor` (mean squared error on per-step targets, masked over
+    padding). Data may be a :class:`~rnnkit.data.SequenceDataset`, an ``(x, y)`` pair of
+    tensors or NumPy arrays, or any :class:`~torch.utils.data.DataLoader` / re-iterable of
+    batches. With a dataset or tensors the Trainer takes the fast path: one seeded permutation
+    per epoch and whole batches gathered by index (no per-sample ``__getitem__``, no collate).
+
+    Every argument is checked here, and the data against the model when ``fit`` starts, so a
+    bad set-up fails before the first step.
+
+    Args:
+        max_epochs: Epochs to train (a resumed run continues up to this many in all).
+        batch_size: Sequences per batch (the fast path; a DataLoader keeps its own).
+        optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, ``"rmsprop"`` (built with ``lr``), or a
+            callable ``params -> torch.optim.Optimizer`` (then ``lr`` is not used).
+        lr: Learning rate of a named optimizer (the tutorial's 1e-3 by default).
+        scheduler: ``None`` or a callable ``optimizer -> LRScheduler``, stepped after every
+            epoch (``ReduceLROnPlateau`` gets ``val_loss``, or
+            ``loss`` without validation) or, with ``scheduler_interval="step"``, after every
+            optimizer step.
+        scheduler_interval: ``"epoch"`` or ``"step"``.
+        loss: ``None`` for the default (cross-entropy for classifiers, MSE over the valid steps
+            for regressors), or ``loss(output, target) -> Tensor``; a regressor's loss gets only
+            the valid steps of a padded batch, ``(M, H_y)``.
+        metrics: Metric names (see :func:`rnnkit.metrics.get_metric`) or
+            :class:`~rnnkit.metrics.Metric` objects; ``None``: ``["accuracy"]`` for classifiers,
+            ``["mae"]`` for regressors.
+        device: ``"auto"`` (CUDA when available, else the CPU), or a device.
+        precision: ``"32"``, ``"bf16-mixed"`` or ``"16-mixed"`` (CUDA only; with loss scaling).
+        grad_clip_norm: Clip the gradients' global 2-norm to this value; ``None``: no clipping.
+        seed: Seeds Python, NumPy and torch at the start of ``fit`` and the Trainer's own
+            generators (data order, teacher-forcing coins): the same seed and initial weights
+            give the same run, bitwise on the CPU. ``None`` draws the order from torch's
+            global generator (so :func:`torch.manual_seed` also makes runs repeatable).
+        callbacks: :class:`~rnnkit.callbacks.Callback` objects, called in this order.
+        progress: Add a :class:`~rnnkit.callbacks.ProgressBar` (drawn only on a terminal).
+        log_every_n_steps: Batches between the moments the Trainer reads the loss from the
+            device (:attr:`logged_metrics`, the progress bar); no other per-step host
+            synchronisation happens on CUDA.
+        teacher_forcing: Regressors: the probability of feeding the true input at each step
+            (1.0, the tutorial's teacher forcing; 0.0, free-running; in between, scheduled
+            sampling through :meth:`~rnnkit.Seq2SeqRegressor.rollout`), or a schedule
+            ``epoch -> ratio``.
+        tbptt_steps: Regressors: truncated back-propagation through time in windows of this
+            many steps, one optimizer step per window; the state is carried across windows
+            (detached between them), in validation too. ``None``: full BPTT.
+        rollout_horizon: Regressors: also score free-running generation over this many steps
+            in validation (``"val_rollout_mse"``): the model primes on the first
+            ``L - horizon + 1`` steps and generates the rest (see
+            :func:`rnnkit.metrics.rollout_error`).
+        fast_dev_run: ``True`` (or n): run one (n) batch(es) of training and validation for one
+            epoch, to smoke-test a set-up.
+        overfit_batches: Train on the first n batches only, unshuffled, every epoch (a model
+            that cannot overfit them has a bug). 0 turns it off.
+        on_nan: ``"raise"``: a NaN/inf loss stops training with
+            :class:`~rnnkit.errors.TrainingDivergedError`; ``"skip"``: skip that batch's
+            update, count it (``"skipped_batches"`` in the History) and go on.
+        default_root_dir: Where an interrupted run saves its checkpoint when no
+            :class:`~rnnkit.ModelCheckpoint` is among the callbacks.
+        shuffle: Draw a new order every epoch (fast path only).
+
+    Raises:
+        ValueError: An argument out of range, or an unknown optimizer, precision or metric.
+        TypeError: An argument of the wrong type.
+
+    Attributes:
+        model: The model of the current (or last) fit.
+        optimizer: Its optimizer, built when ``fit`` starts.
+        scheduler: The learning-rate scheduler, or ``None``.
+        scaler: The :class:`torch.amp.GradScaler` (a pass-through unless ``"16-mixed"``).
+        history: The :class:`~rnnkit.History` of the current fit.
+        epoch: The current epoch, 0-based (after ``fit``: the number of epochs completed).
+        global_step: Optimizer steps taken.
+        should_stop: Set it to True (e.g. in a callback) to stop after the current epoch.
+        callbacks: The callbacks, the progress bar included.
+        last_train_metrics: The last epoch's training metrics.
+        last_val_metrics: The last validation metrics.
+        logged_metrics: The loss over the last ``log_every_n_steps`` batches, read at that
+            interval, and the global step it was read at.
+        skipped_batches: Updates skipped for a non-finite loss (``on_nan="skip"``).
+        interrupted: Whether the last ``fit`` ended by a KeyboardInterrupt.
+        interrupt_checkpoint: The checkpoint it saved then, or ``None``.
+
+    Example:
+        >>> import torch
+        >>> from rnnkit import SequenceClassifier, Trainer
+        >>> x, y = torch.randn(64, 5, 3), torch.randint(0, 2, (64,))
+        >>> trainer = Trainer(max_epochs=2, batch_size=16, progress=False, seed=0)
+        >>> history = trainer.fit(SequenceClassifier(3, 2, 8), (x, y))
+        >>> len(history), sorted(history[-1])[:3]
+        (2, ['accuracy', 'epoch', 'loss'])
+    """
+
+    def __init__(
+        self,
+        max_epochs: int = 10,
+        batch_size: int = 32,
+        *,
+        optimizer: str | OptimizerFactory = "adam",
+        lr: float = 1e-3,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_interval: Literal["epoch", "step"] = "epoch",
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        metrics: Sequence[str | Metric] | None = None,
+        device: str | torch.device = "auto",
+        precision: str | int = "32",
+        grad_clip_norm: float | None = None,
+        seed: int | None = None,
+        callbacks: Sequence[Callback] | None = None,
+        progress: bool = True,
+        log_every_n_steps: int = 50,
+        teacher_forcing: float | Callable[[int], float] = 1.0,
+        tbptt_steps: int | None = None,
+        rollout_horizon: int | None = None,
+        fast_dev_run: bool | int = False,
+        overfit_batches: int = 0,
+        on_nan: Literal["raise", "skip"] = "raise",
+        default_root_dir: str | os.PathLike[str] = "runs",
+        shuffle: bool = True,
+    ) -> None:
+        check_int("max_epochs", max_epochs, 1)
+        check_int("batch_size", batch_size, 1)
+        check_int("log_every_n_steps", log_every_n_steps, 1)
+        check_int("tbptt_steps", tbptt_steps, 1, optional=True)
+        check_int("rollout_horizon", rollout_horizon, 1, optional=True)
+        check_int("overfit_batches", overfit_batches, 0)
+        check_int("seed", seed, 0, optional=True)
+        _check_optimizer(optimizer)
+        _check_choice("on_nan", on_nan, ("raise", "skip"))
+        _check_choice("scheduler_interval", scheduler_interval, ("epoch", "step"))
+        check_ratio(teacher_forcing)
+        self._check_misc(lr, grad_clip_norm, fast_dev_run, scheduler)
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = float(lr)
+        self.optimizer_spec = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.loss_fn = loss
+        self.metric_objects = resolve_metrics(metrics)
+        self.device = _resolve_device(device)
+        self.precision = resolve_precision(precision)
+        self._amp = Precision(self.precision, self.device)
+        self.grad_clip_norm = grad_clip_norm
+        self.seed = seed
+        self.log_every_n_steps = log_every_n_steps
+        self.teacher_forcing = teacher_forcing
+        self.tbptt_steps = tbptt_steps
+        self.rollout_horizon = rollout_horizon
+        self.fast_dev_run = int(fast_dev_run)
+        self.overfit_batches = overfit_batches
+        self.on_nan = on_nan
+        self.default_root_dir = Path(default_root_dir)
+        self.shuffle = shuffle
+        self.callbacks = list(callbacks or [])
+        if progress and not any(isinstance(cb, ProgressBar) for cb in self.callbacks):
+            self.callbacks.append(ProgressBar())
+        super().__init__()
+
+    @staticmethod
+    def _check_misc(lr: object, clip: object, fast_dev_run: object, scheduler: object) -> None:
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+            raise ValueError(f"Expected `lr` to be a positive number, but got {lr!r}.")
+        if clip is not None and (not isinstance(clip, int | float) or not clip > 0):
+            raise ValueError(f"Expected `grad_clip_norm` > 0 or None, but got {clip!r}.")
+        if not isinstance(fast_dev_run, bool | int) or fast_dev_run < 0:
+            raise ValueError(
+                f"Expected `fast_dev_run` to be a bool or an int >= 0, got {fast_dev_run!r}."
+            )
+        if scheduler is not None and not callable(scheduler):
+            raise TypeError(
+                f"Expected `scheduler` to be None or a callable `optimizer -> LRScheduler`, but "
+                f"got {scheduler!r}. Hint: scheduler=lambda opt: StepLR(opt, step_size=5)."
+            )
+
+    # -- public entry points ----------------------------------------------------------------
+
+    @property
+    def is_global_zero(self) -> bool:
+        """Whether this process is rank 0 (always, as the Trainer runs in one process)."""
+        return True
+
+    def fit(
+        self,
+        model: nn.Module,
+        train: Any,
+        val: Any = None,
+        resume_from: str | os.PathLike[str] | None = None,
+    ) -> History:
+        """Train ``model`` on ``train``, validating on ``val`` after every epoch.
+
+        Args:
+            model: A :class:`~rnnkit.SequenceClassifier` or :class:`~rnnkit.Seq2SeqRegressor`;
+                moved to the Trainer's device.
+            train: A :class:`~rnnkit.data.SequenceDataset`, an ``(x, y)`` or
+                ``(x, y, lengths)`` tuple of tensors/arrays, or a re-iterable of batches.
+            val: Validation data, in any of the same forms, or ``None``.
+            resume_from: A checkpoint to continue from exactly (weights, optimizer, scheduler,
+                epoch and position within it, RNG states, History, callback states), or
+                ``"last"``: the latest checkpoint of the :class:`~rnnkit.ModelCheckpoint`
+                among the callbacks (or of an interrupted run in ``default_root_dir``); with
+                none there yet, training starts afresh.
+
+        Returns:
+            The :class:`~rnnkit.History`, one record per epoch. After a KeyboardInterrupt the
+            run's state is saved as a resumable checkpoint (logged with how to resume) and the
+            History so far is returned.
+
+        Raises:
+            ValueError: The data do not fit the model, or an option does not apply to it;
+                raised before any training.
+            rnnkit.errors.ShapeError: The data have the wrong sequence width or target size.
+            rnnkit.errors.TrainingDivergedError: The loss became NaN or infinite
+                (``on_nan="raise"``).
+            rnnkit.errors.CheckpointError: ``resume_from`` cannot be read or does not match.
+
+        Shapes:
+            - train/val ``x``: ``(N, L, H_in)``; ``y``: ``(N,)`` class indices or
+              ``(N, L, H_y)`` per-step targets; ``lengths``: ``(N,)``.
+        """
+        self.interrupted, self.interrupt_checkpoint = False, None
+        self._prepare_fit(model, train, val)
+        checkpoint = self._read_resume_checkpoint(resume_from)
+        self._setup_run(checkpoint)
+        return self._run()
+
+    def evaluate(self, model: nn.Module, data: Any) -> dict[str, float]:
+        """The loss and metrics of ``model`` on ``data`` (in eval mode, without autograd).
+
+        Args:
+            model: An rnnkit model; moved to the Trainer's device.
+            data: Labelled data in any form ``fit`` accepts.
+
+        Returns:
+            ``{"loss": ..., <metric>: ...}`` (plus ``"rollout_mse"`` with ``rollout_horizon``),
+            each averaged over all samples (per-step values: over all valid elements).
+
+        Raises:
+            ValueError: The data do not fit the model.
+            rnnkit.errors.ShapeError: The data have the wrong sequence width or target size.
+
+        Shapes:
+            - ``x``: ``(N, L, H_in)``; ``y``: ``(N,)`` or ``(N, L, H_y)``.
+        """
+        model, kind = model_kind(model)
+        source = as_source(data, "data")
+        info = source.info()
+        check_data(model, kind, info, "data")
+        self._check_options(model, kind, [("data", info)])
+        self._task = self._make_task(kind)
+        self.model = model.to(self.device)
+        return self._evaluation_loop(source)
+
+    def predict(self, model: nn.Module, data: Any) -> Tensor:
+        """Run ``model`` over ``data`` in order and return its outputs on the CPU.
+
+        Args:
+            model: An rnnkit model; moved to the Trainer's device.
+            data: Inputs: a tensor/array ``x``, a dataset, an ``(x, y)`` pair (targets
+                ignored) or an iterable of batches.
+
+        Returns:
+            Classifier logits (take ``.argmax(-1)`` for classes), or a regressor's per-step
+            predictions (zero at padded steps; batches of different lengths are zero-padded
+            to the longest).
+
+        Raises:
+            rnnkit.errors.ShapeError: The inputs have the wrong sequence width.
+
+        Shapes:
+            - ``x``: ``(N, L, H_in)``.
+            - return: ``(N, C)`` for a classifier; ``(N, L, H_y)`` for a regressor.
+        """
+        model, kind = model_kind(model)
+        source = as_source(data, "data")
+        check_width(model, source.info(), "data")
+        self._task = make_task(kind, None, [], tbptt_steps=self.tbptt_steps)
+        self.model = model.to(self.device)
+        return self._prediction_loop(source)
+
+    # -- fit: preparation -------------------------------------------------------------------
+
+    def _make_task(self, kind: str) -> Task:
+        default = make_task(kind, None, []).default_metrics
+        metrics = self.metric_objects
+        if metrics is None:
+            metrics = [get_metric(name) for name in default]
+        check_metric_kinds(kind, metrics)
+        options = {"tbptt_steps": self.tbptt_steps, "rollout_horizon": self.rollout_horizon}
+        return make_task(kind, self.loss_fn, metrics, **options)
+
+    def _check_options(
+        self, model: RecurrentModel, kind: str, infos: list[tuple[str, DataInfo]]
+    ) -> None:
+        check_regressor_options(
+            model,
+            kind,
+            tbptt_steps=self.tbptt_steps,
+            teacher_forcing=self.teacher_forcing,
+            rollout_horizon=self.rollout_horizon,
+            infos=infos,
+        )
+
+    def _prepare_fit(self, model: nn.Module, train: Any, val: Any) -> None:
+        """Check model and data (before any training) and set up the batch sources."""
+        model, kind = model_kind(model)
+        self._task = self._make_task(kind)
+        train_source = as_source(train, "train")
+        infos = [("train", train_source.info())]
+        val_source = None if val is None else as_source(val, "val")
+        if val_source is not None:
+            infos.append(("val", val_source.info()))
+            check_val_like_train(infos[0][1], infos[1][1])
+        for name, info in infos:
+            check_data(model, kind, info, name)
+        self._check_options(model, kind, infos)
+        self._train_source, self._val_source = self._limit_sources(train_source, val_source)
+        self.model = model.to(self.device)
+
+    def _limit_sources(
+        self, train: BatchSource, val: BatchSource | None
+    ) -> tuple[BatchSource, BatchSource | None]:
+        if self.fast_dev_run:
+            n = self.fast_dev_run
+            limited_val = None if val is None else val.limited(n, self.batch_size)
+            return train.limited(n, self.batch_size), limited_val
+        if self.overfit_batches:
+            return train.limited(self.overfit_batches, self.batch_size), val
+        return train, val
+
+    def _setup_run(self, checkpoint: dict[str, Any] | None) -> None:
+        """Build optimizer, scheduler and scaler; restore a checkpoint or seed a fresh run."""
+        assert self.model is not None
+        self._reset_run()
+        self.optimizer = self.configure_optimizer(self.model)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler = (
+            None if self.scheduler_factory is None else self.scheduler_factory(self.optimizer)
+        )
+        self.scaler = self._amp.make_scaler()
+        self._first_bad = torch.full((), -1, dtype=torch.int64, device=self.device)
+        self.num_training_batches = self._train_source.num_batches(self.batch_size)
+        self._restore_checkpoint(checkpoint)
+
+    def configure_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        """Build the optimizer for ``model`` (override for parameter groups and the like)."""
+        spec = self.optimizer_spec
+        if callable(spec):
+            return spec(model.parameters())
+        return _OPTIMIZERS[spec](model.parameters(), lr=self.lr)

@@ -1,0 +1,258 @@
+"""Exact resume, interrupts, divergence and callback errors (the Trainer side of checkpoints).
+
+The resume tests train 4 epochs straight in this process and compare, bitwise, with a run
+stopped after 2 epochs (or interrupted in the middle of one) and resumed from its checkpoint in
+a NEW process: this file doubles as that process's script (see ``_worker``).
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rnnkit.callbacks import Callback, EarlyStopping
+from rnnkit.checkpoint import CheckpointMismatchError, load_checkpoint
+from rnnkit.errors import CheckpointError, TrainingDivergedError
+from rnnkit.model_checkpoint import ModelCheckpoint
+from rnnkit.models import Seq2SeqRegressor, SequenceClassifier
+from rnnkit.safe_save import check_plain
+from rnnkit.trainer import Trainer
+
+KINDS = ("classifier", "regressor")
+
+
+def _data(kind: str) -> tuple[Tensor, Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    if kind == "classifier":
+        x = torch.randn(40, 6, 3, generator=gen)
+        return x, torch.randint(0, 3, (40,), generator=gen)
+    waves = torch.sin(torch.linspace(0, 6, 13) + 3 * torch.rand(40, 1, generator=gen))
+    return waves[:, :-1, None].contiguous(), waves[:, 1:, None].contiguous()
+
+
+def _model(kind: str) -> torch.nn.Module:
+    torch.manual_seed(1)
+    if kind == "classifier":  # dropout draws from the global RNG: its state must resume too
+        return SequenceClassifier(3, 3, 8, cell="gru", num_layers=2, dropout=0.3)
+    return Seq2SeqRegressor(1, hidden_size=8, cell="lstm", num_layers=2, dropout=0.2)
+
+
+def _trainer(kind: str, folder: Path, epochs: int = 4, extra: tuple[Callback, ...] = ()) -> Trainer:
+    callbacks = [ModelCheckpoint(folder), EarlyStopping("val_loss", patience=10), *extra]
+    options: dict[str, Any] = {"teacher_forcing": 0.6} if kind == "regressor" else {}
+    return Trainer(
+        max_epochs=epochs,
+        batch_size=12,  # 4 batches per epoch, the last one short
+        optimizer="adamw",
+        scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7),
+        seed=5,
+        callbacks=callbacks,
+        progress=False,
+        **options,
+    )
+
+
+def _fit(kind: str, folder: Path, epochs: int = 4, **kwargs: Any) -> Trainer:
+    x, y = _data(kind)
+    trainer = _trainer(kind, folder, epochs, kwargs.pop("extra", ()))
+    trainer.fit(_model(kind), (x, y), val=(x[:20], y[:20]), **kwargs)
+    return trainer
+
+
+def _worker(args: list[str]) -> None:
+    """Run in a new process: for each ``kind checkpoint out`` triple, resume, finish, save."""
+    torch.set_num_threads(1)
+    for i in range(0, len(args), 3):
+        kind, checkpoint, out = args[i : i + 3]
+        trainer = _fit(kind, Path(out).parent / f"resumed-{i}", resume_from=checkpoint)
+        trainer.save_checkpoint(out)
+
+
+def _assert_same_run(a: dict[str, Any], b: dict[str, Any]) -> None:
+    """Weights, optimizer state and History equal bitwise (History times aside)."""
+    for key, value in a["model"]["state_dict"].items():
+        assert torch.equal(value, b["model"]["state_dict"][key]), key
+    opt_a, opt_b = a["trainer"]["optimizer"], b["trainer"]["optimizer"]
+    assert opt_a["param_groups"] == opt_b["param_groups"]
+    for index, state in opt_a["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, opt_b["state"][index][name]), (index, name)
+    records = [c["trainer"]["history"]["records"] for c in (a, b)]
+    untimed = [[{k: v for k, v in r.items() if k != "time"} for r in rs] for rs in records]
+    assert untimed[0] == untimed[1]
+    assert len(untimed[0]) == 4
+    assert a["trainer"]["global_step"] == b["trainer"]["global_step"] == 16
+    assert a["callbacks"]["EarlyStopping"]["best"] == b["callbacks"]["EarlyStopping"]["best"]
+
+
+def _straight(kind: str, folder: Path) -> dict[str, Any]:
+    trainer = _fit(kind, folder / "straight")
+    trainer.save_checkpoint(folder / "straight.ckpt")
+    return load_checkpoint(folder / "straight.ckpt")
+
+
+class InterruptAt(Callback):
+    """Raises KeyboardInterrupt (as Ctrl-C would) after the given global step."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_batch_end(self, trainer: Any, batch_idx: int, outputs: dict[str, Any]) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+CASES = ("classifier-after-2-epochs", "regressor-after-2-epochs", "classifier-interrupted")
+
+
+@pytest.fixture(scope="module")
+def resumed_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, Any]]:
+    """Each case: the straight 4-epoch run and the run resumed in ONE new process."""
+    root = tmp_path_factory.mktemp("resume")
+    jobs: list[str] = []
+    for case in CASES:
+        kind, folder = case.split("-")[0], root / case
+        if case.endswith("interrupted"):
+            trainer = _fit(kind, folder / "stopped", extra=(InterruptAt(6),))
+            assert trainer.interrupted
+            assert len(trainer.history) == 1  # epoch 0, then 2 batches of epoch 1
+        else:
+            _fit(kind, folder / "stopped", epochs=2)
+        jobs += [kind, str(folder / "stopped" / "last.ckpt"), str(folder / "resumed.ckpt")]
+    subprocess.run([sys.executable, __file__, *jobs], check=True, timeout=600)
+    straight = {kind: _straight(kind, root / kind) for kind in KINDS}
+    return {
+        case: (straight[case.split("-")[0]], load_checkpoint(root / case / "resumed.ckpt"))
+        for case in CASES
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES)
+def test_resume_in_a_new_process_equals_four_epochs_straight(
+    case: str, resumed_runs: dict[str, tuple[Any, Any]]
+) -> None:
+    straight, resumed = resumed_runs[case]
+    _assert_same_run(straight, resumed)
+
+
+def test_an_interrupt_saves_where_it_stopped(tmp_path: Path) -> None:
+    trainer = _fit("classifier", tmp_path / "stopped", extra=(InterruptAt(6),))
+    assert trainer.interrupt_checkpoint == tmp_path / "stopped" / "last.ckpt"
+    saved = load_checkpoint(trainer.interrupt_checkpoint)["trainer"]
+    assert (saved["epoch"], saved["position"], saved["global_step"]) == (1, 2, 6)
+    assert saved["permutation"] is not None
+    assert len(saved["history"]["records"]) == 1
+
+
+def test_an_interrupt_inside_a_step_repeats_that_step_on_resume(tmp_path: Path) -> None:
+    """Ctrl-C usually lands in the forward/backward pass: the step is rolled back."""
+    calls = {"n": 0}
+
+    def loss_interrupted_at_call_7(output: Tensor, target: Tensor) -> Tensor:
+        calls["n"] += output.requires_grad  # count training steps only
+        if calls["n"] == 7:  # batch 2 of epoch 1, after the dropout masks were drawn
+            raise KeyboardInterrupt
+        return F.cross_entropy(output, target)
+
+    straight = _straight("classifier", tmp_path)
+    x, y = _data("classifier")
+    trainer = _trainer("classifier", tmp_path / "stopped")
+    trainer.loss_fn = loss_interrupted_at_call_7
+    history = trainer.fit(_model("classifier"), (x, y), val=(x[:20], y[:20]))
+    assert trainer.interrupted
+    assert len(history) == 1
+    saved = load_checkpoint(tmp_path / "stopped" / "last.ckpt")["trainer"]
+    assert (saved["epoch"], saved["position"], saved["global_step"]) == (1, 2, 6)
+    resumed = _fit("classifier", tmp_path / "resumed", resume_from=trainer.interrupt_checkpoint)
+    resumed.save_checkpoint(tmp_path / "resumed.ckpt")
+    _assert_same_run(straight, load_checkpoint(tmp_path / "resumed.ckpt"))
+
+
+def test_resume_from_last_without_a_checkpoint_starts_afresh(tmp_path: Path) -> None:
+    trainer = _fit("classifier", tmp_path / "new", epochs=1, resume_from="last")
+    assert len(trainer.history) == 1
+    assert (tmp_path / "new" / "last.ckpt").is_file()
+
+
+def test_state_dict_is_plain_and_loads_with_weights_only(tmp_path: Path) -> None:
+    trainer = _fit("regressor", tmp_path / "run", epochs=1)
+    state = trainer.state_dict()
+    check_plain(state, "trainer")
+    torch.save(state, tmp_path / "state.pt")
+    loaded = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert loaded["epoch"] == 1
+    assert loaded["position"] == 0
+    assert loaded["history"] == trainer.history.state_dict()
+    assert set(loaded["rng"]) >= {"python", "numpy", "torch", "shuffle", "teacher"}
+
+
+def test_resuming_mid_epoch_with_another_batch_size_is_refused(tmp_path: Path) -> None:
+    _fit("classifier", tmp_path / "stopped", extra=(InterruptAt(6),))
+    x, y = _data("classifier")
+    trainer = Trainer(max_epochs=4, batch_size=10, progress=False)
+    with pytest.raises(CheckpointError, match=r"batch_size = 12 to resume in the middle"):
+        trainer.fit(_model("classifier"), (x, y), resume_from=tmp_path / "stopped" / "last.ckpt")
+
+
+def test_resuming_into_another_model_is_refused(tmp_path: Path) -> None:
+    _fit("classifier", tmp_path / "run", epochs=1)
+    x, y = _data("classifier")
+    other = SequenceClassifier(3, 3, 16, cell="gru")
+    with pytest.raises(CheckpointMismatchError, match="hidden_size"):
+        Trainer(progress=False).fit(other, (x, y), resume_from=tmp_path / "run" / "last.ckpt")
+
+
+def test_a_loss_that_becomes_nan_stops_and_leaves_the_checkpoint_from_before(
+    tmp_path: Path,
+) -> None:
+    calls = {"n": 0}
+
+    def loss_nan_at_step_6(output: Tensor, target: Tensor) -> Tensor:
+        calls["n"] += output.requires_grad  # count training steps only
+        loss = F.cross_entropy(output, target)
+        return loss * math.inf if calls["n"] == 7 else loss  # the 7th step is step 6
+
+    x, y = _data("classifier")
+    trainer = _trainer("classifier", tmp_path / "run")
+    trainer.loss_fn = loss_nan_at_step_6
+    with pytest.raises(TrainingDivergedError, match=r"became inf at epoch 1, step 6") as caught:
+        trainer.fit(_model("classifier"), (x, y), val=(x[:20], y[:20]))
+    assert (caught.value.epoch, caught.value.step) == (1, 6)
+    assert "last.ckpt" in str(caught.value)
+    checkpoint = load_checkpoint(tmp_path / "run" / "last.ckpt")
+    assert checkpoint["trainer"]["global_step"] == 4  # written at the end of epoch 0
+    assert all(torch.isfinite(v).all() for v in checkpoint["model"]["state_dict"].values())
+
+
+class Failing(Callback):
+    def __init__(self) -> None:
+        self.error = ValueError("boom")
+        self.seen: list[BaseException] = []
+
+    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+        raise self.error
+
+    def on_exception(self, trainer: Any, exc: BaseException) -> None:
+        self.seen.append(exc)
+
+
+def test_an_exception_in_a_callback_reaches_on_exception_and_is_reraised_unchanged() -> None:
+    failing = Failing()
+    x, y = _data("classifier")
+    with pytest.raises(ValueError, match="boom") as caught:
+        Trainer(progress=False, callbacks=[failing]).fit(_model("classifier"), (x, y))
+    assert caught.value is failing.error
+    assert failing.seen == [failing.error]
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1:])
