@@ -1,0 +1,197 @@
+"""Multi-process tests: scripts in tests/_ddp_scripts run under torchrun on 2 CPU ranks (gloo).
+
+Each test launches ``python -m torch.distributed.run --standalone --nproc-per-node 2`` (what
+the ``torchrun`` command runs) in its own process group, with a wall-clock limit after which
+the whole group is killed and the test fails: a hang fails the test instead of the suite.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import runpy
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from rnnkit.trainer import Trainer
+
+SCRIPTS = Path(__file__).resolve().parent / "_ddp_scripts"
+LIMIT_S = 240.0  # far above a normal launch (~10 s), far below a hang
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (dist.is_available() and dist.is_gloo_available()),
+        reason="torch.distributed with the gloo backend is not available",
+    ),
+]
+
+
+def torchrun(script: str, *args: str, restarts: int = 0) -> tuple[int, str, float]:
+    """Run ``script`` under torchrun on 2 ranks; return (exit code, output, seconds)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
+    cmd += ["2", "--max-restarts", str(restarts), str(SCRIPTS / script), *args]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "error"}
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        out, _ = proc.communicate(timeout=LIMIT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its workers: the group we started
+        out, _ = proc.communicate()
+        pytest.fail(f"torchrun {script} hung for {LIMIT_S} s:\n{out.decode()[-3000:]}")
+    return proc.returncode, out.decode(errors="replace"), time.monotonic() - start
+
+
+def load(path: Path) -> dict[str, Any]:
+    result: dict[str, Any] = torch.load(path, weights_only=True)
+    return result
+
+
+@pytest.fixture(scope="module")
+def equivalence_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """One 2-rank launch of equivalence.py; its per-rank results and the reference."""
+    out = tmp_path_factory.mktemp("ddp_equivalence")
+    code, output, _ = torchrun("equivalence.py", str(out))
+    assert code == 0, output[-3000:]
+    return {name: load(out / f"{name}.pt") for name in ("rank0", "rank1", "reference")}
+
+
+@pytest.mark.parametrize("n", [37, 33])  # last global batch 3 + 2, and 1 + a filler
+@pytest.mark.parametrize("model", ["weights", "regressor"])
+def test_ddp_weights_equal_single_process_on_the_same_global_batches(
+    equivalence_run: dict[str, dict[str, Any]], n: int, model: str
+) -> None:
+    """Classifier: mean loss x shard.weight; regressor: masked MSE x loss_weight(elements)."""
+    ref = equivalence_run["reference"][f"{model}_{n}"]
+    for rank in ("rank0", "rank1"):
+        got = equivalence_run[rank][f"{model}_{n}"]
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+    initial = equivalence_run["reference"]["initial" if model == "weights" else "initial_regressor"]
+    moved = max((ref[k] - initial[k]).abs().max().item() for k in ref)
+    assert moved > 0.05  # training changed the weights: the equality is not trivial
+
+
+@pytest.mark.parametrize(("n", "val_size"), [(37, 13), (33, 13), (37, 1)])
+def test_reduced_validation_equals_single_process(
+    equivalence_run: dict[str, dict[str, Any]], n: int, val_size: int
+) -> None:
+    key = f"val_{n}_{val_size}"
+    correct, count, loss_sum = equivalence_run["reference"][key]
+    for rank in ("rank0", "rank1"):
+        got_correct, got_count, got_loss = equivalence_run[rank][key]
+        assert got_count.item() == count.item() == val_size  # no sample twice, none missing
+        assert got_count.dtype == torch.int64
+        assert got_correct.item() == correct.item()  # the same accuracy, exactly
+        torch.testing.assert_close(got_loss, loss_sum)
+
+
+def test_ranks_take_decisions_together(equivalence_run: dict[str, dict[str, Any]]) -> None:
+    for rank in ("rank0", "rank1"):
+        result = equivalence_run[rank]
+        assert result["any_rank_1"] is True  # rank 1's flag reaches rank 0
+        assert result["any_none"] is False
+        assert result["seed"] == 1234  # rank 0's seed, though rank 1 passed 1235
+        assert result["object"] == {"path": "from rank 0"}
+        assert result["named"] == {"loss": (3.0, 4.0), "extra": (5.0, 1.0)}  # names united
+        assert result["named_empty"] == {"a": (1.0, 3.0)}  # rank 0 had no part, still joined
+
+
+def test_a_raising_rank_ends_the_job_with_its_error() -> None:
+    code, output, seconds = torchrun("rank_raises.py")
+    assert code != 0
+    assert "RuntimeError: rank 1 failed on purpose at step 3" in output
+    assert "finished: the failure did not stop it" not in output
+    assert seconds < 300  # the process-group timeout (300 s) was not needed
+
+
+def test_a_hung_rank_is_stopped_by_the_process_group_timeout() -> None:
+    code, output, seconds = torchrun("rank_hangs.py")
+    assert code != 0
+    assert "Timed out" in output  # rank 0's barrier gave up after 2 s
+    assert "passed the barrier" not in output
+    assert seconds < 300  # rank 1 would have slept 300 s: torchrun stopped it
+
+
+def test_torchrun_restart_forms_a_new_group() -> None:
+    code, output, _ = torchrun("restart.py", restarts=1)
+    assert code == 0, output[-3000:]
+    assert "rank 1 failed on the first attempt" in output
+    for rank in (0, 1):  # the restarted ranks met and exchanged values
+        assert f"attempt 1 rank {rank} sum 3 seed 100" in output
+
+
+# --- Trainer(strategy="ddp"), once the lead has wired rnnkit.distributed into the Trainer ------
+
+
+def trainer_has_strategy() -> bool:
+    return "strategy" in inspect.signature(Trainer.__init__).parameters
+
+
+needs_ddp_trainer = pytest.mark.skipif(
+    not trainer_has_strategy(), reason="Trainer(strategy=...) is not wired to rnnkit.distributed"
+)
+
+
+@pytest.fixture(scope="module")
+def trainer_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A straight 2-rank fit, a 2-rank fit that crashes once and resumes, and one process."""
+    runs: dict[str, Any] = {}
+    for mode, restarts in (("straight", 0), ("crash", 1)):
+        out = tmp_path_factory.mktemp(f"trainer_{mode}")
+        code, output, _ = torchrun("trainer_fit.py", str(out), mode, restarts=restarts)
+        assert code == 0, output[-3000:]
+        runs[mode] = {f"rank{r}": load(out / f"rank{r}.pt") for r in (0, 1)}
+        runs[mode] |= {"output": output, "files": sorted(p.name for p in out.rglob("*.ckpt*"))}
+    single_dir = tmp_path_factory.mktemp("trainer_single")
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        script = runpy.run_path(str(SCRIPTS / "trainer_fit.py"))
+        runs["single"] = script["fit_single"](single_dir)
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    runs["single"]["files"] = sorted(p.name for p in single_dir.rglob("*.ckpt*"))
+    return runs
+
+
+@needs_ddp_trainer
+def test_trainer_ddp_fit_equals_single_process(trainer_runs: dict[str, Any]) -> None:
+    single = trainer_runs["single"]
+    for rank in ("rank0", "rank1"):
+        run = trainer_runs["straight"][rank]
+        torch.testing.assert_close(run["weights"], single["weights"], rtol=1e-5, atol=1e-6)
+        for got, expected in zip(run["history"], single["history"], strict=True):
+            assert got["val_accuracy"] == expected["val_accuracy"]
+            assert got["val_loss"] == pytest.approx(expected["val_loss"], rel=1e-5)
+            assert got["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+
+
+@needs_ddp_trainer
+def test_trainer_ddp_writes_the_checkpoints_once(trainer_runs: dict[str, Any]) -> None:
+    files = trainer_runs["straight"]["files"]
+    assert files == trainer_runs["single"]["files"]  # rank 0 alone: no duplicates, no temp files
+    assert "last.ckpt" in files
+
+
+@needs_ddp_trainer
+def test_trainer_ddp_restart_resumes_from_last(trainer_runs: dict[str, Any]) -> None:
+    crash = trainer_runs["crash"]
+    assert "rank 1 crashed on purpose after epoch 1" in crash["output"]
+    attempts = dict(re.findall(r"attempt (\d+) started at epoch (\d+)", crash["output"]))
+    assert attempts.get("0") == "0"
+    assert int(attempts["1"]) >= 1  # the restarted group resumed, it did not start over
+    straight = trainer_runs["straight"]["rank0"]
+    for rank in ("rank0", "rank1"):
+        torch.testing.assert_close(crash[rank]["weights"], straight["weights"])
+        assert [h["epoch"] for h in crash[rank]["history"]] == [0, 1, 2, 3]
