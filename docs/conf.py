@@ -59,4 +59,4 @@ intersphinx_disabled_reftypes: list[str] = []
 
 html_theme = "alabaster"
 html_static_path = ["_static"]
-exclude_patterns = ["_build", "_scripts", "_ext", "_inventories"]
+exclude_patterns = ["_build", "_scripts", "_ext", "_inventories", "_snippets"]
