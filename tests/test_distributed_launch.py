@@ -7,7 +7,6 @@ the whole group is killed and the test fails: a hang fails the test instead of t
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import runpy
@@ -21,8 +20,6 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-
-from rnnkit.trainer import Trainer
 
 SCRIPTS = Path(__file__).resolve().parent / "_ddp_scripts"
 LIMIT_S = 240.0  # far above a normal launch (~10 s), far below a hang
@@ -132,16 +129,7 @@ def test_torchrun_restart_forms_a_new_group() -> None:
         assert f"attempt 1 rank {rank} sum 3 seed 100" in output
 
 
-# --- Trainer(strategy="ddp"), once the lead has wired rnnkit.distributed into the Trainer ------
-
-
-def trainer_has_strategy() -> bool:
-    return "strategy" in inspect.signature(Trainer.__init__).parameters
-
-
-needs_ddp_trainer = pytest.mark.skipif(
-    not trainer_has_strategy(), reason="Trainer(strategy=...) is not wired to rnnkit.distributed"
-)
+# --- Trainer(strategy="ddp") ----------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +141,8 @@ def trainer_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         code, output, _ = torchrun("trainer_fit.py", str(out), mode, restarts=restarts)
         assert code == 0, output[-3000:]
         runs[mode] = {f"rank{r}": load(out / f"rank{r}.pt") for r in (0, 1)}
-        runs[mode] |= {"output": output, "files": sorted(p.name for p in out.rglob("*.ckpt*"))}
+        files = sorted(p.name for p in (out / "checkpoints").iterdir())
+        runs[mode] |= {"output": output, "files": files}
     single_dir = tmp_path_factory.mktemp("trainer_single")
     sys.path.insert(0, str(SCRIPTS))
     try:
@@ -161,11 +150,10 @@ def trainer_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         runs["single"] = script["fit_single"](single_dir)
     finally:
         sys.path.remove(str(SCRIPTS))
-    runs["single"]["files"] = sorted(p.name for p in single_dir.rglob("*.ckpt*"))
+    runs["single"]["files"] = sorted(p.name for p in (single_dir / "checkpoints").iterdir())
     return runs
 
 
-@needs_ddp_trainer
 def test_trainer_ddp_fit_equals_single_process(trainer_runs: dict[str, Any]) -> None:
     single = trainer_runs["single"]
     for rank in ("rank0", "rank1"):
@@ -177,14 +165,41 @@ def test_trainer_ddp_fit_equals_single_process(trainer_runs: dict[str, Any]) -> 
             assert got["loss"] == pytest.approx(expected["loss"], rel=1e-5)
 
 
-@needs_ddp_trainer
+def test_trainer_ddp_regressor_skips_and_stops_together(trainer_runs: dict[str, Any]) -> None:
+    """Padded series, a filler shard, an inf loss on one rank only, a stop asked by rank 1."""
+    single = trainer_runs["single"]["regressor"]
+    assert len(single["history"]) == 2  # stopped after epoch 1
+    assert single["history"][0]["skipped_batches"] == 1  # the overflowing batch, each epoch
+    for rank in ("rank0", "rank1"):
+        run = trainer_runs["straight"][rank]["regressor"]
+        torch.testing.assert_close(run["weights"], single["weights"], rtol=1e-5, atol=1e-6)
+        assert len(run["history"]) == len(single["history"])
+        for got, expected in zip(run["history"], single["history"], strict=True):
+            assert got["skipped_batches"] == expected["skipped_batches"]
+            for key in ("loss", "mae", "val_loss", "val_mae"):
+                assert got[key] == pytest.approx(expected[key], rel=1e-5)
+
+
 def test_trainer_ddp_writes_the_checkpoints_once(trainer_runs: dict[str, Any]) -> None:
     files = trainer_runs["straight"]["files"]
     assert files == trainer_runs["single"]["files"]  # rank 0 alone: no duplicates, no temp files
     assert "last.ckpt" in files
 
 
-@needs_ddp_trainer
+def test_trainer_ddp_resumes_in_the_middle_of_an_epoch(trainer_runs: dict[str, Any]) -> None:
+    """Interrupted in epoch 1 (rank 0 saves), resumed by a new Trainer on both ranks."""
+    for rank in ("rank0", "rank1"):
+        straight = trainer_runs["straight"][rank]
+        run = straight["interrupted"]
+        assert run["interrupted"] == [True, False]
+        torch.testing.assert_close(run["weights"], straight["weights"])
+        assert [h["epoch"] for h in run["history"]] == [0, 1, 2, 3]
+        for got, expected in zip(run["history"], straight["history"], strict=True):
+            assert got["val_accuracy"] == expected["val_accuracy"]
+            if got["epoch"] != 1:  # epoch 1's training sums before the stop are rank 0's only
+                assert got["loss"] == pytest.approx(expected["loss"], rel=1e-6)
+
+
 def test_trainer_ddp_restart_resumes_from_last(trainer_runs: dict[str, Any]) -> None:
     crash = trainer_runs["crash"]
     assert "rank 1 crashed on purpose after epoch 1" in crash["output"]
@@ -195,3 +210,11 @@ def test_trainer_ddp_restart_resumes_from_last(trainer_runs: dict[str, Any]) -> 
     for rank in ("rank0", "rank1"):
         torch.testing.assert_close(crash[rank]["weights"], straight["weights"])
         assert [h["epoch"] for h in crash[rank]["history"]] == [0, 1, 2, 3]
+
+
+def test_a_raising_trainer_rank_ends_the_job_with_its_error(tmp_path: Path) -> None:
+    code, output, seconds = torchrun("trainer_fit.py", str(tmp_path), "crash")
+    assert code != 0
+    assert "RuntimeError: rank 1 crashed on purpose after epoch 1" in output
+    assert not list(tmp_path.glob("rank*.pt"))  # no rank finished the fit
+    assert seconds < 300  # the process-group timeout (300 s) was not needed

@@ -169,10 +169,12 @@ class IndexedSource(BatchSource):
     def batches(
         self, batch_size: int, order: Tensor | None = None, start: int = 0
     ) -> Iterator[Batch]:
-        """Gather batch after batch from ``order`` (or ``0..n-1``) with ``dataset.batch``."""
-        n = self.num_samples
-        indices = torch.arange(n) if order is None else order
-        for begin in range(start * batch_size, n, batch_size):
+        """Gather batch after batch from ``order`` (or ``0..n-1``) with ``dataset.batch``.
+
+        ``order`` may also be a part of the indices (a process's part under DDP).
+        """
+        indices = torch.arange(self.num_samples) if order is None else order
+        for begin in range(start * batch_size, indices.numel(), batch_size):
             yield self.dataset.batch(indices[begin : begin + batch_size])
 
     def limited(self, batches: int, batch_size: int) -> IndexedSource:

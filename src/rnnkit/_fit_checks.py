@@ -7,9 +7,9 @@ a kernel).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
-from rnnkit._batches import DataInfo
+from rnnkit._batches import BatchSource, DataInfo, IndexedSource
 from rnnkit.classifier import SequenceClassifier
 from rnnkit.errors import ShapeError
 from rnnkit.metrics import Metric, get_metric
@@ -17,11 +17,15 @@ from rnnkit.model_base import RecurrentModel
 from rnnkit.regressor import Seq2SeqRegressor
 
 __all__ = [
+    "check_choice",
     "check_data",
     "check_int",
     "check_metric_kinds",
+    "check_misc",
+    "check_optimizer",
     "check_ratio",
     "check_regressor_options",
+    "check_shardable",
     "check_val_like_train",
     "check_width",
     "model_kind",
@@ -37,6 +41,40 @@ def check_int(name: str, value: object, minimum: int, *, optional: bool = False)
         raise TypeError(f"Expected `{name}` to be an int, but got {value!r}.")
     if value < minimum:
         raise ValueError(f"Expected `{name}` >= {minimum}, but got {value}.")
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """Raise unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"Expected `{name}` to be one of {list(choices)}, but got {value!r}.")
+
+
+def check_optimizer(optimizer: object, names: Collection[str]) -> None:
+    """Raise unless ``optimizer`` is one of ``names`` or a callable."""
+    if callable(optimizer) or optimizer in names:
+        return
+    raise ValueError(
+        f"Expected `optimizer` to be one of {sorted(names)} or a callable "
+        f"`params -> torch.optim.Optimizer`, but got {optimizer!r}. Hint: e.g. "
+        "optimizer=lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)."
+    )
+
+
+def check_misc(lr: object, clip: object, fast_dev_run: object, scheduler: object) -> None:
+    """Check ``lr``, ``grad_clip_norm``, ``fast_dev_run`` and ``scheduler``."""
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+        raise ValueError(f"Expected `lr` to be a positive number, but got {lr!r}.")
+    if clip is not None and (not isinstance(clip, int | float) or not clip > 0):
+        raise ValueError(f"Expected `grad_clip_norm` > 0 or None, but got {clip!r}.")
+    if not isinstance(fast_dev_run, bool | int) or fast_dev_run < 0:
+        raise ValueError(
+            f"Expected `fast_dev_run` to be a bool or an int >= 0, got {fast_dev_run!r}."
+        )
+    if scheduler is not None and not callable(scheduler):
+        raise TypeError(
+            f"Expected `scheduler` to be None or a callable `optimizer -> LRScheduler`, but "
+            f"got {scheduler!r}. Hint: scheduler=lambda opt: StepLR(opt, step_size=5)."
+        )
 
 
 def check_ratio(value: object) -> None:
@@ -273,4 +311,34 @@ def _check_regressor_data(
             f"{horizon} steps with a target at every step, but got {info.layout()} "
             f"(padded: {not info.full_length}). Hint: lower rollout_horizon or pass "
             "equal-length windows, e.g. rnnkit.data.windows(...)."
+        )
+
+
+def check_shardable(
+    sources: Sequence[BatchSource | None],
+    train: DataInfo | None,
+    tbptt_steps: int | None,
+    world_size: int,
+) -> None:
+    """Under DDP: raise for data rnnkit cannot split over the processes.
+
+    Raises:
+        ValueError: An iterable of batches (only indexed data are sharded), or
+            ``tbptt_steps`` with padded training sequences (the processes would run
+            different numbers of windows, and DDP needs equal numbers of backward passes).
+    """
+    for source in sources:
+        if source is not None and not isinstance(source, IndexedSource):
+            raise ValueError(
+                f"Expected `{source.name}` to be a SequenceDataset or an (x, y) pair of tensors "
+                f"or arrays under DDP ({world_size} processes), but got an iterable of "
+                "batches: rnnkit splits only data it can index over the processes. Hint: pass "
+                "the tensors, or rnnkit.data.SequenceDataset(x, y), instead of a DataLoader."
+            )
+    if tbptt_steps is not None and train is not None and not train.full_length:
+        raise ValueError(
+            f"Expected sequences of one length in `train` with tbptt_steps={tbptt_steps} under "
+            "DDP, but some are padded: the processes would run different numbers of TBPTT "
+            "windows. Hint: train on equal-length windows (rnnkit.data.windows), or without "
+            "tbptt_steps."
         )

@@ -6,13 +6,18 @@ are the chain a subclass may override::
 
     run_epoch -> train_loop -> training_step       (per training batch)
               -> validate -> evaluation_step   (per validation batch)
+
+Under DDP (``self.distributed``) each process trains on its shard of every global batch
+through the DDP wrapper ``train_model``, validates its part of the data on the bare model,
+and the epoch's sums are added over the processes; decisions that change the number of
+steps (stopping, skipping a batch) are taken together.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -65,6 +70,7 @@ class TrainerLoops(TrainerState):
                 self.epoch += 1
                 self._reset_epoch_state()
             self._call("on_fit_end")
+            self.distributed.barrier()  # rank 0's files are written before anyone reads them
         except KeyboardInterrupt as exc:
             self._handle_interrupt(exc)
         except BaseException as exc:
@@ -122,11 +128,9 @@ class TrainerLoops(TrainerState):
         Returns:
             The epoch's training loss and metrics.
         """
-        assert self.model is not None
-        self.model.train()
-        start = self._position
-        batches = self._train_source.batches(self.batch_size, self._order, start)
-        for batch_idx, batch in enumerate(batches, start):
+        assert self.train_model is not None
+        self.train_model.train()
+        for batch_idx, batch in self._training_batches():
             self._batch_idx = batch_idx
             self._call("on_batch_start", batch_idx)
             outputs = self._run_training_step(batch, batch_idx)
@@ -134,7 +138,25 @@ class TrainerLoops(TrainerState):
             if (batch_idx + 1) % self.log_every_n_steps == 0:
                 self._log_interval()
         self._check_divergence()
-        return self._totals.compute()
+        return self._totals.compute(self.distributed.all_reduce_named_sums)
+
+    def _training_batches(self) -> Iterator[tuple[int, Batch]]:
+        """This process's batches of the epoch from the resume position, with their index.
+
+        Indexed data are cut by :meth:`~rnnkit.distributed.DistributedContext.shard`: in one
+        process the plain batches of the order; under DDP this rank's part of each global
+        batch (a *filler* when it has no sample: trained with weight 0, not counted).
+        """
+        source, start = self._train_source, self._position
+        self._filler = False
+        if not isinstance(source, IndexedSource):
+            yield from enumerate(source.batches(self.batch_size, self._order, start), start)
+            return
+        order = torch.arange(source.num_samples) if self._order is None else self._order
+        shards = self.distributed.shard(order, self.batch_size)
+        for batch_idx, shard in enumerate(shards[start:], start):
+            self._filler = shard.is_filler
+            yield batch_idx, source.dataset.batch(shard.indices)
 
     def _run_training_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor | float]:
         """A training step between a snapshot and the commit of its sums and position."""
@@ -195,6 +217,7 @@ class TrainerLoops(TrainerState):
         added = {k: v for k, v in logs.items() if k not in record}
         if added:
             self.history.update_last(added)
+        self.should_stop = self.distributed.any_rank(self.should_stop)  # all stop, or none
         return logs
 
     def _step_scheduler(self, record: dict[str, float], interval: str) -> None:
@@ -231,17 +254,29 @@ class TrainerLoops(TrainerState):
         return {"loss": _weighted_mean(losses), "batch_size": int(batch.x.shape[0])}
 
     def _train_chunk(self, chunk: Chunk, state: State | None) -> tuple[Tensor, State | None]:
-        assert self.model is not None
+        assert self.train_model is not None
         with self._amp.autocast():
             output, new_state = self._task.forward(
-                self.model, chunk, state, self._ratio, self._teacher_gen
+                self.train_model, chunk, state, self._ratio, self._teacher_gen
             )
             loss = self._task.loss(output, chunk)
+        count = 0 if self._filler else chunk.elements
         if self._note_loss(loss, sync=self._sync_nan_check):
-            self.optimizer_step(loss)
-            self.record("loss", loss.detach() * chunk.elements, chunk.elements)
-            self.record_parts(self._task.metric_parts(output.detach(), chunk))
+            self.optimizer_step(self._global_mean(loss, count))
+            if count:
+                self.record("loss", loss.detach() * count, count)
+                self.record_parts(self._task.metric_parts(output.detach(), chunk))
         return loss.detach(), detach_state(new_state)
+
+    def _global_mean(self, loss: Tensor, count: int) -> Tensor:
+        """``loss`` (this rank's mean over ``count`` units) weighted for DDP's average.
+
+        DDP averages the processes' gradients; the weight makes that average the gradient of
+        the mean over the whole global batch (``loss`` itself in one process).
+        """
+        if not self.distributed.is_distributed:
+            return loss
+        return loss * self.distributed.loss_weight(count)
 
     @property
     def _sync_nan_check(self) -> bool:
@@ -286,12 +321,18 @@ class TrainerLoops(TrainerState):
         assert self.model is not None
         totals = EpochTotals()
         with evaluating(self.model):
-            for batch in source.batches(self.batch_size):
+            for batch in source.batches(self.batch_size, self._evaluation_part(source)):
                 self._parts = []
                 self.evaluation_step(to_device(batch, self.device))
                 for name, total, count in self._parts:
                     totals.add(name, total, count)
-        return totals.compute()
+        return totals.compute(self.distributed.all_reduce_named_sums)
+
+    def _evaluation_part(self, source: BatchSource) -> Tensor | None:
+        """Under DDP, this rank's part of the (indexed) data; ``None``: all of it, in order."""
+        if not self.distributed.is_distributed or not isinstance(source, IndexedSource):
+            return None
+        return self.distributed.eval_indices(source.num_samples)
 
     def evaluation_step(self, batch: Batch) -> dict[str, Tensor | float]:
         """One evaluation batch: loss and metrics (TBPTT windows carry the state).

@@ -2,7 +2,8 @@
 
 :class:`EpochTotals` only appends each step's ``(sum, count)`` tensors to lists: no addition,
 no dtype conversion and no host synchronisation per step. :meth:`EpochTotals.compute` stacks
-them once, adds them in float64 and reads the means with one synchronisation. Its state (the
+them once, adds them in float64 and reads the means with one synchronisation; under DDP the
+``(sum, count)`` pairs are added over the processes before dividing. Its state (the
 per-step values so far) goes into mid-epoch checkpoints, so a resumed epoch ends with the very
 same sums as an uninterrupted one.
 """
@@ -10,13 +11,16 @@ same sums as an uninterrupted one.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["EpochTotals"]
+__all__ = ["EpochTotals", "Reduce"]
+
+Reduce = Callable[[Mapping[str, tuple[float, float]]], dict[str, tuple[float, float]]]
+"""Adds ``{name: (sum, count)}`` over processes (``DistributedContext.all_reduce_named_sums``)."""
 
 
 class EpochTotals:
@@ -54,15 +58,23 @@ class EpochTotals:
         counts = [v + p for v, p in zip(values[len(names) :], plain, strict=True)]
         return values[: len(names)], counts
 
-    def compute(self) -> dict[str, float]:
-        """The mean per name (``NaN`` for a zero count), with one host synchronisation."""
+    def sums(self) -> dict[str, tuple[float, float]]:
+        """``{name: (sum, count)}`` so far, with one host synchronisation."""
         if not self._sums:
             return {}
         sums, counts = self._reduced()
-        return {
-            name: total / count if count else math.nan
-            for name, total, count in zip(self._sums, sums, counts, strict=True)
-        }
+        names = self._sums
+        return {name: (s, c) for name, s, c in zip(names, sums, counts, strict=True)}
+
+    def compute(self, reduce: Reduce | None = None) -> dict[str, float]:
+        """The mean per name (``NaN`` for a zero count), with one host synchronisation.
+
+        Args:
+            reduce: Adds the ``(sum, count)`` pairs over the processes before dividing; every
+                process must call it, also one without a step. ``None``: this process only.
+        """
+        parts = self.sums() if reduce is None else reduce(self.sums())
+        return {name: s / c if c else math.nan for name, (s, c) in parts.items()}
 
     def mean_since(self, name: str, start: int) -> tuple[float, int]:
         """The mean of ``name`` over the steps from index ``start`` on (one synchronisation).

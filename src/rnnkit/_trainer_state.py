@@ -34,6 +34,7 @@ from rnnkit._tasks import Parts
 from rnnkit._totals import EpochTotals
 from rnnkit.callbacks import Callback
 from rnnkit.checkpoint import check_compatible, load_checkpoint, make_checkpoint
+from rnnkit.distributed import DistributedContext
 from rnnkit.errors import CheckpointError, TrainingDivergedError
 from rnnkit.history import History
 from rnnkit.model_checkpoint import LAST_NAME, ModelCheckpoint
@@ -83,11 +84,13 @@ class TrainerState:
         callbacks: list[Callback]
         default_root_dir: Path
         device: torch.device
+        distributed: DistributedContext
         seed: int | None
         on_nan: str
 
     def __init__(self) -> None:
         self.model: nn.Module | None = None
+        self.train_model: nn.Module | None = None
         self._pending_state: dict[str, Any] | None = None
         self.interrupted = False
         self.interrupt_checkpoint: Path | None = None
@@ -114,6 +117,7 @@ class TrainerState:
         self._snapshot: _StepSnapshot | None = None
         self._first_bad = torch.full((), -1, dtype=torch.int64, device=self.device)
         self._batch_idx = 0
+        self._filler = False
         self._parts: Parts = []
         self._ratio = 1.0
         self._logged_upto = 0
@@ -127,12 +131,16 @@ class TrainerState:
     # -- seeding ----------------------------------------------------------------------------
 
     def _seed_run(self) -> None:
-        """Seed a fresh run: the global generators (with ``seed``) and the Trainer's own."""
+        """Seed a fresh run: the global generators (with ``seed``) and the Trainer's own.
+
+        Under DDP every process takes rank 0's base seed: all draw the same data order.
+        """
         if self.seed is not None:
             seed_everything(self.seed)
             base = self.seed
         else:
             base = int(torch.randint(0, 2**62, (1,)).item())
+        base = self.distributed.shared_seed(base)
         self._shuffle_gen.manual_seed(base)
         self._teacher_gen.manual_seed(base + 1)
 
@@ -165,7 +173,8 @@ class TrainerState:
             batches done in that epoch), ``"global_step"``, ``"permutation"`` (this epoch's
             order or ``None``), ``"totals"`` (the epoch's partial sums), ``"optimizer"``,
             ``"scheduler"``, ``"scaler"``, ``"history"``, ``"rng"``, ``"should_stop"``,
-            ``"skipped_batches"`` and ``"batch_size"``.
+            ``"skipped_batches"``, ``"batch_size"`` and ``"world_size"``. Under DDP it is
+            this process's view: rank 0's is the one saved.
         """
         snap = self._snapshot
         finished = self._epoch_finished
@@ -184,6 +193,7 @@ class TrainerState:
             "should_stop": bool(self.should_stop),
             "skipped_batches": self.skipped_batches if snap is None else snap.skipped,
             "batch_size": self.batch_size,
+            "world_size": self.distributed.world_size,
         }
 
     def _scaler_state(self) -> dict[str, Any] | None:
@@ -225,7 +235,7 @@ class TrainerState:
 
     def _apply_state(self, state: Mapping[str, Any]) -> None:
         """Put a :meth:`state_dict` into the freshly built optimizer, scheduler, History."""
-        self._check_resume_batch_size(state)
+        self._check_resume_layout(state)
         self._load_optimizers(state)
         self.history.load_state_dict(state["history"])
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
@@ -237,13 +247,24 @@ class TrainerState:
             }
         self._restore_rng(state["rng"])
 
-    def _check_resume_batch_size(self, state: Mapping[str, Any]) -> None:
+    def _check_resume_layout(self, state: Mapping[str, Any]) -> None:
+        """In the middle of an epoch, the batch size and the world size must be the saved ones."""
+        if int(state["position"]) == 0:
+            return
         saved = state.get("batch_size", self.batch_size)
-        if int(state["position"]) > 0 and saved != self.batch_size:
+        if saved != self.batch_size:
             raise CheckpointError(
                 f"Expected batch_size = {saved} to resume in the middle of an epoch (the "
                 f"position counts batches of that size), but the Trainer has batch_size = "
                 f"{self.batch_size}. Hint: resume with Trainer(batch_size={saved}, ...)."
+            )
+        processes, world_size = int(state.get("world_size", 1)), self.distributed.world_size
+        if processes != world_size:
+            raise CheckpointError(
+                f"Expected {processes} process(es) to resume in the middle of an epoch (the "
+                f"position counts global batches of batch_size x {processes}), but this run "
+                f"has {world_size}. Hint: relaunch with `torchrun --nproc-per-node {processes}` "
+                "(or plain `python` for 1), or resume from a checkpoint saved at an epoch's end."
             )
 
     def _load_optimizers(self, state: Mapping[str, Any]) -> None:
@@ -266,13 +287,17 @@ class TrainerState:
         self._teacher_gen.set_state(rng["teacher"])
 
     def _take_resume_slot(self, epoch: int) -> bool:
-        """Continue a saved, unfinished epoch if it is ``epoch``; True when it was."""
+        """Continue a saved, unfinished epoch if it is ``epoch``; True when it was.
+
+        The saved partial sums are rank 0's: under DDP the other processes start from zero
+        (they would count rank 0's share again).
+        """
         slot, self._resume_slot = self._resume_slot, None
         if slot is None or int(slot["epoch"]) != epoch:
             return False
         self._order = slot["permutation"]
         self._position = int(slot["position"])
-        if slot["totals"] is not None:
+        if slot["totals"] is not None and self.distributed.is_global_zero:
             self._totals.load_state_dict(slot["totals"], self.device)
         return True
 
@@ -306,7 +331,9 @@ class TrainerState:
                 callback.load_state_dict(states[key])
 
     def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
-        """Write a resumable checkpoint of the model and this run, atomically.
+        """Write a resumable checkpoint of the model and this run, atomically (rank 0 only).
+
+        Under DDP the other processes write nothing (call it on every process or on rank 0).
 
         Args:
             path: The file; its folder must exist. An existing file is replaced only once the
@@ -318,6 +345,8 @@ class TrainerState:
         """
         if self.model is None:
             raise RuntimeError("Trainer.save_checkpoint: no model yet; call fit() first.")
+        if not self.distributed.is_global_zero:
+            return
         checkpoint = make_checkpoint(self.model, self.state_dict(), self.callback_states())
         atomic_save(checkpoint, path)
 
@@ -347,10 +376,15 @@ class TrainerState:
     ) -> dict[str, Any] | None:
         """Load and check the checkpoint to resume from (``None``: a fresh run).
 
+        Under DDP rank 0 picks the file and every process reads it.
+
         Raises:
             rnnkit.errors.CheckpointError: The file is missing, corrupt, foreign or mismatched.
         """
-        path = None if resume_from is None else self.resolve_resume_path(resume_from)
+        path = None
+        if resume_from is not None and self.distributed.is_global_zero:
+            path = self.resolve_resume_path(resume_from)
+        path = self.distributed.broadcast_object(path)
         if path is None:
             return None
         checkpoint = load_checkpoint(path, map_location="cpu")
@@ -376,15 +410,20 @@ class TrainerState:
     def _interrupt_path(self) -> Path:
         checkpoints = self._model_checkpoints()
         folder = checkpoints[0].dirpath if checkpoints else self.default_root_dir
-        folder.mkdir(parents=True, exist_ok=True)
         return folder / LAST_NAME
 
     def _handle_interrupt(self, exc: KeyboardInterrupt) -> None:
-        """Save a resumable checkpoint, say how to resume, notify the callbacks."""
+        """Save a resumable checkpoint (rank 0), say how to resume, notify the callbacks."""
         self._check_divergence()
         path = self._interrupt_path()
-        self.save_checkpoint(path)
+        if self.distributed.is_global_zero:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.save_checkpoint(path)
+            self._log_interrupt(path)
         self.interrupted, self.interrupt_checkpoint = True, path
+        self._notify_exception(exc)
+
+    def _log_interrupt(self, path: Path) -> None:
         state = self.state_dict()
         logger.warning(
             "rnnkit: training interrupted (KeyboardInterrupt) in epoch %d after %d batches of "
@@ -396,7 +435,6 @@ class TrainerState:
             str(path),
             str(path),
         )
-        self._notify_exception(exc)
 
     def _notify_exception(self, exc: BaseException) -> None:
         """Call every callback's ``on_exception``; their own errors never mask ``exc``."""
@@ -421,7 +459,10 @@ class TrainerState:
             bad = ~torch.isfinite(loss.detach()) & (self._first_bad < 0)
             self._first_bad = torch.where(bad, self.global_step, self._first_bad)
             return True
-        if bool(torch.isfinite(loss.detach())):
+        finite = bool(torch.isfinite(loss.detach()))
+        if self.on_nan == "skip":  # under DDP all processes skip, or none (equal steps)
+            finite = not self.distributed.any_rank(not finite)
+        if finite:
             return True
         if self.on_nan == "raise":
             raise self._diverged(float(loss.detach()), self.global_step)

@@ -19,58 +19,34 @@ Each :class:`Shard` carries a ``weight = world_size · n_rank / m``: multiplying
 mean loss by it makes DDP's gradient average equal the single-process mean over the global
 batch exactly, uneven last batch included (the weight is 1.0 for every full batch).
 
-Integration points for the Trainer (``self._dist`` is a :class:`DistributedContext`; the
-numbered points are all the Trainer needs)::
+How :class:`rnnkit.Trainer` uses it (``Trainer(strategy=...)`` builds the context, whose
+``device`` becomes the Trainer's):
 
-    # 1. Trainer.__init__(..., strategy: str | DistributedContext = "auto"): reads the
-    #    environment only; joins nothing. Under DDP on GPUs the device is cuda:LOCAL_RANK.
-    self._dist = DistributedContext.from_strategy(strategy, device=device)
-    self.device = self._dist.device
-    # 2. Trainer.is_global_zero returns self._dist.is_global_zero: ModelCheckpoint, the
-    #    progress bar, History.plot, the KeyboardInterrupt checkpoint and log lines act on
-    #    rank 0 only (self._dist.print(...) prints on rank 0).
-    # 3. Start of fit / evaluate, on every rank:
-    self._dist.setup()                        # idempotent: joins the process group once
-    base = self._dist.shared_seed(self.seed)  # seeds the shuffle generator: same order everywhere
-    #    Under DDP only the index fast path shards; reject a DataLoader/iterable source with
-    #    a clear error (or document that the user shards it with a DistributedSampler).
-    # 4. Resume: EVERY rank reads the checkpoint (map_location="cpu") into the bare model,
-    #    optimizer, scheduler and generators. Then wrap (the model already on self.device):
-    self.train_model = self._dist.wrap_model(self.model)   # DDP; self.model when single
-    #    The optimizer keeps using self.model.parameters() (DDP shares the Parameters).
-    # 5. Each epoch: the same permutation `order` on every rank; this rank's batches:
-    shards = self._dist.shard(order, self.batch_size)       # as many on every rank
-    for batch_idx, shard in enumerate(shards[start:], start):  # start: resume position
-        batch = dataset.batch(shard.indices)
-    # 6. Training forwards go THROUGH the wrapper (a bare-model call is not averaged). The
-    #    wrapper reads like the bare model: pass it where the Task now gets self.model;
-    #    train_model.batch_first is the model's, train_model.rollout(...) runs inside DDP.
-        out, h = self._task.forward(self.train_model, chunk, state, ratio, gen)
-        loss = self._task.loss(out, chunk)             # mean over this rank's chunk.elements
-        count = 0 if shard.is_filler else chunk.elements
-        self.optimizer_step(loss * self._dist.loss_weight(count))  # the global-batch mean
-        self.record("loss", loss.detach() * count, count)  # a filler adds nothing
-        if count: self.record_parts(self._task.metric_parts(out.detach(), chunk))
-    # 7. Epoch totals: reduce BEFORE dividing, on every rank, also one that saw no batch
-    #    (EpochTotals.compute would take a `reduce` hook; sums, counts = its _reduced()):
-    totals = self._dist.all_reduce_named_sums({name: (sum, count), ...})  # {name: (s, c)}
-    # 8. Validation and evaluate: this rank's unpadded part, on the bare model, no_grad;
-    #    then 7. (predict: every rank predicts all of the data; nothing to reduce.)
-    part = self._dist.eval_indices(len(val_dataset))  # may be empty: still do 7
-    # 9. Control flow must be decided together, or one rank waits for the others forever:
-    self.should_stop = self._dist.any_rank(self.should_stop)  # at every epoch end
-    skip = self._dist.any_rank(not finite)             # on_nan="skip": all skip or none
-    #    (on_nan="raise" may raise on one rank: the failure policy below ends the job.)
-    # 10. End of fit: self._dist.barrier() (rank 0's last checkpoint is on disk).
-    #    Mid-epoch resume: store world_size in Trainer.state_dict() and refuse another one
-    #    (the position counts global batches of batch_size x world_size).
+- ``fit`` and ``evaluate`` join the group (:meth:`DistributedContext.setup`) on every
+  process, after checking that the data are indexed (a DataLoader is refused);
+- rank 0's seed (:meth:`~DistributedContext.shared_seed`) seeds the data order: every process
+  draws the same permutation; rank 0 picks the checkpoint to resume from, every process reads
+  it; then the model is wrapped (:meth:`~DistributedContext.wrap_model`; the optimizer holds
+  the bare model's parameters, which DDP shares);
+- each epoch a process trains on its :meth:`~DistributedContext.shard` of the permutation
+  through the wrapper, its mean loss weighted by :meth:`~DistributedContext.loss_weight` of
+  its sample (or valid-step) count, 0 for a filler; validation runs
+  :meth:`~DistributedContext.eval_indices` on the bare model;
+- the epoch's ``(sum, count)`` pairs are added over the processes
+  (:meth:`~DistributedContext.all_reduce_named_sums`) before dividing: every process reports
+  the single-process figures;
+- ``should_stop`` and ``on_nan="skip"`` are decided together
+  (:meth:`~DistributedContext.any_rank`); ``fit`` ends with a
+  :meth:`~DistributedContext.barrier`;
+- rank 0 alone writes checkpoints (the bare model's weights, no ``module.`` prefix), prints
+  and draws the progress bar;
+- a checkpoint records the world size, and resuming in the middle of an epoch needs the same
+  one (the position counts global batches). The saved partial sums of that epoch are rank
+  0's share, kept by rank 0 only: the resumed epoch's *training* metrics count the batches
+  before the stop from rank 0 alone (the weights and all else continue exactly).
 
-``shard.weight`` equals ``loss_weight(count)`` when ``count`` is the number of samples, and
-needs no collective. Checkpoints hold ``unwrap_model(train_model).state_dict()`` (no
-``module.`` prefix) and rank 0's generator states and epoch totals; on a mid-epoch resume the
-other ranks should clear the loaded partial totals, or the resumed epoch's *training* metrics
-count rank 0's part once per rank (weights stay exact). The teardown
-(``destroy_process_group``) runs at interpreter exit or on :meth:`DistributedContext.teardown`.
+The teardown (``destroy_process_group``) runs at interpreter exit or on
+:meth:`DistributedContext.teardown`.
 
 Failures. A rank that raises exits non-zero; ``torchrun`` then stops the other workers
 (SIGTERM) and exits non-zero itself, printing the failed rank; with gloo the peers also see
@@ -281,7 +257,8 @@ class DistributedContext:
     """One process's view of a data-parallel job: strategy, rank, device and process group.
 
     Building it reads the environment and resolves the device; :meth:`setup` joins the
-    process group. In a single process every method works and does nothing distributed.
+    process group. With the ``"single"`` strategy every method works and does nothing
+    distributed (even when some process group exists).
 
     Args:
         strategy: ``"auto"``, ``"ddp"`` or ``"single"`` (see :func:`resolve_strategy`).
@@ -474,12 +451,16 @@ class DistributedContext:
         Shapes:
             tensors[i]: any shape ``S_i``; returns[i]: ``S_i``.
         """
+        if not self.is_distributed:
+            return [t.detach().clone() for t in tensors]
         return all_reduce_sums(tensors)
 
     def all_reduce_named_sums(
         self, parts: Mapping[str, tuple[float, float]]
     ) -> dict[str, tuple[float, float]]:
         """Named ``(sum, count)`` pairs summed over ranks (:func:`all_reduce_named_sums`)."""
+        if not self.is_distributed:
+            return {name: (float(total), float(count)) for name, (total, count) in parts.items()}
         return all_reduce_named_sums(parts)
 
     def loss_weight(self, count: Tensor | float) -> Tensor:
@@ -488,20 +469,22 @@ class DistributedContext:
         Shapes:
             count: ``()``; returns: ``()``.
         """
-        return loss_weight(count)
+        return loss_weight(count) if self.is_distributed else torch.ones(())
 
     def any_rank(self, flag: bool) -> bool:
         """True everywhere when ``flag`` is True on some rank (:func:`any_rank`)."""
-        return any_rank(flag)
+        return any_rank(flag) if self.is_distributed else flag
 
     def barrier(self) -> None:
         """Wait for every rank (:func:`barrier`)."""
-        barrier()
+        if self.is_distributed:
+            barrier()
 
     def broadcast_object(self, obj: _T, src: int = 0) -> _T:
         """Rank ``src``'s ``obj`` on every rank (:func:`broadcast_object`)."""
-        return broadcast_object(obj, src)
+        return broadcast_object(obj, src) if self.is_distributed else obj
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         """``print`` on rank 0 only."""
-        rank_zero_print(*args, **kwargs)
+        if self.is_global_zero:
+            print(*args, **kwargs)

@@ -23,11 +23,15 @@ from torch import Tensor, nn
 
 from rnnkit._batches import BatchSource, DataInfo, as_source
 from rnnkit._fit_checks import (
+    check_choice,
     check_data,
     check_int,
     check_metric_kinds,
+    check_misc,
+    check_optimizer,
     check_ratio,
     check_regressor_options,
+    check_shardable,
     check_val_like_train,
     check_width,
     model_kind,
@@ -37,6 +41,7 @@ from rnnkit._loops import TrainerLoops
 from rnnkit._precision import Precision, resolve_precision
 from rnnkit._tasks import Task, make_task
 from rnnkit.callbacks import Callback, ProgressBar
+from rnnkit.distributed import DistributedContext
 from rnnkit.history import History
 from rnnkit.metrics import Metric, get_metric
 from rnnkit.model_base import RecurrentModel
@@ -57,36 +62,18 @@ _OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 }
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    """The device for ``"auto"`` or a name; CUDA with an explicit index."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    resolved = torch.device(device)
-    if resolved.type != "cuda":
-        return resolved
+def _resolve_device(device: torch.device) -> torch.device:
+    """The device the strategy chose, checked; CUDA with an explicit index."""
+    if device.type != "cuda":
+        return device
     if not torch.cuda.is_available():
         raise ValueError(
             f"Expected an available device, but got device={str(device)!r} and CUDA is not "
             "available here. Hint: device='auto' picks CUDA when present, else the CPU."
         )
-    if str(resolved) == "cuda":  # no index: the current device, named explicitly
+    if str(device) == "cuda":  # no index: the current device, named explicitly
         return torch.device("cuda", torch.cuda.current_device())
-    return resolved
-
-
-def _check_optimizer(optimizer: object) -> None:
-    if callable(optimizer) or optimizer in _OPTIMIZERS:
-        return
-    raise ValueError(
-        f"Expected `optimizer` to be one of {sorted(_OPTIMIZERS)} or a callable "
-        f"`params -> torch.optim.Optimizer`, but got {optimizer!r}. Hint: e.g. "
-        "optimizer=lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)."
-    )
-
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"Expected `{name}` to be one of {list(choices)}, but got {value!r}.")
+    return device
 
 
 class Trainer(TrainerLoops):
@@ -104,7 +91,8 @@ class Trainer(TrainerLoops):
 
     Args:
         max_epochs: Epochs to train (a resumed run continues up to this many in all).
-        batch_size: Sequences per batch (the fast path; a DataLoader keeps its own).
+        batch_size: Sequences per batch (the fast path; a DataLoader keeps its own); per
+            process under DDP.
         optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, ``"rmsprop"`` (built with ``lr``), or a
             callable ``params -> torch.optim.Optimizer`` (then ``lr`` is not used).
         lr: Learning rate of a named optimizer (the tutorial's 1e-3 by default).
@@ -119,7 +107,15 @@ class Trainer(TrainerLoops):
         metrics: Metric names (see :func:`rnnkit.metrics.get_metric`) or
             :class:`~rnnkit.metrics.Metric` objects; ``None``: ``["accuracy"]`` for classifiers,
             ``["mae"]`` for regressors.
-        device: ``"auto"`` (CUDA when available, else the CPU), or a device.
+        device: ``"auto"`` (CUDA when available, else the CPU), or a device. Under DDP on
+            GPUs each process takes ``cuda:LOCAL_RANK``; with a context as ``strategy``, the
+            context's device.
+        strategy: ``"auto"`` (data-parallel with
+            :class:`~torch.nn.parallel.DistributedDataParallel` when ``torchrun`` started
+            more than one process, else one process), ``"ddp"``, ``"single"``, or a
+            :class:`~rnnkit.distributed.DistributedContext` (e.g. for another process-group
+            timeout). Under DDP ``batch_size`` is per process: each step trains on
+            ``batch_size × world_size`` sequences (see :doc:`/scaling`).
         precision: ``"32"``, ``"bf16-mixed"`` or ``"16-mixed"`` (CUDA only; with loss scaling).
         grad_clip_norm: Clip the gradients' global 2-norm to this value; ``None``: no clipping.
         seed: Seeds Python, NumPy and torch at the start of ``fit`` and the Trainer's own
@@ -154,11 +150,16 @@ class Trainer(TrainerLoops):
         shuffle: Draw a new order every epoch (fast path only).
 
     Raises:
-        ValueError: An argument out of range, or an unknown optimizer, precision or metric.
+        ValueError: An argument out of range; an unknown optimizer, precision, metric or
+            strategy; ``strategy="ddp"`` outside ``torchrun``.
         TypeError: An argument of the wrong type.
 
     Attributes:
         model: The model of the current (or last) fit.
+        train_model: What the training steps call: ``model``, or its DDP wrapper under DDP
+            (a forward through it averages the gradients over the processes).
+        distributed: The :class:`~rnnkit.distributed.DistributedContext`: rank, world size
+            and the collectives (which do nothing in one process).
         optimizer: Its optimizer, built when ``fit`` starts.
         scheduler: The learning-rate scheduler, or ``None``.
         scaler: The :class:`torch.amp.GradScaler` (a pass-through unless ``"16-mixed"``).
@@ -173,7 +174,8 @@ class Trainer(TrainerLoops):
             interval, and the global step it was read at.
         skipped_batches: Updates skipped for a non-finite loss (``on_nan="skip"``).
         interrupted: Whether the last ``fit`` ended by a KeyboardInterrupt.
-        interrupt_checkpoint: The checkpoint it saved then, or ``None``.
+        interrupt_checkpoint: The checkpoint it saved then (rank 0 writes it under DDP), or
+            ``None``.
 
     Example:
         >>> import torch
@@ -197,6 +199,7 @@ class Trainer(TrainerLoops):
         loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         metrics: Sequence[str | Metric] | None = None,
         device: str | torch.device = "auto",
+        strategy: str | DistributedContext = "auto",
         precision: str | int = "32",
         grad_clip_norm: float | None = None,
         seed: int | None = None,
@@ -219,11 +222,11 @@ class Trainer(TrainerLoops):
         check_int("rollout_horizon", rollout_horizon, 1, optional=True)
         check_int("overfit_batches", overfit_batches, 0)
         check_int("seed", seed, 0, optional=True)
-        _check_optimizer(optimizer)
-        _check_choice("on_nan", on_nan, ("raise", "skip"))
-        _check_choice("scheduler_interval", scheduler_interval, ("epoch", "step"))
+        check_optimizer(optimizer, _OPTIMIZERS)
+        check_choice("on_nan", on_nan, ("raise", "skip"))
+        check_choice("scheduler_interval", scheduler_interval, ("epoch", "step"))
         check_ratio(teacher_forcing)
-        self._check_misc(lr, grad_clip_norm, fast_dev_run, scheduler)
+        check_misc(lr, grad_clip_norm, fast_dev_run, scheduler)
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = float(lr)
@@ -232,7 +235,8 @@ class Trainer(TrainerLoops):
         self.scheduler_interval = scheduler_interval
         self.loss_fn = loss
         self.metric_objects = resolve_metrics(metrics)
-        self.device = _resolve_device(device)
+        self.distributed = DistributedContext.from_strategy(strategy, device=device)
+        self.device = _resolve_device(self.distributed.device)
         self.precision = resolve_precision(precision)
         self._amp = Precision(self.precision, self.device)
         self.grad_clip_norm = grad_clip_norm
@@ -251,28 +255,22 @@ class Trainer(TrainerLoops):
             self.callbacks.append(ProgressBar())
         super().__init__()
 
-    @staticmethod
-    def _check_misc(lr: object, clip: object, fast_dev_run: object, scheduler: object) -> None:
-        if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
-            raise ValueError(f"Expected `lr` to be a positive number, but got {lr!r}.")
-        if clip is not None and (not isinstance(clip, int | float) or not clip > 0):
-            raise ValueError(f"Expected `grad_clip_norm` > 0 or None, but got {clip!r}.")
-        if not isinstance(fast_dev_run, bool | int) or fast_dev_run < 0:
-            raise ValueError(
-                f"Expected `fast_dev_run` to be a bool or an int >= 0, got {fast_dev_run!r}."
-            )
-        if scheduler is not None and not callable(scheduler):
-            raise TypeError(
-                f"Expected `scheduler` to be None or a callable `optimizer -> LRScheduler`, but "
-                f"got {scheduler!r}. Hint: scheduler=lambda opt: StepLR(opt, step_size=5)."
-            )
-
     # -- public entry points ----------------------------------------------------------------
 
     @property
     def is_global_zero(self) -> bool:
-        """Whether this process is rank 0 (always, as the Trainer runs in one process)."""
-        return True
+        """Whether this process is rank 0, the one that writes files and prints (or alone)."""
+        return self.distributed.is_global_zero
+
+    @property
+    def world_size(self) -> int:
+        """The number of processes training together (1 without DDP)."""
+        return self.distributed.world_size
+
+    @property
+    def global_batch_size(self) -> int:
+        """The sequences per optimizer step over all processes, ``batch_size × world_size``."""
+        return self.batch_size * self.world_size
 
     def fit(
         self,
@@ -282,6 +280,10 @@ class Trainer(TrainerLoops):
         resume_from: str | os.PathLike[str] | None = None,
     ) -> History:
         """Train ``model`` on ``train``, validating on ``val`` after every epoch.
+
+        Under DDP (see :doc:`/scaling`) every process calls ``fit`` with the same data: each
+        trains on its share of every global batch, validates its part of ``val``, and gets
+        the metrics of all processes together; only rank 0 writes files.
 
         Args:
             model: A :class:`~rnnkit.SequenceClassifier` or :class:`~rnnkit.Seq2SeqRegressor`;
@@ -301,8 +303,9 @@ class Trainer(TrainerLoops):
             History so far is returned.
 
         Raises:
-            ValueError: The data do not fit the model, or an option does not apply to it;
-                raised before any training.
+            ValueError: The data do not fit the model, or an option does not apply to it
+                (under DDP: a DataLoader, or ``tbptt_steps`` with padded sequences); raised
+                before any training.
             rnnkit.errors.ShapeError: The data have the wrong sequence width or target size.
             rnnkit.errors.TrainingDivergedError: The loss became NaN or infinite
                 (``on_nan="raise"``).
@@ -321,6 +324,9 @@ class Trainer(TrainerLoops):
     def evaluate(self, model: nn.Module, data: Any) -> dict[str, float]:
         """The loss and metrics of ``model`` on ``data`` (in eval mode, without autograd).
 
+        Under DDP call it on every process: each evaluates its part of ``data``, the sums are
+        added over the processes, and every process returns the figures of the whole data.
+
         Args:
             model: An rnnkit model; moved to the Trainer's device.
             data: Labelled data in any form ``fit`` accepts.
@@ -330,7 +336,7 @@ class Trainer(TrainerLoops):
             each averaged over all samples (per-step values: over all valid elements).
 
         Raises:
-            ValueError: The data do not fit the model.
+            ValueError: The data do not fit the model (or, under DDP, are a DataLoader).
             rnnkit.errors.ShapeError: The data have the wrong sequence width or target size.
 
         Shapes:
@@ -341,12 +347,16 @@ class Trainer(TrainerLoops):
         info = source.info()
         check_data(model, kind, info, "data")
         self._check_options(model, kind, [("data", info)])
+        self._check_distributed([source])
         self._task = self._make_task(kind)
         self.model = model.to(self.device)
+        self.distributed.setup()
         return self._evaluation_loop(source)
 
     def predict(self, model: nn.Module, data: Any) -> Tensor:
         """Run ``model`` over ``data`` in order and return its outputs on the CPU.
+
+        Under DDP every process predicts all of ``data`` (nothing is split or gathered).
 
         Args:
             model: An rnnkit model; moved to the Trainer's device.
@@ -408,18 +418,27 @@ class Trainer(TrainerLoops):
         for name, info in infos:
             check_data(model, kind, info, name)
         self._check_options(model, kind, infos)
+        self._check_distributed([train_source, val_source], infos[0][1])
         self._train_source, self._val_source = self._limit_sources(train_source, val_source)
         self.model = model.to(self.device)
+        self.distributed.setup()
+
+    def _check_distributed(
+        self, sources: list[BatchSource | None], train: DataInfo | None = None
+    ) -> None:
+        if self.distributed.is_distributed:
+            check_shardable(sources, train, self.tbptt_steps, self.world_size)
 
     def _limit_sources(
         self, train: BatchSource, val: BatchSource | None
     ) -> tuple[BatchSource, BatchSource | None]:
+        size = self.global_batch_size
         if self.fast_dev_run:
             n = self.fast_dev_run
-            limited_val = None if val is None else val.limited(n, self.batch_size)
-            return train.limited(n, self.batch_size), limited_val
+            limited_val = None if val is None else val.limited(n, size)
+            return train.limited(n, size), limited_val
         if self.overfit_batches:
-            return train.limited(self.overfit_batches, self.batch_size), val
+            return train.limited(self.overfit_batches, size), val
         return train, val
 
     def _setup_run(self, checkpoint: dict[str, Any] | None) -> None:
@@ -433,8 +452,9 @@ class Trainer(TrainerLoops):
         )
         self.scaler = self._amp.make_scaler()
         self._first_bad = torch.full((), -1, dtype=torch.int64, device=self.device)
-        self.num_training_batches = self._train_source.num_batches(self.batch_size)
+        self.num_training_batches = self._train_source.num_batches(self.global_batch_size)
         self._restore_checkpoint(checkpoint)
+        self.train_model = self.distributed.wrap_model(self.model)
 
     def configure_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         """Build the optimizer for ``model`` (override for parameter groups and the like)."""

@@ -1,11 +1,21 @@
-"""``Trainer(strategy="ddp")`` on 2 ranks: a small fit, optionally crashing once (torchrun).
+"""``Trainer(strategy="ddp")`` on 2 ranks: small fits, optionally crashing once (torchrun).
 
-Usage: ``trainer_fit.py OUT MODE`` with MODE ``straight`` (4 epochs) or ``crash`` (rank 1
-raises at the end of epoch 1 on the first attempt; run with ``torchrun --max-restarts 1``,
-the restarted group resumes from ``last.ckpt``). Each rank saves ``rank{r}.pt`` under OUT
-(weights, History); rank 0 prints ``attempt A started at epoch E`` for the test to read.
-The test trains the single-process reference in its own process with :func:`fit_single`
-(same settings, ``batch_size = PER_RANK_BATCH x WORLD_SIZE``).
+Usage: ``trainer_fit.py OUT MODE`` with MODE
+
+- ``straight``: a classifier for 4 epochs (37 samples: the last global batch splits 3 + 2),
+  then a regressor on padded series (33 samples: the last global batch is 1 sample and a
+  filler) with a target so large that its batch's loss overflows to inf (``on_nan="skip"``:
+  both ranks must skip that batch, though one alone holds the sample) and a stop that rank 1
+  alone asks for after epoch 1 (both ranks must stop); then the classifier again, stopped by
+  a KeyboardInterrupt in the middle of epoch 1 and resumed from its checkpoint;
+- ``crash``: the classifier, rank 1 raising at the end of epoch 1 on the first attempt; with
+  ``torchrun --max-restarts 1`` the restarted group resumes from ``last.ckpt``, without it
+  the job ends with that error.
+
+Each rank saves ``rank{r}.pt`` under OUT (weights, History); rank 0 prints ``attempt A
+started at epoch E`` for the test to read. The test trains the single-process references in
+its own process with :func:`fit_single` (same settings, ``batch_size = PER_RANK_BATCH x
+WORLD_SIZE``).
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _ddp_common import PER_RANK_BATCH, make_data
+from _ddp_common import PER_RANK_BATCH, make_data, make_series
 
 import rnnkit
 from rnnkit.distributed import LaunchEnv
@@ -24,6 +34,9 @@ from rnnkit.trainer import Trainer
 EPOCHS = 4
 WORLD_SIZE = 2
 CRASH_AFTER_EPOCH = 1
+STOP_AFTER_EPOCH = 1
+BAD_SAMPLE = 5
+INTERRUPT_AT_STEP = 7  # 5 steps per epoch: epoch 1, after 2 of its batches
 
 
 def trainer_settings() -> dict[str, Any]:
@@ -50,15 +63,60 @@ class CrashOnce(rnnkit.Callback):
             raise RuntimeError(f"rank 1 crashed on purpose after epoch {epoch}")
 
 
+class StopOnLastRank(rnnkit.Callback):
+    """The last rank alone (the only one in a single process) asks to stop."""
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
+        last_rank = trainer.distributed.rank == trainer.world_size - 1
+        if last_rank and epoch == STOP_AFTER_EPOCH:
+            trainer.should_stop = True
+
+
+class InterruptAt(rnnkit.Callback):
+    """Raises KeyboardInterrupt (as Ctrl-C would) on every rank after a global step."""
+
+    def on_batch_end(self, trainer: Any, batch_idx: int, outputs: dict[str, Any]) -> None:
+        if trainer.global_step == INTERRUPT_AT_STEP:
+            raise KeyboardInterrupt
+
+
+def fit_interrupted(out: Path, rank: int) -> dict[str, Any]:
+    """The classifier interrupted in the middle of epoch 1, then resumed by a new Trainer."""
+    interrupted = []
+    for extra in ([InterruptAt()], []):
+        callbacks = [rnnkit.ModelCheckpoint(out / "interrupted"), *extra]
+        trainer = Trainer(
+            batch_size=PER_RANK_BATCH, callbacks=callbacks, strategy="ddp", **trainer_settings()
+        )
+        model = make_classifier(seed=rank)
+        trainer.fit(model, make_data(37, seed=37), make_data(13, seed=513), "last")
+        interrupted.append(trainer.interrupted)
+    result = {"weights": model.state_dict(), "history": trainer.history.to_list()}
+    return result | {"interrupted": interrupted}
+
+
+def fit_regressor(batch_size: int) -> dict[str, Any]:
+    """A regressor on padded series with one overflowing target; weights and History."""
+    x, y, lengths = make_series(33, seed=33)
+    y[BAD_SAMPLE, 0, 0] = 1e30  # squared in float32: inf
+    torch.manual_seed(1)
+    model = rnnkit.Seq2SeqRegressor(2, 1, hidden_size=6)
+    settings = trainer_settings() | {"on_nan": "skip", "callbacks": [StopOnLastRank()]}
+    trainer = Trainer(batch_size=batch_size, **settings)
+    history = trainer.fit(model, (x, y, lengths), make_series(9, seed=9))
+    return {"weights": model.state_dict(), "history": history.to_list()}
+
+
 def fit_single(out: Path) -> dict[str, Any]:
-    """The reference: one process, the global batch size, the same data and settings."""
+    """The references: one process, the global batch size, the same data and settings."""
     checkpoint = rnnkit.ModelCheckpoint(out / "checkpoints")
     trainer = Trainer(
         batch_size=PER_RANK_BATCH * WORLD_SIZE, callbacks=[checkpoint], **trainer_settings()
     )
     model = make_classifier(seed=0)
     history = trainer.fit(model, make_data(37, seed=37), make_data(13, seed=513))
-    return {"weights": model.state_dict(), "history": history.to_list()}
+    regressor = fit_regressor(PER_RANK_BATCH * WORLD_SIZE)
+    return {"weights": model.state_dict(), "history": history.to_list(), "regressor": regressor}
 
 
 def main(out: Path, mode: str) -> None:
@@ -66,11 +124,15 @@ def main(out: Path, mode: str) -> None:
     callbacks: list[rnnkit.Callback] = [rnnkit.ModelCheckpoint(out / "checkpoints")]
     if mode == "crash":
         callbacks.append(CrashOnce())
-    options = {"strategy": "ddp", **trainer_settings()}  # a dict: typed before `strategy` lands
-    trainer = Trainer(batch_size=PER_RANK_BATCH, callbacks=callbacks, **options)
+    trainer = Trainer(
+        batch_size=PER_RANK_BATCH, callbacks=callbacks, strategy="ddp", **trainer_settings()
+    )
     model = make_classifier(seed=env.rank)  # DDP must copy rank 0's weights
     history = trainer.fit(model, make_data(37, seed=37), make_data(13, seed=513), "last")
     result = {"weights": model.state_dict(), "history": history.to_list()}
+    if mode == "straight":
+        result["regressor"] = fit_regressor(PER_RANK_BATCH)
+        result["interrupted"] = fit_interrupted(out, env.rank)
     torch.save(result, out / f"rank{env.rank}.pt")
 
 
