@@ -7,9 +7,10 @@ to the repository, or ``--root``), timed in one run:
 - tutorial: its own code: ``DataLoader(MNIST(transform=ToTensor()), batch_size=128,
   shuffle=True)``, ``images.squeeze(1)``, a hand-built ``h0`` moved to the device every call,
   ``out[:, -1, :]``, and ``loss.item()`` every 100 steps (its progress print, not printed);
-- bare: the same network as an rnnkit ``SequenceClassifier`` trained by a minimal loop over
-  batches made beforehand (float tensors already on the device, shuffled once): the cost of
-  the arithmetic alone;
+- bare: the tutorial's network in plain torch (no rnnkit code at all) trained by a minimal
+  loop over batches made beforehand (float tensors already on the device, shuffled once): the
+  cost of the arithmetic alone, so trainer/bare is everything rnnkit adds (the shape checks
+  on every call included);
 - trainer: ``Trainer(max_epochs=1, batch_size=128).fit(model, image_sequences(MNIST(...)))``
   with the progress bar on (it draws when stderr is a terminal), timed from the call to its
   return (checks, set-up, per-batch gathering and conversion, metrics and callbacks included).
@@ -111,8 +112,9 @@ def premade_batches(
 
 
 def bare_epoch(batches: list[tuple[Tensor, Tensor]], device: torch.device) -> float:
-    """A minimal loop over premade batches with the rnnkit model; seconds."""
-    model = _rnnkit_model(device)
+    """A minimal loop over premade batches with the plain-torch model; seconds."""
+    torch.manual_seed(1)
+    model = TutorialRNN(device).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     model.train()
     start = perf_counter()
