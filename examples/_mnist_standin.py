@@ -13,6 +13,7 @@ download, the repository's shared copy ``../shared/data`` (smoke runs only), or 
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 from typing import NamedTuple
@@ -102,8 +103,16 @@ def _write_split(raw: Path, prefix: str, count: int, rng: np.random.Generator) -
     labels = np.arange(count) % 10
     rng.shuffle(labels)
     images = np.stack([_glyph(int(d), rng) for d in labels])
-    (raw / f"{prefix}-images-idx3-ubyte").write_bytes(_idx_images(images))
-    (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(_idx_labels(labels))
+    _write_atomically(raw / f"{prefix}-images-idx3-ubyte", _idx_images(images))
+    _write_atomically(raw / f"{prefix}-labels-idx1-ubyte", _idx_labels(labels))
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    # Under torchrun every process writes the same (seeded) files; a reader must never see
+    # a half-written one, so each goes to a private temporary name and is renamed into place.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def write_mnist_standin(

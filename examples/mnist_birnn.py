@@ -33,6 +33,7 @@ from mnist_rnn import (
     train_classifier,
 )
 
+from rnnkit.distributed import LaunchEnv
 from rnnkit.readouts import READOUTS, Readout
 from rnnkit.shapes import CellType
 
@@ -44,9 +45,9 @@ def summarize(runs: Sequence[MnistRun]) -> str:
     first = runs[0]
     parts = [f"summary: {NAME} cell={first.cell} epochs={len(first.test_accuracy)}"]
     parts += [f"test_accuracy_{run.readout}={run.test_accuracy[-1]:.4f}" for run in runs]
-    parts.append(f"sec_per_epoch={first.sec_per_epoch:.1f}")
+    parts.append(f"sec_per_epoch={first.sec_per_epoch:.2f}")
     if first.tutorial_loop_seconds is not None:
-        parts.append(f"tutorial_loop_sec_per_epoch={first.tutorial_loop_seconds:.1f}")
+        parts.append(f"tutorial_loop_sec_per_epoch={first.tutorial_loop_seconds:.2f}")
     parts.append(f"data={'standin' if first.standin else 'mnist'}")
     return " ".join(parts)
 
@@ -106,12 +107,14 @@ def main(
             device=device,
         )
         runs.append(run)
-    if time_tutorial_loop:
+    launch = LaunchEnv.from_environ()
+    if time_tutorial_loop and launch.world_size == 1:
         seconds = time_loop(source, runs[0], hidden_size, batch_size, device, smoke)
         for run in runs:
             run.tutorial_loop_seconds = seconds
-    print(f"plot: {plot_accuracy(runs, folder / f'mnist_birnn_{cell}.png', hidden_size)}")
-    print(summarize(runs))
+    if launch.rank == 0:
+        print(f"plot: {plot_accuracy(runs, folder / f'mnist_birnn_{cell}.png', hidden_size)}")
+        print(summarize(runs))
     return runs
 
 
@@ -131,6 +134,7 @@ def cli(argv: Sequence[str] | None = None) -> list[MnistRun]:
         args.hidden_size,
         args.readout,
         epochs=args.epochs,
+        batch_size=args.batch_size,
         seed=args.seed,
         device=args.device,
         data_dir=args.data_dir,

@@ -16,6 +16,11 @@ Run ``python examples/mnist_rnn.py --data-dir ../shared/data`` (a folder holding
 swaps the cell (tanh: relu applies to the plain RNN only). ``--smoke`` trains a few batches on
 MNIST when it can find it (``--data-dir``, else ``../shared/data``) and otherwise on a
 generated MNIST-format stand-in, for CI.
+
+It runs unchanged under ``torchrun --nproc-per-node 2 examples/mnist_rnn.py ...``: the Trainer
+then trains with DistributedDataParallel, ``--batch-size`` is per process (the global batch is
+``batch_size × world size``), only rank 0 prints and saves the plot, and the tutorial loop is
+not timed (its timing would compete with the other processes).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from torch import nn
 
 from rnnkit import Callback, History, SequenceClassifier, Trainer
 from rnnkit.data import SequenceDataset, image_sequences
+from rnnkit.distributed import LaunchEnv
 from rnnkit.readouts import READOUTS, Readout
 from rnnkit.shapes import CellType
 
@@ -75,8 +81,8 @@ class MnistRun:
         parts = [
             f"summary: {self.name} cell={self.cell} readout={self.readout}",
             f"epochs={len(self.test_accuracy)} test_accuracy={self.test_accuracy[-1]:.4f}",
-            f"sec_per_epoch={self.sec_per_epoch:.1f}",
-            "" if loop is None else f"tutorial_loop_sec_per_epoch={loop:.1f}",
+            f"sec_per_epoch={self.sec_per_epoch:.2f}",
+            "" if loop is None else f"tutorial_loop_sec_per_epoch={loop:.2f}",
             f"data={'standin' if self.standin else 'mnist'}",
         ]
         return " ".join(part for part in parts if part)
@@ -108,6 +114,8 @@ class EpochReport(Callback):
         self.run.test_accuracy.append(logs["val_accuracy"])
         self.run.train_seconds.append(seconds)
         logs["train_time"] = seconds
+        if not trainer.is_global_zero:
+            return
         print(
             f"{self.run.name} readout={self.run.readout} epoch {epoch + 1}/{self.epochs} "
             f"loss={logs['loss']:.4f} test_accuracy={logs['val_accuracy']:.4f} "
@@ -300,10 +308,12 @@ def main(
         seed=seed,
         device=device,
     )
-    if time_tutorial_loop:
+    launch = LaunchEnv.from_environ()
+    if time_tutorial_loop and launch.world_size == 1:
         run.tutorial_loop_seconds = time_loop(source, run, hidden_size, batch_size, device, smoke)
-    print(f"plot: {plot_accuracy([run], folder / f'mnist_rnn_{cell}.png', hidden_size)}")
-    print(run.summary())
+    if launch.rank == 0:
+        print(f"plot: {plot_accuracy([run], folder / f'mnist_rnn_{cell}.png', hidden_size)}")
+        print(run.summary())
     return run
 
 
@@ -331,6 +341,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="rnn")
     parser.add_argument("--hidden-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=128, help="per process under torchrun")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--out", default=out, help="folder for the plots")
@@ -356,6 +367,7 @@ def cli(argv: Sequence[str] | None = None) -> MnistRun:
         args.hidden_size,
         args.readout,
         epochs=args.epochs,
+        batch_size=args.batch_size,
         seed=args.seed,
         device=args.device,
         data_dir=args.data_dir,

@@ -314,3 +314,31 @@ def test_sine_cli_passes_its_flags(tmp_path: Path) -> None:
         ("rnnkit", 3, sine_wave.SMOKE_EPOCHS)
     ]
     assert _is_png(tmp_path / "sine_wave.png")
+
+
+def test_mnist_rnn_runs_unchanged_under_torchrun(standin_root: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(EXAMPLES / "mnist_rnn.py"),
+        "--smoke",
+        "--data-dir",
+        str(standin_root),
+        "--out",
+        str(tmp_path),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Only rank 0 prints: one line per epoch and one summary, not two of each.
+    assert proc.stdout.count("summary: mnist_rnn") == 1, proc.stdout
+    assert proc.stdout.count("epoch 1/") == 1, proc.stdout
+    assert "tutorial_loop_sec_per_epoch" not in proc.stdout  # not timed beside other ranks
+    assert _is_png(tmp_path / "mnist_rnn_rnn.png")
