@@ -182,6 +182,26 @@ def test_bf16_mixed_precision_trains_on_the_cpu() -> None:
     assert trainer.predict(model, x).dtype == torch.float32
 
 
+def test_bf16_with_tbptt_and_scheduled_sampling_carries_a_float32_state() -> None:
+    # The fed-back predictions of a rollout under autocast are bfloat16, and so is the state
+    # they leave; the next TBPTT window must still get a state in the inputs' dtype.
+    torch.manual_seed(0)
+    series = torch.sin(torch.linspace(0, 12, 49)).reshape(1, 49, 1).repeat(8, 1, 1)
+    x, y = series[:, :-1], series[:, 1:]
+    trainer = Trainer(
+        max_epochs=2,
+        batch_size=4,
+        precision="bf16-mixed",
+        tbptt_steps=12,
+        teacher_forcing=0.5,
+        seed=0,
+        progress=False,
+    )
+    history = trainer.fit(_regressor(), (x, y))
+    assert len(history) == 2
+    assert all(np.isfinite(history["loss"]))
+
+
 # -- errors before training -------------------------------------------------------------------
 
 

@@ -83,6 +83,19 @@ def detach_state(state: State | None) -> State | None:
     return state.detach()
 
 
+def _state_as(state: State | None, dtype: torch.dtype) -> State | None:
+    """Return ``state`` in ``dtype``, the inputs' dtype.
+
+    A state carried from a window run under autocast, whose fed-back predictions were
+    low-precision, enters the next window in the inputs' dtype again.
+    """
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return (state[0].to(dtype), state[1].to(dtype))
+    return state.to(dtype)
+
+
 def _time_major(model: nn.Module) -> bool:
     return getattr(model, "batch_first", True) is False
 
@@ -213,6 +226,7 @@ class RegressorTask(Task):
         """``model(x, h0, lengths)``, or ``model.rollout(x, ratio, h0)`` when ratio < 1."""
         time_major = _time_major(model)
         x = chunk.x.transpose(0, 1) if time_major else chunk.x
+        state = _state_as(state, x.dtype)
         if ratio < 1.0:
             regressor = cast(Seq2SeqRegressor, model)
             output, new_state = regressor.rollout(x, ratio, h0=state, generator=generator)
