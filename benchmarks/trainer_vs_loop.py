@@ -15,16 +15,19 @@ to the repository, or ``--root``), timed in one run:
   with the progress bar on (it draws when stderr is a terminal), timed from the call to its
   return (checks, set-up, per-batch gathering and conversion, metrics and callbacks included).
 
-It prints the three times and the ratios trainer/tutorial (target <= 0.5) and trainer/bare
-(target <= 1.05). ``--max-batches N`` runs N batches of each, for a smoke test.
+The three are run ``--repeats`` times (default 3), interleaved, so that a slow spell of the
+machine hits all three alike; it prints every time, the medians, and the ratios of the medians
+trainer/tutorial (target <= 0.5) and trainer/bare (target <= 1.05). ``--max-batches N`` runs N
+batches of each, for a smoke test.
 
 Usage: ``python benchmarks/trainer_vs_loop.py [--root DIR] [--max-batches N] [--threads N]
-[--device auto|cpu|cuda]``
+[--repeats N] [--device auto|cpu|cuda]``
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -160,12 +163,23 @@ def _timed(name: str, run: Callable[[], float]) -> float:
     return seconds
 
 
+def _medians(runs: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Each run's median time over ``repeats`` rounds, the runs interleaved in every round."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(repeats):
+        print(f"round {round_ + 1}/{repeats}")
+        for name, run in runs.items():
+            times[name].append(_timed(name, run))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="folder holding MNIST/")
     parser.add_argument("--max-batches", type=int, default=None, help="batches per run (smoke)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (median)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -182,9 +196,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{torch.get_num_threads()} threads"
     )
     warm_up(device)
-    tutorial = _timed("tutorial", lambda: tutorial_epoch(args.root, device, args.max_batches))
-    bare = _timed("bare", lambda: bare_epoch(batches, device))
-    trainer = _timed("trainer", lambda: trainer_epoch(data, device))
+    medians = _medians(
+        {
+            "tutorial": lambda: tutorial_epoch(args.root, device, args.max_batches),
+            "bare": lambda: bare_epoch(batches, device),
+            "trainer": lambda: trainer_epoch(data, device),
+        },
+        args.repeats,
+    )
+    tutorial, bare, trainer = medians["tutorial"], medians["bare"], medians["trainer"]
+    print(f"medians: tutorial {tutorial:.2f} s, bare {bare:.2f} s, trainer {trainer:.2f} s")
     print(f"trainer / tutorial = {trainer / tutorial:.3f} (target <= {TUTORIAL_TARGET})")
     print(f"trainer / bare     = {trainer / bare:.3f} (target <= {BARE_TARGET})")
     return 0

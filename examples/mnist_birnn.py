@@ -27,6 +27,7 @@ from mnist_rnn import (
     SMOKE_EPOCHS,
     MnistRun,
     add_common_arguments,
+    check_schedule,
     load_mnist,
     plot_accuracy,
     time_loop,
@@ -44,6 +45,7 @@ def summarize(runs: Sequence[MnistRun]) -> str:
     """The final one-line summary: each readout's final test accuracy, and the times."""
     first = runs[0]
     parts = [f"summary: {NAME} cell={first.cell} epochs={len(first.test_accuracy)}"]
+    parts.append(f"lr_schedule={first.lr_schedule}")
     parts += [f"test_accuracy_{run.readout}={run.test_accuracy[-1]:.4f}" for run in runs]
     parts.append(f"sec_per_epoch={first.sec_per_epoch:.2f}")
     if first.tutorial_loop_seconds is not None:
@@ -67,6 +69,7 @@ def main(
     out: str | Path = "runs/mnist_birnn",
     smoke: bool = False,
     time_tutorial_loop: bool = True,
+    lr_schedule: str = "cosine",
 ) -> list[MnistRun]:
     """Train the bidirectional classifier once per readout (same seed); print, plot, return.
 
@@ -84,6 +87,8 @@ def main(
         out: Folder for the accuracy plot (and the stand-in data of a smoke run).
         smoke: A few batches for two epochs, on the stand-in when no MNIST is found.
         time_tutorial_loop: Also time one epoch of the tutorial's own (bidirectional) loop.
+        lr_schedule: ``"cosine"`` (rnnkit's default: decay to zero over the epochs) or
+            ``"constant"`` (the tutorial's).
 
     Returns:
         One run per readout, in the order given.
@@ -95,7 +100,8 @@ def main(
     epochs = min(epochs, SMOKE_EPOCHS) if smoke else epochs
     runs = []
     for readout in readouts:
-        run = MnistRun(NAME, cell, readout, bidirectional=True, standin=source.standin)
+        run = MnistRun(NAME, cell, readout, True, standin=source.standin)
+        run.lr_schedule = check_schedule(lr_schedule)
         train_classifier(
             run,
             data,
@@ -142,6 +148,7 @@ def cli(argv: Sequence[str] | None = None) -> list[MnistRun]:
         out=args.out,
         smoke=args.smoke,
         time_tutorial_loop=not args.no_tutorial_loop,
+        lr_schedule=args.lr_schedule,
     )
 
 
