@@ -1,8 +1,9 @@
 """The README's quick start: MNIST read row by row with a GRU (see docs/quickstart.rst)."""
 
+from torchvision.datasets import MNIST
+
 import rnnkit
 from rnnkit.data import image_sequences
-from torchvision.datasets import MNIST
 
 train = image_sequences(MNIST("data", train=True, download=True), normalize="mnist")
 test = image_sequences(MNIST("data", train=False, download=True), normalize="mnist")
