@@ -28,6 +28,7 @@ from mnist_rnn import (
     MnistRun,
     add_common_arguments,
     check_schedule,
+    common_options,
     load_mnist,
     plot_accuracy,
     time_loop,
@@ -139,16 +140,7 @@ def cli(argv: Sequence[str] | None = None) -> list[MnistRun]:
         args.cell,
         args.hidden_size,
         args.readout,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        device=args.device,
-        data_dir=args.data_dir,
-        download=args.download,
-        out=args.out,
-        smoke=args.smoke,
-        time_tutorial_loop=not args.no_tutorial_loop,
-        lr_schedule=args.lr_schedule,
+        **common_options(args),
     )
 
 

@@ -388,6 +388,22 @@ def add_common_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     )
 
 
+def common_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``main`` that come from :func:`add_common_arguments`' flags."""
+    return {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "device": args.device,
+        "data_dir": args.data_dir,
+        "download": args.download,
+        "out": args.out,
+        "smoke": args.smoke,
+        "time_tutorial_loop": not args.no_tutorial_loop,
+        "lr_schedule": args.lr_schedule,
+    }
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line; see ``--help``."""
     parser = argparse.ArgumentParser(description="The tutorial's MNIST RNN, with rnnkit.")
@@ -403,16 +419,7 @@ def cli(argv: Sequence[str] | None = None) -> MnistRun:
         args.cell,
         args.hidden_size,
         args.readout,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        device=args.device,
-        data_dir=args.data_dir,
-        download=args.download,
-        out=args.out,
-        smoke=args.smoke,
-        time_tutorial_loop=not args.no_tutorial_loop,
-        lr_schedule=args.lr_schedule,
+        **common_options(args),
     )
 
 
