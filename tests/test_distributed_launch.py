@@ -134,15 +134,29 @@ def test_torchrun_restart_forms_a_new_group() -> None:
 
 @pytest.fixture(scope="module")
 def trainer_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A straight 2-rank fit, a 2-rank fit that crashes once and resumes, and one process."""
+    """A straight 2-rank fit; a 2-rank fit whose rank 1 crashes, resumed by a new 2-rank
+    launch; and one process.
+
+    The resume is a second ``torchrun`` launch, as a user would run it, rather than
+    ``torchrun --max-restarts``: in torch 2.14 a restarted worker that trains has been seen to
+    abort in torch's own teardown ("terminate called without an active exception"), which
+    would make this fixture flaky; ``test_torchrun_restart_forms_a_new_group`` covers the
+    restart path itself.
+    """
     runs: dict[str, Any] = {}
-    for mode, restarts in (("straight", 0), ("crash", 1)):
-        out = tmp_path_factory.mktemp(f"trainer_{mode}")
-        code, output, _ = torchrun("trainer_fit.py", str(out), mode, restarts=restarts)
+    crash_dir = tmp_path_factory.mktemp("trainer_crash")
+    code, crash_output, _ = torchrun("trainer_fit.py", str(crash_dir), "crash")
+    assert code != 0, crash_output[-3000:]
+    for mode, out in (
+        ("straight", tmp_path_factory.mktemp("trainer_straight")),
+        ("resume", crash_dir),
+    ):
+        code, output, _ = torchrun("trainer_fit.py", str(out), mode)
         assert code == 0, output[-3000:]
         runs[mode] = {f"rank{r}": load(out / f"rank{r}.pt") for r in (0, 1)}
         files = sorted(p.name for p in (out / "checkpoints").iterdir())
         runs[mode] |= {"output": output, "files": files}
+    runs["resume"]["crash_output"] = crash_output
     single_dir = tmp_path_factory.mktemp("trainer_single")
     sys.path.insert(0, str(SCRIPTS))
     try:
@@ -200,16 +214,17 @@ def test_trainer_ddp_resumes_in_the_middle_of_an_epoch(trainer_runs: dict[str, A
                 assert got["loss"] == pytest.approx(expected["loss"], rel=1e-6)
 
 
-def test_trainer_ddp_restart_resumes_from_last(trainer_runs: dict[str, Any]) -> None:
-    crash = trainer_runs["crash"]
-    assert "rank 1 crashed on purpose after epoch 1" in crash["output"]
-    attempts = dict(re.findall(r"attempt (\d+) started at epoch (\d+)", crash["output"]))
-    assert attempts.get("0") == "0"
-    assert int(attempts["1"]) >= 1  # the restarted group resumed, it did not start over
+def test_trainer_ddp_resumes_a_crashed_run_from_last(trainer_runs: dict[str, Any]) -> None:
+    resumed = trainer_runs["resume"]
+    assert "rank 1 crashed on purpose after epoch 1" in resumed["crash_output"]
+    assert re.search(r"attempt 0 started at epoch 0", resumed["crash_output"])
+    started = re.search(r"attempt 0 started at epoch (\d+)", resumed["output"])
+    assert started is not None
+    assert int(started.group(1)) >= 1  # the new launch resumed, it did not start over
     straight = trainer_runs["straight"]["rank0"]
     for rank in ("rank0", "rank1"):
-        torch.testing.assert_close(crash[rank]["weights"], straight["weights"])
-        assert [h["epoch"] for h in crash[rank]["history"]] == [0, 1, 2, 3]
+        torch.testing.assert_close(resumed[rank]["weights"], straight["weights"])
+        assert [h["epoch"] for h in resumed[rank]["history"]] == [0, 1, 2, 3]
 
 
 def test_a_raising_trainer_rank_ends_the_job_with_its_error(tmp_path: Path) -> None:

@@ -10,12 +10,14 @@ Usage: ``trainer_fit.py OUT MODE`` with MODE
   a KeyboardInterrupt in the middle of epoch 1 and resumed from its checkpoint;
 - ``crash``: the classifier, rank 1 raising at the end of epoch 1 on the first attempt; with
   ``torchrun --max-restarts 1`` the restarted group resumes from ``last.ckpt``, without it
-  the job ends with that error.
+  the job ends with that error;
+- ``resume``: the classifier again, with no crash, resuming from ``last.ckpt`` under OUT: a
+  new launch after a ``crash`` launch ended with its error.
 
 Each rank saves ``rank{r}.pt`` under OUT (weights, History); rank 0 prints ``attempt A
-started at epoch E`` for the test to read. The test trains the single-process references in
-its own process with :func:`fit_single` (same settings, ``batch_size = PER_RANK_BATCH x
-WORLD_SIZE``).
+started at epoch E`` (in every mode) for the test to read. The test trains the single-process
+references in its own process with :func:`fit_single` (same settings, ``batch_size =
+PER_RANK_BATCH x WORLD_SIZE``).
 """
 
 from __future__ import annotations
@@ -49,13 +51,17 @@ def make_classifier(seed: int) -> rnnkit.SequenceClassifier:
     return rnnkit.SequenceClassifier(3, 3, hidden_size=8)
 
 
-class CrashOnce(rnnkit.Callback):
-    """Rank 1 raises at the end of an epoch on the first attempt only."""
+class ReportStart(rnnkit.Callback):
+    """Rank 0 prints the attempt and the epoch the fit starts at (after any resume)."""
 
     def on_fit_start(self, trainer: Any) -> None:
         env = LaunchEnv.from_environ()
         if trainer.is_global_zero:
             print(f"attempt {env.restart_count} started at epoch {trainer.epoch}", flush=True)
+
+
+class CrashOnce(rnnkit.Callback):
+    """Rank 1 raises at the end of an epoch on the first attempt only."""
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         env = LaunchEnv.from_environ()
@@ -122,6 +128,7 @@ def fit_single(out: Path) -> dict[str, Any]:
 def main(out: Path, mode: str) -> None:
     env = LaunchEnv.from_environ()
     callbacks: list[rnnkit.Callback] = [rnnkit.ModelCheckpoint(out / "checkpoints")]
+    callbacks.append(ReportStart())
     if mode == "crash":
         callbacks.append(CrashOnce())
     trainer = Trainer(
