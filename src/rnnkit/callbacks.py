@@ -330,7 +330,11 @@ class ProgressBar(Callback):
         max_epochs = getattr(trainer, "max_epochs", None)
         desc = f"Epoch {epoch + 1}" + (f"/{max_epochs}" if max_epochs else "")
         total = getattr(trainer, "num_training_batches", None)
-        self._bar = self._tqdm(total=total, desc=desc, unit="batch", file=self._stream)
+        # Redrawn at most twice a second: every redraw is work for the terminal, which on a
+        # small machine competes with training for the cores.
+        self._bar = self._tqdm(
+            total=total, desc=desc, unit="batch", file=self._stream, mininterval=0.5
+        )
         self._samples, self._start = 0, time.perf_counter()
         self._last = self._start
 
