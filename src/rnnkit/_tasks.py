@@ -39,7 +39,7 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 """A user loss: ``loss(output, target) -> 0-dim Tensor``."""
 
 Parts = list[tuple[str, Tensor, Tensor | float]]
-"""``(name, sum, count)`` triples, added to a :class:`~rnnkit.metrics.MetricAccumulator`."""
+"""``(name, sum, count)`` triples, added to the epoch's ``_totals.EpochTotals``."""
 
 
 class Chunk(NamedTuple):
