@@ -16,8 +16,15 @@ import torch
 from torch import Tensor, nn
 
 import rnnkit.callbacks as callbacks_module
-from rnnkit.callbacks import Callback, EarlyStopping, LearningRateMonitor, ProgressBar
+from rnnkit.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ProgressBar,
+)
 from rnnkit.history import History
+from rnnkit.metrics import resolve_mode
+from rnnkit.model_checkpoint import ModelCheckpoint
 
 
 class FakeTrainer:
@@ -274,7 +281,7 @@ def test_missing_monitor() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"mode": "lowest"}, "'min' or 'max'"),
+        ({"mode": "lowest"}, "'min', 'max' or 'auto'"),
         ({"patience": 0}, "patience"),
         ({"patience": 2.5}, "patience"),
         ({"min_delta": -0.1}, "min_delta"),
@@ -405,3 +412,47 @@ def test_model_checkpoint_is_reexported_lazily() -> None:
     assert issubclass(checkpoint_cls, Callback)
     with pytest.raises(AttributeError, match="no attribute 'NoSuchCallback'"):
         callbacks_module.NoSuchCallback  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("monitor", "mode", "expected"),
+    [
+        ("val_accuracy", "auto", "max"),
+        ("accuracy", "auto", "max"),
+        ("val_top5_accuracy", "auto", "max"),
+        ("val_loss", "auto", "min"),
+        ("val_mse", "auto", "min"),
+        ("val_rollout_mse", "auto", "min"),
+        (None, "auto", "min"),
+        ("val_accuracy", "min", "min"),  # an explicit mode is kept
+        ("val_loss", "max", "max"),
+    ],
+)
+def test_auto_mode_follows_the_monitored_metric(
+    monitor: str | None, mode: Any, expected: str
+) -> None:
+    assert resolve_mode(monitor, mode) == expected
+    if monitor is not None:
+        assert EarlyStopping(monitor=monitor, mode=mode).mode == expected
+    assert ModelCheckpoint("unused", monitor=monitor, mode=mode).mode == expected
+
+
+def test_early_stopping_on_accuracy_by_default_keeps_the_best_epoch() -> None:
+    # Rising then falling accuracy. With the old default mode="min" this stopped after
+    # epoch 1 and restored epoch 0, the worst; "auto" watches accuracy upwards.
+    trainer = FakeTrainer()
+    stopper = EarlyStopping(monitor="val_accuracy", patience=1)
+    stopper.on_fit_start(trainer)
+    ran = []
+    for epoch, accuracy in enumerate([0.5, 0.6, 0.8, 0.7, 0.9]):
+        with torch.no_grad():
+            trainer.model.weight.fill_(float(epoch))
+        stopper.on_epoch_end(trainer, epoch, {"val_accuracy": accuracy})
+        ran.append(epoch)
+        if trainer.should_stop:
+            break
+    stopper.on_fit_end(trainer)
+    assert ran == [0, 1, 2, 3]  # stopped after the first epoch without improvement
+    assert stopper.best == 0.8
+    assert stopper.best_epoch == 2
+    assert torch.all(trainer.model.weight == 2.0)  # the best epoch's weights restored

@@ -267,7 +267,7 @@ def test_state_dict_round_trips_and_a_new_monitor_starts_afresh(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"mode": "avg"}, r"`mode` to be 'min' or 'max', but got 'avg'"),
+        ({"mode": "avg"}, r"`mode` to be 'min', 'max' or 'auto', but got 'avg'"),
         ({"save_top_k": -2}, r"`save_top_k` to be an int >= -1"),
         ({"save_top_k": 1.5}, r"`save_top_k` to be an int >= -1"),
         ({"every_n_epochs": 0}, r"`every_n_epochs` to be an int >= 1, but got 0"),

@@ -80,12 +80,14 @@ def test_best() -> None:
     history = _history()
     assert history.best("loss")["epoch"] == 3
     assert history.best("accuracy", mode="max")["epoch"] == 3
+    assert history.best("accuracy") == history.best("accuracy", mode="max")  # "auto"
+    assert history.best("accuracy", mode="min") != history.best("accuracy", mode="max")
     assert history.best("val_loss")["epoch"] == 1  # the record without val_loss is skipped
     history.append({"epoch": 4, "val_loss": math.nan})
     assert history.best("val_loss", "max")["epoch"] == 0  # NaN skipped
     with pytest.raises(KeyError, match="'missing'"):
         history.best("missing")
-    with pytest.raises(ValueError, match="'min' or 'max'"):
+    with pytest.raises(ValueError, match="'min', 'max' or 'auto'"):
         history.best("loss", mode="best")  # type: ignore[arg-type]
 
 

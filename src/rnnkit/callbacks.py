@@ -29,6 +29,8 @@ from typing import Any, Literal, TextIO
 import torch
 from torch import Tensor, nn
 
+from rnnkit.metrics import resolve_mode
+
 __all__ = ["Callback", "EarlyStopping", "LearningRateMonitor", "ProgressBar"]
 
 
@@ -110,7 +112,9 @@ class EarlyStopping(Callback):
 
     Args:
         monitor: Key of the epoch logs to watch, e.g. ``"val_loss"`` or ``"val_accuracy"``.
-        mode: ``"min"`` when lower is better (losses), ``"max"`` when higher is (accuracy).
+        mode: ``"min"`` when lower is better (losses), ``"max"`` when higher is (accuracy);
+            ``"auto"`` (the default) picks it from ``monitor``, see
+            :func:`rnnkit.metrics.resolve_mode`.
         patience: Epochs without improvement to wait before stopping (at least 1).
         min_delta: Smallest change that counts as an improvement (at least 0).
         restore_best_weights: Load the best epoch's weights into the model at the end.
@@ -130,7 +134,7 @@ class EarlyStopping(Callback):
     def __init__(
         self,
         monitor: str = "val_loss",
-        mode: Literal["min", "max"] = "min",
+        mode: Literal["min", "max", "auto"] = "auto",
         patience: int = 3,
         min_delta: float = 0.0,
         restore_best_weights: bool = True,
@@ -138,7 +142,7 @@ class EarlyStopping(Callback):
     ) -> None:
         _check_early_stopping_args(mode, patience, min_delta)
         self.monitor = monitor
-        self.mode = mode
+        self.mode = resolve_mode(monitor, mode)
         self.patience = patience
         self.min_delta = float(min_delta)
         self.restore_best_weights = restore_best_weights
@@ -231,10 +235,10 @@ class EarlyStopping(Callback):
 
 
 def _check_early_stopping_args(mode: str, patience: object, min_delta: float) -> None:
-    if mode not in ("min", "max"):
+    if mode not in ("min", "max", "auto"):
         raise ValueError(
-            f"Expected `mode` to be 'min' or 'max', but got {mode!r}. Hint: 'min' for losses, "
-            "'max' for accuracy."
+            f"Expected `mode` to be 'min', 'max' or 'auto', but got {mode!r}. Hint: 'min' for "
+            "losses, 'max' for accuracy, 'auto' to choose from `monitor`."
         )
     if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
         raise ValueError(f"Expected `patience` to be an int >= 1, but got {patience!r}.")

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, overload
 
+from rnnkit.metrics import resolve_mode
+
 __all__ = ["History"]
 
 _PLOT_HINT = (
@@ -149,17 +151,20 @@ class History:
             )
         self._records = [_record(r, "each record") for r in records]
 
-    def best(self, key: str, mode: Literal["min", "max"] = "min") -> dict[str, float]:
+    def best(self, key: str, mode: Literal["min", "max", "auto"] = "auto") -> dict[str, float]:
         """The record with the lowest (``mode="min"``) or highest (``"max"``) value of ``key``.
 
-        Records without the key or with a NaN value are skipped; ties go to the earliest.
+        ``"auto"`` (the default) picks the direction from ``key``: highest for accuracies,
+        lowest for losses and errors (:func:`rnnkit.metrics.resolve_mode`). Records without
+        the key or with a NaN value are skipped; ties go to the earliest.
 
         Raises:
             KeyError: If no record has a numeric value for ``key``.
-            ValueError: If ``mode`` is not ``"min"`` or ``"max"``.
+            ValueError: If ``mode`` is not ``"min"``, ``"max"`` or ``"auto"``.
         """
-        if mode not in ("min", "max"):
-            raise ValueError(f"Expected `mode` to be 'min' or 'max', but got {mode!r}.")
+        if mode not in ("min", "max", "auto"):
+            raise ValueError(f"Expected `mode` to be 'min', 'max' or 'auto', but got {mode!r}.")
+        mode = resolve_mode(key, mode)
         valid = [r for r in self._records if not math.isnan(r.get(key, math.nan))]
         if not valid:
             raise KeyError(f"No record has a numeric value for {key!r}; the keys are {self.keys}.")

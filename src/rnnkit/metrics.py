@@ -31,6 +31,7 @@ __all__ = [
     "get_metric",
     "mae",
     "mse",
+    "resolve_mode",
     "rollout_error",
     "top_k_accuracy",
 ]
@@ -291,6 +292,31 @@ def get_metric(name: str) -> Metric:
         f"Expected a metric name in {list(METRIC_NAMES)} or 'top{{k}}_accuracy', but got "
         f"{name!r}. Hint: accuracy metrics suit classifiers, 'mse'/'mae' regressors."
     )
+
+
+def resolve_mode(monitor: str | None, mode: Literal["min", "max", "auto"]) -> Literal["min", "max"]:
+    """The direction in which ``monitor`` improves: ``mode``, or for ``"auto"`` its guess.
+
+    ``"auto"`` gives ``"max"`` for a metric rnnkit knows to be higher-is-better (accuracies,
+    such as ``"val_accuracy"`` or ``"top5_accuracy"``, with or without the ``val_`` prefix)
+    and ``"min"`` for anything else (losses and errors). Watching an accuracy with
+    ``"min"`` would keep the worst epoch without a word, the commonest slip with these
+    callbacks.
+
+    Args:
+        monitor: The monitored key of the epoch logs, or ``None``.
+        mode: ``"min"``, ``"max"`` or ``"auto"``.
+
+    Returns:
+        ``"min"`` or ``"max"``.
+    """
+    if mode != "auto":
+        return mode
+    name = (monitor or "").removeprefix("val_")
+    try:
+        return "max" if get_metric(name).higher_is_better else "min"
+    except ValueError:
+        return "min"
 
 
 def _accumulator_dtype(device: torch.device) -> torch.dtype:

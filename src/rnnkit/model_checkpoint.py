@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rnnkit.callbacks import Callback
+from rnnkit.metrics import resolve_mode
 from rnnkit.safe_save import CheckpointWriteError, atomic_copy
 
 __all__ = ["ModelCheckpoint"]
@@ -42,7 +43,9 @@ class ModelCheckpoint(Callback):
         dirpath: Folder of the checkpoints; created when the fit starts.
         monitor: Key of the epoch logs to rank by, e.g. ``"val_loss"``; ``None`` keeps the
             most recent epochs.
-        mode: ``"min"`` when lower is better (losses), ``"max"`` when higher is (accuracy).
+        mode: ``"min"`` when lower is better (losses), ``"max"`` when higher is (accuracy);
+            ``"auto"`` (the default) picks it from ``monitor``, see
+            :func:`rnnkit.metrics.resolve_mode`.
         save_last: Also write ``last.ckpt`` at every save.
         save_top_k: How many ranked files to keep; ``-1`` keeps all, ``0`` none (then only
             ``last.ckpt`` is written).
@@ -64,7 +67,7 @@ class ModelCheckpoint(Callback):
         self,
         dirpath: str | os.PathLike[str],
         monitor: str | None = None,
-        mode: Literal["min", "max"] = "min",
+        mode: Literal["min", "max", "auto"] = "auto",
         save_last: bool = True,
         save_top_k: int = 1,
         every_n_epochs: int = 1,
@@ -73,7 +76,7 @@ class ModelCheckpoint(Callback):
         _check_args(mode, save_last, save_top_k, every_n_epochs)
         self.dirpath = Path(dirpath)
         self.monitor = monitor
-        self.mode = mode
+        self.mode = resolve_mode(monitor, mode)
         self.save_last = save_last
         self.save_top_k = save_top_k
         self.every_n_epochs = every_n_epochs
@@ -225,10 +228,10 @@ class ModelCheckpoint(Callback):
 
 
 def _check_args(mode: str, save_last: bool, save_top_k: object, every_n_epochs: object) -> None:
-    if mode not in ("min", "max"):
+    if mode not in ("min", "max", "auto"):
         raise ValueError(
-            f"Expected `mode` to be 'min' or 'max', but got {mode!r}. Hint: 'min' for losses, "
-            "'max' for accuracy."
+            f"Expected `mode` to be 'min', 'max' or 'auto', but got {mode!r}. Hint: 'min' for "
+            "losses, 'max' for accuracy, 'auto' to choose from `monitor`."
         )
     if not _is_int(save_top_k, minimum=-1):
         raise ValueError(
