@@ -296,3 +296,24 @@ def test_batches_on_cuda_match_the_cpu_batches() -> None:
         assert got.y is not None
         assert want.y is not None
         assert torch.equal(got.y.cpu(), want.y)
+
+
+@pytest.mark.parametrize(
+    ("y", "hint"),
+    [
+        (torch.arange(6).reshape(6, 1) % 3, r"Hint: a column of class indices \(N, 1\) becomes"),
+        (
+            torch.nn.functional.one_hot(torch.arange(6) % 3, 3),
+            r"Hint: one-hot rows \(N, C\) become class indices \(N,\) with `y.argmax\(1\)`",
+        ),
+        (torch.rand(6, 4), r"Hint: add a feature axis to univariate per-step targets \(N, L\)"),
+    ],
+)
+def test_two_dimensional_targets_get_the_likely_fix(y: torch.Tensor, hint: str) -> None:
+    with pytest.raises(ShapeError, match=hint):
+        SequenceDataset(torch.rand(6, 4, 2), y)
+
+
+def test_float_class_labels_are_told_to_convert() -> None:
+    with pytest.raises(TypeError, match=r"Hint: convert class labels with `y.long\(\)`"):
+        SequenceDataset(torch.rand(6, 4, 2), torch.tensor([0.0, 1, 2, 0, 1, 2]))

@@ -365,7 +365,7 @@ def _prepare_y(y: Any, n: int, num_classes: int | None) -> tuple[Tensor | None, 
         "y",
         (1, 3),
         "(N,) for class indices or (N, L_y, H_y) for per-step targets",
-        "add a feature axis to univariate per-step targets with `y.unsqueeze(-1)`.",
+        _y_dims_hint(t),
     )
     if t.shape[0] != n:
         layout = "(N,)" if t.dim() == 1 else "(N, L_y, H_y)"
@@ -380,11 +380,26 @@ def _prepare_y(y: Any, n: int, num_classes: int | None) -> tuple[Tensor | None, 
     return _prepare_labels(t, num_classes)
 
 
+def _y_dims_hint(t: Tensor) -> str:
+    """The likeliest fix for targets of the wrong dimensionality, judged from their values."""
+    if t.dim() == 2 and t.shape[1] == 1:
+        return "a column of class indices (N, 1) becomes (N,) with `y.squeeze(1)`."
+    if t.dim() == 2 and t.numel() and _is_one_hot(t):
+        return "one-hot rows (N, C) become class indices (N,) with `y.argmax(1)`."
+    return "add a feature axis to univariate per-step targets (N, L) with `y.unsqueeze(-1)`."
+
+
+def _is_one_hot(t: Tensor) -> bool:
+    ones = t == 1
+    return bool(((t == 0) | ones).all()) and bool((ones.sum(dim=1) == 1).all())
+
+
 def _prepare_labels(t: Tensor, num_classes: int | None) -> tuple[Tensor, int]:
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise TypeError(
             f"Expected the class targets `y` of shape (N,) to be integers, but got dtype "
-            f"{t.dtype}. Hint: for one regression target per sequence use shape (N, 1, H_y)."
+            f"{t.dtype}. Hint: convert class labels with `y.long()`; for one regression target "
+            "per sequence use shape (N, 1, H_y) with a Seq2SeqRegressor."
         )
     if num_classes is not None:
         num_classes = require_int(num_classes, "num_classes", minimum=1)
