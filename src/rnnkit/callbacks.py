@@ -140,9 +140,9 @@ class EarlyStopping(Callback):
         restore_best_weights: bool = True,
         strict: bool = True,
     ) -> None:
-        _check_early_stopping_args(mode, patience, min_delta)
+        self.mode = resolve_mode(monitor, mode)  # checks `mode` first
+        _check_early_stopping_args(patience, min_delta)
         self.monitor = monitor
-        self.mode = resolve_mode(monitor, mode)
         self.patience = patience
         self.min_delta = float(min_delta)
         self.restore_best_weights = restore_best_weights
@@ -234,12 +234,7 @@ class EarlyStopping(Callback):
         self.best_weights = None if weights is None else dict(weights)
 
 
-def _check_early_stopping_args(mode: str, patience: object, min_delta: float) -> None:
-    if mode not in ("min", "max", "auto"):
-        raise ValueError(
-            f"Expected `mode` to be 'min', 'max' or 'auto', but got {mode!r}. Hint: 'min' for "
-            "losses, 'max' for accuracy, 'auto' to choose from `monitor`."
-        )
+def _check_early_stopping_args(patience: object, min_delta: float) -> None:
     if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
         raise ValueError(f"Expected `patience` to be an int >= 1, but got {patience!r}.")
     if not min_delta >= 0:

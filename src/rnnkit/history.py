@@ -162,8 +162,6 @@ class History:
             KeyError: If no record has a numeric value for ``key``.
             ValueError: If ``mode`` is not ``"min"``, ``"max"`` or ``"auto"``.
         """
-        if mode not in ("min", "max", "auto"):
-            raise ValueError(f"Expected `mode` to be 'min', 'max' or 'auto', but got {mode!r}.")
         mode = resolve_mode(key, mode)
         valid = [r for r in self._records if not math.isnan(r.get(key, math.nan))]
         if not valid:

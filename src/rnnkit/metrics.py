@@ -309,7 +309,15 @@ def resolve_mode(monitor: str | None, mode: Literal["min", "max", "auto"]) -> Li
 
     Returns:
         ``"min"`` or ``"max"``.
+
+    Raises:
+        ValueError: If ``mode`` is not ``"min"``, ``"max"`` or ``"auto"``.
     """
+    if mode not in ("min", "max", "auto"):
+        raise ValueError(
+            f"Expected `mode` to be 'min', 'max' or 'auto', but got {mode!r}. Hint: 'min' for "
+            "losses, 'max' for accuracy, 'auto' to choose from `monitor`."
+        )
     if mode != "auto":
         return mode
     name = (monitor or "").removeprefix("val_")

@@ -73,10 +73,10 @@ class ModelCheckpoint(Callback):
         every_n_epochs: int = 1,
         filename: str = "epoch={epoch:03d}-step={step}",
     ) -> None:
-        _check_args(mode, save_last, save_top_k, every_n_epochs)
+        self.mode = resolve_mode(monitor, mode)  # checks `mode` first
+        _check_args(save_last, save_top_k, every_n_epochs)
         self.dirpath = Path(dirpath)
         self.monitor = monitor
-        self.mode = resolve_mode(monitor, mode)
         self.save_last = save_last
         self.save_top_k = save_top_k
         self.every_n_epochs = every_n_epochs
@@ -227,12 +227,7 @@ class ModelCheckpoint(Callback):
         self._update_best()
 
 
-def _check_args(mode: str, save_last: bool, save_top_k: object, every_n_epochs: object) -> None:
-    if mode not in ("min", "max", "auto"):
-        raise ValueError(
-            f"Expected `mode` to be 'min', 'max' or 'auto', but got {mode!r}. Hint: 'min' for "
-            "losses, 'max' for accuracy, 'auto' to choose from `monitor`."
-        )
+def _check_args(save_last: bool, save_top_k: object, every_n_epochs: object) -> None:
     if not _is_int(save_top_k, minimum=-1):
         raise ValueError(
             f"Expected `save_top_k` to be an int >= -1 (-1 keeps all), but got {save_top_k!r}."
