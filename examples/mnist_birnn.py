@@ -94,6 +94,7 @@ def main(
     Returns:
         One run per readout, in the order given.
     """
+    schedule = check_schedule(lr_schedule)  # before any data is read
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     source = resolve_mnist_root(data_dir, download=download, smoke=smoke, scratch=folder)
@@ -101,8 +102,7 @@ def main(
     epochs = min(epochs, SMOKE_EPOCHS) if smoke else epochs
     runs = []
     for readout in readouts:
-        run = MnistRun(NAME, cell, readout, True, standin=source.standin)
-        run.lr_schedule = check_schedule(lr_schedule)
+        run = MnistRun(NAME, cell, readout, True, standin=source.standin, lr_schedule=schedule)
         train_classifier(
             run,
             data,

@@ -315,13 +315,13 @@ def main(
     Returns:
         The run's figures.
     """
+    schedule = check_schedule(lr_schedule)  # before any data is read
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     source = resolve_mnist_root(data_dir, download=download, smoke=smoke, scratch=folder)
     data = load_mnist(source, download=download, smoke=smoke)
     epochs = min(epochs, SMOKE_EPOCHS) if smoke else epochs
-    run = MnistRun("mnist_rnn", cell, readout, False, standin=source.standin)
-    run.lr_schedule = check_schedule(lr_schedule)
+    run = MnistRun("mnist_rnn", cell, readout, False, standin=source.standin, lr_schedule=schedule)
     train_classifier(
         run,
         data,

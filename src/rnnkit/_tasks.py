@@ -74,13 +74,18 @@ class Chunk(NamedTuple):
         return self.y
 
 
-def detach_state(state: State | None) -> State | None:
-    """Cut the autograd graph behind a recurrent state (between TBPTT windows)."""
+def _map_state(state: State | None, fn: Callable[[Tensor], Tensor]) -> State | None:
+    """``fn`` applied to ``h`` (and ``c``) of a recurrent state; ``None`` stays ``None``."""
     if state is None:
         return None
     if isinstance(state, tuple):
-        return (state[0].detach(), state[1].detach())
-    return state.detach()
+        return (fn(state[0]), fn(state[1]))
+    return fn(state)
+
+
+def detach_state(state: State | None) -> State | None:
+    """Cut the autograd graph behind a recurrent state (between TBPTT windows)."""
+    return _map_state(state, Tensor.detach)
 
 
 def _state_as(state: State | None, dtype: torch.dtype) -> State | None:
@@ -89,11 +94,7 @@ def _state_as(state: State | None, dtype: torch.dtype) -> State | None:
     A state carried from a window run under autocast, whose fed-back predictions were
     low-precision, enters the next window in the inputs' dtype again.
     """
-    if state is None:
-        return None
-    if isinstance(state, tuple):
-        return (state[0].to(dtype), state[1].to(dtype))
-    return state.to(dtype)
+    return _map_state(state, lambda t: t.to(dtype))
 
 
 def _time_major(model: nn.Module) -> bool:
