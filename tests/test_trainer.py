@@ -68,13 +68,22 @@ def test_fit_learns_a_synthetic_task() -> None:
     assert history["epoch"] == list(range(8))
 
 
-def test_fit_equals_a_hand_written_loop_bitwise() -> None:
+def _default_adam(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("spec", "fused"),
+    [("adam", True), (_default_adam, False)],
+    ids=["named-adam-is-fused", "torch-default-adam"],
+)
+def test_fit_equals_a_hand_written_loop_bitwise(spec: Any, fused: bool) -> None:
     """Same permutations (a generator seeded with `seed`), same steps: the same weights."""
     x, y = _class_data(n=50)
     data = SequenceDataset(x, y)
     trained, by_hand = _classifier(), _classifier()
-    history = _quiet(max_epochs=3, batch_size=16, seed=7).fit(trained, data)
-    optimizer = torch.optim.Adam(by_hand.parameters(), lr=1e-3)
+    history = _quiet(max_epochs=3, batch_size=16, seed=7, optimizer=spec).fit(trained, data)
+    optimizer = torch.optim.Adam(by_hand.parameters(), lr=1e-3, fused=fused)
     gen = torch.Generator().manual_seed(7)
     epoch_losses = []
     for _ in range(3):
@@ -260,7 +269,7 @@ def test_tbptt_equals_a_hand_written_truncated_loop() -> None:
     trained, _ = _fit_regressor(tbptt_steps=5)
     x, y = _wave_data()
     model = _regressor()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, fused=True)  # as 'adam'
     for _ in range(2):  # one batch per epoch: the order does not matter
         state = None
         for start in range(0, 16, 5):
@@ -275,7 +284,7 @@ def test_tbptt_equals_a_hand_written_truncated_loop() -> None:
 def _teacher_forced_by_hand(closed_loop_ratio: float | None) -> Seq2SeqRegressor:
     x, y = _wave_data()
     model = _regressor()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, fused=True)  # as 'adam'
     for _ in range(2):
         if closed_loop_ratio is None:
             out, _ = model(x)

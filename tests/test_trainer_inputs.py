@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from rnnkit.callbacks import Callback, ProgressBar
@@ -162,6 +162,27 @@ def test_named_optimizers_use_lr() -> None:
     expected, _ = _hand_loop(lambda p: torch.optim.SGD(p, lr=0.3))
     assert _same(weights, expected)
     assert lrs == [0.3] * 3
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"), [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)]
+)
+def test_adam_and_adamw_are_fused_where_torch_allows(name: str, cls: type) -> None:
+    weights, _ = _fit_options(optimizer=name, lr=0.01)
+    expected, _ = _hand_loop(lambda p: cls(p, lr=0.01, fused=True))
+    assert _same(weights, expected)
+    trainer = Trainer(optimizer=name, progress=False)
+    optimizer = trainer.configure_optimizer(_classifier())
+    assert isinstance(optimizer, cls)
+    assert optimizer.defaults["fused"] is True
+
+
+def test_parameters_the_fused_kernel_refuses_get_torchs_default_adam() -> None:
+    model = nn.Module()
+    model.weight = nn.Parameter(torch.zeros(2, dtype=torch.complex64))  # fused step() raises
+    optimizer = Trainer(progress=False).configure_optimizer(model)
+    assert isinstance(optimizer, torch.optim.Adam)
+    assert not optimizer.defaults["fused"]
 
 
 def test_a_step_scheduler_steps_after_every_optimizer_step() -> None:

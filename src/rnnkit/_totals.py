@@ -108,7 +108,14 @@ class EpochTotals:
 
 
 def _stack64(values: list[Tensor]) -> Tensor:
-    return torch.stack([v.detach().reshape(()).to(torch.float64) for v in values])
+    """The 0-dim ``values`` as one float64 vector, each converted exactly.
+
+    Values of one dtype (the usual case) are stacked first and converted once.
+    """
+    flat = [v.detach().reshape(()) for v in values]
+    if len({v.dtype for v in flat}) == 1:
+        return torch.stack(flat).to(torch.float64)
+    return torch.stack([v.to(torch.float64) for v in flat])
 
 
 def _tensor_count(counts: list[Tensor | float], like: Tensor) -> Tensor:

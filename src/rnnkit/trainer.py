@@ -61,6 +61,28 @@ _OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "rmsprop": torch.optim.RMSprop,
 }
 
+_FUSED = frozenset({"adam", "adamw"})
+"""Named optimizers built with ``fused=True`` where every parameter allows it."""
+
+
+def _named_optimizer(name: str, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """``optimizer=name``: torch's optimizer; Adam and AdamW fused on CPU and CUDA.
+
+    The fused kernel updates all parameters in one pass (for the tutorial's MNIST model on
+    the CPU it saves about 5% of each step, see ``benchmarks/trainer_vs_loop.py``); its results
+    differ from torch's default implementation only in the last bits.
+    """
+    if name in _FUSED and _fusable(params):
+        return _OPTIMIZERS[name](params, lr=lr, fused=True)
+    return _OPTIMIZERS[name](params, lr=lr)
+
+
+def _fusable(params: list[nn.Parameter]) -> bool:
+    """Whether torch's fused Adam accepts these parameters (floating point, CPU or CUDA)."""
+    return bool(params) and all(
+        p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
+    )
+
 
 def _resolve_device(device: torch.device) -> torch.device:
     """The device the strategy chose, checked; CUDA with an explicit index."""
@@ -93,8 +115,10 @@ class Trainer(TrainerLoops):
         max_epochs: Epochs to train (a resumed run continues up to this many in all).
         batch_size: Sequences per batch (the fast path; a DataLoader keeps its own); per
             process under DDP.
-        optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, ``"rmsprop"`` (built with ``lr``), or a
-            callable ``params -> torch.optim.Optimizer`` (then ``lr`` is not used).
+        optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, ``"rmsprop"`` (built with ``lr``;
+            Adam and AdamW with ``fused=True`` when the parameters are floating point on the
+            CPU or CUDA), or a callable ``params -> torch.optim.Optimizer`` (then ``lr`` is not
+            used; e.g. ``lambda p: torch.optim.Adam(p, lr=1e-3)`` for torch's default Adam).
         lr: Learning rate of a named optimizer (the tutorial's 1e-3 by default).
         scheduler: ``None`` or a callable ``optimizer -> LRScheduler``, stepped after every
             epoch (``ReduceLROnPlateau`` gets ``val_loss``, or
@@ -461,4 +485,4 @@ class Trainer(TrainerLoops):
         spec = self.optimizer_spec
         if callable(spec):
             return spec(model.parameters())
-        return _OPTIMIZERS[spec](model.parameters(), lr=self.lr)
+        return _named_optimizer(spec, list(model.parameters()), self.lr)
