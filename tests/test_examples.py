@@ -232,11 +232,11 @@ def test_examples_accept_the_docs_build_flags(module: object, tmp_path: Path) ->
 
 
 def _tutorial_loop(seed: int, epochs: int, noise: float | None) -> torch.Tensor:
-    """The tutorial's training and test written out (plus noise and cosine decay if given)."""
+    """The tutorial's training and test written out (plus, with noise, rnnkit's changes)."""
     torch.manual_seed(seed)
     rnn, linear = nn.RNN(1, 16, batch_first=True), nn.Linear(16, 1)
     params = [*rnn.parameters(), *linear.parameters()]
-    optimizer = torch.optim.Adam(params, lr=0.01)
+    optimizer = torch.optim.Adam(params, lr=0.01, fused=noise is not None)  # as the example
     decay = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     generator = torch.Generator().manual_seed(seed)
     data = torch.sin(torch.linspace(0, 10, 101, dtype=torch.float64)).float()
