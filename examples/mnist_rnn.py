@@ -204,8 +204,8 @@ class _TutorialRNN(nn.Module):
 def cosine_decay(epochs: int) -> Callable[[torch.optim.Optimizer], LRScheduler]:
     """The learning rate decayed to zero along a cosine over ``epochs`` (stepped per epoch).
 
-    Adam at the tutorial's constant 1e-3 never settles: the test accuracy swings by half a
-    point from one epoch to the next, so the 20th epoch's figure is partly luck. Decaying the
+    Adam at the tutorial's constant 1e-3 never settles: the test accuracy swings by up to half
+    a point from one epoch to the next, so the 20th epoch's figure is partly luck. Decaying the
     rate lets the last epochs settle (the same finding as for the sine wave).
     """
 

@@ -10,8 +10,9 @@ the true continuation ``sin(0.1·k)``, k = 1..100 (the grid the model was traine
 Two procedures are run for every seed:
 
 - ``tutorial``: 3000 epochs (one step each) of teacher forcing at a constant learning rate, as
-  written in the tutorial, with torch's default Adam as the tutorial builds it. Its free-running result depends on the seed: for some seeds it
-  generates the sine, for others it drifts off or settles on a constant.
+  written in the tutorial, with torch's default Adam as the tutorial builds it. Its
+  free-running result depends on the seed: for some seeds it generates the sine, for others it
+  drifts off or settles on a constant.
 - ``rnnkit`` (the default procedure): the same data, model and optimizer (the Trainer's
   ``"adam"``: torch's Adam with ``fused=True``) with two changes.
   Gaussian noise (standard deviation 0.02) is added to the inputs, not the targets, of every
