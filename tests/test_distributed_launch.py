@@ -23,6 +23,10 @@ import torch.distributed as dist
 
 SCRIPTS = Path(__file__).resolve().parent / "_ddp_scripts"
 LIMIT_S = 240.0  # far above a normal launch (~10 s), far below a hang
+TORCH_ABORT = "terminate called without an active exception"
+"""How a gloo worker of torch 2.14 has aborted (SIGABRT) now and then, in about one suite run
+of ten on a 2-core machine and in none of 36 launches of the same script alone. The Trainer
+fixture launches once more when, and only when, it sees this message."""
 
 pytestmark = [
     pytest.mark.slow,
@@ -147,11 +151,12 @@ def trainer_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     crash_dir = tmp_path_factory.mktemp("trainer_crash")
     code, crash_output, _ = torchrun("trainer_fit.py", str(crash_dir), "crash")
     assert code != 0, crash_output[-3000:]
-    for mode, out in (
-        ("straight", tmp_path_factory.mktemp("trainer_straight")),
-        ("resume", crash_dir),
-    ):
+    for mode in ("straight", "resume"):
+        out = tmp_path_factory.mktemp("trainer_straight") if mode == "straight" else crash_dir
         code, output, _ = torchrun("trainer_fit.py", str(out), mode)
+        if code != 0 and TORCH_ABORT in output:  # once more: a fresh folder, or resume again
+            out = tmp_path_factory.mktemp("trainer_straight") if mode == "straight" else out
+            code, output, _ = torchrun("trainer_fit.py", str(out), mode)
         assert code == 0, output[-3000:]
         runs[mode] = {f"rank{r}": load(out / f"rank{r}.pt") for r in (0, 1)}
         files = sorted(p.name for p in (out / "checkpoints").iterdir())
