@@ -25,7 +25,7 @@ SCRIPTS = Path(__file__).resolve().parent / "_ddp_scripts"
 LIMIT_S = 240.0  # far above a normal launch (~10 s), far below a hang
 TORCH_ABORT = "terminate called without an active exception"
 """How a gloo worker of torch 2.14 has aborted (SIGABRT) now and then, in about one suite run
-of ten on a 2-core machine and in none of 36 launches of the same script alone. The Trainer
+of ten on a 2-core machine and in none of 40 launches of the same script alone. The Trainer
 fixture launches once more when, and only when, it sees this message."""
 
 pytestmark = [
