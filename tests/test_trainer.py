@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from torch import Tensor
 
 from rnnkit.callbacks import Callback, EarlyStopping
 from rnnkit.data import SequenceDataset
+from rnnkit.model_checkpoint import ModelCheckpoint
 from rnnkit.models import Seq2SeqRegressor, SequenceClassifier
 from rnnkit.trainer import Trainer
 
@@ -99,6 +101,29 @@ def test_fit_equals_a_hand_written_loop_bitwise(spec: Any, fused: bool) -> None:
         epoch_losses.append(total / 50)
     assert _weights_equal(trained, by_hand)
     assert history["loss"] == pytest.approx(epoch_losses, rel=1e-6)
+
+
+def test_a_checkpoint_of_torchs_default_adam_resumes_with_it(tmp_path: Path) -> None:
+    """A run saved before ``"adam"`` became fused continues with the Adam it was saved with."""
+    x, y = _class_data(n=50)
+    straight = _classifier()
+    _quiet(max_epochs=4, batch_size=16, seed=3, optimizer=_default_adam).fit(straight, (x, y))
+    resumed = _classifier()
+    first = Trainer(
+        max_epochs=2,
+        batch_size=16,
+        seed=3,
+        optimizer=_default_adam,
+        callbacks=[ModelCheckpoint(tmp_path)],
+        progress=False,
+    )
+    first.fit(resumed, (x, y))
+    second = _quiet(max_epochs=4, batch_size=16, seed=3)  # optimizer="adam": fused if new
+    second.fit(resumed, (x, y), resume_from=str(tmp_path / "last.ckpt"))
+    assert second.optimizer is not None
+    assert not second.optimizer.param_groups[0]["fused"]
+    assert _weights_equal(straight, resumed)
+
 
 
 # -- evaluate and predict --------------------------------------------------------------------
