@@ -125,7 +125,6 @@ def test_a_checkpoint_of_torchs_default_adam_resumes_with_it(tmp_path: Path) -> 
     assert _weights_equal(straight, resumed)
 
 
-
 # -- evaluate and predict --------------------------------------------------------------------
 
 
