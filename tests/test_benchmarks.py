@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,7 @@ def test_trainer_vs_loop_prints_every_run_and_both_ratios(
         assert re.search(rf"^ *{label}: tutorial \d", out, re.MULTILINE)
     assert len(re.findall(r"trainer / tutorial = \d\.\d{3}", out)) == 2
     assert len(re.findall(r"trainer / bare += \d+\.\d{3}", out)) == 2
-    assert re.search(r"^targets (met|NOT met) \(best times\)$", out, re.MULTILINE)
+    assert re.search(r"^targets (met|NOT met) \(best times;", out, re.MULTILINE)
 
 
 def test_step_pairs_prints_a_ratio_per_pair(
@@ -51,6 +52,9 @@ def test_step_pairs_prints_a_ratio_per_pair(
         assert re.search(rf"^ *{pair}: B/A = \d+\.\d{{3}}", out, re.MULTILINE)
 
 
-def test_a_missing_mnist_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert trainer_vs_loop.main(["--root", str(tmp_path)]) == 1
+@pytest.mark.parametrize("script", [trainer_vs_loop, step_pairs], ids=lambda m: m.__name__)
+def test_a_missing_mnist_is_reported(
+    script: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert script.main(["--root", str(tmp_path)]) == 1
     assert "MNIST not found" in capsys.readouterr().err

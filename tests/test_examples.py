@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from rnnkit import SequenceClassifier, Trainer
+from rnnkit import Seq2SeqRegressor, SequenceClassifier, Trainer
 from rnnkit.data import image_sequences, next_step
 from rnnkit.data import sine_wave as sine_series
 
@@ -260,6 +260,16 @@ def _tutorial_loop(seed: int, epochs: int, noise: float | None) -> torch.Tensor:
             x = linear(out)
             predictions.append(x.item())
     return torch.tensor(predictions)
+
+
+@pytest.mark.parametrize(("procedure", "fused"), [("tutorial", False), ("rnnkit", True)])
+def test_sine_tutorial_procedure_uses_torchs_default_adam(procedure: str, fused: bool) -> None:
+    """Fused and default Adam differ below the loop comparison's tolerance: check directly."""
+    trainer = sine_wave.make_trainer(procedure, epochs=1, lr=0.01, noise=0.02, seed=0)  # type: ignore[arg-type]
+    optimizer = trainer.configure_optimizer(Seq2SeqRegressor(1))
+    assert isinstance(optimizer, torch.optim.Adam)
+    assert bool(optimizer.defaults["fused"]) is fused
+    assert optimizer.defaults["lr"] == 0.01
 
 
 @pytest.mark.parametrize(("procedure", "noise"), [("tutorial", None), ("rnnkit", 0.02)])

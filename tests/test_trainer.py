@@ -123,6 +123,12 @@ def test_a_checkpoint_of_torchs_default_adam_resumes_with_it(tmp_path: Path) -> 
     assert second.optimizer is not None
     assert not second.optimizer.param_groups[0]["fused"]
     assert _weights_equal(straight, resumed)
+    # The optimizer is built unfused, not a fused one holding an unfused state: the gradient
+    # scaler of "16-mixed" would pass a fused optimizer's arguments to the unfused update.
+    assert not second.optimizer.defaults["fused"]
+    scaler = torch.amp.GradScaler("cpu")
+    torch.autograd.backward(scaler.scale(F.cross_entropy(resumed(x), y)))
+    scaler.step(second.optimizer)  # raised AssertionError with a fused-built optimizer
 
 
 # -- evaluate and predict --------------------------------------------------------------------

@@ -65,14 +65,18 @@ _FUSED = frozenset({"adam", "adamw"})
 """Named optimizers built with ``fused=True`` where every parameter allows it."""
 
 
-def _named_optimizer(name: str, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+def _named_optimizer(
+    name: str, params: list[nn.Parameter], lr: float, fused: bool | None = None
+) -> torch.optim.Optimizer:
     """``optimizer=name``: torch's optimizer; Adam and AdamW fused on CPU and CUDA.
 
     The fused kernel updates all parameters in one pass (for the tutorial's MNIST model on
-    the CPU it saves about 5% of each step, see ``benchmarks/trainer_vs_loop.py``); its results
-    differ from torch's default implementation only in the last bits.
+    the CPU it saved 3% of each step, see ``benchmarks/step_pairs.py``); its results differ
+    from torch's default implementation only in the last bits. ``fused=False`` (a resumed run
+    saved with the default implementation) keeps the default: a fused optimizer that loads an
+    unfused state would hand the gradient scaler's arguments to the unfused update.
     """
-    if name in _FUSED and _fusable(params):
+    if name in _FUSED and fused is not False and _fusable(params):
         return _OPTIMIZERS[name](params, lr=lr, fused=True)
     return _OPTIMIZERS[name](params, lr=lr)
 
@@ -485,4 +489,13 @@ class Trainer(TrainerLoops):
         spec = self.optimizer_spec
         if callable(spec):
             return spec(model.parameters())
-        return _named_optimizer(spec, list(model.parameters()), self.lr)
+        return _named_optimizer(spec, list(model.parameters()), self.lr, self._saved_fused())
+
+    def _saved_fused(self) -> bool | None:
+        """Whether the optimizer of the state to resume was fused; ``None`` for a fresh run."""
+        state = self._pending_state
+        optimizer = None if state is None else state.get("optimizer")
+        groups = None if not isinstance(optimizer, dict) else optimizer.get("param_groups")
+        if not groups:
+            return None
+        return bool(groups[0].get("fused"))
