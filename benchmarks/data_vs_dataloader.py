@@ -17,19 +17,17 @@ Usage: ``python benchmarks/data_vs_dataloader.py [--root DIR] [--batch-size 128]
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 from time import perf_counter
 
 import torch
+from _mnist_args import mnist_parser, ready
 from torch.utils.data import DataLoader
 from torchvision.datasets import MNIST
 from torchvision.transforms import ToTensor
 
 from rnnkit.data import SequenceDataset, image_sequences
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SPEEDUP_TARGET = 20.0
 MEMORY_TARGET_MB = 60.0
 
@@ -56,15 +54,10 @@ def loader_epoch(dataset: MNIST, batch_size: int) -> tuple[float, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="folder holding MNIST/")
+    parser = mnist_parser(__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    if not (args.root / "MNIST" / "raw").is_dir():
-        print(f"MNIST not found under {args.root}/MNIST/raw; pass --root.", file=sys.stderr)
+    if not ready(args):
         return 1
     torch.manual_seed(0)
     start = perf_counter()

@@ -19,7 +19,6 @@ Usage: ``python benchmarks/step_pairs.py [--root DIR] [--max-batches N] [--threa
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from collections.abc import Callable
@@ -34,7 +33,8 @@ from torchvision.datasets import MNIST
 from rnnkit.data import SequenceDataset, image_sequences
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trainer_vs_loop import BATCH_SIZE, DEFAULT_ROOT, LR, TutorialRNN
+from _mnist_args import mnist_parser, ready
+from trainer_vs_loop import BATCH_SIZE, LR, TutorialRNN
 
 Step = Callable[[int], None]
 
@@ -79,15 +79,10 @@ def paired_ratio(first: Step, second: Step, steps: int) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="folder holding MNIST/")
+    parser = mnist_parser(__doc__.splitlines()[0])
     parser.add_argument("--max-batches", type=int, default=None, help="steps per pair (smoke)")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    if not (args.root / "MNIST" / "raw").is_dir():
-        print(f"MNIST not found under {args.root}/MNIST/raw; pass --root.", file=sys.stderr)
+    if not ready(args):
         return 1
     data = image_sequences(MNIST(str(args.root), train=True, download=False), "rows")
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))

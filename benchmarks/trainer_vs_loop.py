@@ -32,7 +32,6 @@ Usage: ``python benchmarks/trainer_vs_loop.py [--root DIR] [--max-batches N] [--
 
 from __future__ import annotations
 
-import argparse
 import gc
 import statistics
 import sys
@@ -43,6 +42,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _mnist_args import mnist_parser, ready
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from torchvision.datasets import MNIST
@@ -52,7 +52,6 @@ from rnnkit.data import SequenceDataset, image_sequences
 from rnnkit.models import SequenceClassifier
 from rnnkit.trainer import Trainer
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BATCH_SIZE = 128
 LR = 1e-3
 TUTORIAL_TARGET = 0.5
@@ -231,17 +230,12 @@ def _report(times: dict[str, list[float]]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="folder holding MNIST/")
+    parser = mnist_parser(__doc__.splitlines()[0])
     parser.add_argument("--max-batches", type=int, default=None, help="batches per run (smoke)")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds")
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    if not (args.root / "MNIST" / "raw").is_dir():
-        print(f"MNIST not found under {args.root}/MNIST/raw; pass --root.", file=sys.stderr)
+    if not ready(args):
         return 1
     device = Trainer(device=args.device, progress=False).device
     data = image_sequences(MNIST(str(args.root), train=True, download=False), "rows")
