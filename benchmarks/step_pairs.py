@@ -26,7 +26,6 @@ from pathlib import Path
 from time import perf_counter
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torchvision.datasets import MNIST
 
@@ -34,7 +33,7 @@ from rnnkit.data import SequenceDataset, image_sequences
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _mnist_args import mnist_parser, ready
-from trainer_vs_loop import BATCH_SIZE, LR, TutorialRNN
+from trainer_vs_loop import BATCH_SIZE, LR, TutorialRNN, bare_step
 
 Step = Callable[[int], None]
 
@@ -57,9 +56,7 @@ def make_step(
             x, y_or_none, _ = data.batch(order[i * BATCH_SIZE : (i + 1) * BATCH_SIZE])
             assert y_or_none is not None
             y = y_or_none
-        torch.autograd.backward(F.cross_entropy(model(x), y))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        bare_step(model, optimizer, x, y)
 
     return step
 

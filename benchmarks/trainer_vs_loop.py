@@ -121,6 +121,13 @@ def premade_batches(
     return batches if max_batches is None else batches[:max_batches]
 
 
+def bare_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor) -> None:
+    """One plain-torch training step: cross-entropy, backward, update, gradients dropped."""
+    torch.autograd.backward(F.cross_entropy(model(x), y))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def bare_epoch(batches: list[tuple[Tensor, Tensor]], device: torch.device) -> float:
     """A minimal loop over premade batches with the plain-torch model; seconds."""
     torch.manual_seed(1)
@@ -129,10 +136,7 @@ def bare_epoch(batches: list[tuple[Tensor, Tensor]], device: torch.device) -> fl
     model.train()
     start = perf_counter()
     for x, y in batches:
-        loss = F.cross_entropy(model(x), y)
-        torch.autograd.backward(loss)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        bare_step(model, optimizer, x, y)
     _sync(device)
     return perf_counter() - start
 
@@ -173,9 +177,7 @@ def warm_up(device: torch.device) -> None:
         model = _rnnkit_model(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=LR, fused=fused)
         for _ in range(5):
-            torch.autograd.backward(F.cross_entropy(model(x), y))
-            optimizer.step()
-            optimizer.zero_grad()
+            bare_step(model, optimizer, x, y)
     _sync(device)
 
 

@@ -151,11 +151,15 @@ def trainer_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     crash_dir = tmp_path_factory.mktemp("trainer_crash")
     code, crash_output, _ = torchrun("trainer_fit.py", str(crash_dir), "crash")
     assert code != 0, crash_output[-3000:]
+
+    def folder(mode: str) -> Path:  # a fresh one for a straight run; a resume reuses the crash's
+        return tmp_path_factory.mktemp("trainer_straight") if mode == "straight" else crash_dir
+
     for mode in ("straight", "resume"):
-        out = tmp_path_factory.mktemp("trainer_straight") if mode == "straight" else crash_dir
+        out = folder(mode)
         code, output, _ = torchrun("trainer_fit.py", str(out), mode)
         if code != 0 and TORCH_ABORT in output:  # once more: a fresh folder, or resume again
-            out = tmp_path_factory.mktemp("trainer_straight") if mode == "straight" else out
+            out = folder(mode)
             code, output, _ = torchrun("trainer_fit.py", str(out), mode)
         assert code == 0, output[-3000:]
         runs[mode] = {f"rank{r}": load(out / f"rank{r}.pt") for r in (0, 1)}

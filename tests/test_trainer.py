@@ -109,14 +109,8 @@ def test_a_checkpoint_of_torchs_default_adam_resumes_with_it(tmp_path: Path) -> 
     straight = _classifier()
     _quiet(max_epochs=4, batch_size=16, seed=3, optimizer=_default_adam).fit(straight, (x, y))
     resumed = _classifier()
-    first = Trainer(
-        max_epochs=2,
-        batch_size=16,
-        seed=3,
-        optimizer=_default_adam,
-        callbacks=[ModelCheckpoint(tmp_path)],
-        progress=False,
-    )
+    saving = [ModelCheckpoint(tmp_path)]
+    first = _quiet(max_epochs=2, batch_size=16, seed=3, optimizer=_default_adam, callbacks=saving)
     first.fit(resumed, (x, y))
     second = _quiet(max_epochs=4, batch_size=16, seed=3)  # optimizer="adam": fused if new
     second.fit(resumed, (x, y), resume_from=str(tmp_path / "last.ckpt"))
