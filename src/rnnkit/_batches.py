@@ -146,6 +146,18 @@ class BatchSource:
         raise NotImplementedError
 
 
+MAX_GROUP = 16
+"""The most batches :meth:`IndexedSource.gather` gathers at once."""
+
+GROUP_BYTES = 16 * 2**20
+"""About the most bytes of float32 input (and per-step targets) one grouped gather makes."""
+
+
+def _step_target_width(data: SequenceDataset) -> int:
+    """H_y of per-step targets (0 for class targets or none), for a sample's size in bytes."""
+    return int(data.y.shape[-1]) if data.target_kind == "step" and data.y is not None else 0
+
+
 class IndexedSource(BatchSource):
     """The fast path: whole batches gathered by index from a :class:`SequenceDataset`.
 
@@ -169,13 +181,46 @@ class IndexedSource(BatchSource):
     def batches(
         self, batch_size: int, order: Tensor | None = None, start: int = 0
     ) -> Iterator[Batch]:
-        """Gather batch after batch from ``order`` (or ``0..n-1``) with ``dataset.batch``.
+        """The batches of ``order`` (or ``0..n-1``), gathered by :meth:`gather`.
 
         ``order`` may also be a part of the indices (a process's part under DDP).
         """
         indices = torch.arange(self.num_samples) if order is None else order
-        for begin in range(start * batch_size, indices.numel(), batch_size):
-            yield self.dataset.batch(indices[begin : begin + batch_size])
+        yield from self.gather(list(torch.split(indices[start * batch_size :], batch_size)))
+
+    def gather(self, parts: list[Tensor]) -> Iterator[Batch]:
+        """One batch per index tensor of ``parts``, several gathered at once.
+
+        A training loop pays for each gather far more than its copying costs (its threads and
+        caches are cold after every step), so up to :data:`MAX_GROUP` batches (about
+        :data:`GROUP_BYTES` of input at most) are gathered together and handed out as views
+        of the group's tensors: the values are the same, and a batch kept by a callback
+        keeps its group alive, never sees it change. A padded dataset (with ``lengths``) is
+        gathered batch by batch, since each batch is trimmed to its own longest sequence.
+
+        Shapes:
+            - ``parts[i]``: ``(N_i,)``; the i-th batch holds ``N_i`` sequences.
+        """
+        group = self._group_size(max((part.numel() for part in parts), default=1))
+        for first in range(0, len(parts), group):
+            yield from self._gather_group(parts[first : first + group])
+
+    def _group_size(self, batch_size: int) -> int:
+        if self.dataset.lengths is not None:
+            return 1
+        data = self.dataset
+        sample_bytes = 4 * data.seq_len * (data.input_size + _step_target_width(data))
+        return max(1, min(MAX_GROUP, GROUP_BYTES // max(1, batch_size * sample_bytes)))
+
+    def _gather_group(self, parts: list[Tensor]) -> Iterator[Batch]:
+        if len(parts) == 1:
+            yield self.dataset.batch(parts[0])
+            return
+        sizes = [part.numel() for part in parts]
+        x, y, _ = self.dataset.batch(torch.cat(parts))
+        ys = [None] * len(parts) if y is None else torch.split(y, sizes)
+        for xb, yb in zip(torch.split(x, sizes), ys, strict=True):
+            yield Batch(xb, yb, None)
 
     def limited(self, batches: int, batch_size: int) -> IndexedSource:
         """The first ``batches * batch_size`` sequences."""

@@ -153,10 +153,11 @@ class TrainerLoops(TrainerState):
             yield from enumerate(source.batches(self.batch_size, self._order, start), start)
             return
         order = torch.arange(source.num_samples) if self._order is None else self._order
-        shards = self.distributed.shard(order, self.batch_size)
-        for batch_idx, shard in enumerate(shards[start:], start):
+        shards = self.distributed.shard(order, self.batch_size)[start:]
+        batches = source.gather([shard.indices for shard in shards])
+        for batch_idx, (shard, batch) in enumerate(zip(shards, batches, strict=True), start):
             self._filler = shard.is_filler
-            yield batch_idx, source.dataset.batch(shard.indices)
+            yield batch_idx, batch
 
     def _run_training_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor | float]:
         """A training step between a snapshot and the commit of its sums and position."""
