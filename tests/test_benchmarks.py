@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from torchvision.datasets import MNIST
+
+from rnnkit.data import image_sequences
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -28,11 +33,11 @@ def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_trainer_vs_loop_prints_every_run_and_both_ratios(
+def test_trainer_vs_loop_sequential_prints_every_run_and_both_ratios(
     mnist_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["--root", str(mnist_root), "--max-batches", "2", "--repeats", "2"]
-    assert trainer_vs_loop.main(args) == 0
+    assert trainer_vs_loop.main([*args, "--method", "sequential"]) == 0
     out = capsys.readouterr().out
     for run in ("tutorial", "bare", "trainer", "trainer-torch-adam"):
         assert len(re.findall(rf"^ *{run}: +\d+\.\d+ s", out, re.MULTILINE)) == 2
@@ -41,6 +46,25 @@ def test_trainer_vs_loop_prints_every_run_and_both_ratios(
     assert len(re.findall(r"trainer / tutorial = \d\.\d{3}", out)) == 2
     assert len(re.findall(r"trainer / bare += \d+\.\d{3}", out)) == 2
     assert re.search(r"^targets (met|NOT met) \(best times;", out, re.MULTILINE)
+
+
+def test_trainer_vs_loop_interleaved_is_the_cpu_default_and_prints_paired_ratios(
+    mnist_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--root", str(mnist_root), "--max-batches", "3", "--repeats", "2"]
+    assert trainer_vs_loop.main(args) == 0
+    out = capsys.readouterr().out
+    assert "method interleaved" in out
+    loops = r"(tutorial \d+\.\d+ s, bare \d+\.\d+ s|bare \d+\.\d+ s, tutorial \d+\.\d+ s)"
+    fused = re.findall(rf"^  trainer \d+\.\d+ s, {loops}", out, re.M)  # in turn, both orders
+    torch_adam = re.findall(r"^  trainer-torch-adam \d+\.\d+ s, bare-2 \d+\.\d+ s", out, re.M)
+    assert len(fused) == 2
+    assert fused[0].startswith("tutorial")
+    assert fused[1].startswith("bare")
+    assert len(torch_adam) == 2
+    for ratio in ("trainer / tutorial", "trainer / bare", "trainer-torch-adam / bare"):
+        assert re.search(rf"{ratio} = \d+\.\d{{3}}, rounds \d+\.\d{{3}}-\d+\.\d{{3}}", out)
+    assert re.search(r"^targets (met|NOT met) \(medians of the paired ratios;", out, re.M)
 
 
 def test_step_pairs_prints_a_ratio_per_pair(
@@ -58,3 +82,46 @@ def test_a_missing_mnist_is_reported(
 ) -> None:
     assert script.main(["--root", str(tmp_path)]) == 1
     assert "MNIST not found" in capsys.readouterr().err
+
+
+def _counted_steps(count: int, log: list[str], name: str) -> Iterator[None]:
+    for _ in range(count):
+        log.append(name)
+        yield
+
+
+def test_the_interleaver_runs_each_loop_in_turns_to_its_end_and_times_only_them() -> None:
+    log: list[str] = []
+    loops = {"a": _counted_steps(5, log, "a"), "b": _counted_steps(3, log, "b")}
+    interleaver = trainer_vs_loop.Interleaver(loops, every=2)
+    for batch_idx in range(4):  # the fit's batches: the loops run after batches 1 and 3
+        log.append("fit")
+        interleaver.on_batch_end(None, batch_idx, {})
+    assert log == ["fit", "fit", "a", "a", "b", "b", "fit", "fit", "a", "a", "b"]
+    during_fit = interleaver.total()
+    seconds = interleaver.finish()
+    assert log[11:] == ["a"]
+    assert set(seconds) == {"a", "b"}
+    assert during_fit <= sum(seconds.values())
+    assert all(value > 0 for value in seconds.values())
+
+
+def test_an_interleaved_fit_reports_its_own_time_without_the_loops(
+    mnist_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a clock that only the loops move, the Trainer's own time is 0."""
+    clock = [0.0]
+    monkeypatch.setattr(trainer_vs_loop, "perf_counter", lambda: clock[0])
+
+    def slow(runs: int) -> Iterator[None]:
+        for _ in range(runs):
+            clock[0] += 0.25
+            yield
+
+    data = image_sequences(MNIST(str(mnist_root), train=True, download=False), "rows")
+    data = data.subset(torch.arange(4 * trainer_vs_loop.BATCH_SIZE))
+    interleaver = trainer_vs_loop.Interleaver({"slow": slow(6)}, every=1)
+    own = trainer_vs_loop.trainer_epoch(data, torch.device("cpu"), interleaver=interleaver)
+    assert interleaver.total() == 1.0  # 4 batches, a run after each
+    assert own == 0.0
+    assert interleaver.finish() == {"slow": 1.5}  # the 2 runs left, after the fit
