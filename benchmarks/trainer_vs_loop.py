@@ -29,7 +29,8 @@ Two ways to time them (``--method``):
   loop the same way. The loops thus share the machine's slow spells (seconds long) run by
   run, and each round gives paired ratios. The order of the two fits alternates; the script
   prints every round's times, then each ratio's median and range over the rounds
-  (``--repeats``, default 7), and judges the targets on the medians.
+  (``--repeats``, default 7), and judges the targets on the medians. It also prints
+  bare / tutorial, the floor of trainer / tutorial (the arithmetic alone).
 - ``sequential`` (the default on CUDA, where a timed run inside the fit would need a
   synchronisation): the four run one after another, whole epochs, ``--repeats`` rounds
   (default 7), the order reversed every other round. It prints every time, then each run's
@@ -231,8 +232,8 @@ class Interleaver(Callback):
 
     The loops then meet the machine's slow spells (seconds long) together with the Trainer,
     and their time, subtracted from the fit's, leaves the Trainer's own. Runs of ``every``
-    steps keep each loop's caches and threads warm as in a loop run alone: alternating single
-    steps made every step a quarter slower, which flattens a ratio toward 1. A CPU
+    steps keep the switches between loops (cold caches and threads after each) rare; runs of
+    100 paired the loops less closely (the rounds' ratios spread twice as wide). A CPU
     measurement: on CUDA the runs would need a synchronisation each.
 
     Args:
@@ -339,8 +340,13 @@ RATIOS = {
     "trainer / tutorial": ("trainer", "tutorial", TUTORIAL_TARGET),
     "trainer / bare": ("trainer", "bare", BARE_TARGET),
     "trainer-torch-adam / bare": ("trainer-torch-adam", "bare-2", None),
+    "bare / tutorial": ("bare", "tutorial", None),
 }
-"""Each ratio the interleaved method reports: numerator, denominator, target (or none)."""
+"""Each ratio the interleaved method reports: numerator, denominator, target (or none).
+
+``bare / tutorial`` is the floor of ``trainer / tutorial``: what the tutorial's arithmetic
+alone takes of its loop, so any loop that does that arithmetic takes at least about as much.
+"""
 
 
 def _interleaved_fit(

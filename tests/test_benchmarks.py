@@ -62,7 +62,13 @@ def test_trainer_vs_loop_interleaved_is_the_cpu_default_and_prints_paired_ratios
     assert fused[0].startswith("tutorial")
     assert fused[1].startswith("bare")
     assert len(torch_adam) == 2
-    for ratio in ("trainer / tutorial", "trainer / bare", "trainer-torch-adam / bare"):
+    ratios = (
+        "trainer / tutorial",
+        "trainer / bare",
+        "trainer-torch-adam / bare",
+        "bare / tutorial",
+    )
+    for ratio in ratios:
         assert re.search(rf"{ratio} = \d+\.\d{{3}}, rounds \d+\.\d{{3}}-\d+\.\d{{3}}", out)
     assert re.search(r"^targets (met|NOT met) \(medians of the paired ratios;", out, re.M)
 
