@@ -37,9 +37,15 @@ def _padded() -> SequenceDataset:
     return SequenceDataset(x, torch.arange(70) % 3, torch.randint(1, 7, (70,), generator=_gen()))
 
 
+def _short_targets() -> SequenceDataset:
+    x = torch.randn(70, 6, 2, generator=_gen())
+    return SequenceDataset(x, x[:, -3:, :1].clone())  # L_y = 3 of L = 6
+
+
 DATASETS: dict[str, Callable[[], SequenceDataset]] = {
     "uint8 images, normalised": _images,
     "float64 series, per-step targets": _series,
+    "per-step targets shorter than x": _short_targets,
     "inputs only": _inputs_only,
     "padded": _padded,
 }
@@ -88,8 +94,7 @@ def test_up_to_max_group_batches_share_one_gather(monkeypatch: pytest.MonkeyPatc
     sizes = _count_gathers(monkeypatch, data)
     batches = list(IndexedSource(data, "train").gather(_parts(len(data), 2)))
     assert len(batches) == 35
-    assert MAX_GROUP == 16
-    assert sizes == [32, 32, 6]
+    assert sizes == [2 * MAX_GROUP, 2 * MAX_GROUP, 70 - 4 * MAX_GROUP]
     assert [b.x.shape[0] for b in batches] == [2] * 35
 
 
@@ -127,6 +132,14 @@ def test_a_kept_batch_stays_the_same_while_later_ones_are_gathered() -> None:
     rest = list(batches)
     assert len(rest) == 34
     assert torch.equal(kept.x, copy)
+
+
+def test_nothing_to_gather_gives_no_batch() -> None:
+    """An empty part of the data (a DDP rank's share of a small set), or a start past the end."""
+    source = IndexedSource(_images(), "val")
+    assert list(source.batches(8, torch.empty(0, dtype=torch.long))) == []
+    assert list(source.batches(8, start=9)) == []
+    assert list(source.gather([])) == []
 
 
 def test_batches_from_a_start_position_skip_whole_batches() -> None:

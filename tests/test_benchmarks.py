@@ -51,7 +51,7 @@ def test_trainer_vs_loop_sequential_prints_every_run_and_both_ratios(
 def test_trainer_vs_loop_interleaved_is_the_cpu_default_and_prints_paired_ratios(
     mnist_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["--root", str(mnist_root), "--max-batches", "3", "--repeats", "2"]
+    args = ["--root", str(mnist_root), "--max-batches", "3", "--repeats", "2", "--every", "1"]
     assert trainer_vs_loop.main(args) == 0
     out = capsys.readouterr().out
     assert "method interleaved" in out
@@ -96,7 +96,7 @@ def _counted_steps(count: int, log: list[str], name: str) -> Iterator[None]:
         yield
 
 
-def test_the_interleaver_runs_each_loop_in_turns_to_its_end_and_times_only_them() -> None:
+def test_the_interleaver_runs_each_loop_in_turns_to_its_end() -> None:
     log: list[str] = []
     loops = {"a": _counted_steps(5, log, "a"), "b": _counted_steps(3, log, "b")}
     interleaver = trainer_vs_loop.Interleaver(loops, every=2)
@@ -104,12 +104,9 @@ def test_the_interleaver_runs_each_loop_in_turns_to_its_end_and_times_only_them(
         log.append("fit")
         interleaver.on_batch_end(None, batch_idx, {})
     assert log == ["fit", "fit", "a", "a", "b", "b", "fit", "fit", "a", "a", "b"]
-    during_fit = interleaver.total()
     seconds = interleaver.finish()
     assert log[11:] == ["a"]
     assert set(seconds) == {"a", "b"}
-    assert during_fit <= sum(seconds.values())
-    assert all(value > 0 for value in seconds.values())
 
 
 def test_an_interleaved_fit_reports_its_own_time_without_the_loops(

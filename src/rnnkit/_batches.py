@@ -153,9 +153,10 @@ GROUP_BYTES = 16 * 2**20
 """About the most bytes of float32 input (and per-step targets) one grouped gather makes."""
 
 
-def _step_target_width(data: SequenceDataset) -> int:
-    """H_y of per-step targets (0 for class targets or none), for a sample's size in bytes."""
-    return int(data.y.shape[-1]) if data.target_kind == "step" and data.y is not None else 0
+def _step_target_size(data: SequenceDataset) -> int:
+    """L_y · H_y of per-step targets (0 for class targets or none): a sample's target values."""
+    y = data.y
+    return int(y[0].numel()) if data.target_kind == "step" and y is not None else 0
 
 
 class IndexedSource(BatchSource):
@@ -186,7 +187,8 @@ class IndexedSource(BatchSource):
         ``order`` may also be a part of the indices (a process's part under DDP).
         """
         indices = torch.arange(self.num_samples) if order is None else order
-        yield from self.gather(list(torch.split(indices[start * batch_size :], batch_size)))
+        rest = indices[start * batch_size :]
+        yield from self.gather(list(torch.split(rest, batch_size)) if rest.numel() else [])
 
     def gather(self, parts: list[Tensor]) -> Iterator[Batch]:
         """One batch per index tensor of ``parts``, several gathered at once.
@@ -199,7 +201,7 @@ class IndexedSource(BatchSource):
         gathered batch by batch, since each batch is trimmed to its own longest sequence.
 
         Shapes:
-            - ``parts[i]``: ``(N_i,)``; the i-th batch holds ``N_i`` sequences.
+            - ``parts[i]``: ``(N_i,)``, ``N_i >= 1``; the i-th batch holds ``N_i`` sequences.
         """
         group = self._group_size(max((part.numel() for part in parts), default=1))
         for first in range(0, len(parts), group):
@@ -209,7 +211,7 @@ class IndexedSource(BatchSource):
         if self.dataset.lengths is not None:
             return 1
         data = self.dataset
-        sample_bytes = 4 * data.seq_len * (data.input_size + _step_target_width(data))
+        sample_bytes = 4 * (data.seq_len * data.input_size + _step_target_size(data))
         return max(1, min(MAX_GROUP, GROUP_BYTES // max(1, batch_size * sample_bytes)))
 
     def _gather_group(self, parts: list[Tensor]) -> Iterator[Batch]:
