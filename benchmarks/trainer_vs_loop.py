@@ -56,13 +56,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _interleave import Interleaver
 from _mnist_args import mnist_parser, ready
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from torchvision.datasets import MNIST
 from torchvision.transforms import ToTensor
 
-from rnnkit.callbacks import Callback
 from rnnkit.data import SequenceDataset, image_sequences
 from rnnkit.models import SequenceClassifier
 from rnnkit.trainer import Trainer
@@ -236,56 +236,6 @@ def trainer_epoch(
     elapsed = perf_counter() - start
     print(f"  trainer: loss {history[0]['loss']:.4f}, accuracy {history[0]['accuracy']:.4f}")
     return elapsed if interleaver is None else elapsed - interleaver.total()
-
-
-_DONE = object()
-
-
-class Interleaver(Callback):
-    """After every ``every`` of the Trainer's batches, as many steps of each other loop.
-
-    The loops then meet the machine's slow spells (seconds long) together with the Trainer,
-    and their time, subtracted from the fit's, leaves the Trainer's own. Each switch costs
-    the loop that resumes a little (cold caches and threads), and a cost added to both sides
-    of a ratio pulls it toward 1; runs of ``every`` steps keep switches rare (18 per loop in
-    an MNIST epoch with the default 25), while runs of 100 paired the loops less closely
-    (the rounds' ratios spread twice as wide). A CPU measurement: on CUDA the runs would need
-    a synchronisation each.
-
-    Args:
-        loops: Each loop's name and its steps (see :func:`tutorial_steps`).
-        every: Steps per run.
-    """
-
-    def __init__(self, loops: dict[str, Iterator[None]], every: int = 25) -> None:
-        self.loops = dict(loops)
-        self.every = every
-        self.seconds = dict.fromkeys(loops, 0.0)
-
-    def on_batch_end(self, trainer: Any, batch_idx: int, outputs: dict[str, Any]) -> None:
-        """Every ``every`` batches, run as many steps of each loop."""
-        if (batch_idx + 1) % self.every == 0:
-            self.step()
-
-    def step(self) -> bool:
-        """Up to ``every`` steps of each loop not yet finished; whether any is left."""
-        for name, loop in list(self.loops.items()):
-            start = perf_counter()
-            finished = any(next(loop, _DONE) is _DONE for _ in range(self.every))
-            self.seconds[name] += perf_counter() - start
-            if finished:
-                del self.loops[name]
-        return bool(self.loops)
-
-    def total(self) -> float:
-        """Seconds spent in the loops so far."""
-        return sum(self.seconds.values())
-
-    def finish(self) -> dict[str, float]:
-        """Run the loops to their end (if the fit had fewer batches); each loop's seconds."""
-        while self.step():
-            pass
-        return self.seconds
 
 
 def warm_up(device: torch.device) -> None:

@@ -21,9 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import _interleave  # noqa: E402
 import _mnist_standin as standin  # noqa: E402
 import step_pairs  # noqa: E402
 import trainer_vs_loop  # noqa: E402
+from _interleave import Interleaver  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +101,7 @@ def _counted_steps(count: int, log: list[str], name: str) -> Iterator[None]:
 def test_the_interleaver_runs_each_loop_in_turns_to_its_end() -> None:
     log: list[str] = []
     loops = {"a": _counted_steps(5, log, "a"), "b": _counted_steps(3, log, "b")}
-    interleaver = trainer_vs_loop.Interleaver(loops, every=2)
+    interleaver = Interleaver(loops, every=2)
     for batch_idx in range(4):  # the fit's batches: the loops run after batches 1 and 3
         log.append("fit")
         interleaver.on_batch_end(None, batch_idx, {})
@@ -114,7 +116,8 @@ def test_an_interleaved_fit_reports_its_own_time_without_the_loops(
 ) -> None:
     """On a clock that only the loops move, the Trainer's own time is 0."""
     clock = [0.0]
-    monkeypatch.setattr(trainer_vs_loop, "perf_counter", lambda: clock[0])
+    for module in (trainer_vs_loop, _interleave):
+        monkeypatch.setattr(module, "perf_counter", lambda: clock[0])
 
     def slow(runs: int) -> Iterator[None]:
         for _ in range(runs):
@@ -123,7 +126,7 @@ def test_an_interleaved_fit_reports_its_own_time_without_the_loops(
 
     data = image_sequences(MNIST(str(mnist_root), train=True, download=False), "rows")
     data = data.subset(torch.arange(4 * trainer_vs_loop.BATCH_SIZE))
-    interleaver = trainer_vs_loop.Interleaver({"slow": slow(6)}, every=1)
+    interleaver = Interleaver({"slow": slow(6)}, every=1)
     own = trainer_vs_loop.trainer_epoch(data, torch.device("cpu"), interleaver=interleaver)
     assert interleaver.total() == 1.0  # 4 batches, a run after each
     assert own == 0.0

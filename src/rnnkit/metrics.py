@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, Protocol
@@ -21,6 +21,15 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import Tensor
 
+from rnnkit._metric_parts import (
+    PartsFn,
+    accuracy_parts,
+    mae_parts,
+    mse_parts,
+    parts_mean,
+    shape_text,
+    top_k_parts,
+)
 from rnnkit.errors import ShapeError
 
 __all__ = [
@@ -38,106 +47,6 @@ __all__ = [
 
 METRIC_NAMES: tuple[str, ...] = ("accuracy", "top5_accuracy", "top_k", "mse", "mae")
 """The metric names :func:`get_metric` resolves (plus any ``"top{k}_accuracy"``)."""
-
-_Parts = tuple[Tensor, Tensor]
-_PartsFn = Callable[[Tensor, Tensor, "Tensor | None"], _Parts]
-
-
-def _shape(t: Tensor | tuple[int, ...]) -> str:
-    dims = tuple(t.shape) if isinstance(t, Tensor) else t
-    return f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(str(d) for d in dims) + ")"
-
-
-def _upcast(t: Tensor) -> Tensor:
-    """``t`` as a floating tensor of at least float32 precision (bf16/fp16 sums drift)."""
-    if t.is_floating_point() and t.dtype != torch.float16 and t.dtype != torch.bfloat16:
-        return t
-    return t.float()
-
-
-def _count(n: int, like: Tensor) -> Tensor:
-    """A 0-dim count tensor on ``like``'s device, made without a host-to-device copy."""
-    return torch.full((), float(n), dtype=like.dtype, device=like.device)
-
-
-def _check_mask(mask: Tensor, ref: Tensor, ref_name: str) -> None:
-    if tuple(mask.shape) != tuple(ref.shape[: mask.dim()]) or mask.dim() == 0:
-        raise ShapeError(
-            f"Expected `mask` to have shape (N, L) = {_shape(ref.shape[:2])}, the leading "
-            f"dimensions of `{ref_name}` {_shape(ref)}, but got {_shape(mask)}. Hint: the mask "
-            "marks the valid (unpadded) steps, e.g. `torch.arange(L) < lengths[:, None]`."
-        )
-
-
-def _masked_sum(values: Tensor, mask: Tensor | None) -> _Parts:
-    """Sum of ``values`` and the number of summed elements, over positions where ``mask``."""
-    if mask is None:
-        return values.sum(), _count(values.numel(), values)
-    keep = mask.to(torch.bool).reshape(*mask.shape, *([1] * (values.dim() - mask.dim())))
-    keep = keep.expand_as(values)
-    total = torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device))
-    return total.sum(), keep.sum().to(values.dtype)
-
-
-def _check_class_shapes(logits: Tensor, targets: Tensor) -> None:
-    if logits.dim() < 1 or tuple(logits.shape[:-1]) != tuple(targets.shape):
-        expected = "(" + ", ".join([*map(str, targets.shape), "?"]) + ")"
-        raise ShapeError(
-            f"Expected `logits` to have shape (N, C) = {expected}, one row of class scores per "
-            f"target in `targets` {_shape(targets)}, but got {_shape(logits)}. Hint: pass the "
-            "raw model output (N, C) and integer class indices (N,), not one-hot targets."
-        )
-    if targets.is_floating_point() or targets.is_complex():
-        raise TypeError(
-            f"Expected `targets` to hold integer class indices, but got dtype {targets.dtype}. "
-            "Hint: convert with `targets.long()`."
-        )
-
-
-def _top_k_parts(logits: Tensor, targets: Tensor, mask: Tensor | None, *, k: int) -> _Parts:
-    _check_class_shapes(logits, targets)
-    if mask is not None:
-        _check_mask(mask, targets, "targets")
-    if not 1 <= k <= logits.shape[-1]:
-        raise ValueError(
-            f"Expected `k` between 1 and the number of classes C = {logits.shape[-1]}, but got "
-            f"k = {k}. Hint: top-{k} accuracy needs at least {k} classes."
-        )
-    if k == 1:
-        hits = logits.argmax(dim=-1) == targets
-    else:
-        hits = (logits.topk(k, dim=-1).indices == targets.unsqueeze(-1)).any(dim=-1)
-    return _masked_sum(hits.to(torch.float32), mask)
-
-
-def _accuracy_parts(logits: Tensor, targets: Tensor, mask: Tensor | None) -> _Parts:
-    return _top_k_parts(logits, targets, mask, k=1)
-
-
-def _error_parts(pred: Tensor, target: Tensor, mask: Tensor | None, *, power: int) -> _Parts:
-    if tuple(pred.shape) != tuple(target.shape):
-        raise ShapeError(
-            f"Expected `target` to have shape (N, L, H_y) = {_shape(pred)}, the shape of "
-            f"`pred`, but got {_shape(target)}. Hint: per-step targets need the trailing size "
-            "dimension too, e.g. `y.unsqueeze(-1)` for a single series."
-        )
-    if mask is not None:
-        _check_mask(mask, pred, "pred")
-    diff = (_upcast(pred) - _upcast(target)).abs()
-    return _masked_sum(diff.square() if power == 2 else diff, mask)
-
-
-def _mse_parts(pred: Tensor, target: Tensor, mask: Tensor | None) -> _Parts:
-    return _error_parts(pred, target, mask, power=2)
-
-
-def _mae_parts(pred: Tensor, target: Tensor, mask: Tensor | None) -> _Parts:
-    return _error_parts(pred, target, mask, power=1)
-
-
-def _mean(parts: _Parts) -> Tensor:
-    total, count = parts
-    return total / count
 
 
 def accuracy(logits: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -162,7 +71,7 @@ def accuracy(logits: Tensor, targets: Tensor, mask: Tensor | None = None) -> Ten
         - mask: ``targets``' shape
         - output: ``()``
     """
-    return _mean(_accuracy_parts(logits, targets, mask))
+    return parts_mean(accuracy_parts(logits, targets, mask))
 
 
 def top_k_accuracy(
@@ -188,7 +97,7 @@ def top_k_accuracy(
         - targets: ``(N,)``, or ``(N, L)``
         - output: ``()``
     """
-    return _mean(_top_k_parts(logits, targets, mask, k=k))
+    return parts_mean(top_k_parts(logits, targets, mask, k=k))
 
 
 def mse(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -214,7 +123,7 @@ def mse(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         - mask: ``(N, L)``
         - output: ``()``
     """
-    return _mean(_mse_parts(pred, target, mask))
+    return parts_mean(mse_parts(pred, target, mask))
 
 
 def mae(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -236,7 +145,7 @@ def mae(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         - mask: ``(N, L)``
         - output: ``()``
     """
-    return _mean(_mae_parts(pred, target, mask))
+    return parts_mean(mae_parts(pred, target, mask))
 
 
 @dataclass(frozen=True)
@@ -253,20 +162,20 @@ class Metric:
     """
 
     name: str
-    parts: _PartsFn
+    parts: PartsFn
     target_kind: Literal["class", "step"]
     higher_is_better: bool
 
     def __call__(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         """The metric's value, ``sum / count`` of :attr:`parts`."""
-        return _mean(self.parts(pred, target, mask))
+        return parts_mean(self.parts(pred, target, mask))
 
 
 _REGISTRY: dict[str, Metric] = {
-    "accuracy": Metric("accuracy", _accuracy_parts, "class", True),
-    "top_k": Metric("top_k", partial(_top_k_parts, k=5), "class", True),
-    "mse": Metric("mse", _mse_parts, "step", False),
-    "mae": Metric("mae", _mae_parts, "step", False),
+    "accuracy": Metric("accuracy", accuracy_parts, "class", True),
+    "top_k": Metric("top_k", partial(top_k_parts, k=5), "class", True),
+    "mse": Metric("mse", mse_parts, "step", False),
+    "mae": Metric("mae", mae_parts, "step", False),
 }
 _TOP_K = re.compile(r"top(\d+)_accuracy")
 
@@ -287,7 +196,7 @@ def get_metric(name: str) -> Metric:
         return _REGISTRY[name]
     match = _TOP_K.fullmatch(name)
     if match is not None and int(match.group(1)) >= 1:
-        return Metric(name, partial(_top_k_parts, k=int(match.group(1))), "class", True)
+        return Metric(name, partial(top_k_parts, k=int(match.group(1))), "class", True)
     raise ValueError(
         f"Expected a metric name in {list(METRIC_NAMES)} or 'top{{k}}_accuracy', but got "
         f"{name!r}. Hint: accuracy metrics suit classifiers, 'mse'/'mae' regressors."
@@ -441,7 +350,7 @@ class MetricAccumulator:
         if tuple(packed.shape) != (2, len(self._sums)):
             raise ShapeError(
                 f"Expected `packed` to have shape (2, M) = (2, {len(self._sums)}), but got "
-                f"{_shape(packed)}. Hint: every rank must accumulate the same metric names."
+                f"{shape_text(packed)}. Hint: every rank must accumulate the same metric names."
             )
         for i, name in enumerate(self._sums):
             self._sums[name], self._counts[name] = packed[0, i], packed[1, i]
@@ -481,7 +390,7 @@ def _check_rollout(x: Tensor, y: Tensor, horizon: int, prime_len: int) -> None:
     if x.dim() != 3 or y.dim() != 3 or x.shape[:2] != y.shape[:2]:
         raise ShapeError(
             f"Expected `x` (N, L, H_in) and `y` (N, L, H_y) with the same N and L, but got "
-            f"{_shape(x)} and {_shape(y)}. Hint: y holds the next-step targets of x."
+            f"{shape_text(x)} and {shape_text(y)}. Hint: y holds the next-step targets of x."
         )
     if not 1 <= prime_len <= x.shape[1] - horizon + 1 or horizon < 1:
         raise ValueError(
