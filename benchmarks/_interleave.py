@@ -23,9 +23,8 @@ class Interleaver(Callback):
     and their time, subtracted from the fit's, leaves the Trainer's own. Each switch costs
     the loop that resumes a little (cold caches and threads), and a cost added to both sides
     of a ratio pulls it toward 1; runs of ``every`` steps keep switches rare (18 per loop in
-    an MNIST epoch with the default 25), while runs of 100 paired the loops less closely
-    (the rounds' ratios spread twice as wide). A CPU measurement: on CUDA the runs would need
-    a synchronisation each.
+    an MNIST epoch with the default 25). A CPU measurement: on CUDA the runs would need a
+    synchronisation each.
 
     Args:
         loops: Each loop's name and its steps: a generator that takes one step per ``next()``.

@@ -138,7 +138,8 @@ def test_nothing_to_gather_gives_no_batch() -> None:
     """An empty part of the data (a DDP rank's share of a small set), or a start past the end."""
     source = IndexedSource(_images(), "val")
     assert list(source.batches(8, torch.empty(0, dtype=torch.long))) == []
-    assert list(source.batches(8, start=9)) == []
+    assert list(source.batches(8, start=9)) == []  # 70 sequences: 9 batches, start at the end
+    assert list(source.batches(8, start=10)) == []  # past it
     assert list(source.gather([])) == []
 
 

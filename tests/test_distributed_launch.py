@@ -188,6 +188,17 @@ def test_trainer_ddp_fit_equals_single_process(trainer_runs: dict[str, Any]) -> 
             assert got["loss"] == pytest.approx(expected["loss"], rel=1e-5)
 
 
+def test_trainer_ddp_evaluates_fewer_samples_than_ranks(trainer_runs: dict[str, Any]) -> None:
+    """One validation sample on 2 ranks: rank 1 has no batch, and both get rank 0's result."""
+    expected = trainer_runs["single"]["one_sample"]
+    assert set(expected) == {"loss", "accuracy"}
+    for rank in ("rank0", "rank1"):
+        got = trainer_runs["straight"][rank]["one_sample"]
+        assert got.keys() == expected.keys()
+        assert got["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+        assert got["accuracy"] == expected["accuracy"]
+
+
 def test_trainer_ddp_regressor_skips_and_stops_together(trainer_runs: dict[str, Any]) -> None:
     """Padded series, a filler shard, an inf loss on one rank only, a stop asked by rank 1."""
     single = trainer_runs["single"]["regressor"]

@@ -7,7 +7,8 @@ Usage: ``trainer_fit.py OUT MODE`` with MODE
   filler) with a target so large that its batch's loss overflows to inf (``on_nan="skip"``:
   both ranks must skip that batch, though one alone holds the sample) and a stop that rank 1
   alone asks for after epoch 1 (both ranks must stop); then the classifier again, stopped by
-  a KeyboardInterrupt in the middle of epoch 1 and resumed from its checkpoint;
+  a KeyboardInterrupt in the middle of epoch 1 and resumed from its checkpoint; and an
+  ``evaluate`` of a single sample, which leaves rank 1 nothing to evaluate;
 - ``crash``: the classifier, rank 1 raising at the end of epoch 1 on the first attempt; with
   ``torchrun --max-restarts 1`` the restarted group resumes from ``last.ckpt``, without it
   the job ends with that error;
@@ -121,8 +122,10 @@ def fit_single(out: Path) -> dict[str, Any]:
     )
     model = make_classifier(seed=0)
     history = trainer.fit(model, make_data(37, seed=37), make_data(13, seed=513))
+    one_sample = trainer.evaluate(model, make_data(1, seed=1))
     regressor = fit_regressor(PER_RANK_BATCH * WORLD_SIZE)
-    return {"weights": model.state_dict(), "history": history.to_list(), "regressor": regressor}
+    result = {"weights": model.state_dict(), "history": history.to_list()}
+    return result | {"one_sample": one_sample, "regressor": regressor}
 
 
 def main(out: Path, mode: str) -> None:
@@ -138,6 +141,7 @@ def main(out: Path, mode: str) -> None:
     history = trainer.fit(model, make_data(37, seed=37), make_data(13, seed=513), "last")
     result = {"weights": model.state_dict(), "history": history.to_list()}
     if mode == "straight":
+        result["one_sample"] = trainer.evaluate(model, make_data(1, seed=1))  # rank 1: none
         result["regressor"] = fit_regressor(PER_RANK_BATCH)
         result["interrupted"] = fit_interrupted(out, env.rank)
     torch.save(result, out / f"rank{env.rank}.pt")
