@@ -9,7 +9,8 @@ meet the same slow spells, and the median of the per-step ratios B/A is printed.
 - ``fused-adam``: the bare step with torch's default Adam (A) and with ``fused=True`` (B), the
   Trainer's ``optimizer="adam"``: what the fused update saves per step;
 - ``gather``: the bare step on batches made beforehand (A) and on batches gathered and
-  converted from the dataset's uint8 storage at each step, as the Trainer does (B).
+  converted from the dataset's uint8 storage at each step (B), as the Trainer did before it
+  gathered 16 batches at a time.
 
 The model is the tutorial's (RNN, relu, hidden 128, Adam 1e-3, batch 128) on real MNIST
 (``../shared/data`` next to the repository, or ``--root``).
