@@ -114,9 +114,7 @@ def tutorial_steps(dataset: MNIST, device: torch.device, max_batches: int | None
     The model and its Adam are built at the call, before any clock starts, as the Trainer's
     model is.
     """
-    torch.manual_seed(1)
-    model = TutorialRNN(device).to(device)
-    return _tutorial_loop(model, torch.optim.Adam(model.parameters(), lr=LR), dataset, max_batches)
+    return _tutorial_loop(*tutorial_model(device), dataset, max_batches)
 
 
 def _tutorial_loop(
@@ -174,8 +172,8 @@ def bare_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: 
     optimizer.zero_grad(set_to_none=True)
 
 
-def bare_model(device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer]:
-    """The plain-torch network (same initial weights as the tutorial's) and its Adam."""
+def tutorial_model(device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The tutorial's network (seeded: the same initial weights every time) and its Adam."""
     torch.manual_seed(1)
     model = TutorialRNN(device).to(device)
     model.train()
@@ -187,7 +185,7 @@ def bare_steps(batches: list[tuple[Tensor, Tensor]], device: torch.device) -> It
 
     The model and its Adam are built at the call, before any clock starts.
     """
-    model, optimizer = bare_model(device)
+    model, optimizer = tutorial_model(device)
     return _bare_loop(model, optimizer, batches)
 
 
