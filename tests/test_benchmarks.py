@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import _interleave  # noqa: E402
 import _mnist_standin as standin  # noqa: E402
+import rnn_kernel  # noqa: E402
 import step_pairs  # noqa: E402
 import trainer_vs_loop  # noqa: E402
 from _interleave import Interleaver  # noqa: E402
@@ -41,7 +42,7 @@ def test_trainer_vs_loop_sequential_prints_every_run_and_both_ratios(
     args = ["--root", str(mnist_root), "--max-batches", "2", "--repeats", "2"]
     assert trainer_vs_loop.main([*args, "--method", "sequential"]) == 0
     out = capsys.readouterr().out
-    for run in ("tutorial", "bare", "trainer", "trainer-torch-adam"):
+    for run in ("tutorial", "bare", "trainer", "trainer-torch"):
         assert len(re.findall(rf"^ *{run}: +\d+\.\d+ s", out, re.MULTILINE)) == 2
     for label in ("best", "median"):
         assert re.search(rf"^ *{label}: tutorial \d", out, re.MULTILINE)
@@ -59,15 +60,15 @@ def test_trainer_vs_loop_interleaved_is_the_cpu_default_and_prints_paired_ratios
     assert "method interleaved" in out
     loops = r"(tutorial \d+\.\d+ s, bare \d+\.\d+ s|bare \d+\.\d+ s, tutorial \d+\.\d+ s)"
     fused = re.findall(rf"^  trainer \d+\.\d+ s, {loops}", out, re.M)  # in turn, both orders
-    torch_adam = re.findall(r"^  trainer-torch-adam \d+\.\d+ s, bare-2 \d+\.\d+ s", out, re.M)
+    as_bare = re.findall(r"^  trainer-torch \d+\.\d+ s, bare-2 \d+\.\d+ s", out, re.M)
     assert len(fused) == 2
     assert fused[0].startswith("tutorial")
     assert fused[1].startswith("bare")
-    assert len(torch_adam) == 2
+    assert len(as_bare) == 2
     ratios = (
         "trainer / tutorial",
         "trainer / bare",
-        "trainer-torch-adam / bare",
+        "trainer-torch / bare",
         "bare / tutorial",
     )
     for ratio in ratios:
@@ -131,3 +132,23 @@ def test_an_interleaved_fit_reports_its_own_time_without_the_loops(
     assert interleaver.total() == 1.0  # 4 batches, a run after each
     assert own == 0.0
     assert interleaver.finish() == {"slow": 1.5}  # the 2 runs left, after the fit
+
+
+def test_rnn_kernel_prints_a_ratio_per_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    assert rnn_kernel.main(["--steps", "4", "--only", "mnist", "one-step"]) == 0
+    out = capsys.readouterr().out
+    for shape in ("mnist", "one-step"):
+        assert re.search(rf"^{shape} +\d+\.\d{{3}} +\d+\.\d{{3}} +\d+\.\d{{3}}$", out, re.M)
+    assert "stacked-bi" not in out
+
+
+def test_rnn_kernel_shapes_build_their_layers_and_batches() -> None:
+    shape = rnn_kernel.SHAPES["stacked-bi"]
+    torch.manual_seed(0)
+    net = rnn_kernel.Net(shape)
+    assert net.encoder.spec.num_layers == 2
+    assert net.encoder.spec.bidirectional
+    x, h0 = rnn_kernel.batches(shape, 1)[0]
+    assert x.shape == (shape.batch, shape.steps, shape.input_size)
+    assert h0 is None
+    assert net(x, h0).dim() == 0
