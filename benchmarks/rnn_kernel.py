@@ -14,7 +14,9 @@ Shapes (N, L, H_in -> H, options):
 - ``stacked-bi``: 128, 28, 28 -> 128, tanh, 2 layers, bidirectional;
 - ``long``: 64, 200, 8 -> 64, tanh;
 - ``sine``: the tutorial's sine regressor, 1, 50, 1 -> 16, tanh, loss on every step;
-- ``one-step``: 32, 1, 1 -> 16, tanh, an ``h0`` given (a closed-loop training step's call).
+- ``one-step``: 32, 1, 1 -> 16, tanh, an ``h0`` given (a closed-loop training step's call):
+  shorter than ``MIN_STEPS``, so both copies run torch's layer, and the ratio shows the
+  method's own error.
 
 Usage: ``python benchmarks/rnn_kernel.py [--steps N] [--threads N] [--only NAME ...]``
 """
