@@ -60,9 +60,9 @@ def test_kernel_matches_torchs_layer_in_values_and_every_gradient(
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
 
 
-def test_kernel_runs_in_training_and_torchs_layer_otherwise(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def kernel_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """Records the input shape of every call that runs through rnnkit's kernel."""
     calls: list[tuple[int, ...]] = []
     real = kernel.run_stack
 
@@ -71,13 +71,79 @@ def test_kernel_runs_in_training_and_torchs_layer_otherwise(
         return real(rnn, x, h0)
 
     monkeypatch.setattr(kernel, "run_stack", spy)
+    return calls
+
+
+def encoder_grads(
+    encoder: RecurrentEncoder, x: Tensor, h0: Tensor | None
+) -> tuple[Tensor, Tensor, list[Tensor | None]]:
+    """Output, h_n, and the gradient of a fixed loss wrt x, h0 and every weight (or None)."""
+    output, state = encoder(x, h0)
+    assert isinstance(state, Tensor)
+    weights = torch.linspace(-1, 1, output.numel(), dtype=output.dtype).view(output.shape)
+    loss = (output * weights).sum() + state.pow(2).sum()
+    inputs = [t for t in (x, h0, *encoder.parameters()) if t is not None and t.requires_grad]
+    grads = iter(torch.autograd.grad(loss, inputs))
+    wanted = [t for t in (x, h0) if t is not None]
+    return (
+        output.detach(),
+        state.detach(),
+        [next(grads) if t.requires_grad else None for t in (*wanted, *encoder.parameters())],
+    )
+
+
+LAYOUTS: dict[str, dict[str, Any]] = {
+    "time-major": dict(batch_first=False),
+    "unbatched": dict(unbatched=True),
+    "non-contiguous": dict(non_contiguous=True),
+    "one sequence": dict(batch=1),
+    "shortest kernel length": dict(steps=kernel.MIN_STEPS),
+    "x without grad": dict(x_grad=False),
+    "h0 without grad": dict(h0="no grad"),
+    "h0 with grad": dict(h0="grad"),
+}
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_kernel_matches_torchs_layer_in_every_layout(
+    layout: str, bidirectional: bool, kernel_calls: list[tuple[int, ...]]
+) -> None:
+    o: dict[str, Any] = {"batch": 3, "steps": 6, "x_grad": True, "h0": None, **LAYOUTS[layout]}
+    batch_first = o.get("batch_first", True)
+    fast, slow = twins(num_layers=2, bidirectional=bidirectional, batch_first=batch_first)
+    shape = (o["batch"], o["steps"], 5) if batch_first else (o["steps"], o["batch"], 5)
+    x = torch.randn(*shape, dtype=torch.float64)
+    if o.get("non_contiguous"):
+        x = torch.randn(shape[0], shape[1], 10, dtype=torch.float64)[..., ::2]
+    if o.get("unbatched"):
+        x = x[0]
+    x.requires_grad_(o["x_grad"])
+    h0 = None
+    if o["h0"] is not None:
+        lead = (2 * (2 if bidirectional else 1),)
+        h0 = torch.randn(*lead, o["batch"], 6, dtype=torch.float64)
+        h0.requires_grad_(o["h0"] == "grad")
+    got, want = encoder_grads(fast, x, h0), encoder_grads(slow, x, h0)
+    assert len(kernel_calls) == 1  # the fast twin ran the kernel, the slow one did not
+    torch.testing.assert_close(got[0], want[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got[1], want[1], rtol=1e-10, atol=1e-12)
+    for g, w in zip(got[2], want[2], strict=True):
+        assert (g is None) == (w is None)
+        if g is not None and w is not None:
+            torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+def test_kernel_runs_in_training_and_torchs_layer_otherwise(
+    kernel_calls: list[tuple[int, ...]],
+) -> None:
     fast, slow = twins()
     x = torch.randn(3, 8, 5, dtype=torch.float64)
     fast(x)
     slow(x)
     with torch.no_grad():
         fast(x)
-    assert calls == [(3, 8, 5)]
+    assert kernel_calls == [(3, 8, 5)]
 
 
 def test_kernel_gives_the_same_gradients_as_the_tutorials_formula() -> None:
@@ -111,12 +177,13 @@ def test_direction_passes_gradcheck() -> None:
         assert torch.autograd.gradcheck(direction, args)
 
 
-def test_padded_batches_match_torchs_layer() -> None:
+def test_padded_batches_match_torchs_layer(kernel_calls: list[tuple[int, ...]]) -> None:
     fast, slow = twins(nonlinearity="relu")
     x = torch.randn(4, 7, 5, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([7, 4, 5, 6])
     got = values_and_grads(fast, x, None, "both", lengths)
     want = values_and_grads(slow, x, None, "both", lengths)
+    assert kernel_calls == [(4, 7, 5)]  # padded, then each sequence's last valid step gathered
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
 
@@ -207,3 +274,95 @@ def test_a_classifier_trains_to_the_same_loss_either_way() -> None:
         losses.append(loss.item())
     assert losses[0] < 0.35  # it learned (chance is ln 2 = 0.69)
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+
+
+def test_a_hooked_layer_runs_torchs_call_so_its_hooks_run() -> None:
+    fast, _ = twins()
+    x = torch.randn(3, 6, 5, dtype=torch.float64)
+    seen: list[int] = []
+    handle = fast.rnn.register_forward_hook(lambda module, args, out: seen.append(1))
+    assert not kernel.applies(fast.rnn, x)
+    fast(x)
+    assert seen == [1]
+    handle.remove()
+    assert kernel.applies(fast.rnn, x)
+
+
+def test_legacy_spectral_norm_trains_as_with_torchs_layer() -> None:
+    losses = []
+    choices: tuple[Kernel, ...] = ("auto", "torch")
+    for choice in choices:
+        torch.manual_seed(0)
+        encoder = RecurrentEncoder(5, 6, kernel=choice)
+        nn.utils.spectral_norm(encoder.rnn, "weight_hh_l0")  # a forward pre-hook
+        optimizer = torch.optim.SGD(encoder.parameters(), lr=0.5)
+        x = torch.randn(4, 6, 5, generator=torch.Generator().manual_seed(1))
+        for _ in range(3):
+            optimizer.zero_grad()
+            loss = encoder(x)[0].pow(2).sum()
+            torch.autograd.backward(loss)
+            optimizer.step()
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_the_output_can_be_modified_in_place_as_torchs_can() -> None:
+    grads = []
+    for encoder in twins():
+        x = torch.randn(3, 6, 5, dtype=torch.float64, requires_grad=True)
+        with torch.no_grad():
+            x.copy_(torch.linspace(-1, 1, x.numel(), dtype=x.dtype).view(x.shape))
+        output, _ = encoder(x)
+        output.mul_(2)  # e.g. an in-place dropout or scaling of the outputs
+        (grad,) = torch.autograd.grad(output.sum(), [x])
+        grads.append(grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+# torch's forward-mode AD loads its decompositions with the deprecated torch.jit.script
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_functorch_transforms_and_forward_ad_fall_back_to_torchs_layer() -> None:
+    fast, slow = twins()
+    x = torch.randn(3, 6, 5, dtype=torch.float64)
+    tangent = torch.randn_like(x)
+
+    def total(encoder: RecurrentEncoder) -> Any:
+        return lambda inputs: encoder(inputs)[0].sum()
+
+    for transform in (torch.func.grad, torch.func.jacrev):
+        torch.testing.assert_close(transform(total(fast))(x), transform(total(slow))(x))
+    got = torch.func.jvp(total(fast), (x,), (tangent,))
+    want = torch.func.jvp(total(slow), (x,), (tangent,))
+    torch.testing.assert_close(got, want)
+    fwd: Any = torch.autograd.forward_ad  # its functions are untyped
+    with fwd.dual_level():
+        dual = fwd.make_dual(x, tangent)
+        assert not kernel.applies(fast.rnn, dual)
+        got_dual = fwd.unpack_dual(fast(dual)[0]).tangent
+        want_dual = fwd.unpack_dual(slow(dual)[0]).tangent
+    torch.testing.assert_close(got_dual, want_dual)
+
+
+def test_jit_tracing_runs_torchs_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast, _ = twins()
+    x = torch.randn(3, 6, 5, dtype=torch.float64)
+    assert kernel.applies(fast.rnn, x)
+    monkeypatch.setattr(torch.jit, "is_tracing", lambda: True)  # a trace records torch's ops
+    assert not kernel.applies(fast.rnn, x)
+
+
+def test_an_encoder_pickled_before_the_option_runs_the_kernel() -> None:
+    fast, _ = twins()
+    del fast.kernel  # as unpickled from a version without the attribute
+    assert fast.kernel == "auto"
+    assert fast(torch.randn(2, 6, 5, dtype=torch.float64))[0].shape == (2, 6, 6)
+
+
+def test_an_empty_batch_runs() -> None:
+    fast, slow = twins()
+    x = torch.randn(0, 6, 5, dtype=torch.float64, requires_grad=True)
+    assert kernel.applies(fast.rnn, x)
+    output, state = fast.run(x)
+    assert output.shape == slow.run(x)[0].shape == (0, 6, 6)
+    assert isinstance(state, Tensor)
+    assert state.shape == (1, 0, 6)

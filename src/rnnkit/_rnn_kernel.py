@@ -18,9 +18,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.autograd import forward_ad
 from torch.autograd.function import once_differentiable
+from torch.nn.modules import module as _module_hooks
 
-__all__ = ["MIN_STEPS", "applies", "run_stack"]
+__all__ = ["MIN_STEPS", "applies", "run_stack", "shares_saved_states"]
 
 _FLOATS = (torch.float32, torch.float64)
 
@@ -30,13 +32,15 @@ below about 4 steps (``benchmarks/rnn_kernel.py``; a closed-loop step calls with
 
 
 def applies(rnn: nn.RNNBase, x: object) -> bool:
-    """Whether :func:`run_stack` may replace ``rnn(x, h0)``: a training pass on the CPU.
+    """Whether :func:`run_stack` may replace ``rnn(x, h0)``: a plain training pass on the CPU.
 
-    It applies to an :class:`torch.nn.RNN` with biases, on a batch-first float32 or float64
-    CPU tensor (not a packed sequence) of at least :data:`MIN_STEPS` steps, when autograd
-    records (without it torch's own loop is as fast), outside autocast, and without dropout
-    between layers in training mode (torch's own dropout then runs, so a seed keeps drawing
-    the same masks).
+    It applies to a batch-first :class:`torch.nn.RNN` with biases and no hooks (a hook, such
+    as the legacy ``spectral_norm``, ``weight_norm`` or pruning, must see torch's call), on a
+    float32 or float64 CPU tensor (not a packed sequence) of at least :data:`MIN_STEPS` steps,
+    when autograd records (without it torch's own loop is as fast), outside autocast, outside
+    ``torch.func`` transforms, forward-mode AD and ``torch.jit`` tracing (which need what this
+    kernel does not provide), and without dropout between layers in training mode (torch's
+    own dropout then runs, so a seed keeps drawing the same masks).
 
     Args:
         rnn: The wrapped torch layer.
@@ -48,15 +52,60 @@ def applies(rnn: nn.RNNBase, x: object) -> bool:
     return (
         isinstance(rnn, nn.RNN)
         and isinstance(x, Tensor)
-        and x.device.type == "cpu"
-        and x.dtype in _FLOATS
-        and x.dim() == 3
-        and x.shape[1] >= MIN_STEPS
+        and _plain_input(x)
+        and rnn.batch_first
         and rnn.bias
-        and torch.is_grad_enabled()
-        and not torch.is_autocast_enabled("cpu")
         and not (rnn.training and rnn.dropout > 0)
+        and torch.is_grad_enabled()
+        and not _hooked(rnn)
+        and not _special_mode()
     )
+
+
+def _plain_input(x: Tensor) -> bool:
+    return (
+        x.device.type == "cpu" and x.dtype in _FLOATS and x.dim() == 3 and x.shape[1] >= MIN_STEPS
+    )
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Whether calling ``module`` would run a hook (its own or a global one).
+
+    The same dictionaries :meth:`torch.nn.Module.__call__` checks for its own fast path.
+    """
+    own = (
+        module._forward_hooks,
+        module._forward_pre_hooks,
+        module._backward_hooks,
+        module._backward_pre_hooks,
+    )
+    shared = (
+        _module_hooks._global_forward_hooks,
+        _module_hooks._global_forward_pre_hooks,
+        _module_hooks._global_backward_hooks,
+        _module_hooks._global_backward_pre_hooks,
+    )
+    return any(len(hooks) > 0 for hooks in (*own, *shared))
+
+
+def _special_mode() -> bool:
+    """Autocast, a ``torch.func`` transform, forward-mode AD or ``torch.jit`` tracing."""
+    return (
+        torch.is_autocast_enabled("cpu")
+        or torch.jit.is_tracing()  # type: ignore[attr-defined,no-untyped-call]
+        or bool(torch._C._are_functorch_transforms_active())
+        or getattr(forward_ad, "_current_level", -1) >= 0
+    )
+
+
+def shares_saved_states(output: Tensor) -> bool:
+    """Whether ``output`` is (a view of) the states buffer a kernel call saved for backward.
+
+    Modifying such a tensor in place would corrupt the backward pass, which autograd refuses,
+    so :meth:`rnnkit.RecurrentEncoder.forward` hands the user a copy instead.
+    """
+    base = output if output._base is None else output._base
+    return isinstance(base.grad_fn, _Direction._backward_cls)
 
 
 def run_stack(rnn: nn.RNN, x: Tensor, h0: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -113,8 +162,10 @@ class _Direction(torch.autograd.Function):
         reverse: bool,
     ) -> tuple[Tensor, Tensor]:
         steps, batch, width = x.shape
-        states = torch.addmm(b_ih + b_hh, x.reshape(steps * batch, width), w_ih.t())
-        states = states.view(steps, batch, -1)  # U X_t + b, then H_t in place, step by step
+        states = x.new_empty(steps, batch, w_hh.shape[0])  # not a view: autograd owns it
+        flat = states.view(steps * batch, w_hh.shape[0])
+        torch.addmm(b_ih + b_hh, x.reshape(steps * batch, width), w_ih.t(), out=flat)
+        # U X_t + b, then H_t in place, step by step
         previous = h0
         for t in _order(steps, reverse):
             if previous is not None:

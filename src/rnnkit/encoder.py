@@ -23,11 +23,15 @@ A plain RNN (``cell="rnn"``) trains on the CPU through rnnkit's own kernel (``ke
 the default): one autograd node per direction instead of torch's four per step, and each
 weight's gradient as one product over all steps. In ``benchmarks/rnn_kernel.py`` a training
 step of the tutorial's MNIST model took 0.76-0.78 of its time through torch's layer (two runs
-on a 2-vCPU machine; see the Performance page). It applies only where it computes what torch's
-layer computes: a training pass (autograd recording) on float32/float64 CPU tensors of at least
-4 steps, not packed, outside autocast, with no dropout between layers in training mode;
-everything else runs torch's own layer. Results agree with torch's to float rounding, not
-bitwise; ``kernel="torch"`` always runs torch's.
+on a 2-vCPU machine; see the Performance page). It runs only where it can stand in for torch's
+layer: autograd recording, float32/float64 CPU tensors of at least 4 steps, not packed, no
+autocast, no dropout between layers in training mode, no hook on the wrapped layer, no
+``torch.func`` transform, forward-mode AD or ``torch.jit`` tracing; everything else runs
+torch's own layer. Results agree with torch's to float rounding, not bitwise. It gives no
+second derivative, and the output :meth:`rnnkit.RecurrentEncoder.run` returns for a
+unidirectional layer is the buffer saved for the backward pass
+(:meth:`rnnkit.RecurrentEncoder.forward` returns a copy). ``kernel="torch"`` always runs
+torch's layer.
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ class RecurrentEncoder(nn.Module):
 
     spec: RecurrentSpec
     rnn: nn.RNNBase
+    kernel: Kernel = "auto"  # also for encoders pickled before the option existed
 
     def __init__(
         self,
@@ -138,7 +143,7 @@ class RecurrentEncoder(nn.Module):
         _check_nonlinearity(nonlinearity, cell)
         check_init(init, cell=cell, nonlinearity=nonlinearity)
         _check_kernel(kernel)
-        self.kernel: Kernel = kernel
+        self.kernel = kernel
         self.dropout = float(dropout)
         self.nonlinearity: Nonlinearity = nonlinearity
         self.init: InitScheme = init
@@ -182,6 +187,8 @@ class RecurrentEncoder(nn.Module):
         batched = self.validate(x, h0, lengths)
         xb, hb, lb = self.to_batch_major(x, h0, lengths, batched)
         output, state = self.run(xb, hb, lb)
+        if _rnn_kernel.shares_saved_states(output):
+            output = output.clone()  # the user may modify it in place, as torch's allows
         return self.output_from_batch_major(output, batched), unbatch_state(state, batched)
 
     def validate(
@@ -262,7 +269,10 @@ class RecurrentEncoder(nn.Module):
             lengths: The valid lengths, or ``None``.
 
         Returns:
-            ``(output, state)`` as :meth:`forward` returns them, batch-first.
+            ``(output, state)`` as :meth:`forward` returns them, batch-first. Through rnnkit's
+            kernel a unidirectional layer's ``output`` is the buffer saved for the backward
+            pass: modify a copy, not it (autograd refuses in-place changes to it; :meth:`forward`
+            returns a copy).
 
         Shapes:
             - ``x``: ``(N, L, H_in)``; ``lengths``: ``(N,)``.
@@ -293,7 +303,8 @@ class RecurrentEncoder(nn.Module):
             lengths: The valid lengths, or ``None``.
 
         Returns:
-            The outputs, zero at padded positions.
+            The outputs, zero at padded positions; as in :meth:`run`, possibly the buffer
+            rnnkit's kernel saved for the backward pass (do not modify it in place).
 
         Shapes:
             - ``x``: ``(N, L, H_in)``; ``lengths``: ``(N,)``.
