@@ -1,11 +1,12 @@
 """rnnkit's CPU kernel for plain RNNs against torch's layer, training step by training step.
 
 Two copies of one :class:`rnnkit.RecurrentEncoder` (plus a linear head and torch's default
-Adam), one with ``kernel="torch"`` (A) and one with ``kernel="auto"`` (B, rnnkit's kernel),
-take turns on the same random batches (A on batch i, then B, then B on batch i + 1, then A,
-...), so both meet the machine's slow spells alike. For each shape the script prints both
-median step times (forward, backward and optimizer step) and the median of the per-step
-ratios B / A: below 1 means rnnkit's kernel is faster. No data set is needed.
+Adam; called through ``run`` as rnnkit's models call it, or with ``--through forward`` as a
+user calls the encoder itself), one with ``kernel="torch"`` (A) and one with ``kernel="auto"``
+(B, rnnkit's kernel), take turns on the same random batches (A on batch i, then B, then B on
+batch i + 1, then A, ...), so both meet the machine's slow spells alike. For each shape the
+script prints both median step times (forward, backward and optimizer step) and the median of
+the per-step ratios B / A: below 1 means rnnkit's kernel is faster. No data set is needed.
 
 Shapes (N, L, H_in -> H, options):
 
@@ -20,7 +21,8 @@ Shapes (N, L, H_in -> H, options):
   shorter than ``MIN_STEPS``, so both copies run torch's layer, and the ratio shows the
   method's own error.
 
-Usage: ``python benchmarks/rnn_kernel.py [--steps N] [--threads N] [--only NAME ...]``
+Usage: ``python benchmarks/rnn_kernel.py [--steps N] [--threads N] [--only NAME ...]
+[--through run|forward]``
 """
 
 from __future__ import annotations
@@ -66,9 +68,10 @@ SHAPES = {
 class Net(nn.Module):
     """An encoder and a linear head on the final state or on every step's output."""
 
-    def __init__(self, shape: Shape) -> None:
+    def __init__(self, shape: Shape, through_forward: bool = False) -> None:
         super().__init__()
         self.shape = shape
+        self.through_forward = through_forward
         self.encoder = RecurrentEncoder(
             shape.input_size,
             shape.hidden_size,
@@ -81,8 +84,16 @@ class Net(nn.Module):
         self.head = nn.Linear(width, 1)
 
     def forward(self, x: Tensor, h0: Tensor | None) -> Tensor:
-        """The loss: the head's mean square on the last layer's final state or outputs."""
-        output, state = self.encoder(x, h0)
+        """The loss: the head's mean square on the last layer's final state or outputs.
+
+        The encoder runs through :meth:`~rnnkit.RecurrentEncoder.run`, as rnnkit's models call
+        it (``--through forward`` calls the encoder itself, which validates and, for a
+        kernel's unidirectional output, returns a copy).
+        """
+        if self.through_forward:
+            output, state = self.encoder(x, h0)
+        else:
+            output, state = self.encoder.run(x, h0)
         features = output if self.shape.per_step_loss else state[-1]
         loss: Tensor = self.head(features).pow(2).mean()
         return loss
@@ -117,10 +128,10 @@ def batches(shape: Shape, count: int) -> list[tuple[Tensor, Tensor | None]]:
     return out
 
 
-def compare(shape: Shape, steps: int) -> tuple[float, float, float]:
+def compare(shape: Shape, steps: int, through_forward: bool = False) -> tuple[float, float, float]:
     """Median step times of torch's layer and rnnkit's kernel, and the median ratio."""
     torch.manual_seed(0)
-    reference = Net(shape)
+    reference = Net(shape, through_forward)
     reference.encoder.kernel = "torch"
     candidate = copy.deepcopy(reference)
     candidate.encoder.kernel = "auto"
@@ -147,13 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=400, help="training steps per kernel")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--only", nargs="*", choices=sorted(SHAPES), help="shapes to run")
+    parser.add_argument(
+        "--through", choices=("run", "forward"), default="run", help="encoder method called"
+    )
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps")
+    threads, through = torch.get_num_threads(), args.through
+    print(f"torch {torch.__version__}, {threads} threads, {args.steps} steps, through {through}")
     print(f"{'shape':<14} {'torch ms':>9} {'rnnkit ms':>10} {'rnnkit / torch':>15}")
     for name in args.only or SHAPES:
-        slow, fast, ratio = compare(SHAPES[name], args.steps)
+        slow, fast, ratio = compare(SHAPES[name], args.steps, args.through == "forward")
         print(f"{name:<14} {slow * 1e3:9.3f} {fast * 1e3:10.3f} {ratio:15.3f}")
     return 0
 

@@ -136,7 +136,10 @@ def test_an_interleaved_fit_reports_its_own_time_without_the_loops(
 
 def test_rnn_kernel_prints_a_ratio_per_shape(capsys: pytest.CaptureFixture[str]) -> None:
     assert rnn_kernel.main(["--steps", "4", "--only", "mnist", "one-step"]) == 0
+    assert rnn_kernel.main(["--steps", "4", "--only", "mnist", "--through", "forward"]) == 0
     out = capsys.readouterr().out
+    assert "through run" in out
+    assert "through forward" in out
     for shape in ("mnist", "one-step"):
         assert re.search(rf"^{shape} +\d+\.\d{{3}} +\d+\.\d{{3}} +\d+\.\d{{3}}$", out, re.M)
     assert "stacked-bi" not in out

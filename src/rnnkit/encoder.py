@@ -22,7 +22,7 @@ state at its own last valid step (for a backward direction: at step 0).
 A plain RNN (``cell="rnn"``) trains on the CPU through rnnkit's own kernel (``kernel="auto"``,
 the default): one autograd node per direction instead of torch's four per step, and each
 weight's gradient as one product over all steps. In ``benchmarks/rnn_kernel.py`` a training
-step of the tutorial's MNIST model took 0.76-0.78 of its time through torch's layer (two runs
+step of the tutorial's MNIST model took 0.78 of its time through torch's layer (two runs
 on a 2-vCPU machine; see the Performance page). It runs only where it can stand in for torch's
 layer: autograd recording, float32/float64 CPU tensors of at least 4 steps, not packed, no
 autocast, no dropout between layers in training mode, no hook on the wrapped layer, no
