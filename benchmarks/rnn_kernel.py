@@ -16,7 +16,8 @@ Shapes (N, L, H_in -> H, options):
 - ``mnist-outputs``: the same with a loss on every step's output;
 - ``stacked-bi``: 128, 28, 28 -> 128, tanh, 2 layers, bidirectional;
 - ``long``: 64, 200, 8 -> 64, tanh;
-- ``sine``: the tutorial's sine regressor, 1, 50, 1 -> 16, tanh, loss on every step;
+- ``sine``: the tutorial's sine regressor on 50 steps (the tutorial's sequence has 100):
+  1, 50, 1 -> 16, tanh, loss on every step;
 - ``one-step``: 32, 1, 1 -> 16, tanh, an ``h0`` given (a closed-loop training step's call):
   shorter than ``MIN_STEPS``, so both copies run torch's layer, and the ratio shows the
   method's own error.

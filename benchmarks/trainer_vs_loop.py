@@ -10,8 +10,8 @@ to the repository, or ``--root``), timed in one run:
   its ``MNIST`` object is read before the clock starts, as every run's data is;
 - bare: the tutorial's network in plain torch (no rnnkit code at all) trained by a minimal
   loop over batches made beforehand (float tensors already on the device, shuffled once): the
-  cost of the arithmetic alone, so trainer/bare is everything rnnkit adds (the shape checks
-  on every call included);
+  cost of the arithmetic alone, so trainer-torch/bare (below) is everything the Trainer adds
+  (the shape checks on every call included);
 - trainer: ``Trainer(max_epochs=1, batch_size=128).fit(model, image_sequences(MNIST(...)))``
   with the progress bar on (it draws when stderr is a terminal), timed from the call to its
   return (checks, set-up, per-batch gathering and conversion, metrics and callbacks included).
@@ -24,7 +24,7 @@ to the repository, or ``--root``), timed in one run:
 
 Two ways to time them (``--method``):
 
-- ``interleaved`` (the default on the CPU): each round fits twice. The fused fit runs the
+- ``interleaved`` (the default on the CPU): each round fits twice. The fit as shipped runs the
   tutorial's loop and the bare loop *inside* it: after every 25 of its batches, a
   :class:`Interleaver` callback runs 25 steps of each loop and times them apart, and the
   Trainer's time is the fit's less theirs. The second fit (trainer-torch) runs a second bare

@@ -27,8 +27,9 @@ __all__ = ["MIN_STEPS", "applies", "run_stack", "shares_saved_states"]
 _FLOATS = (torch.float32, torch.float64)
 
 MIN_STEPS = 4
-"""Shorter sequences run torch's layer: the kernel's per-call Python costs more than it saves
-below about 4 steps (``benchmarks/rnn_kernel.py``; a closed-loop step calls with L = 1)."""
+"""Shorter sequences run torch's layer: the kernel's per-call Python costs about as much as it
+saves, or more, below 4 steps (a trial with ``benchmarks/rnn_kernel.py``'s method at L = 1, 2,
+3 and 5, on the Performance page; a closed-loop step calls with L = 1)."""
 
 
 def applies(rnn: nn.RNNBase, x: object) -> bool:

@@ -1,9 +1,10 @@
 """The recurrent encoder both rnnkit models stand on.
 
 :class:`RecurrentEncoder` wraps torch's own :class:`torch.nn.RNN`, :class:`torch.nn.LSTM` or
-:class:`torch.nn.GRU` (so the fused cuDNN / oneDNN kernels run), validates every call through
-the shape contract (:class:`rnnkit.shapes.RecurrentSpec`) and handles what the tutorial does by
-hand: the zero initial state on the input's device and dtype, and variable-length batches.
+:class:`torch.nn.GRU` (so the fused cuDNN / oneDNN kernels run; a plain RNN trains on the CPU
+through rnnkit's own kernel, below), validates every call through the shape contract
+(:class:`rnnkit.shapes.RecurrentSpec`) and handles what the tutorial does by hand: the zero
+initial state on the input's device and dtype, and variable-length batches.
 
 Variable-length batches take the cheapest exact path:
 
@@ -20,15 +21,15 @@ In every case the output is zero at padded positions and the final state is each
 state at its own last valid step (for a backward direction: at step 0).
 
 A plain RNN (``cell="rnn"``) trains on the CPU through rnnkit's own kernel (``kernel="auto"``,
-the default): one autograd node per direction instead of torch's four per step, and each
-weight's gradient as one product over all steps. In ``benchmarks/rnn_kernel.py`` a training
-step of the tutorial's MNIST model took 0.78 of its time through torch's layer (two runs
+the default): one autograd node per layer and direction instead of torch's four per step, and
+each weight's gradient as one product over all steps. In ``benchmarks/rnn_kernel.py`` a
+training step of the tutorial's MNIST RNN took 0.78 of its time through torch's layer (two runs
 on a 2-vCPU machine; see the Performance page). It runs only where it can stand in for torch's
 layer: autograd recording, float32/float64 CPU tensors of at least 4 steps, not packed, no
-autocast, no dropout between layers in training mode, no hook on the wrapped layer, no
-``torch.func`` transform, forward-mode AD or ``torch.jit`` tracing; everything else runs
-torch's own layer. Results agree with torch's to float rounding, not bitwise. It gives no
-second derivative, and the output :meth:`rnnkit.RecurrentEncoder.run` returns for a
+autocast, no dropout between layers in training mode, no hook on the wrapped layer (or global
+module hook), no ``torch.func`` transform, forward-mode AD or ``torch.jit`` tracing; everything
+else runs torch's own layer. Results agree with torch's to float rounding, not bitwise. It
+gives no second derivative, and the output :meth:`rnnkit.RecurrentEncoder.run` returns for a
 unidirectional layer is the buffer saved for the backward pass
 (:meth:`rnnkit.RecurrentEncoder.forward` returns a copy). ``kernel="torch"`` always runs
 torch's layer.
