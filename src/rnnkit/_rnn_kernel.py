@@ -163,9 +163,10 @@ class _Direction(torch.autograd.Function):
         reverse: bool,
     ) -> tuple[Tensor, Tensor]:
         steps, batch, width = x.shape
+        rows = x.reshape(steps * batch, width)  # a copy of the time-major view, kept for backward
         states = x.new_empty(steps, batch, w_hh.shape[0])  # not a view: autograd owns it
         flat = states.view(steps * batch, w_hh.shape[0])
-        torch.addmm(b_ih + b_hh, x.reshape(steps * batch, width), w_ih.t(), out=flat)
+        torch.addmm(b_ih + b_hh, rows, w_ih.t(), out=flat)
         # U X_t + b, then H_t in place, step by step
         previous = h0
         for t in _order(steps, reverse):
@@ -173,8 +174,8 @@ class _Direction(torch.autograd.Function):
                 states[t].addmm_(previous, w_hh.t())
             _activate_(states[t], relu)
             previous = states[t]
-        ctx.save_for_backward(x, h0, w_ih, w_hh, states)
-        ctx.relu, ctx.reverse = relu, reverse
+        ctx.save_for_backward(rows, h0, w_ih, w_hh, states)
+        ctx.relu, ctx.reverse, ctx.x_shape = relu, reverse, x.shape
         ctx.set_materialize_grads(False)
         return states, states[0 if reverse else -1].clone()
 
@@ -183,7 +184,7 @@ class _Direction(torch.autograd.Function):
     def backward(
         ctx: Any, grad_states: Tensor | None, grad_final: Tensor | None
     ) -> tuple[Tensor | None, ...]:
-        x, h0, w_ih, w_hh, states = ctx.saved_tensors
+        rows, h0, w_ih, w_hh, states = ctx.saved_tensors
         if grad_states is None and grad_final is None:
             return (None,) * 8
         wants_h0 = bool(ctx.needs_input_grad[1])
@@ -192,9 +193,9 @@ class _Direction(torch.autograd.Function):
         )
         flat = pre.view(-1, pre.shape[-1])
         grad_w_hh = _recurrent_weight_grad(pre, states, h0, ctx.reverse)
-        grad_w_ih = flat.t() @ x.reshape(flat.shape[0], -1)
+        grad_w_ih = flat.t() @ rows
         grad_b = flat.sum(0)
-        grad_x = (flat @ w_ih).view(x.shape) if ctx.needs_input_grad[0] else None
+        grad_x = (flat @ w_ih).view(ctx.x_shape) if ctx.needs_input_grad[0] else None
         return grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b, grad_b.clone(), None, None
 
 
