@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnkit.encoder import RecurrentEncoder, gather_last
+from rnnkit.models.encoder import RecurrentEncoder, gather_last
 from rnnkit.shapes import CellType
 
 

@@ -67,7 +67,7 @@ from torchvision.transforms import ToTensor
 
 from rnnkit.data import SequenceDataset, image_sequences
 from rnnkit.models import SequenceClassifier
-from rnnkit.trainer import Trainer
+from rnnkit.training.trainer import Trainer
 
 BATCH_SIZE = 128
 LR = 1e-3

@@ -36,7 +36,7 @@ from mnist_rnn import (
 )
 
 from rnnkit.distributed import LaunchEnv
-from rnnkit.readouts import READOUTS, Readout
+from rnnkit.models.readouts import READOUTS, Readout
 from rnnkit.shapes import CellType
 
 NAME = "mnist_birnn"

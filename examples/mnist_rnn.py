@@ -41,7 +41,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler
 from rnnkit import Callback, History, SequenceClassifier, Trainer
 from rnnkit.data import SequenceDataset, image_sequences
 from rnnkit.distributed import LaunchEnv
-from rnnkit.readouts import READOUTS, Readout
+from rnnkit.models.readouts import READOUTS, Readout
 from rnnkit.shapes import CellType
 
 SMOKE_TRAIN, SMOKE_TEST, SMOKE_EPOCHS = 256, 256, 2

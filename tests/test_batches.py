@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from rnnkit import _batches
-from rnnkit._batches import MAX_GROUP, IndexedSource
 from rnnkit.data import Batch, SequenceDataset
+from rnnkit.training import _batches
+from rnnkit.training._batches import MAX_GROUP, IndexedSource
 
 
 def _gen() -> torch.Generator:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import io
 import math
@@ -15,16 +14,16 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-import rnnkit.callbacks as callbacks_module
+import rnnkit.callbacks._base as callbacks_module
 from rnnkit.callbacks import (
     Callback,
     EarlyStopping,
     LearningRateMonitor,
     ProgressBar,
 )
-from rnnkit.history import History
+from rnnkit.callbacks.model_checkpoint import ModelCheckpoint
 from rnnkit.metrics import resolve_mode
-from rnnkit.model_checkpoint import ModelCheckpoint
+from rnnkit.training.history import History
 
 
 class FakeTrainer:
@@ -402,16 +401,15 @@ def test_learning_rate_monitor_per_param_group() -> None:
     )
 
 
-# -- ModelCheckpoint re-export --------------------------------------------------------------
+# -- where ModelCheckpoint lives ---------------------------------------------------------
 
 
-def test_model_checkpoint_is_reexported_lazily() -> None:
-    assert "ModelCheckpoint" not in vars(callbacks_module)  # resolved on access, not at import
-    checkpoint_cls = callbacks_module.ModelCheckpoint
-    assert checkpoint_cls is importlib.import_module("rnnkit.checkpoint").ModelCheckpoint
-    assert issubclass(checkpoint_cls, Callback)
-    with pytest.raises(AttributeError, match="no attribute 'NoSuchCallback'"):
-        callbacks_module.NoSuchCallback  # noqa: B018
+def test_model_checkpoint_is_a_callback_exported_by_the_callbacks_package() -> None:
+    import rnnkit.callbacks
+
+    assert rnnkit.callbacks.ModelCheckpoint is rnnkit.ModelCheckpoint
+    assert issubclass(rnnkit.ModelCheckpoint, Callback)
+    assert rnnkit.ModelCheckpoint.__module__ == "rnnkit.callbacks.model_checkpoint"
 
 
 @pytest.mark.parametrize(

@@ -18,10 +18,8 @@ import torch
 from torch import nn
 
 import rnnkit
-import rnnkit.checkpoint as checkpoint_module
-from rnnkit.checkpoint import (
-    FORMAT,
-    FORMAT_VERSION,
+import rnnkit.io.checkpoint as checkpoint_module
+from rnnkit.errors import (
     CheckpointMismatchError,
     CheckpointNotFoundError,
     CheckpointValueError,
@@ -29,6 +27,10 @@ from rnnkit.checkpoint import (
     CheckpointWriteError,
     CorruptCheckpointError,
     ForeignCheckpointError,
+)
+from rnnkit.io.checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
     atomic_save,
     check_compatible,
     load_checkpoint,

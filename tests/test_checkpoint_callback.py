@@ -12,17 +12,16 @@ import torch
 from torch import nn
 
 import rnnkit
-from rnnkit.callbacks import Callback
-from rnnkit.checkpoint import (
-    CheckpointWriteError,
-    ModelCheckpoint,
+from rnnkit.callbacks import Callback, ModelCheckpoint
+from rnnkit.errors import CheckpointWriteError
+from rnnkit.io.checkpoint import (
     atomic_save,
     load_checkpoint,
     load_model,
     make_checkpoint,
 )
 from rnnkit.models import SequenceClassifier
-from rnnkit.trainer import Trainer
+from rnnkit.training.trainer import Trainer
 
 
 class FakeTrainer:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import torch
 
-from rnnkit.checkpoint import load_checkpoint
+from rnnkit.io.checkpoint import load_checkpoint
 
 pytestmark = [
     pytest.mark.slow,
@@ -36,8 +36,8 @@ DRIVER = textwrap.dedent(
     import torch
     torch.set_num_threads(1)  # no thread pool: forking stays safe
     from torch import nn
-    from rnnkit import safe_save
-    from rnnkit.checkpoint import make_checkpoint
+    from rnnkit.io import _atomic as safe_save
+    from rnnkit.io.checkpoint import make_checkpoint
 
     SIZE = 1 << 19
     MODEL = nn.Linear(2, 2)

@@ -22,10 +22,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rnnkit
-from rnnkit import safe_save
-from rnnkit.checkpoint import (
-    CheckpointValueError,
-    CheckpointWriteError,
+from rnnkit.errors import CheckpointValueError, CheckpointWriteError
+from rnnkit.io import _atomic as safe_save
+from rnnkit.io.checkpoint import (
     atomic_copy,
     atomic_save,
     check_plain,

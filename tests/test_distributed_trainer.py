@@ -19,12 +19,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, TensorDataset
 
 from rnnkit.callbacks import Callback
-from rnnkit.checkpoint import load_checkpoint
+from rnnkit.callbacks.model_checkpoint import ModelCheckpoint
 from rnnkit.distributed import DistributedContext, LaunchEnv, unwrap_model
 from rnnkit.errors import CheckpointError
-from rnnkit.model_checkpoint import ModelCheckpoint
+from rnnkit.io.checkpoint import load_checkpoint
 from rnnkit.models import Seq2SeqRegressor, SequenceClassifier
-from rnnkit.trainer import Trainer
+from rnnkit.training.trainer import Trainer
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()),

@@ -1,4 +1,4 @@
-"""Tests for rnnkit.history.History."""
+"""Tests for rnnkit.training.history.History."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnkit.history import History
+from rnnkit.training.history import History
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -244,7 +244,7 @@ def test_rollout_error_matches_hand_computation() -> None:
 
 
 def test_rollout_error_with_seq2seq_regressor_equals_step_loop() -> None:
-    from rnnkit.regressor import Seq2SeqRegressor
+    from rnnkit.models.regressor import Seq2SeqRegressor
 
     torch.manual_seed(11)
     model = Seq2SeqRegressor(input_size=1, hidden_size=8)

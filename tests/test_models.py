@@ -10,8 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit import ShapeError
-from rnnkit.classifier import SequenceClassifier
-from rnnkit.readouts import Readout
+from rnnkit.models.classifier import SequenceClassifier
+from rnnkit.models.readouts import Readout
 from rnnkit.shapes import CellType
 
 CELLS: tuple[CellType, ...] = ("rnn", "lstm", "gru")

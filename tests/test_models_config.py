@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import rnnkit
-from rnnkit.model_config import ClassifierConfig, RegressorConfig
 from rnnkit.models import MODEL_CLASSES, Seq2SeqRegressor, SequenceClassifier, model_from_config
+from rnnkit.models.config import ClassifierConfig, RegressorConfig
 
 CLASSIFIER_OPTIONS: dict[str, Any] = {
     "input_size": 3,

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from rnnkit.encoder import RecurrentEncoder
-from rnnkit.initializers import init_recurrent_
+from rnnkit.models.encoder import RecurrentEncoder
+from rnnkit.models.initializers import init_recurrent_
 from rnnkit.shapes import CellType
 
 CELLS: tuple[CellType, ...] = ("rnn", "lstm", "gru")
@@ -187,7 +187,7 @@ def test_equal_lengths_skip_packing_and_match(cell: CellType) -> None:
 
 
 def test_packing_is_skipped_when_every_length_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
-    import rnnkit.encoder as encoder_module
+    import rnnkit.models.encoder as encoder_module
 
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("packed although every length equals L")

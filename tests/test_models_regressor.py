@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit import ShapeError
-from rnnkit.regressor import Seq2SeqRegressor
+from rnnkit.models.regressor import Seq2SeqRegressor
 from rnnkit.shapes import CellType
 
 CELLS: tuple[CellType, ...] = ("rnn", "lstm", "gru")

@@ -19,12 +19,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.callbacks import Callback, EarlyStopping
-from rnnkit.checkpoint import CheckpointMismatchError, load_checkpoint
-from rnnkit.errors import CheckpointError, TrainingDivergedError
-from rnnkit.model_checkpoint import ModelCheckpoint
+from rnnkit.callbacks.model_checkpoint import ModelCheckpoint
+from rnnkit.errors import CheckpointError, CheckpointMismatchError, TrainingDivergedError
+from rnnkit.io._atomic import check_plain
+from rnnkit.io.checkpoint import load_checkpoint
 from rnnkit.models import Seq2SeqRegressor, SequenceClassifier
-from rnnkit.safe_save import check_plain
-from rnnkit.trainer import Trainer
+from rnnkit.training.trainer import Trainer
 
 KINDS = ("classifier", "regressor")
 

@@ -10,8 +10,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from rnnkit import SequenceClassifier
-from rnnkit import _rnn_kernel as kernel
-from rnnkit.encoder import Kernel, RecurrentEncoder
+from rnnkit.kernels import _rnn as kernel
+from rnnkit.models.encoder import Kernel, RecurrentEncoder
 
 
 def twins(**options: Any) -> tuple[RecurrentEncoder, RecurrentEncoder]:

@@ -785,7 +785,7 @@ def test_strided_states_are_rejected_where_cudnn_would_reject_them(
     x, h = zeros(5, 7, 28), zeros(5, 2, 8).transpose(0, 1)  # a strided (2, 5, 8) view
     state = (h, zeros(2, 5, 8)) if cell == "lstm" else h
     spec.validate(x, state)  # the CPU kernels take strided states
-    monkeypatch.setattr("rnnkit._shape_checks.cudnn_needs_contiguous", lambda value: True)
+    monkeypatch.setattr("rnnkit.shapes._checks.cudnn_needs_contiguous", lambda value: True)
     with pytest.raises(ShapeError) as error:
         spec.validate(x, state)
     assert str(error.value) == (
@@ -798,7 +798,7 @@ def test_strided_states_are_rejected_where_cudnn_would_reject_them(
 
 
 def test_cudnn_needs_contiguous_only_on_cuda() -> None:
-    from rnnkit._shape_checks import cudnn_needs_contiguous
+    from rnnkit.shapes._checks import cudnn_needs_contiguous
 
     assert cudnn_needs_contiguous(zeros(2, 3)) is False
     assert cudnn_needs_contiguous(zeros(2, 3, device="meta")) is False

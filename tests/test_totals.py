@@ -1,4 +1,4 @@
-"""The Trainer's epoch sums (``rnnkit._totals.EpochTotals``) are exact float64 sums."""
+"""The Trainer's epoch sums (``rnnkit.training._totals.EpochTotals``) are exact float64 sums."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from rnnkit._totals import EpochTotals
+from rnnkit.training._totals import EpochTotals
 
 
 def test_sums_equal_an_exact_float64_sum_of_the_steps() -> None:

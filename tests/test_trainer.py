@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.callbacks import Callback, EarlyStopping
+from rnnkit.callbacks.model_checkpoint import ModelCheckpoint
 from rnnkit.data import SequenceDataset
-from rnnkit.model_checkpoint import ModelCheckpoint
 from rnnkit.models import Seq2SeqRegressor, SequenceClassifier
-from rnnkit.trainer import Trainer
+from rnnkit.training.trainer import Trainer
 
 
 def _class_data(

@@ -15,7 +15,7 @@ from rnnkit.callbacks import Callback, ProgressBar
 from rnnkit.data import Batch, SequenceDataset, collate_padded
 from rnnkit.errors import ShapeError
 from rnnkit.models import Seq2SeqRegressor, SequenceClassifier
-from rnnkit.trainer import Trainer
+from rnnkit.training.trainer import Trainer
 
 
 def _class_data(n: int = 40, steps: int = 5, width: int = 3) -> tuple[Tensor, Tensor]:

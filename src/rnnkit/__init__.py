@@ -1,13 +1,26 @@
 """rnnkit: a typed PyTorch toolkit for recurrent sequence models.
 
-The public names are listed in ``__all__``; everything else is internal.
+The public names are listed in ``__all__``; everything else is internal. The subpackages are
+the layers, lowest first: :mod:`rnnkit.errors`; :mod:`rnnkit.shapes`, :mod:`rnnkit.data` and
+:mod:`rnnkit.metrics`; :mod:`rnnkit.kernels`; :mod:`rnnkit.models`; :mod:`rnnkit.io`;
+:mod:`rnnkit.tasks` and :mod:`rnnkit.distributed`; :mod:`rnnkit.callbacks`; and
+:mod:`rnnkit.training`. A module imports only from its own layer and those below it.
 """
 
 from __future__ import annotations
 
 from rnnkit._version import __version__
-from rnnkit.callbacks import Callback, EarlyStopping, LearningRateMonitor, ProgressBar
-from rnnkit.checkpoint import (
+from rnnkit.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ProgressBar,
+)
+from rnnkit.data import Batch, SequenceDataset
+from rnnkit.distributed import DistributedContext
+from rnnkit.errors import (
+    CheckpointError,
     CheckpointMismatchError,
     CheckpointNotFoundError,
     CheckpointValueError,
@@ -15,17 +28,14 @@ from rnnkit.checkpoint import (
     CheckpointWriteError,
     CorruptCheckpointError,
     ForeignCheckpointError,
-    ModelCheckpoint,
-    load_checkpoint,
-    load_model,
+    RnnkitError,
+    ShapeError,
+    TrainingDivergedError,
 )
-from rnnkit.data import Batch, SequenceDataset
-from rnnkit.distributed import DistributedContext
-from rnnkit.errors import CheckpointError, RnnkitError, ShapeError, TrainingDivergedError
-from rnnkit.history import History
+from rnnkit.io import load_checkpoint, load_model
 from rnnkit.models import RecurrentEncoder, Seq2SeqRegressor, SequenceClassifier
 from rnnkit.shapes import RecurrentSpec, validate_class_targets, validate_step_targets
-from rnnkit.trainer import Trainer
+from rnnkit.training import History, Trainer
 
 __all__ = [
     "Batch",

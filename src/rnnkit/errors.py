@@ -10,6 +10,13 @@ from __future__ import annotations
 
 __all__ = [
     "CheckpointError",
+    "CheckpointMismatchError",
+    "CheckpointNotFoundError",
+    "CheckpointValueError",
+    "CheckpointVersionError",
+    "CheckpointWriteError",
+    "CorruptCheckpointError",
+    "ForeignCheckpointError",
     "RnnkitError",
     "ShapeError",
     "TrainingDivergedError",
@@ -30,6 +37,51 @@ class ShapeError(RnnkitError, ValueError):
 
 class CheckpointError(RnnkitError, ValueError):
     """A checkpoint file cannot be written, read or applied."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """Writing the checkpoint failed (disk full, permission denied, ...).
+
+    The previous file at the target path, if any, is left untouched and no temporary file
+    remains. The underlying :class:`OSError` is available as ``__cause__``.
+    """
+
+
+class CheckpointValueError(CheckpointError):
+    """A value in the object to save is not plain, so a safe load could not read it back.
+
+    Args:
+        message: What was found, where, and how to convert it.
+        key_path: Where the value sits, e.g. ``checkpoint['trainer']['rng'][1]``.
+    """
+
+    def __init__(self, message: str, *, key_path: str) -> None:
+        super().__init__(message)
+        self.key_path = key_path
+
+
+class CheckpointNotFoundError(CheckpointError):
+    """The checkpoint path does not exist or is not a regular file."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """The file is empty, truncated, damaged, or not a PyTorch file at all."""
+
+
+class ForeignCheckpointError(CheckpointError):
+    """The file is a readable PyTorch file, but not an rnnkit checkpoint.
+
+    Examples: a bare ``model.state_dict()``, another library's checkpoint dict, or a file of
+    pickled Python objects that a ``weights_only=True`` load refuses.
+    """
+
+
+class CheckpointVersionError(CheckpointError):
+    """The checkpoint was written in a newer format than this rnnkit reads."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """The checkpoint was saved from a model of another class, config or parameter shapes."""
 
 
 class TrainingDivergedError(RnnkitError, RuntimeError):

@@ -32,7 +32,7 @@ from _ddp_common import PER_RANK_BATCH, make_data, make_series
 
 import rnnkit
 from rnnkit.distributed import LaunchEnv
-from rnnkit.trainer import Trainer
+from rnnkit.training.trainer import Trainer
 
 EPOCHS = 4
 WORLD_SIZE = 2

@@ -11,14 +11,11 @@ nothing. The Trainer calls the hooks in this order::
     on_fit_end                  (on_exception instead, when the run raises)
 
 Built in: :class:`~rnnkit.EarlyStopping`, :class:`~rnnkit.ProgressBar`,
-:class:`~rnnkit.LearningRateMonitor`, and :class:`~rnnkit.ModelCheckpoint` (importable from
-here too, but imported on first access: importing this module never loads the checkpoint
-code).
+:class:`~rnnkit.LearningRateMonitor`, and :class:`~rnnkit.ModelCheckpoint`.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import sys
 import time
@@ -423,10 +420,3 @@ class LearningRateMonitor(Callback):
             return
         if history[-1].get("epoch", math.nan) == logs.get("epoch", epoch):
             history.update_last(self._lrs)
-
-
-def __getattr__(name: str) -> Any:
-    """Import ``ModelCheckpoint`` from :mod:`rnnkit.checkpoint` on first access."""
-    if name == "ModelCheckpoint":
-        return importlib.import_module("rnnkit.checkpoint").ModelCheckpoint
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

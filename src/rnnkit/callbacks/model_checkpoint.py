@@ -1,7 +1,7 @@
 """The :class:`~rnnkit.ModelCheckpoint` callback: save checkpoints during a fit, keep the best ones.
 
 Importable as ``rnnkit.ModelCheckpoint``, ``rnnkit.callbacks.ModelCheckpoint`` and
-``rnnkit.checkpoint.ModelCheckpoint``.
+``rnnkit.io.checkpoint.ModelCheckpoint``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from rnnkit.callbacks import Callback
+from rnnkit.callbacks._base import Callback
+from rnnkit.errors import CheckpointWriteError
+from rnnkit.io._atomic import atomic_copy
 from rnnkit.metrics import resolve_mode
-from rnnkit.safe_save import CheckpointWriteError, atomic_copy
 
 __all__ = ["ModelCheckpoint"]
 

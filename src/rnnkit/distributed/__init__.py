@@ -74,7 +74,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch._C._distributed_c10d import PrefixStore, Store, TCPStore  # = torch.distributed.*
 
-from rnnkit._collectives import (
+from rnnkit.distributed._collectives import (
     all_reduce_named_sums,
     all_reduce_sums,
     any_rank,
@@ -87,8 +87,8 @@ from rnnkit._collectives import (
     loss_weight,
     rank_zero_print,
 )
-from rnnkit._model_wrapping import RoutingDDP, run_method, unwrap_model
-from rnnkit._sharding import Shard, eval_indices, num_global_batches, shard_indices
+from rnnkit.distributed._sharding import Shard, eval_indices, num_global_batches, shard_indices
+from rnnkit.distributed._wrapping import RoutingDDP, run_method, unwrap_model
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",

@@ -1,8 +1,9 @@
 """Atomic, plain-only file writes: the write side of checkpoints.
 
-Documented (and imported) as part of :mod:`rnnkit.checkpoint`.
-:func:`~rnnkit.checkpoint.atomic_save` first checks with :func:`~rnnkit.checkpoint.check_plain`
-that the object holds only values a ``torch.load(..., weights_only=True)`` can read back, then
+Documented (and imported) as part of :mod:`rnnkit.io.checkpoint`.
+:func:`~rnnkit.io.checkpoint.atomic_save` first checks with
+:func:`~rnnkit.io.checkpoint.check_plain` that the object holds only values a
+``torch.load(..., weights_only=True)`` can read back, then
 writes a temporary file in the target's folder, flushes and fsyncs it, renames it over the
 target with :func:`os.replace` and fsyncs the folder. A crash at any moment leaves either the
 previous file or the new one.
@@ -23,11 +24,9 @@ from typing import IO, Any, cast
 import torch
 from torch import nn
 
-from rnnkit.errors import CheckpointError
+from rnnkit.errors import CheckpointValueError, CheckpointWriteError
 
 __all__ = [
-    "CheckpointValueError",
-    "CheckpointWriteError",
     "PathLike",
     "atomic_copy",
     "atomic_save",
@@ -35,27 +34,6 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike[str]
-
-
-class CheckpointWriteError(CheckpointError):
-    """Writing the checkpoint failed (disk full, permission denied, ...).
-
-    The previous file at the target path, if any, is left untouched and no temporary file
-    remains. The underlying :class:`OSError` is available as ``__cause__``.
-    """
-
-
-class CheckpointValueError(CheckpointError):
-    """A value in the object to save is not plain, so a safe load could not read it back.
-
-    Args:
-        message: What was found, where, and how to convert it.
-        key_path: Where the value sits, e.g. ``checkpoint['trainer']['rng'][1]``.
-    """
-
-    def __init__(self, message: str, *, key_path: str) -> None:
-        super().__init__(message)
-        self.key_path = key_path
 
 
 # ----------------------------------------------------------------------------------------
@@ -251,7 +229,7 @@ def _atomic_write(path: PathLike, write: Callable[[_Writer], None]) -> None:
 def atomic_save(obj: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
     """Save ``obj`` with :func:`torch.save` so that ``path`` is never half-written.
 
-    The object is checked with :func:`~rnnkit.checkpoint.check_plain` first. It is then
+    The object is checked with :func:`~rnnkit.io.checkpoint.check_plain` first. It is then
     written to a temporary file ``.<name>.<pid>.<random>.tmp`` in the same folder, flushed and
     fsynced, renamed over ``path`` with :func:`os.replace` (atomic on POSIX and Windows), and
     the folder is fsynced so the rename survives a power cut. A process killed at any moment
@@ -259,7 +237,7 @@ def atomic_save(obj: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
     file may remain.
 
     Args:
-        obj: The dict to save, typically from :func:`~rnnkit.checkpoint.make_checkpoint`.
+        obj: The dict to save, typically from :func:`~rnnkit.io.checkpoint.make_checkpoint`.
         path: The target file; its folder must exist.
 
     Raises:
@@ -274,7 +252,7 @@ def atomic_save(obj: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
 
 
 def atomic_copy(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
-    """Copy the file ``source`` to ``path``, as safely as :func:`~rnnkit.checkpoint.atomic_save`.
+    """Copy the file ``source`` to ``path``, as safely as :func:`~rnnkit.io.checkpoint.atomic_save`.
 
     Args:
         source: An existing file, e.g. a checkpoint just written.

@@ -7,7 +7,7 @@ A checkpoint is one ``torch.save`` file holding only plain values, so that it lo
      "model": {"class": "SequenceClassifier", "config": {...}, "state_dict": {...}},
      "trainer": Trainer.state_dict(), "callbacks": {"EarlyStopping": {...}, ...}}
 
-:func:`~rnnkit.checkpoint.atomic_save` writes a temporary file
+:func:`~rnnkit.io.checkpoint.atomic_save` writes a temporary file
 in the target's folder, flushes and fsyncs it, renames it over the target with
 :func:`os.replace` and fsyncs the folder, so a crash at any moment leaves either the previous
 file or the new one, never a mix. :func:`~rnnkit.load_checkpoint`
@@ -28,11 +28,15 @@ import torch
 from torch import nn
 
 from rnnkit._version import __version__
-from rnnkit.errors import CheckpointError
-from rnnkit.model_checkpoint import ModelCheckpoint
-from rnnkit.safe_save import (
-    CheckpointValueError,
-    CheckpointWriteError,
+from rnnkit.errors import (
+    CheckpointError,
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    CheckpointVersionError,
+    CorruptCheckpointError,
+    ForeignCheckpointError,
+)
+from rnnkit.io._atomic import (
     _type_name,
     atomic_copy,
     atomic_save,
@@ -40,19 +44,11 @@ from rnnkit.safe_save import (
 )
 
 if TYPE_CHECKING:
-    from rnnkit.model_base import RecurrentModel
+    from rnnkit.models.base import RecurrentModel
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
-    "CheckpointMismatchError",
-    "CheckpointNotFoundError",
-    "CheckpointValueError",
-    "CheckpointVersionError",
-    "CheckpointWriteError",
-    "CorruptCheckpointError",
-    "ForeignCheckpointError",
-    "ModelCheckpoint",
     "atomic_copy",
     "atomic_save",
     "check_compatible",
@@ -67,30 +63,6 @@ FORMAT = "rnnkit-checkpoint"
 
 FORMAT_VERSION = 1
 """The newest checkpoint format version this rnnkit writes and reads."""
-
-
-class CheckpointNotFoundError(CheckpointError):
-    """The checkpoint path does not exist or is not a regular file."""
-
-
-class CorruptCheckpointError(CheckpointError):
-    """The file is empty, truncated, damaged, or not a PyTorch file at all."""
-
-
-class ForeignCheckpointError(CheckpointError):
-    """The file is a readable PyTorch file, but not an rnnkit checkpoint.
-
-    Examples: a bare ``model.state_dict()``, another library's checkpoint dict, or a file of
-    pickled Python objects that a ``weights_only=True`` load refuses.
-    """
-
-
-class CheckpointVersionError(CheckpointError):
-    """The checkpoint was written in a newer format than this rnnkit reads."""
-
-
-class CheckpointMismatchError(CheckpointError):
-    """The checkpoint was saved from a model of another class, config or parameter shapes."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -123,7 +95,7 @@ def make_checkpoint(
     """Assemble a checkpoint dict in the rnnkit format.
 
     The dict references the model's live tensors (nothing is copied), so save it at once,
-    e.g. with :func:`~rnnkit.checkpoint.atomic_save`.
+    e.g. with :func:`~rnnkit.io.checkpoint.atomic_save`.
 
     Args:
         model: The model; wrappers (``torch.nn.DataParallel``, DDP, ``torch.compile``) are
@@ -326,7 +298,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
         map_location: Where tensors are loaded, as for :func:`torch.load`; the CPU by default.
 
     Returns:
-        The checkpoint dict (see :func:`~rnnkit.checkpoint.make_checkpoint`).
+        The checkpoint dict (see :func:`~rnnkit.io.checkpoint.make_checkpoint`).
 
     Raises:
         rnnkit.CheckpointNotFoundError: No file at ``path`` (or a folder).

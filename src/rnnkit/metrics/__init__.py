@@ -21,7 +21,8 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import Tensor
 
-from rnnkit._metric_parts import (
+from rnnkit.errors import ShapeError
+from rnnkit.metrics._parts import (
     PartsFn,
     accuracy_parts,
     mae_parts,
@@ -30,7 +31,6 @@ from rnnkit._metric_parts import (
     shape_text,
     top_k_parts,
 )
-from rnnkit.errors import ShapeError
 
 __all__ = [
     "METRIC_NAMES",

@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rnnkit.classifier import SequenceClassifier
-from rnnkit.encoder import RecurrentEncoder
-from rnnkit.model_base import RecurrentModel
-from rnnkit.model_config import ClassifierConfig, ModelConfig, RegressorConfig
-from rnnkit.regressor import Seq2SeqRegressor
+from rnnkit.models.base import RecurrentModel
+from rnnkit.models.classifier import SequenceClassifier
+from rnnkit.models.config import ClassifierConfig, ModelConfig, RegressorConfig
+from rnnkit.models.encoder import RecurrentEncoder
+from rnnkit.models.regressor import Seq2SeqRegressor
 
 __all__ = [
     "MODEL_CLASSES",

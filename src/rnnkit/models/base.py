@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from typing_extensions import Self
 
-from rnnkit.encoder import RecurrentEncoder
-from rnnkit.model_config import ModelConfig
+from rnnkit.models.config import ModelConfig
+from rnnkit.models.encoder import RecurrentEncoder
 from rnnkit.shapes import RecurrentSpec
 
 __all__ = ["RecurrentModel"]
@@ -23,7 +23,7 @@ class RecurrentModel(nn.Module):
     Subclasses set :attr:`config_class`, build ``self.encoder`` and store ``self.config``.
 
     Attributes:
-        config: The options the model was built with (see :mod:`rnnkit.model_config`).
+        config: The options the model was built with (see :mod:`rnnkit.models.config`).
         encoder: The recurrent layers.
     """
 

@@ -6,11 +6,11 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from rnnkit.encoder import Nonlinearity, RecurrentEncoder
-from rnnkit.initializers import InitScheme
-from rnnkit.model_base import RecurrentModel, evaluating
-from rnnkit.model_config import ClassifierConfig
-from rnnkit.readouts import Readout, apply_readout, check_readout
+from rnnkit.models.base import RecurrentModel, evaluating
+from rnnkit.models.config import ClassifierConfig
+from rnnkit.models.encoder import Nonlinearity, RecurrentEncoder
+from rnnkit.models.initializers import InitScheme
+from rnnkit.models.readouts import Readout, apply_readout, check_readout
 from rnnkit.shapes import CellType
 
 __all__ = ["SequenceClassifier"]
@@ -34,17 +34,17 @@ class SequenceClassifier(RecurrentModel):
         proj_size: LSTM only: project the state to this size (then H_out = ``proj_size``).
         nonlinearity: ``"tanh"`` or ``"relu"`` (``cell="rnn"`` only; the tutorial uses relu).
         readout: ``"last"``, ``"mean"``, ``"max"`` or ``"output_last"``; see
-            :mod:`rnnkit.readouts`.
+            :mod:`rnnkit.models.readouts`.
         batch_first: Tensors laid out ``(N, L, H_in)`` (default) or ``(L, N, H_in)``.
         init: ``"default"``, ``"orthogonal"`` or ``"identity"``; see
-            :mod:`rnnkit.initializers`.
+            :mod:`rnnkit.models.initializers`.
 
     Raises:
         ValueError: An option is out of range or does not apply to this cell.
         TypeError: An option has the wrong type.
 
     Attributes:
-        config: The options above, as a :class:`~rnnkit.model_config.ClassifierConfig`.
+        config: The options above, as a :class:`~rnnkit.models.config.ClassifierConfig`.
         encoder: The recurrent layers.
         head: The linear layer from the readout, ``D·H_out`` features, to C logits.
     """

@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 
 from typing_extensions import Self
 
-from rnnkit.encoder import Nonlinearity
-from rnnkit.initializers import InitScheme
-from rnnkit.readouts import Readout
+from rnnkit.models.encoder import Nonlinearity
+from rnnkit.models.initializers import InitScheme
+from rnnkit.models.readouts import Readout
 from rnnkit.shapes import CellType
 
 __all__ = ["ClassifierConfig", "ModelConfig", "RegressorConfig"]

@@ -44,8 +44,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnkit import _rnn_kernel
-from rnnkit.initializers import InitScheme, check_init, init_recurrent_
+from rnnkit.kernels import _rnn as _rnn_kernel
+from rnnkit.models.initializers import InitScheme, check_init, init_recurrent_
 from rnnkit.shapes import CellType, RecurrentSpec, State
 
 __all__ = [
@@ -96,7 +96,7 @@ class RecurrentEncoder(nn.Module):
             tutorial) rather than torch's default ``(L, N, ·)``. The wrapped torch layer itself
             always runs batch-first; the encoder transposes views, never copies.
         init: ``"default"``, ``"orthogonal"`` or ``"identity"``; see
-            :mod:`rnnkit.initializers`.
+            :mod:`rnnkit.models.initializers`.
         kernel: ``"auto"`` (default): a plain RNN trains on the CPU through rnnkit's kernel
             (see above); ``"torch"``: always torch's layer. It changes no parameter, so it is
             not part of a model's config; set :attr:`kernel` on a built encoder to switch.

@@ -25,8 +25,8 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
-from rnnkit.encoder import gather_last, valid_mask
 from rnnkit.errors import ShapeError
+from rnnkit.models.encoder import gather_last, valid_mask
 
 __all__ = [
     "READOUTS",

@@ -8,11 +8,11 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from rnnkit.encoder import Nonlinearity, RecurrentEncoder, unbatch_state, valid_mask
 from rnnkit.errors import ShapeError
-from rnnkit.initializers import InitScheme
-from rnnkit.model_base import RecurrentModel, evaluating
-from rnnkit.model_config import RegressorConfig
+from rnnkit.models.base import RecurrentModel, evaluating
+from rnnkit.models.config import RegressorConfig
+from rnnkit.models.encoder import Nonlinearity, RecurrentEncoder, unbatch_state, valid_mask
+from rnnkit.models.initializers import InitScheme
 from rnnkit.shapes import CellType, State
 
 __all__ = ["Feedback", "Seq2SeqRegressor"]
@@ -41,14 +41,14 @@ class Seq2SeqRegressor(RecurrentModel):
         nonlinearity: ``"tanh"`` or ``"relu"`` (``cell="rnn"`` only).
         batch_first: Tensors laid out ``(N, L, ·)`` (default) or ``(L, N, ·)``.
         init: ``"default"``, ``"orthogonal"`` or ``"identity"``; see
-            :mod:`rnnkit.initializers`.
+            :mod:`rnnkit.models.initializers`.
 
     Raises:
         ValueError: An option is out of range or does not apply to this cell.
         TypeError: An option has the wrong type.
 
     Attributes:
-        config: The options above, as a :class:`~rnnkit.model_config.RegressorConfig`.
+        config: The options above, as a :class:`~rnnkit.models.config.RegressorConfig`.
         encoder: The recurrent layers.
         head: The per-step linear layer, ``D·H_out`` features to H_y values.
     """

@@ -32,7 +32,7 @@ from typing import Literal, TypeAlias, get_args
 import torch
 from torch import Tensor, nn
 
-from rnnkit._shape_checks import (
+from rnnkit.shapes._checks import (
     check_input,
     check_lengths,
     check_state,
@@ -40,8 +40,8 @@ from rnnkit._shape_checks import (
     input_layout,
     state_layout,
 )
-from rnnkit._shape_hints import Layout
-from rnnkit._target_checks import check_class_targets, check_step_targets
+from rnnkit.shapes._hints import Layout
+from rnnkit.shapes._targets import check_class_targets, check_step_targets
 
 __all__ = [
     "CellType",

@@ -1,7 +1,7 @@
 """The tensor checks behind :class:`rnnkit.shapes.RecurrentSpec` (private).
 
 Each check compares one argument with the layout the spec predicts and raises
-:class:`~rnnkit.errors.ShapeError` (built by :mod:`rnnkit._shape_hints`) on the first
+:class:`~rnnkit.errors.ShapeError` (built by :mod:`rnnkit.shapes._hints`) on the first
 difference. The checks only read shapes, dtypes and devices (and, for ``lengths``, the CPU
 values), so they never run a recurrent layer.
 """
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple, NoReturn, cast
 import torch
 from torch import Tensor
 
-from rnnkit._shape_hints import (
+from rnnkit.shapes._hints import (
     Layout,
     StateContext,
     convert_expr,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit._shape_hints import fmt_shape, received, shape_error
+from rnnkit.shapes._hints import fmt_shape, received, shape_error
 
 __all__ = ["check_class_targets", "check_step_targets"]
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from rnnkit.data import Batch
 from rnnkit.metrics import Metric, rollout_error
-from rnnkit.regressor import Seq2SeqRegressor
+from rnnkit.models.regressor import Seq2SeqRegressor
 from rnnkit.shapes import State
 
 __all__ = [

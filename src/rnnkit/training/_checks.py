@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 
-from rnnkit._batches import BatchSource, DataInfo, IndexedSource
-from rnnkit.classifier import SequenceClassifier
 from rnnkit.errors import ShapeError
 from rnnkit.metrics import Metric, get_metric
-from rnnkit.model_base import RecurrentModel
-from rnnkit.regressor import Seq2SeqRegressor
+from rnnkit.models.base import RecurrentModel
+from rnnkit.models.classifier import SequenceClassifier
+from rnnkit.models.regressor import Seq2SeqRegressor
+from rnnkit.training._batches import BatchSource, DataInfo, IndexedSource
 
 __all__ = [
     "check_choice",

@@ -1,6 +1,6 @@
 """The Trainer's loops and steps: epochs, training and evaluation steps, prediction.
 
-:class:`TrainerLoops` sits between :class:`~rnnkit._trainer_state.TrainerState` (run state and
+:class:`TrainerLoops` sits between :class:`~rnnkit.training._state.TrainerState` (run state and
 checkpoints) and :class:`rnnkit.Trainer` (arguments and entry points). Its public methods
 are the chain a subclass may override::
 
@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from rnnkit._batches import BatchSource, IndexedSource, to_device
-from rnnkit._precision import Precision
-from rnnkit._tasks import Chunk, Parts, Task, detach_state
-from rnnkit._totals import EpochTotals
-from rnnkit._trainer_state import TrainerState
 from rnnkit.data import Batch
-from rnnkit.history import History
-from rnnkit.model_base import evaluating
+from rnnkit.models.base import evaluating
 from rnnkit.shapes import State
+from rnnkit.tasks import Chunk, Parts, Task, detach_state
+from rnnkit.training._batches import BatchSource, IndexedSource, to_device
+from rnnkit.training._precision import Precision
+from rnnkit.training._state import TrainerState
+from rnnkit.training._totals import EpochTotals
+from rnnkit.training.history import History
 
 __all__ = ["TrainerLoops"]
 

@@ -29,16 +29,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from rnnkit._rng import capture_rng, restore_rng, seed_everything
-from rnnkit._tasks import Parts
-from rnnkit._totals import EpochTotals
 from rnnkit.callbacks import Callback
-from rnnkit.checkpoint import check_compatible, load_checkpoint, make_checkpoint
+from rnnkit.callbacks.model_checkpoint import LAST_NAME, ModelCheckpoint
 from rnnkit.distributed import DistributedContext
 from rnnkit.errors import CheckpointError, TrainingDivergedError
-from rnnkit.history import History
-from rnnkit.model_checkpoint import LAST_NAME, ModelCheckpoint
-from rnnkit.safe_save import atomic_save
+from rnnkit.io._atomic import atomic_save
+from rnnkit.io.checkpoint import check_compatible, load_checkpoint, make_checkpoint
+from rnnkit.tasks import Parts
+from rnnkit.training._rng import capture_rng, restore_rng, seed_everything
+from rnnkit.training._totals import EpochTotals
+from rnnkit.training.history import History
 
 __all__ = ["STATE_VERSION", "TrainerState"]
 

@@ -7,8 +7,8 @@ small methods a subclass can override::
                      -> evaluation_step   (per validation batch; returns a dict)
 
 and calls the :class:`~rnnkit.callbacks.Callback` hooks in the documented order. The loops
-and steps live in the base class ``rnnkit._loops.TrainerLoops``; checkpoints, exact resume and
-failure handling in its base ``rnnkit._trainer_state.TrainerState``.
+and steps live in ``rnnkit.training._loops``; checkpoints, exact resume and failure handling
+in ``rnnkit.training._state``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from rnnkit._batches import BatchSource, DataInfo, as_source
-from rnnkit._fit_checks import (
+from rnnkit.callbacks import Callback, ProgressBar
+from rnnkit.distributed import DistributedContext
+from rnnkit.metrics import Metric, get_metric
+from rnnkit.models.base import RecurrentModel
+from rnnkit.tasks import Task, make_task
+from rnnkit.training._batches import BatchSource, DataInfo, as_source
+from rnnkit.training._checks import (
     check_choice,
     check_data,
     check_int,
@@ -37,14 +42,9 @@ from rnnkit._fit_checks import (
     model_kind,
     resolve_metrics,
 )
-from rnnkit._loops import TrainerLoops
-from rnnkit._precision import Precision, resolve_precision
-from rnnkit._tasks import Task, make_task
-from rnnkit.callbacks import Callback, ProgressBar
-from rnnkit.distributed import DistributedContext
-from rnnkit.history import History
-from rnnkit.metrics import Metric, get_metric
-from rnnkit.model_base import RecurrentModel
+from rnnkit.training._loops import TrainerLoops
+from rnnkit.training._precision import Precision, resolve_precision
+from rnnkit.training.history import History
 
 __all__ = ["OptimizerFactory", "SchedulerFactory", "Trainer"]
 

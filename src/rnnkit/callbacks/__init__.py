@@ -1,0 +1,14 @@
+"""Callbacks: code the Trainer calls at fixed points of a run.
+
+Holds the :class:`Callback` base class (hooks that do nothing until overridden), the built-in
+callbacks and :class:`ModelCheckpoint`. May import :mod:`rnnkit.io`, :mod:`rnnkit.metrics` and
+the layers below them; never :mod:`rnnkit.training` (a callback receives the Trainer at run
+time, it does not import it).
+"""
+
+from __future__ import annotations
+
+from rnnkit.callbacks._base import Callback, EarlyStopping, LearningRateMonitor, ProgressBar
+from rnnkit.callbacks.model_checkpoint import ModelCheckpoint
+
+__all__ = ["Callback", "EarlyStopping", "LearningRateMonitor", "ModelCheckpoint", "ProgressBar"]
