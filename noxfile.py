@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent
 PY = sys.executable  # the environment nox runs in; tools run as modules of it, PATH or not
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py") if not p.name.startswith("_"))
 
-nox.options.sessions = ["tests", "typecheck", "lint", "docs"]
+nox.options.sessions = ["tests", "typecheck", "imports", "lint", "docs"]
 nox.options.default_venv_backend = "none"
 
 
@@ -31,6 +31,12 @@ def tests(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """Run ``mypy --strict`` on src, tests, examples, benchmarks and this noxfile."""
     session.run(PY, "-m", "mypy", *session.posargs)
+
+
+@nox.session
+def imports(session: nox.Session) -> None:
+    """Check the import contract (the subpackages are layers) with import-linter."""
+    session.run(str(Path(PY).with_name("lint-imports")), "--no-cache")
 
 
 @nox.session

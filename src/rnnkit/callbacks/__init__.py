@@ -1,9 +1,9 @@
 """Callbacks: code the Trainer calls at fixed points of a run.
 
-Holds the :class:`Callback` base class (hooks that do nothing until overridden), the built-in
-callbacks and :class:`ModelCheckpoint`. May import :mod:`rnnkit.io`, :mod:`rnnkit.metrics` and
-the layers below them; never :mod:`rnnkit.training` (a callback receives the Trainer at run
-time, it does not import it).
+Holds the :class:`~rnnkit.Callback` base class (hooks that do nothing until overridden), the
+built-in callbacks and :class:`~rnnkit.ModelCheckpoint`. May import ``rnnkit.io``,
+:mod:`rnnkit.metrics` and the layers below them; never ``rnnkit.training`` (a callback receives
+the Trainer at run time, it does not import it).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ small methods a subclass can override::
     fit -> run_epoch -> training_step     (per training batch; returns a dict)
                      -> evaluation_step   (per validation batch; returns a dict)
 
-and calls the :class:`~rnnkit.callbacks.Callback` hooks in the documented order. The loops
+and calls the :class:`~rnnkit.Callback` hooks in the documented order. The loops
 and steps live in ``rnnkit.training._loops``; checkpoints, exact resume and failure handling
 in ``rnnkit.training._state``.
 """
@@ -150,8 +150,8 @@ class Trainer(TrainerLoops):
             generators (data order, teacher-forcing coins): the same seed and initial weights
             give the same run, bitwise on the CPU. ``None`` draws the order from torch's
             global generator (so :func:`torch.manual_seed` also makes runs repeatable).
-        callbacks: :class:`~rnnkit.callbacks.Callback` objects, called in this order.
-        progress: Add a :class:`~rnnkit.callbacks.ProgressBar` (drawn only on a terminal).
+        callbacks: :class:`~rnnkit.Callback` objects, called in this order.
+        progress: Add a :class:`~rnnkit.ProgressBar` (drawn only on a terminal).
         log_every_n_steps: Batches between the moments the Trainer reads the loss from the
             device (:attr:`logged_metrics`, the progress bar); no other per-step host
             synchronisation happens on CUDA.
