@@ -2,9 +2,9 @@
 
 The build is strict (``sphinx-build -W -n``): every warning fails it and every cross-reference
 must resolve. External references resolve through small local inventories (see
-``_scripts/make_inventories.py``) because the docs are built offline. The build also runs every
-example in ``examples/`` in its ``--smoke`` mode (see ``_ext/run_examples.py``), so a broken
-example fails the docs build.
+``_scripts/make_inventories.py``) because the docs are built offline. sphinx-gallery runs every
+example in ``examples/`` in its ``--smoke`` mode and renders its code, output and plots (see
+``_ext/png_scraper.py``), so a broken example fails the docs build.
 """
 
 from __future__ import annotations
@@ -28,8 +28,22 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
-    "run_examples",
+    "sphinx_gallery.gen_gallery",
 ]
+
+sphinx_gallery_conf = {
+    "examples_dirs": ["../examples"],
+    "gallery_dirs": ["examples"],
+    "filename_pattern": r"/[a-z][a-z_]*\.py$",  # run every example; `_helpers.py` are modules
+    "ignore_pattern": r"^_",
+    # named, not passed, so that Sphinx can cache the configuration (docs/_ext is on sys.path)
+    "reset_argv": "png_scraper.reset_argv",
+    "image_scrapers": ("png_scraper.scraper",),
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "min_reported_time": 3600,  # no per-example timing table: smoke times mean nothing
+    "show_signature": False,
+}
 
 nitpicky = True
 nitpick_ignore_regex = [
@@ -57,6 +71,8 @@ intersphinx_mapping = {
 }
 intersphinx_disabled_reftypes: list[str] = []
 
-html_theme = "alabaster"
+html_theme = "pydata_sphinx_theme"
+html_theme_options = {"navigation_with_keys": False, "show_toc_level": 2}
+html_title = "rnnkit"
 html_static_path = ["_static"]
 exclude_patterns = ["_build", "_scripts", "_ext", "_inventories", "_snippets"]
