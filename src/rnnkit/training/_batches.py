@@ -48,7 +48,7 @@ class DataInfo:
         seq_len: L of the first batch.
         target_kind: ``"class"``, ``"step"``, ``"tag"`` (per-step class indices) or ``None``.
         target_size: H_y for per-step targets, else ``None``.
-        target_len: L_y for per-step targets, else ``None``.
+        target_len: L_y for per-step targets (values or class indices), else ``None``.
         num_classes: The largest label plus one (over the whole data set for an indexed
             source, over the first batch for an iterable one), else ``None``.
         full_length: True when no sequence is padded (no lengths, or all lengths equal L).
@@ -82,9 +82,8 @@ def _info_from_batch(batch: Batch, num_classes: int | None, name: str) -> DataIn
     full = lengths is None or bool((lengths == x.shape[1]).all())
     if kind in ("class", "tag") and num_classes is None and y is not None:
         num_classes = _largest_label(y)
-    size, steps = (
-        (int(y.shape[2]), int(y.shape[1])) if kind == "step" and y is not None else (None, None)
-    )
+    size = int(y.shape[2]) if kind == "step" and y is not None else None
+    steps = int(y.shape[1]) if kind in ("step", "tag") and y is not None else None
     return DataInfo(int(x.shape[-1]), int(x.shape[1]), kind, size, steps, num_classes, full)
 
 
@@ -246,7 +245,7 @@ class IndexedSource(BatchSource):
         full = data.lengths is None or bool((data.lengths == data.seq_len).all())
         target_len = (
             info.target_len
-            if data.target_kind != "step" or data.y is None
+            if data.target_kind not in ("step", "tag") or data.y is None
             else int(data.y.shape[1])
         )
         return dataclasses.replace(
