@@ -358,3 +358,14 @@ def test_trainer_refuses_labels_beyond_num_classes_and_regression_metrics() -> N
         _quiet(max_epochs=1).fit(_tagger(), data)
     with pytest.raises(ValueError, match="'mse'"):
         _quiet(max_epochs=1, metrics=["mse"]).fit(_tagger(), (data[0], data[1] - 1))
+
+
+def test_trainer_takes_tag_batches_from_an_iterable_like_from_tensors() -> None:
+    generator = torch.Generator().manual_seed(2)
+    x, y, lengths = _memory_task(16, generator)
+    batches = [Batch(x[i : i + 8], y[i : i + 8], lengths[i : i + 8]) for i in (0, 8)]
+    model = SequenceTagger(4, 4, 6, cell="gru")
+    from_iterable = _quiet(batch_size=8).evaluate(model, batches)
+    assert from_iterable == pytest.approx(_quiet(batch_size=8).evaluate(model, (x, y, lengths)))
+    with pytest.raises(ShapeError, match=r"per-step class labels must be integers"):
+        _quiet(batch_size=8).evaluate(model, [Batch(x, y.float(), lengths)])

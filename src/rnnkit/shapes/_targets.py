@@ -17,6 +17,7 @@ __all__ = ["IGNORE_INDEX", "check_class_targets", "check_step_targets", "check_t
 _INDEX_DTYPES = (torch.int64, torch.uint8)
 
 #: The per-step class target that marks a step to skip (cross_entropy's default ignore_index).
+#: rnnkit.data keeps the same constant: the two layers may not import each other.
 IGNORE_INDEX = -100
 
 

@@ -14,13 +14,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.data import Batch
+from rnnkit.data.dataset import IGNORE_INDEX
 from rnnkit.shapes import State
 from rnnkit.tasks import Chunk, Parts, Task
 
-__all__ = ["IGNORE_INDEX", "TaggerTask"]
-
-IGNORE_INDEX = -100
-"""The label of a step to skip, :func:`torch.nn.functional.cross_entropy`'s default."""
+__all__ = ["TaggerTask"]
 
 
 class TaggerTask(Task):

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.data import Batch, SequenceDataset
+from rnnkit.data.dataset import IGNORE_INDEX
 from rnnkit.errors import ShapeError
 
 __all__ = [
@@ -89,7 +90,7 @@ def _info_from_batch(batch: Batch, num_classes: int | None, name: str) -> DataIn
 
 def _largest_label(y: Tensor) -> int | None:
     """The largest class label plus one, skipping ignored steps (-100); ``None`` if none."""
-    labels = y[y != -100]
+    labels = y[y != IGNORE_INDEX]
     return int(labels.max()) + 1 if labels.numel() > 0 else None
 
 
