@@ -33,8 +33,13 @@ from rnnkit.errors import (
     TrainingDivergedError,
 )
 from rnnkit.io import load_checkpoint, load_model
-from rnnkit.models import RecurrentEncoder, Seq2SeqRegressor, SequenceClassifier
-from rnnkit.shapes import RecurrentSpec, validate_class_targets, validate_step_targets
+from rnnkit.models import RecurrentEncoder, Seq2SeqRegressor, SequenceClassifier, SequenceTagger
+from rnnkit.shapes import (
+    RecurrentSpec,
+    validate_class_targets,
+    validate_step_targets,
+    validate_tag_targets,
+)
 from rnnkit.training import History, Trainer
 
 __all__ = [
@@ -60,6 +65,7 @@ __all__ = [
     "Seq2SeqRegressor",
     "SequenceClassifier",
     "SequenceDataset",
+    "SequenceTagger",
     "ShapeError",
     "Trainer",
     "TrainingDivergedError",
@@ -68,4 +74,5 @@ __all__ = [
     "load_model",
     "validate_class_targets",
     "validate_step_targets",
+    "validate_tag_targets",
 ]

@@ -29,8 +29,12 @@ from rnnkit.errors import ShapeError
 
 __all__ = ["Batch", "SequenceDataset", "TargetKind"]
 
-TargetKind = Literal["class", "step"]
-"""What a dataset's targets are: class indices ``(N,)`` or per-step values ``(N, L_y, H_y)``."""
+TargetKind = Literal["class", "step", "tag"]
+"""What a dataset's targets are: class indices ``(N,)``, per-step values ``(N, L_y, H_y)``, or
+per-step class indices ``(N, L)`` (``"tag"``, for a :class:`~rnnkit.SequenceTagger`)."""
+
+IGNORE_INDEX = -100
+"""A per-step class target that marks a step to skip (cross_entropy's default ignore_index)."""
 
 _Affine = float | Sequence[float] | Tensor
 
@@ -44,7 +48,8 @@ class Batch(NamedTuple):
     Shapes:
         - ``x``: ``(N, L, H_in)``, ``float32``, on the dataset's device.
         - ``y``: class indices ``(N,)`` (``int64``), per-step targets ``(N, L_y, H_y)``
-          (``float32``), or ``None`` for a dataset without targets.
+          (``float32``), per-step class indices ``(N, L)`` (``int64``), or ``None`` for a
+          dataset without targets.
         - ``lengths``: ``(N,)``, ``int64``, always on the CPU (as
           ``torch.nn.utils.rnn.pack_padded_sequence`` requires), or ``None`` when every
           sequence is ``L`` steps long.
@@ -69,14 +74,16 @@ class SequenceDataset(Dataset[tuple[Tensor, ...]]):
         x: Input sequences, a :class:`torch.Tensor` or :class:`numpy.ndarray` of shape
             ``(N, L, H_in)``.
         y: Targets: integer class indices of shape ``(N,)``, per-step targets of shape
-            ``(N, L_y, H_y)`` (usually ``L_y = L``; converted to ``float32``), or ``None``.
+            ``(N, L_y, H_y)`` (usually ``L_y = L``; converted to ``float32``), integer
+            per-step class indices of shape ``(N, L)`` (-100 marks a step to skip), or
+            ``None``.
         lengths: For padded variable-length data, the true length of each sequence, integers in
             ``[1, L]`` of shape ``(N,)``; ``None`` when every sequence has ``L`` steps.
         scale: Multiplier applied to the ``float32`` inputs, e.g. ``1/255`` for pixels.
         mean: Subtracted after scaling: a number or one value per feature (``H_in`` values).
         std: Divides after the mean: a positive number or one value per feature.
-        num_classes: The number of classes C for class targets; by default the largest label
-            plus one. Labels must lie in ``[0, C)``.
+        num_classes: The number of classes C for class targets (per sequence or per step); by
+            default the largest label plus one. Labels must lie in ``[0, C)``.
 
     Raises:
         rnnkit.errors.ShapeError: ``x``, ``y`` or ``lengths`` has the wrong number of
@@ -88,7 +95,7 @@ class SequenceDataset(Dataset[tuple[Tensor, ...]]):
 
     Shapes:
         - ``x``: ``(N, L, H_in)``.
-        - ``y``: ``(N,)`` or ``(N, L_y, H_y)``.
+        - ``y``: ``(N,)``, ``(N, L_y, H_y)`` or ``(N, L)``.
         - ``lengths``: ``(N,)``.
         - ``mean``, ``std``: ``()``, ``(1,)`` or ``(H_in,)``.
 
@@ -115,7 +122,7 @@ class SequenceDataset(Dataset[tuple[Tensor, ...]]):
     ) -> None:
         self._x = _prepare_x(x)
         n, seq_len, input_size = self._x.shape
-        self._y, self._num_classes = _prepare_y(y, n, num_classes)
+        self._y, self._num_classes = _prepare_y(y, n, seq_len, num_classes)
         self._lengths = _prepare_lengths(lengths, n, seq_len)
         self._scale = _prepare_scale(scale)
         self._mean = _prepare_affine(mean, "mean", input_size, self._x.device, positive=False)
@@ -181,7 +188,8 @@ class SequenceDataset(Dataset[tuple[Tensor, ...]]):
         if self._y is None or self._y.dim() == 1:
             return None if self._y is None else self._y.index_select(0, idx)
         y = self._y[:, :steps] if self._y.shape[1] == self.seq_len else self._y
-        return y.index_select(0, idx).float()
+        y = y.index_select(0, idx)
+        return y if self._y.dim() == 2 else y.float()
 
     def _convert(self, raw: Tensor) -> Tensor:
         """``raw`` (a fresh tensor, safe to modify) as scaled, normalised ``float32``."""
@@ -259,7 +267,7 @@ class SequenceDataset(Dataset[tuple[Tensor, ...]]):
 
     @property
     def y(self) -> Tensor | None:
-        """The stored targets (``(N,)`` ``int64`` labels or ``(N, L_y, H_y)``), or ``None``."""
+        """The stored targets (``(N,)`` or ``(N, L)`` ``int64`` labels, or ``(N, L_y, H_y)``)."""
         return self._y
 
     @property
@@ -294,14 +302,21 @@ class SequenceDataset(Dataset[tuple[Tensor, ...]]):
 
     @property
     def target_kind(self) -> TargetKind | None:
-        """``"class"`` (labels ``(N,)``), ``"step"`` (targets ``(N, L_y, H_y)``) or ``None``."""
+        """``"class"`` (``y`` is ``(N,)``), ``"step"`` (``(N, L_y, H_y)``), ``"tag"`` (``(N, L)``).
+
+        ``None`` without targets.
+        """
         if self._y is None:
             return None
-        return "class" if self._y.dim() == 1 else "step"
+        kinds: tuple[TargetKind, ...] = ("class", "tag", "step")
+        return kinds[self._y.dim() - 1]
 
     @property
     def num_classes(self) -> int | None:
-        """C for class targets (given, or the largest label plus one); ``None`` otherwise."""
+        """C for class targets, per sequence or per step (given, or the largest label plus one).
+
+        ``None`` for per-step values.
+        """
         return self._num_classes
 
     @property
@@ -322,8 +337,8 @@ class SequenceDataset(Dataset[tuple[Tensor, ...]]):
 
     def __repr__(self) -> str:
         described = "none"
-        if self._y is not None and self._y.dim() == 1:
-            described = f"class (C={self._num_classes})"
+        if self._y is not None and self._y.dim() < 3:
+            described = f"{self.target_kind} (C={self._num_classes})"
         elif self._y is not None:
             described = f"step {fmt_shape(self._y.shape[1:])}"
         return (
@@ -356,16 +371,20 @@ def _prepare_x(x: Any) -> Tensor:
     return t
 
 
-def _prepare_y(y: Any, n: int, num_classes: int | None) -> tuple[Tensor | None, int | None]:
+def _prepare_y(
+    y: Any, n: int, seq_len: int, num_classes: int | None
+) -> tuple[Tensor | None, int | None]:
     if y is None:
         return None, None
     t = as_tensor(y, "y")
+    if _looks_like_tags(t, seq_len):
+        return _prepare_tags(t, n, num_classes)
     require_dims(
         t,
         "y",
         (1, 3),
         "(N,) for class indices or (N, L_y, H_y) for per-step targets",
-        _y_dims_hint(t),
+        _y_dims_hint(t, seq_len),
     )
     if t.shape[0] != n:
         layout = "(N,)" if t.dim() == 1 else "(N, L_y, H_y)"
@@ -380,13 +399,58 @@ def _prepare_y(y: Any, n: int, num_classes: int | None) -> tuple[Tensor | None, 
     return _prepare_labels(t, num_classes)
 
 
-def _y_dims_hint(t: Tensor) -> str:
+def _y_dims_hint(t: Tensor, seq_len: int) -> str:
     """The likeliest fix for targets of the wrong dimensionality, judged from their values."""
     if t.dim() == 2 and t.shape[1] == 1:
         return "a column of class indices (N, 1) becomes (N,) with `y.squeeze(1)`."
     if t.dim() == 2 and t.numel() and _is_one_hot(t):
         return "one-hot rows (N, C) become class indices (N,) with `y.argmax(1)`."
-    return "add a feature axis to univariate per-step targets (N, L) with `y.unsqueeze(-1)`."
+    if t.dim() == 2 and _is_integer(t):
+        return (
+            f"per-step class indices (N, L) need a label for each of the L = {seq_len} steps "
+            "of x (-100 at steps to skip)."
+        )
+    return (
+        "add a feature axis to univariate per-step targets (N, L) with `y.unsqueeze(-1)`; "
+        "per-step class labels (N, L) for a SequenceTagger must be integers (`y.long()`)."
+    )
+
+
+def _is_integer(t: Tensor) -> bool:
+    return not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
+
+
+def _looks_like_tags(t: Tensor, seq_len: int) -> bool:
+    """Integer ``(N, L)`` targets: a label per step of ``x`` (for a sequence tagger)."""
+    return t.dim() == 2 and t.shape[1] == seq_len and _is_integer(t)
+
+
+def _prepare_tags(t: Tensor, n: int, num_classes: int | None) -> tuple[Tensor, int]:
+    if t.shape[0] != n:
+        raise ShapeError(
+            f"Expected `y` to have shape (N, L) with N = {n}, one label sequence per sequence "
+            f"in `x`, but got {fmt_shape(t)}. Hint: inputs and targets must have the same count."
+        )
+    if num_classes is not None:
+        num_classes = require_int(num_classes, "num_classes", minimum=1)
+    t = t.long()
+    labelled = t != IGNORE_INDEX
+    _check_tag_labels(t, labelled, num_classes)
+    largest = int(t[labelled].max()) if bool(labelled.any()) else 0
+    return t, num_classes if num_classes is not None else largest + 1
+
+
+def _check_tag_labels(t: Tensor, labelled: Tensor, num_classes: int | None) -> None:
+    bad = labelled & ((t < 0) if num_classes is None else (t < 0) | (t >= num_classes))
+    if not bool(bad.any()):
+        return
+    i, step = (int(v) for v in bad.nonzero()[0])
+    upper = "num_classes" if num_classes is None else str(num_classes)
+    raise ValueError(
+        f"Expected the per-step class labels in `y` to lie in [0, {upper}) or be "
+        f"{IGNORE_INDEX} (skipped), but got {int(t[i, step])} at index ({i}, {step}). Hint: "
+        f"labels are class indices 0..C-1; mark steps without a label with {IGNORE_INDEX}."
+    )
 
 
 def _is_one_hot(t: Tensor) -> bool:

@@ -4,7 +4,8 @@
 * :class:`rnnkit.Seq2SeqRegressor`: many-to-many, a value at every step, with
   free-running :meth:`rnnkit.Seq2SeqRegressor.generate` and closed-loop
   :meth:`rnnkit.Seq2SeqRegressor.rollout`;
-* :class:`rnnkit.RecurrentEncoder`: the recurrent layers both stand on.
+* :class:`rnnkit.SequenceTagger`: many-to-many, a class at every step (sequence labelling);
+* :class:`rnnkit.RecurrentEncoder`: the recurrent layers they all stand on.
 
 A checkpoint stores ``{"class": type(model).__name__, "config": model.config.to_dict(), ...}``;
 ``MODEL_CLASSES[name].from_config(config)`` rebuilds the model before its weights are loaded.
@@ -17,9 +18,10 @@ from typing import Any
 
 from rnnkit.models.base import RecurrentModel
 from rnnkit.models.classifier import SequenceClassifier
-from rnnkit.models.config import ClassifierConfig, ModelConfig, RegressorConfig
+from rnnkit.models.config import ClassifierConfig, ModelConfig, RegressorConfig, TaggerConfig
 from rnnkit.models.encoder import RecurrentEncoder
 from rnnkit.models.regressor import Seq2SeqRegressor
+from rnnkit.models.tagger import SequenceTagger
 
 __all__ = [
     "MODEL_CLASSES",
@@ -30,12 +32,15 @@ __all__ = [
     "RegressorConfig",
     "Seq2SeqRegressor",
     "SequenceClassifier",
+    "SequenceTagger",
+    "TaggerConfig",
     "model_from_config",
 ]
 
 MODEL_CLASSES: dict[str, type[RecurrentModel]] = {
     "SequenceClassifier": SequenceClassifier,
     "Seq2SeqRegressor": Seq2SeqRegressor,
+    "SequenceTagger": SequenceTagger,
 }
 """Every model class by name (``type(model).__name__``), as checkpoints record it."""
 

@@ -7,11 +7,11 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from typing_extensions import Self
 
 from rnnkit.models.config import ModelConfig
-from rnnkit.models.encoder import RecurrentEncoder
+from rnnkit.models.encoder import RecurrentEncoder, valid_mask
 from rnnkit.shapes import RecurrentSpec
 
 __all__ = ["RecurrentModel"]
@@ -68,6 +68,22 @@ class RecurrentModel(nn.Module):
             )
         return cls(**config.kwargs())
 
+    def _top_outputs(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None, bool]:
+        """Validate a call from zero state and run the encoder in its internal layout.
+
+        Returns:
+            ``(output, lengths, batched)``: the top layer's outputs, batched and batch-first
+            (zero at padded steps; possibly the kernel's saved buffer, so never modify it in
+            place), the lengths, and whether the user's ``x`` was batched.
+
+        Shapes:
+            - ``x``: the user's layout; ``output``: ``(N, L, D·H_out)``.
+        """
+        encoder = self.encoder
+        batched = encoder.validate(x, None, lengths)
+        xb, _, lb = encoder.to_batch_major(x, None, lengths, batched)
+        return encoder.run_outputs(xb, None, lb), lb, batched
+
 
 @contextmanager
 def evaluating(module: nn.Module) -> Iterator[None]:
@@ -86,3 +102,36 @@ def evaluating(module: nn.Module) -> Iterator[None]:
             yield
     finally:
         module.train(was_training)
+
+
+def zero_padded_steps(values: Tensor, lengths: Tensor | None) -> Tensor:
+    """Return per-step values with every padded step set to zero (a new tensor if any is).
+
+    Args:
+        values: Per-step values, batch-first.
+        lengths: Each sequence's valid length, or ``None`` (nothing is padded).
+
+    Returns:
+        ``values``, or a copy that is zero beyond each sequence's length.
+
+    Shapes:
+        - ``values``: ``(N, L, F)``; ``lengths``: ``(N,)``.
+    """
+    steps = values.shape[1]
+    if lengths is None or int(lengths.min()) >= steps:
+        return values
+    mask = valid_mask(lengths, steps, device=values.device)
+    return values.masked_fill(~mask.unsqueeze(-1), 0.0)
+
+
+def check_num_classes(num_classes: object) -> None:
+    """Raise unless ``num_classes`` is an int >= 1.
+
+    Raises:
+        TypeError: Not an int.
+        ValueError: Below 1.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
+        raise TypeError(f"Expected `num_classes` to be an int, but got {num_classes!r}.")
+    if num_classes < 1:
+        raise ValueError(f"Expected `num_classes` >= 1, but got {num_classes}.")

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from rnnkit.models.base import RecurrentModel, evaluating
+from rnnkit.models.base import RecurrentModel, check_num_classes, evaluating
 from rnnkit.models.config import ClassifierConfig
 from rnnkit.models.encoder import Nonlinearity, RecurrentEncoder
 from rnnkit.models.initializers import InitScheme
@@ -69,7 +69,7 @@ class SequenceClassifier(RecurrentModel):
         init: InitScheme = "default",
     ) -> None:
         super().__init__()
-        _check_num_classes(num_classes)
+        check_num_classes(num_classes)
         check_readout(readout)
         self.encoder = RecurrentEncoder(
             input_size,
@@ -147,10 +147,7 @@ class SequenceClassifier(RecurrentModel):
             - ``x``: as for :meth:`forward`; return: ``(N, D·H_out)`` (``(D·H_out,)``
               unbatched).
         """
-        encoder = self.encoder
-        batched = encoder.validate(x, None, lengths)
-        xb, _, lb = encoder.to_batch_major(x, None, lengths, batched)
-        output = encoder.run_outputs(xb, None, lb)
+        output, lb, batched = self._top_outputs(x, lengths)
         features = apply_readout(self.readout, output, lb, hidden=self.spec.output_size)
         return features if batched else features.squeeze(0)
 
@@ -199,10 +196,3 @@ class SequenceClassifier(RecurrentModel):
             f"x ({lead}, H_in) = ({lead}, {spec.input_size}) -> readout={self.readout!r} "
             f"(N, D·H_out) = (N, {width}) -> logits (N, C) = (N, {self.num_classes})"
         )
-
-
-def _check_num_classes(num_classes: object) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise TypeError(f"Expected `num_classes` to be an int, but got {num_classes!r}.")
-    if num_classes < 1:
-        raise ValueError(f"Expected `num_classes` >= 1, but got {num_classes}.")

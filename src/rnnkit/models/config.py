@@ -20,7 +20,7 @@ from rnnkit.models.initializers import InitScheme
 from rnnkit.models.readouts import Readout
 from rnnkit.shapes import CellType
 
-__all__ = ["ClassifierConfig", "ModelConfig", "RegressorConfig"]
+__all__ = ["ClassifierConfig", "ModelConfig", "RegressorConfig", "TaggerConfig"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,6 +116,21 @@ class RegressorConfig(ModelConfig):
 
     output_size: int
     hidden_size: int = 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaggerConfig(ModelConfig):
+    """A :class:`rnnkit.SequenceTagger`'s options.
+
+    Args:
+        num_classes: C, the number of classes (logits per step).
+        hidden_size: State size H_cell (default 128).
+    """
+
+    model_name: ClassVar[str] = "SequenceTagger"
+
+    num_classes: int
+    hidden_size: int = 128
 
 
 def _check_keys(cls: type[ModelConfig], fields: Mapping[str, Any]) -> None:

@@ -9,9 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.errors import ShapeError
-from rnnkit.models.base import RecurrentModel, evaluating
+from rnnkit.models.base import RecurrentModel, evaluating, zero_padded_steps
 from rnnkit.models.config import RegressorConfig
-from rnnkit.models.encoder import Nonlinearity, RecurrentEncoder, unbatch_state, valid_mask
+from rnnkit.models.encoder import Nonlinearity, RecurrentEncoder, unbatch_state
 from rnnkit.models.initializers import InitScheme
 from rnnkit.shapes import CellType, State
 
@@ -137,9 +137,7 @@ class Seq2SeqRegressor(RecurrentModel):
         batched = encoder.validate(x, h0, lengths)
         xb, hb, lb = encoder.to_batch_major(x, h0, lengths, batched)
         output, state = encoder.run(xb, hb, lb)
-        y = self.head(output)
-        if lb is not None and int(lb.min()) < y.shape[1]:
-            y = y.masked_fill(~valid_mask(lb, y.shape[1], device=y.device).unsqueeze(-1), 0.0)
+        y = zero_padded_steps(self.head(output), lb)
         return encoder.output_from_batch_major(y, batched), unbatch_state(state, batched)
 
     def generate(

@@ -41,7 +41,7 @@ from rnnkit.shapes._checks import (
     state_layout,
 )
 from rnnkit.shapes._hints import Layout
-from rnnkit.shapes._targets import check_class_targets, check_step_targets
+from rnnkit.shapes._targets import check_class_targets, check_step_targets, check_tag_targets
 
 __all__ = [
     "CellType",
@@ -50,6 +50,7 @@ __all__ = [
     "describe",
     "validate_class_targets",
     "validate_step_targets",
+    "validate_tag_targets",
 ]
 
 CellType: TypeAlias = Literal["rnn", "lstm", "gru"]
@@ -417,6 +418,37 @@ def validate_step_targets(
         y: ``(N, L, H_y)``, or ``(L, H_y)`` unbatched.
     """
     check_step_targets(y, batch_size, seq_len, size, name)
+
+
+def validate_tag_targets(
+    y: Tensor,
+    *,
+    batch_size: int | None,
+    seq_len: int,
+    num_classes: int | None,
+    name: str = "y",
+) -> None:
+    """Check per-step class targets for a sequence tagger before the loss sees them.
+
+    Targets are batch first whatever the layer's ``batch_first``: one int64 (or uint8) class
+    index per step, or -100 (``torch.nn.functional.cross_entropy``'s ``ignore_index``) at
+    steps the loss and accuracy skip. Floats, one-hot rows per step and a trailing
+    singleton dimension are rejected with a hint.
+
+    Args:
+        y: The targets.
+        batch_size: N; ``None`` for an unbatched sequence.
+        seq_len: L, the number of steps.
+        num_classes: C; when ``None`` only negative indices (other than -100) are rejected.
+        name: The argument's name in error messages.
+
+    Raises:
+        ShapeError: `y` has the wrong dtype or shape, or an index outside ``0..C-1``.
+
+    Shapes:
+        y: ``(N, L)``, or ``(L,)`` unbatched, with values in ``0..C-1`` or -100.
+    """
+    check_tag_targets(y, batch_size, seq_len, num_classes, name)
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:

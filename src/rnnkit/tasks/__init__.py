@@ -9,6 +9,8 @@ on a chunk, compute the loss (masked over padding) and the metrics' ``(sum, coun
 - :class:`RegressorTask`: ``model(x, h0, lengths) -> ((N, L, H_y), h_n)``, per-step targets
   ``(N, L, H_y)``, mean squared error over the valid steps by default; teacher forcing below
   ratio 1 goes through ``model.rollout``.
+- ``TaggerTask`` (in ``rnnkit.tasks._tagging``): ``model(x, lengths) -> (N, L, C)`` logits,
+  per-step class targets ``(N, L)``, cross-entropy over the unpadded steps not labelled -100.
 """
 
 from __future__ import annotations
@@ -280,7 +282,11 @@ def _window(x: Tensor, y: Tensor | None, lengths: Tensor | None, start: int, end
 
 
 def make_task(kind: str, loss: LossFn | None, metrics: Sequence[Metric], **options: Any) -> Task:
-    """Build the task for ``kind`` (``"classifier"`` or ``"regressor"``)."""
+    """Build the task for ``kind`` (``"classifier"``, ``"tagger"`` or ``"regressor"``)."""
     if kind == "classifier":
         return ClassifierTask(loss, metrics)
+    if kind == "tagger":
+        from rnnkit.tasks._tagging import TaggerTask  # it subclasses Task, defined above
+
+        return TaggerTask(loss, metrics)
     return RegressorTask(loss, metrics, **options)

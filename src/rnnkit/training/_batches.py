@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.data import Batch, SequenceDataset
+from rnnkit.data.dataset import IGNORE_INDEX
 from rnnkit.errors import ShapeError
 
 __all__ = [
@@ -46,9 +47,9 @@ class DataInfo:
     Attributes:
         input_size: H_in.
         seq_len: L of the first batch.
-        target_kind: ``"class"``, ``"step"`` or ``None`` (no targets).
+        target_kind: ``"class"``, ``"step"``, ``"tag"`` (per-step class indices) or ``None``.
         target_size: H_y for per-step targets, else ``None``.
-        target_len: L_y for per-step targets, else ``None``.
+        target_len: L_y for per-step targets (values or class indices), else ``None``.
         num_classes: The largest label plus one (over the whole data set for an indexed
             source, over the first batch for an iterable one), else ``None``.
         full_length: True when no sequence is padded (no lengths, or all lengths equal L).
@@ -66,6 +67,8 @@ class DataInfo:
         """The data's layout in words, for error messages."""
         if self.target_kind == "class":
             targets = "class targets (N,)"
+        elif self.target_kind == "tag":
+            targets = "per-step class targets (N, L)"
         elif self.target_kind == "step":
             targets = f"per-step targets (N, L, H_y) = (?, ?, {self.target_size})"
         else:
@@ -76,14 +79,19 @@ class DataInfo:
 def _info_from_batch(batch: Batch, num_classes: int | None, name: str) -> DataInfo:
     x, y, lengths = batch
     _check_batch_dims(x, y, name)
-    kind = None if y is None else ("class" if y.dim() == 1 else "step")
+    kind = None if y is None else ("class", "tag", "step")[y.dim() - 1]
     full = lengths is None or bool((lengths == x.shape[1]).all())
-    if kind == "class" and num_classes is None and y is not None and y.numel() > 0:
-        num_classes = int(y.max()) + 1
-    size, steps = (
-        (int(y.shape[2]), int(y.shape[1])) if kind == "step" and y is not None else (None, None)
-    )
+    if kind in ("class", "tag") and num_classes is None and y is not None:
+        num_classes = _largest_label(y)
+    size = int(y.shape[2]) if kind == "step" and y is not None else None
+    steps = int(y.shape[1]) if kind in ("step", "tag") and y is not None else None
     return DataInfo(int(x.shape[-1]), int(x.shape[1]), kind, size, steps, num_classes, full)
+
+
+def _largest_label(y: Tensor) -> int | None:
+    """The largest class label plus one, skipping ignored steps (-100); ``None`` if none."""
+    labels = y[y != IGNORE_INDEX]
+    return int(labels.max()) + 1 if labels.numel() > 0 else None
 
 
 def _check_batch_dims(x: Tensor, y: Tensor | None, name: str) -> None:
@@ -97,11 +105,13 @@ def _check_batch_dims(x: Tensor, y: Tensor | None, name: str) -> None:
             f"Expected the batches of `{name}` to have x of shape (N, L, H_in), but got "
             f"{tuple(x.shape)}. Hint: {hint}."
         )
-    if y is not None and y.dim() not in (1, 3):
+    tags = y is not None and y.dim() == 2 and not y.is_floating_point()
+    if y is not None and y.dim() not in (1, 3) and not tags:
         raise ShapeError(
-            f"Expected the targets of `{name}` to have shape (N,) (class indices) or "
-            f"(N, L, H_y) (per-step values), but got {tuple(y.shape)}. Hint: add a feature "
-            "axis to per-step targets with y.unsqueeze(-1)."
+            f"Expected the targets of `{name}` to have shape (N,) (class indices), (N, L) "
+            f"(per-step class indices) or (N, L, H_y) (per-step values), but got "
+            f"{tuple(y.shape)}. Hint: add a feature axis to per-step values with "
+            "y.unsqueeze(-1); per-step class labels must be integers (y.long())."
         )
 
 
@@ -236,7 +246,7 @@ class IndexedSource(BatchSource):
         full = data.lengths is None or bool((data.lengths == data.seq_len).all())
         target_len = (
             info.target_len
-            if data.target_kind != "step" or data.y is None
+            if data.target_kind not in ("step", "tag") or data.y is None
             else int(data.y.shape[1])
         )
         return dataclasses.replace(

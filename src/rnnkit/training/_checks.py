@@ -14,6 +14,7 @@ from rnnkit.metrics import Metric, get_metric
 from rnnkit.models.base import RecurrentModel
 from rnnkit.models.classifier import SequenceClassifier
 from rnnkit.models.regressor import Seq2SeqRegressor
+from rnnkit.models.tagger import SequenceTagger
 from rnnkit.training._batches import BatchSource, DataInfo, IndexedSource
 
 __all__ = [
@@ -89,7 +90,7 @@ def check_ratio(value: object) -> None:
 
 
 def model_kind(model: object) -> tuple[RecurrentModel, str]:
-    """The model, typed, and ``"classifier"`` or ``"regressor"``.
+    """The model, typed, and ``"classifier"``, ``"tagger"`` or ``"regressor"``.
 
     Raises:
         TypeError: For anything but an rnnkit model.
@@ -98,10 +99,13 @@ def model_kind(model: object) -> tuple[RecurrentModel, str]:
         return model, "classifier"
     if isinstance(model, Seq2SeqRegressor):
         return model, "regressor"
+    if isinstance(model, SequenceTagger):
+        return model, "tagger"
     raise TypeError(
-        f"Expected `model` to be an rnnkit SequenceClassifier or Seq2SeqRegressor (or a "
-        f"subclass), but got {type(model).__name__}. Hint: build the network with one of them; "
-        "other modules need a Trainer subclass that overrides training_step."
+        f"Expected `model` to be an rnnkit SequenceClassifier, SequenceTagger or "
+        f"Seq2SeqRegressor (or a subclass), but got {type(model).__name__}. Hint: build the "
+        "network with one of them; other modules need a Trainer subclass that overrides "
+        "training_step."
     )
 
 
@@ -132,18 +136,26 @@ def resolve_metrics(metrics: Sequence[str | Metric] | None) -> list[Metric] | No
 
 def check_metric_kinds(kind: str, metrics: Sequence[Metric]) -> None:
     """Raise when a metric needs the other kind of target (accuracy for a regressor)."""
-    wanted = "class" if kind == "classifier" else "step"
+    wanted = "step" if kind == "regressor" else "class"
     for metric in metrics:
         if metric.target_kind != wanted:
             raise ValueError(
                 f"Expected metrics for a {_model_name(kind)} ({wanted} targets), but got "
                 f"{metric.name!r}, a metric for {metric.target_kind} targets. Hint: "
-                "'accuracy'/'top5_accuracy' suit classifiers, 'mse'/'mae' regressors."
+                "'accuracy'/'top5_accuracy' suit classifiers and taggers, 'mse'/'mae' regressors."
             )
 
 
+_MODEL_NAMES = {
+    "classifier": "SequenceClassifier",
+    "tagger": "SequenceTagger",
+    "regressor": "Seq2SeqRegressor",
+}
+_TARGET_KINDS = {"classifier": "class", "tagger": "tag", "regressor": "step"}
+
+
 def _model_name(kind: str) -> str:
-    return "SequenceClassifier" if kind == "classifier" else "Seq2SeqRegressor"
+    return _MODEL_NAMES[kind]
 
 
 def check_data(model: RecurrentModel, kind: str, info: DataInfo, name: str) -> None:
@@ -155,7 +167,9 @@ def check_data(model: RecurrentModel, kind: str, info: DataInfo, name: str) -> N
     """
     _check_target_kind(kind, info, name)
     check_width(model, info, name)
-    if kind == "classifier":
+    if kind == "tagger":
+        _check_tag_targets(model, info, name)
+    if kind != "regressor":
         _check_classes(model, info, name)
     else:
         _check_step_targets(model, info, name)
@@ -180,25 +194,52 @@ def _check_target_kind(kind: str, info: DataInfo, name: str) -> None:
             f"Expected `{name}` to hold targets for training, but it holds inputs only. "
             "Hint: pass (x, y), or a SequenceDataset built with y."
         )
-    wanted = "class" if kind == "classifier" else "step"
+    wanted = _TARGET_KINDS[kind]
     if info.target_kind == wanted:
         return
-    if kind == "classifier":
-        fix = "use a Seq2SeqRegressor for per-step targets, or give one label per sequence"
-    else:
-        fix = "use a SequenceClassifier for class labels, or give per-step values (N, L, H_y)"
+    fix = _TARGET_FIXES[kind, info.target_kind]
     raise ValueError(
         f"Expected `{name}` to hold {_targets(wanted)} for a {_model_name(kind)}, but it holds "
         f"{info.layout()}. Hint: {fix}."
     )
 
 
+_TARGET_FIXES = {
+    ("classifier", "step"): "use a Seq2SeqRegressor for per-step values, or give one label per "
+    "sequence",
+    ("classifier", "tag"): "use a SequenceTagger for a class label at every step, or give one "
+    "label per sequence",
+    ("tagger", "class"): "use a SequenceClassifier for one label per sequence, or give a label "
+    "at every step, (N, L) int64 with -100 at steps to skip",
+    ("tagger", "step"): "use a Seq2SeqRegressor for per-step values, or give per-step class "
+    "indices (N, L) int64 (y.squeeze(-1).long() if they are stored as (N, L, 1))",
+    ("regressor", "class"): "use a SequenceClassifier for class labels, or give per-step values "
+    "(N, L, H_y)",
+    ("regressor", "tag"): "use a SequenceTagger for per-step class labels, or give per-step "
+    "values (N, L, H_y) (y.unsqueeze(-1).float())",
+}
+
+
 def _targets(kind: str) -> str:
-    return "class indices (N,)" if kind == "class" else "per-step targets (N, L, H_y)"
+    return {
+        "class": "class indices (N,)",
+        "tag": "per-step class indices (N, L)",
+        "step": "per-step targets (N, L, H_y)",
+    }[kind]
+
+
+def _check_tag_targets(model: RecurrentModel, info: DataInfo, name: str) -> None:
+    target_len = info.target_len
+    if target_len is not None and target_len != info.seq_len:
+        raise ShapeError(
+            f"Expected the per-step class targets of `{name}` to have shape (N, L) = (?, "
+            f"{info.seq_len}), a label for every step of x, but got (?, {target_len}). "
+            "Hint: label every step, with -100 at steps to skip."
+        )
 
 
 def _check_classes(model: RecurrentModel, info: DataInfo, name: str) -> None:
-    assert isinstance(model, SequenceClassifier)
+    assert isinstance(model, SequenceClassifier | SequenceTagger)
     num_classes = model.num_classes
     if info.num_classes is not None and info.num_classes > num_classes:
         raise ValueError(
