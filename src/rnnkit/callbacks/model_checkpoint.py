@@ -84,9 +84,7 @@ class ModelCheckpoint(Callback):
             is malformed, or the settings would never save.
 
     Attributes:
-        best_k: ``{path: score}`` of the kept ranked files.
-        best_path: The best kept file, or ``None`` before the first save.
-        best_score: Its score (with ``monitor=None``: its epoch), or ``None``.
+        best_score: The score of ``best_path`` (with ``monitor=None``: its epoch), or ``None``.
     """
 
     def __init__(
