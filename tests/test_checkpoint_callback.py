@@ -61,7 +61,8 @@ def fit(callback: ModelCheckpoint, scores: list[float], **kwargs: Any) -> FakeTr
 
 
 def on_disk(folder: Path) -> list[str]:
-    return sorted(path.name for path in folder.iterdir())
+    """The files in ``folder``, without the run's marker ``.rnnkit-run``."""
+    return sorted(path.name for path in folder.iterdir() if path.name != ".rnnkit-run")
 
 
 def name(epoch: int) -> str:
@@ -175,7 +176,7 @@ def test_filename_template_takes_metrics(tmp_path: Path) -> None:
     )
     fit(callback, [0.25])
     assert on_disk(tmp_path) == ["e0-0.25.ckpt"]
-    bad = ModelCheckpoint(tmp_path, filename="{val_acc:.2f}")
+    bad = ModelCheckpoint(tmp_path / "bad", filename="{val_acc:.2f}")  # a folder of its own
     with pytest.raises(ValueError, match=r"could not fill its filename template.*'val_acc'"):
         fit(bad, [0.25])
 

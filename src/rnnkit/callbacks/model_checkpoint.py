@@ -6,22 +6,33 @@ Importable as ``rnnkit.ModelCheckpoint``, ``rnnkit.callbacks.ModelCheckpoint`` a
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from rnnkit.callbacks._base import Callback
-from rnnkit.errors import CheckpointWriteError
+from rnnkit.callbacks._checkpoint_names import check_template, fill_template, unique_name
+from rnnkit.errors import CheckpointError, CheckpointWriteError
 from rnnkit.io._atomic import atomic_copy
+from rnnkit.io._run_folder import (
+    LAST_NAME,
+    MARKER_NAME,
+    RunOwner,
+    claim_folder,
+    folder_has_checkpoints,
+    new_run_id,
+    read_owner,
+    remove_kept_file,
+    safe_name,
+)
 from rnnkit.metrics import resolve_mode
 
-__all__ = ["ModelCheckpoint"]
+__all__ = ["LAST_NAME", "ModelCheckpoint"]
 
-LAST_NAME = "last.ckpt"
-"""The file name of the checkpoint of the latest epoch, ``<dirpath>/last.ckpt``."""
+logger = logging.getLogger("rnnkit")
 
 
 class ModelCheckpoint(Callback):
@@ -33,12 +44,21 @@ class ModelCheckpoint(Callback):
     - into ``<dirpath>/<filename>`` when the epoch ranks among the ``save_top_k`` best by the
       ``monitor`` value in the epoch logs (with ``monitor=None``: the ``save_top_k`` most
       recent epochs). The file that drops out of the top k is deleted only after the new one
-      is safely written. A NaN value ranks worst.
+      is safely written. A NaN value ranks worst. A name that is already taken gets a
+      ``-v1``, ``-v2``, ... suffix, so a kept file is never overwritten.
     - and, with ``save_last``, into ``<dirpath>/last.ckpt`` (a real file, written atomically,
       no symlink), which ``Trainer.fit(..., resume_from="last")`` loads.
 
-    Its bookkeeping (the kept files and their scores) is part of each checkpoint, so a
-    resumed run keeps ranking where it stopped.
+    One folder belongs to one run: at the start of a fit the callback writes a small marker
+    ``<dirpath>/.rnnkit-run`` naming its run, and refuses a folder that holds another run's
+    checkpoints (or that a running process is writing), unless ``overwrite=True``. Resuming
+    a run from its own checkpoint continues to own its folder.
+
+    Its bookkeeping (the kept file names, relative to ``dirpath``, and their scores) is part
+    of each checkpoint, so a resumed run keeps ranking where it stopped. Names from a
+    checkpoint are data: only plain ``.ckpt`` names inside ``dirpath`` are used, and only
+    when the folder belongs to the run the checkpoint comes from; it never reads, writes or
+    deletes a file outside ``dirpath``, nor deletes a file its run did not write.
 
     Args:
         dirpath: Folder of the checkpoints; created when the fit starts.
@@ -52,16 +72,19 @@ class ModelCheckpoint(Callback):
             ``last.ckpt`` is written).
         every_n_epochs: Save after every n-th epoch (epochs ``n-1, 2n-1, ...``, 0-based).
         filename: A ``str.format`` template for the ranked files, with fields ``epoch``
-            (0-based), ``step`` (global step) and any epoch log key, e.g.
-            ``"epoch={epoch:03d}-{val_loss:.4f}"``; ``".ckpt"`` is appended when missing.
+            (0-based, an int), ``step`` (global step, an int) and any epoch log key (a
+            float), e.g. ``"epoch={epoch:03d}-{val_loss:.4f}"``; ``".ckpt"`` is appended when
+            missing.
+        overwrite: Take over a folder that belongs to another run. Its ranked files are
+            left in place (never deleted; a name clash gets a suffix), its ``last.ckpt`` is
+            replaced.
 
     Raises:
-        ValueError: An argument is out of range, or the settings would never save.
+        ValueError: An argument has the wrong type or is out of range, the filename template
+            is malformed, or the settings would never save.
 
     Attributes:
-        best_k: ``{path: score}`` of the kept ranked files.
-        best_path: The best kept file, or ``None`` before the first save.
-        best_score: Its score (with ``monitor=None``: its epoch), or ``None``.
+        best_score: The score of ``best_path`` (with ``monitor=None``: its epoch), or ``None``.
     """
 
     def __init__(
@@ -73,7 +96,9 @@ class ModelCheckpoint(Callback):
         save_top_k: int = 1,
         every_n_epochs: int = 1,
         filename: str = "epoch={epoch:03d}-step={step}",
+        overwrite: bool = False,
     ) -> None:
+        _check_types(dirpath, monitor, save_last, overwrite)
         self.mode = resolve_mode(monitor, mode)  # checks `mode` first
         _check_args(save_last, save_top_k, every_n_epochs)
         self.dirpath = Path(dirpath)
@@ -81,11 +106,25 @@ class ModelCheckpoint(Callback):
         self.save_last = save_last
         self.save_top_k = save_top_k
         self.every_n_epochs = every_n_epochs
-        self.filename = _check_filename(filename)
-        self.best_k: dict[str, float] = {}
-        self.best_path: Path | None = None
+        self.filename = check_template(filename)
+        self.overwrite = overwrite
+        self._kept: dict[str, float] = {}  # file name (inside dirpath) -> score
+        self._best: str | None = None
         self.best_score: float | None = None
-        self._last_written: Path | None = None
+        self._last_written: str | None = None
+        self._run_id: str | None = None
+        self._restored_run: str | None = None
+        self._started = False
+
+    @property
+    def best_k(self) -> dict[str, float]:
+        """``{path: score}`` of the kept ranked files (paths inside ``dirpath``)."""
+        return {str(self.dirpath / name): score for name, score in self._kept.items()}
+
+    @property
+    def best_path(self) -> Path | None:
+        """The best kept file, or ``None`` before the first save."""
+        return None if self._best is None else self.dirpath / self._best
 
     @property
     def last_path(self) -> Path | None:
@@ -93,16 +132,106 @@ class ModelCheckpoint(Callback):
 
         The more recently written of ``<dirpath>/last.ckpt`` (also one written by an earlier
         process, or by the Trainer on a KeyboardInterrupt) and the latest ranked file this
-        callback wrote (or restored from a checkpoint's state).
+        callback wrote (or restored from a checkpoint's state); always a regular file
+        directly inside ``dirpath``.
         """
-        candidates = [self.dirpath / LAST_NAME, self._last_written]
-        existing = [path for path in candidates if path is not None and path.is_file()]
+        names = [LAST_NAME, self._last_written]
+        existing = [self.dirpath / n for n in names if n is not None and _is_regular(n, self)]
         return max(existing, key=lambda path: path.stat().st_mtime_ns, default=None)
 
     def on_fit_start(self, trainer: Any) -> None:
-        """Create ``dirpath`` (rank 0), so a bad folder fails before the first epoch."""
+        """Create ``dirpath`` and claim it for this run (rank 0), before the first epoch.
+
+        Raises:
+            rnnkit.errors.CheckpointWriteError: The folder cannot be created.
+            rnnkit.errors.CheckpointError: The folder belongs to another run (see
+                ``overwrite``).
+        """
         if not trainer.is_global_zero:
             return
+        self._started = False
+        self._start()
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
+        """Save this epoch's checkpoint(s) when it is a save epoch, on rank 0."""
+        if not trainer.is_global_zero or (epoch + 1) % self.every_n_epochs:
+            return
+        if not self._started:
+            self._start()
+        self._check_still_owner()
+        step = int(trainer.global_step)
+        written = None
+        if self.save_top_k != 0:
+            score = self._score(epoch, logs)
+            if self._qualifies(score):
+                name = fill_template(self.filename, epoch, step, logs)
+                written = self._save_ranked(trainer, name, score)
+        if self.save_last:
+            self._save_last(trainer, written)
+
+    # -- the run folder ----------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Make the folder, then continue the restored run in it or start a new run."""
+        self._make_folder()
+        restored, self._restored_run = self._restored_run, None
+        owner = read_owner(self.dirpath)
+        self._started = True
+        if restored is not None and owner is not None and owner.run_id == restored:
+            self._run_id = restored  # a resume of the run that owns this folder
+            claim_folder(self.dirpath, restored, replace=True)  # now written by this process
+            return
+        self._forget_restored_files()
+        self._run_id = new_run_id()
+        if owner is not None:
+            self._take_over(owner)
+            return
+        if folder_has_checkpoints(self.dirpath) and not self.overwrite:
+            raise self._not_ours("holds checkpoints that no ModelCheckpoint run claims")
+        other = claim_folder(self.dirpath, self._run_id, replace=self.overwrite)
+        if other is not None:  # another run claimed it a moment ago
+            self._take_over(other)
+
+    def _take_over(self, owner: RunOwner) -> None:
+        if not self.overwrite:
+            if folder_has_checkpoints(self.dirpath):
+                raise self._not_ours("holds checkpoints of another run")
+            if owner.is_alive_here():
+                raise self._not_ours("is being written by another run (still running)")
+        assert self._run_id is not None
+        claim_folder(self.dirpath, self._run_id, replace=True)
+
+    def _not_ours(self, why: str) -> CheckpointError:
+        self._started = False
+        return CheckpointError(
+            f"Expected ModelCheckpoint's folder {str(self.dirpath)!r} to be new or this "
+            f"run's, but it {why}; writing there would overwrite and delete that run's files. "
+            f"Hint: pass another `dirpath`; to continue that run, resume it with "
+            f"fit(..., resume_from='last'); to take the folder over anyway (its ranked files "
+            f"are kept, last.ckpt is replaced), pass ModelCheckpoint(..., overwrite=True)."
+        )
+
+    def _check_still_owner(self) -> None:
+        owner = read_owner(self.dirpath)
+        if owner is None or owner.run_id != self._run_id:
+            raise CheckpointError(
+                f"Expected ModelCheckpoint's folder {str(self.dirpath)!r} to belong to this "
+                f"run, but another run took it over (its marker {MARKER_NAME!r} changed) "
+                f"after this fit started. Hint: give each run its own `dirpath`."
+            )
+
+    def _forget_restored_files(self) -> None:
+        """Drop bookkeeping about files that are not this folder's run's (never delete them)."""
+        if self._kept or self._last_written is not None:
+            logger.info(
+                "rnnkit: ModelCheckpoint starts a new ranking in %r; the files listed in the "
+                "resumed checkpoint belong to another folder or run and are left untouched.",
+                str(self.dirpath),
+            )
+        self._kept, self._last_written = {}, None
+        self._update_best()
+
+    def _make_folder(self) -> None:
         try:
             self.dirpath.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -110,19 +239,6 @@ class ModelCheckpoint(Callback):
                 f"Could not create the checkpoint folder {str(self.dirpath)!r}: {exc}. "
                 f"Hint: pass a writable `dirpath` to ModelCheckpoint."
             ) from exc
-
-    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
-        """Save this epoch's checkpoint(s) when it is a save epoch, on rank 0."""
-        if not trainer.is_global_zero or (epoch + 1) % self.every_n_epochs:
-            return
-        step = int(trainer.global_step)
-        written = None
-        if self.save_top_k != 0:
-            score = self._score(epoch, logs)
-            if self._qualifies(score):
-                written = self._save_ranked(trainer, self._path(epoch, step, logs), score)
-        if self.save_last:
-            self._save_last(trainer, written)
 
     # -- ranking -------------------------------------------------------------------------
 
@@ -144,55 +260,45 @@ class ModelCheckpoint(Callback):
         return -score if self.monitor is None or self.mode == "max" else score
 
     def _qualifies(self, score: float) -> bool:
-        if self.save_top_k < 0 or len(self.best_k) < self.save_top_k:
+        if self.save_top_k < 0 or len(self._kept) < self.save_top_k:
             return True
-        worst = max(self.best_k.values(), key=self._rank)
+        worst = max(self._kept.values(), key=self._rank)
         return self._rank(score) < self._rank(worst)
 
     def _evict(self, keep: str) -> list[str]:
-        """Drop the worst entries beyond ``save_top_k`` (never ``keep``); return their paths."""
+        """Drop the worst entries beyond ``save_top_k`` (never ``keep``); return their names."""
         if self.save_top_k < 0:
             return []
-        ranked = sorted(self.best_k, key=lambda path: (path != keep, self._rank(self.best_k[path])))
+        ranked = sorted(self._kept, key=lambda name: (name != keep, self._rank(self._kept[name])))
         evicted = ranked[self.save_top_k :]
-        for path in evicted:
-            del self.best_k[path]
+        for name in evicted:
+            del self._kept[name]
         return evicted
 
     def _update_best(self) -> None:
-        if not self.best_k:
-            self.best_path, self.best_score = None, None
+        if not self._kept:
+            self._best, self.best_score = None, None
             return
-        best = min(self.best_k, key=lambda path: self._rank(self.best_k[path]))
-        self.best_path, self.best_score = Path(best), self.best_k[best]
+        self._best = min(self._kept, key=lambda name: self._rank(self._kept[name]))
+        self.best_score = self._kept[self._best]
 
     # -- writing -------------------------------------------------------------------------
 
-    def _path(self, epoch: int, step: int, logs: Mapping[str, float]) -> Path:
-        fields = {**{k: float(v) for k, v in logs.items()}, "epoch": epoch, "step": step}
-        try:
-            name = self.filename.format(**fields)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(
-                f"ModelCheckpoint could not fill its filename template {self.filename!r} "
-                f"({type(exc).__name__}: {exc}); available fields: {sorted(fields)}. "
-                f"Hint: use only those names, e.g. 'epoch={{epoch:03d}}'."
-            ) from exc
-        return self.dirpath / (name if name.endswith(".ckpt") else f"{name}.ckpt")
-
-    def _save_ranked(self, trainer: Any, path: Path, score: float) -> Path:
+    def _save_ranked(self, trainer: Any, name: str, score: float) -> Path:
+        name = unique_name(self.dirpath, name, {*self._kept, LAST_NAME})
         before = self.state_dict()
-        self.best_k[str(path)] = score
-        evicted = self._evict(keep=str(path))
+        self._kept[name] = score
+        evicted = self._evict(keep=name)
         self._update_best()
-        self._last_written = path
+        self._last_written = name
+        path = self.dirpath / name
         try:
             trainer.save_checkpoint(path)
         except BaseException:
-            self.load_state_dict(before)
+            self._restore(before)
             raise
         for old in evicted:
-            Path(old).unlink(missing_ok=True)
+            remove_kept_file(self.dirpath, old)
         return path
 
     def _save_last(self, trainer: Any, written: Path | None) -> None:
@@ -205,60 +311,85 @@ class ModelCheckpoint(Callback):
     # -- state ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """The bookkeeping: monitor, mode, kept files and scores, best and latest file."""
+        """The bookkeeping: run id, monitor, mode, kept file names and scores, best and latest.
+
+        File names are relative to ``dirpath``.
+        """
         return {
+            "run_id": self._run_id,
             "monitor": self.monitor,
             "mode": self.mode,
-            "best_k": dict(self.best_k),
-            "best_path": None if self.best_path is None else str(self.best_path),
+            "best_k": dict(self._kept),
+            "best_path": self._best,
             "best_score": self.best_score,
-            "last_written": None if self._last_written is None else str(self._last_written),
+            "last_written": self._last_written,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s bookkeeping.
+        """Restore :meth:`state_dict`'s bookkeeping, checking every file name in it.
 
-        When the state was ranked by another ``monitor`` or ``mode``, its scores cannot be
-        compared with new ones: the ranking starts afresh (the old files stay on disk).
+        A name that is not a plain ``.ckpt`` file name inside ``dirpath`` is ignored with a
+        warning. When the state was ranked by another ``monitor`` or ``mode``, its scores
+        cannot be compared with new ones: the ranking starts afresh (the old files stay on
+        disk). At the start of the fit the kept files are adopted only if ``dirpath``
+        belongs to the run the state comes from; otherwise the ranking starts afresh there
+        and the listed files are left untouched.
         """
-        last = state.get("last_written")
-        self._last_written = None if last is None else Path(last)
+        run_id = state.get("run_id")
+        self._restored_run = run_id if isinstance(run_id, str) and run_id else None
+        self._run_id, self._started = self._restored_run, False
+        self._restore(state)
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        self._last_written = safe_name(state.get("last_written"), what="last_written")
         same = (state.get("monitor"), state.get("mode")) == (self.monitor, self.mode)
-        self.best_k = {str(k): float(v) for k, v in state.get("best_k", {}).items()} if same else {}
+        kept = state.get("best_k", {}) if same else {}
+        self._kept = {}
+        for key, score in kept.items() if isinstance(kept, Mapping) else []:
+            name = safe_name(key, what="a kept file")
+            if name is not None and isinstance(score, (int, float)):
+                self._kept[name] = float(score)
         self._update_best()
 
 
+def _is_regular(name: str, callback: ModelCheckpoint) -> bool:
+    return (callback.dirpath / name).is_file() and not (callback.dirpath / name).is_symlink()
+
+
+def _check_types(dirpath: object, monitor: object, save_last: object, overwrite: object) -> None:
+    if not isinstance(dirpath, (str, os.PathLike)):
+        raise ValueError(
+            f"Expected `dirpath` to be a str or os.PathLike (a folder), but got "
+            f"{type(dirpath).__name__} {dirpath!r}. Hint: e.g. ModelCheckpoint('runs/mnist')."
+        )
+    if monitor is not None and not isinstance(monitor, str):
+        raise ValueError(
+            f"Expected `monitor` to be a str or None (a key of the epoch logs, e.g. "
+            f"'val_loss'), but got {type(monitor).__name__} {monitor!r}."
+        )
+    for name, value in (("save_last", save_last), ("overwrite", overwrite)):
+        if not isinstance(value, bool):
+            raise ValueError(
+                f"Expected `{name}` to be a bool, but got {type(value).__name__} {value!r}."
+            )
+
+
 def _check_args(save_last: bool, save_top_k: object, every_n_epochs: object) -> None:
-    if not _is_int(save_top_k, minimum=-1):
-        raise ValueError(
-            f"Expected `save_top_k` to be an int >= -1 (-1 keeps all), but got {save_top_k!r}."
-        )
-    if not _is_int(every_n_epochs, minimum=1):
-        raise ValueError(
-            f"Expected `every_n_epochs` to be an int >= 1, but got {every_n_epochs!r}."
-        )
+    for name, value, minimum, note in (
+        ("save_top_k", save_top_k, -1, " (-1 keeps all)"),
+        ("every_n_epochs", every_n_epochs, 1, ""),
+    ):
+        if isinstance(value, bool):
+            raise ValueError(
+                f"Expected `{name}` to be an int >= {minimum}{note}, not a bool, but got "
+                f"{value!r}. Hint: pass a count, e.g. {name}=1."
+            )
+        if not isinstance(value, int) or value < minimum:
+            raise ValueError(
+                f"Expected `{name}` to be an int >= {minimum}{note}, but got {value!r}."
+            )
     if save_top_k == 0 and not save_last:
         raise ValueError(
             "Expected ModelCheckpoint to save something, but save_top_k=0 and save_last=False "
             "save nothing. Hint: set save_last=True or save_top_k >= 1."
         )
-
-
-def _is_int(value: object, *, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def _check_filename(filename: str) -> str:
-    try:
-        list(string.Formatter().parse(filename))
-    except ValueError as exc:
-        raise ValueError(
-            f"Expected `filename` to be a str.format template, but got {filename!r} ({exc})."
-        ) from exc
-    name = filename if filename.endswith(".ckpt") else f"{filename}.ckpt"
-    if not filename or name == LAST_NAME or "/" in filename:
-        raise ValueError(
-            f"Expected `filename` to be a file name template other than {LAST_NAME!r} and "
-            f"without '/', but got {filename!r}. Hint: e.g. 'epoch={{epoch:03d}}'."
-        )
-    return filename

@@ -17,8 +17,12 @@ subclass for each way it can be wrong.
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
+import pickletools
 import re
+import stat
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,6 +46,7 @@ from rnnkit.io._atomic import (
     atomic_save,
     check_plain,
 )
+from rnnkit.io._config_checks import build_on_meta, check_config_values, count_problems
 
 if TYPE_CHECKING:
     from rnnkit.models.base import RecurrentModel
@@ -129,20 +134,45 @@ def make_checkpoint(
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_MAGIC = b"\x80"
-_GLOBAL_RE = re.compile(r"Unsupported global: GLOBAL (\S+)")
+_GLOBAL_RE = re.compile(r"(?:Unsupported global: |unsupported )GLOBAL (\S+)")
+_SCAN_LIMIT = 1 << 20  # bytes of a non-PyTorch file scanned for pickled objects
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
+    """Refuse anything but a regular file, without opening it (a FIFO would block)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
         raise CheckpointNotFoundError(
             f"Expected a checkpoint file at {str(path)!r}, but nothing is there. Hint: check "
             f"the path; ModelCheckpoint writes '<dirpath>/last.ckpt' and one file per kept epoch."
-        )
-    if not path.is_file():
+        ) from None
+    except OSError as exc:
+        raise CheckpointError(
+            f"Could not read the checkpoint {str(path)!r}: {exc}. Hint: check that this user "
+            f"may read it."
+        ) from exc
+    if stat.S_ISDIR(info.st_mode):
         raise CheckpointNotFoundError(
             f"Expected {str(path)!r} to be a checkpoint file, but it is a folder. Hint: pass a "
             f"file inside it, e.g. {str(path / 'last.ckpt')!r}."
         )
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckpointNotFoundError(
+            f"Expected {str(path)!r} to be a checkpoint file, but it is not a regular file "
+            f"(it is {_special_kind(info.st_mode)}), so it was not read. Hint: pass the path "
+            f"of a checkpoint file, e.g. '<dirpath>/last.ckpt'."
+        )
+
+
+def _special_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 _DAMAGED_HINT = (
@@ -162,7 +192,7 @@ def _check_container(path: Path) -> None:
     """Verify the bytes before unpickling: header, zip index and every member's CRC."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(len(_ZIP_MAGIC))
+            head = handle.read(256)
     except OSError as exc:
         raise CheckpointError(
             f"Could not read the checkpoint {str(path)!r}: {exc}. Hint: check that this user "
@@ -173,12 +203,34 @@ def _check_container(path: Path) -> None:
     if head.startswith(_PICKLE_MAGIC):  # PyTorch's legacy (pre-1.6) format; no checksums
         return
     if not head.startswith(_ZIP_MAGIC):
+        _refuse_plain_pickle(path)
         raise _corrupt(
             path,
             f"not a PyTorch file (it starts with the bytes {head!r})",
             "check that the path names a checkpoint written by rnnkit or torch.save",
         )
     _check_zip(path)
+
+
+def _pickled_global(data: bytes) -> str | None:
+    """The first object class a raw pickle would import, read without unpickling anything."""
+    try:
+        for opcode, arg, _ in pickletools.genops(io.BytesIO(data)):
+            if opcode.name in ("GLOBAL", "INST"):
+                return str(arg).replace(" ", ".")
+            if opcode.name in ("STACK_GLOBAL", "REDUCE", "OBJ", "NEWOBJ"):
+                return "an object built by its pickle"
+    except (ValueError, EOFError, UnicodeDecodeError, IndexError, KeyError):
+        return None
+    return None
+
+
+def _refuse_plain_pickle(path: Path) -> None:
+    """A plain pickle (no PyTorch container) that imports classes is foreign, not damaged."""
+    with open(path, "rb") as handle:
+        found = _pickled_global(handle.read(_SCAN_LIMIT))
+    if found is not None:
+        raise _refused_pickle(path, found)
 
 
 def _check_zip(path: Path) -> None:
@@ -197,20 +249,60 @@ def _check_zip(path: Path) -> None:
         )
 
 
+def _refused_pickle(path: Path, found: str) -> ForeignCheckpointError:
+    return ForeignCheckpointError(
+        f"Expected {str(path)!r} to hold only tensors and plain values, like every rnnkit "
+        f"checkpoint, but it holds pickled Python objects ({found}), which a safe "
+        f"weights_only=True load refuses. It was not written by rnnkit. Hint: only if you "
+        f"trust its source, read it with torch.load(path, weights_only=False)."
+    )
+
+
+def _map_location_error(map_location: Any, why: str) -> CheckpointError:
+    return CheckpointError(
+        f"Expected `map_location` to name a device this machine has, but got "
+        f"{map_location!r}: {why}. The file itself was not judged. Hint: pass "
+        f"map_location='cpu' (the default), or a device listed by torch.cuda.device_count()."
+    )
+
+
+def _check_map_location(map_location: Any) -> None:
+    """Refuse a device that does not exist here before reading the file."""
+    if not isinstance(map_location, (str, torch.device)):
+        return  # a dict or a function: torch applies it per storage
+    try:
+        device = torch.device(map_location)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise _map_location_error(map_location, f"not a device ({exc})") from exc
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise _map_location_error(map_location, f"this machine has {count} CUDA device(s)")
+
+
 def _torch_load(path: Path, map_location: Any) -> object:
+    _check_map_location(map_location)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
+    except pickle.UnpicklingError as exc:  # the safe unpickler refused the content
         found = _GLOBAL_RE.search(str(exc))
-        if found is None:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise _corrupt(path, f"truncated or damaged (torch.load failed: {first})") from exc
-        raise ForeignCheckpointError(
-            f"Expected {str(path)!r} to hold only tensors and plain values, like every rnnkit "
-            f"checkpoint, but it holds pickled Python objects ({found.group(1)}), which a safe "
-            f"weights_only=True load refuses. It was not written by rnnkit. Hint: only if you "
-            f"trust its source, read it with torch.load(path, weights_only=False)."
+        raise _refused_pickle(path, found.group(1) if found else _last_line(exc)) from exc
+    except Exception as exc:
+        if "deserialize object on" in str(exc) or "device" in str(exc).lower():
+            raise _map_location_error(map_location, _first_line(exc)) from exc
+        raise _corrupt(
+            path, f"truncated or damaged (torch.load failed: {_first_line(exc)})"
         ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def _describe_foreign(obj: object) -> tuple[str, str]:
@@ -301,8 +393,10 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
         The checkpoint dict (see :func:`~rnnkit.io.checkpoint.make_checkpoint`).
 
     Raises:
-        rnnkit.CheckpointNotFoundError: No file at ``path`` (or a folder).
-        rnnkit.errors.CheckpointError: The file exists but cannot be read (permissions).
+        rnnkit.CheckpointNotFoundError: No file at ``path``, or not a regular file (a folder,
+            a FIFO, a device); a special file is never opened.
+        rnnkit.errors.CheckpointError: The file exists but cannot be read (permissions), or
+            ``map_location`` names a device this machine does not have.
         rnnkit.CorruptCheckpointError: The file is empty, truncated, damaged or not a PyTorch file.
         rnnkit.ForeignCheckpointError: A valid PyTorch file that is not an rnnkit checkpoint (a bare
             state_dict, another dict, pickled objects); the message says how to read it.
@@ -409,7 +503,10 @@ def _model_class(name: str, path: Path) -> type[RecurrentModel]:
 def load_model(path: str | os.PathLike[str], *, map_location: Any = "cpu") -> nn.Module:
     """Rebuild a ready model from a checkpoint, without knowing its class in advance.
 
-    The class is looked up by name in ``rnnkit.models.MODEL_CLASSES``, built with
+    The class is looked up by name in ``rnnkit.models.MODEL_CLASSES``. Before anything is
+    allocated, the config's fields are checked against the config class (names and types)
+    and the model is built on the ``meta`` device (shapes only) to compare its parameter
+    shapes with the saved weights. Only then is it built with
     ``from_config(checkpoint['model']['config'])``, loaded with the saved weights (strict)
     and put in evaluation mode (``model.eval()``).
 
@@ -422,16 +519,48 @@ def load_model(path: str | os.PathLike[str], *, map_location: Any = "cpu") -> nn
 
     Raises:
         rnnkit.errors.CheckpointError: Any error of :func:`~rnnkit.load_checkpoint`; a
-            :class:`~rnnkit.CheckpointMismatchError` when the class is not an rnnkit model or the
-            weights do not fit the rebuilt model.
+            :class:`~rnnkit.CorruptCheckpointError` when the config is missing, has unknown or
+            missing fields or values of the wrong type; a
+            :class:`~rnnkit.CheckpointMismatchError` when the class is not an rnnkit model or
+            the weights do not fit the model the config describes.
     """
     file = Path(path)
     checkpoint = load_checkpoint(file, map_location=map_location)
     saved = checkpoint["model"]
     cls = _model_class(saved["class"], file)
-    if saved["config"] is None:
-        raise _corrupt(file, f"malformed (the {saved['class']} was saved without its config)")
+    _check_buildable(cls, saved, file)
     model = cls.from_config(saved["config"])
     check_compatible(checkpoint, model)
     model.load_state_dict(saved["state_dict"])
     return model.eval()
+
+
+def _check_buildable(cls: type[RecurrentModel], saved: Mapping[str, Any], file: Path) -> None:
+    """Check the config's values, then its shapes against the weights, before building.
+
+    Raises:
+        rnnkit.CorruptCheckpointError: The config is missing or malformed.
+        rnnkit.CheckpointMismatchError: The weights do not fit the model the config describes.
+    """
+    config = saved["config"]
+    if config is None:
+        raise _corrupt(file, f"malformed (the {saved['class']} was saved without its config)")
+    problems = check_config_values(cls.config_class, config)
+    if problems:
+        raise _corrupt(file, f"malformed (its model config: {'; '.join(problems)})")
+    diffs = count_problems(config, saved["state_dict"])
+    if not diffs:
+        try:
+            meta = build_on_meta(cls, config)
+        except CheckpointError as exc:
+            what = f"malformed (its config cannot build a {cls.__name__}: {exc})"
+            raise _corrupt(file, what) from exc
+        diffs = _shape_diffs(saved["state_dict"], meta.state_dict())
+    if diffs:
+        shown = ", ".join(diffs[:8]) + (f", and {len(diffs) - 8} more" if len(diffs) > 8 else "")
+        fields = ", ".join(f"{key}={value!r}" for key, value in config.items() if key != "model")
+        raise CheckpointMismatchError(
+            f"Expected the weights in {str(file)!r} to fit the {cls.__name__} its config "
+            f"describes ({fields}), but they differ: {shown}. Nothing was built. Hint: the "
+            f"config or the weights were altered after saving; use an earlier checkpoint."
+        )

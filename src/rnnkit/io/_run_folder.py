@@ -1,0 +1,204 @@
+"""A run folder: which run owns it, and which file names from a checkpoint are safe in it.
+
+A checkpoint's content is data, never an instruction: a file name read from one is used only
+when it is a plain ``.ckpt`` name directly inside the folder (no separator, no ``..``, not
+hidden, not ``last.ckpt``), and a file is deleted only when it is a regular file (never a
+symlink, a folder or a device). A small marker file ``.rnnkit-run`` names the run that writes
+the folder, so that two runs never overwrite or delete each other's files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import stat
+import warnings
+from pathlib import Path
+
+from rnnkit.errors import CheckpointError
+from rnnkit.io._atomic import _atomic_write, _Writer
+
+__all__ = [
+    "LAST_NAME",
+    "MARKER_NAME",
+    "RunOwner",
+    "claim_folder",
+    "folder_has_checkpoints",
+    "new_run_id",
+    "read_owner",
+    "remove_kept_file",
+    "safe_name",
+]
+
+logger = logging.getLogger("rnnkit")
+
+LAST_NAME = "last.ckpt"
+MARKER_NAME = ".rnnkit-run"
+_MARKER_LIMIT = 1024  # bytes: a marker is tiny; never read more of an untrusted file
+
+
+def new_run_id() -> str:
+    """A fresh random run identifier."""
+    return secrets.token_hex(8)
+
+
+def safe_name(value: object, *, what: str) -> str | None:
+    """``value`` when it is a plain checkpoint file name, else ``None`` (with a warning).
+
+    Args:
+        value: A name read from a checkpoint (untrusted).
+        what: Where it was found, for the warning.
+
+    Returns:
+        The name, or ``None`` when it could name a file outside the folder or not ours.
+    """
+    if value is None:
+        return None
+    if (
+        isinstance(value, str)
+        and value == os.path.basename(value)
+        and "/" not in value
+        and "\\" not in value
+        and "\x00" not in value
+        and not value.startswith(".")
+        and value.endswith(".ckpt")
+        and value != LAST_NAME
+    ):
+        return value
+    warnings.warn(
+        f"ModelCheckpoint ignored {what} = {value!r} from the checkpoint: a kept file must be "
+        f"a plain '.ckpt' name inside the checkpoint folder, and this could name a path "
+        f"outside it. The file (if any) is left untouched.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return None
+
+
+class RunOwner:
+    """What a folder's marker says: the run id and the process that wrote it.
+
+    Args:
+        run_id: The owning run ("" when the marker is unreadable or empty).
+        pid: Its process id, or ``None``.
+        host: Its host name, or ``None``.
+    """
+
+    def __init__(self, run_id: str, pid: int | None = None, host: str | None = None) -> None:
+        self.run_id = run_id
+        self.pid = pid
+        self.host = host
+
+    def is_alive_here(self) -> bool:
+        """Whether the owner is a running process on this machine (unknown counts as alive)."""
+        if self.pid is None or self.host != socket.gethostname():
+            return True
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:  # exists, but belongs to another user
+            return True
+        return True
+
+
+def read_owner(folder: Path) -> RunOwner | None:
+    """The owner named by ``folder``'s marker, or ``None`` when there is no marker.
+
+    Raises:
+        rnnkit.errors.CheckpointError: The marker is not a regular file.
+    """
+    marker = folder / MARKER_NAME
+    try:
+        info = os.lstat(marker)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckpointError(
+            f"Expected {str(marker)!r} to be a regular file (the marker of the run that owns "
+            f"the folder), but it is not. Hint: remove it, or use another `dirpath`."
+        )
+    with open(marker, "rb") as handle:
+        data = handle.read(_MARKER_LIMIT)
+    return _parse_owner(data)
+
+
+def _parse_owner(data: bytes) -> RunOwner:
+    try:
+        fields = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return RunOwner("")
+    if not isinstance(fields, dict):
+        return RunOwner("")
+    run_id, pid, host = fields.get("run"), fields.get("pid"), fields.get("host")
+    return RunOwner(
+        run_id if isinstance(run_id, str) else "",
+        pid if type(pid) is int else None,
+        host if isinstance(host, str) else None,
+    )
+
+
+def _marker_bytes(run_id: str) -> bytes:
+    fields = {"run": run_id, "pid": os.getpid(), "host": socket.gethostname()}
+    return json.dumps(fields).encode("utf-8")
+
+
+def claim_folder(folder: Path, run_id: str, *, replace: bool) -> RunOwner | None:
+    """Write ``folder``'s marker naming ``run_id``.
+
+    Args:
+        folder: The run folder (it exists).
+        run_id: The run taking the folder.
+        replace: Replace an existing marker (atomically); otherwise create it only when
+            absent (exclusively, so of two runs starting at once only one succeeds).
+
+    Returns:
+        ``None`` on success; the existing owner when ``replace`` is false and a marker exists.
+    """
+    marker = folder / MARKER_NAME
+    data = _marker_bytes(run_id)
+    if replace:
+
+        def write(handle: _Writer) -> None:
+            handle.write(data)
+
+        _atomic_write(marker, write)
+        return None
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return read_owner(folder) or RunOwner("")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return None
+
+
+def folder_has_checkpoints(folder: Path) -> bool:
+    """Whether ``folder`` directly holds a ``.ckpt`` file (hidden temporary files aside)."""
+    with os.scandir(folder) as entries:
+        return any(e.name.endswith(".ckpt") and not e.name.startswith(".") for e in entries)
+
+
+def remove_kept_file(folder: Path, name: str) -> None:
+    """Delete ``folder/name`` when it is a regular file; leave anything else with a warning."""
+    path = folder / name
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        warnings.warn(
+            f"ModelCheckpoint did not delete {str(path)!r}: it is not a regular file (a "
+            f"symlink, folder or device), so this run did not write it.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()

@@ -1,0 +1,369 @@
+"""A checkpoint is data: it never makes rnnkit touch files outside the run folder.
+
+Also: kept files are never overwritten by a name collision or by another run sharing the
+folder, ``load_model`` checks a config against the weights before allocating anything, and
+each way a file can be wrong gets the error class that says what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from rnnkit.callbacks import Callback, ModelCheckpoint
+from rnnkit.errors import (
+    CheckpointError,
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    CorruptCheckpointError,
+    ForeignCheckpointError,
+)
+from rnnkit.io.checkpoint import atomic_save, load_checkpoint, load_model, make_checkpoint
+from rnnkit.models import SequenceClassifier
+from rnnkit.models.encoder import RecurrentEncoder
+from rnnkit.training.trainer import Trainer
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _data() -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(16, 4, 3, generator=gen), torch.randint(0, 2, (16,), generator=gen)
+
+
+def _fit(folder: Path, epochs: int, **kwargs: Any) -> Trainer:
+    """A tiny real fit with a ModelCheckpoint keeping the 2 latest epochs in ``folder``."""
+    options = {"save_top_k": 2, **kwargs.pop("checkpoint", {})}
+    trainer = Trainer(max_epochs=epochs, batch_size=8, seed=0, progress=False)
+    trainer.callbacks.append(ModelCheckpoint(folder, **options))
+    torch.manual_seed(0)
+    x, y = _data()
+    trainer.fit(SequenceClassifier(3, 2, 4), (x, y), **kwargs)
+    return trainer
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (recursively, links not followed) and its bytes."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink():
+            files[str(path.relative_to(folder))] = b"-> " + os.readlink(path).encode()
+        elif path.is_file():
+            files[str(path.relative_to(folder))] = path.read_bytes()
+    return files
+
+
+def _ckpt_names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.suffix == ".ckpt")
+
+
+class _Fake:
+    """What ModelCheckpoint uses of a Trainer; writes real checkpoints."""
+
+    def __init__(self, callback: ModelCheckpoint) -> None:
+        self.callbacks: list[Callback] = [callback]
+        self.model = nn.Linear(2, 2)
+        self.is_global_zero = True
+        self.global_step = 0
+        self.epoch = 0
+
+    def save_checkpoint(self, path: str | Path) -> None:
+        states = {type(cb).__name__: cb.state_dict() for cb in self.callbacks}
+        atomic_save(make_checkpoint(self.model, {"epoch": self.epoch}, states), path)
+
+    def run(self, scores: list[float], key: str = "score") -> None:
+        callback = self.callbacks[0]
+        callback.on_fit_start(self)
+        for epoch, score in enumerate(scores):
+            self.epoch, self.global_step = epoch, self.global_step + 1
+            callback.on_epoch_end(self, epoch, {"loss": 1.0, key: score})
+
+
+# -- paths inside a checkpoint are data ---------------------------------------------------------
+
+
+def _craft(folder: Path, state: dict[str, Any]) -> Path:
+    """A copy of ``folder/last.ckpt`` whose ModelCheckpoint state is replaced by ``state``."""
+    checkpoint = load_checkpoint(folder / "last.ckpt")
+    checkpoint["callbacks"]["ModelCheckpoint"].update(state)
+    crafted = folder / "crafted.ckpt"
+    atomic_save(checkpoint, crafted)
+    return crafted
+
+
+@pytest.mark.parametrize("where", ["absolute", "dotdot", "symlink", "absolute-in-folder-name"])
+def test_no_checkpoint_content_makes_resume_touch_a_path_outside_the_folder(
+    tmp_path: Path, where: str
+) -> None:
+    outside, run = tmp_path / "outside", tmp_path / "run"
+    outside.mkdir()
+    victim = outside / "victim.ckpt"
+    victim.write_bytes(b"precious")
+    _fit(run, epochs=2)
+    named = {
+        "absolute": str(victim),
+        "dotdot": os.path.join(str(run), "..", "outside", "victim.ckpt"),
+        "symlink": "link.ckpt",
+        "absolute-in-folder-name": str(run / ".." / "outside" / "victim.ckpt"),
+    }[where]
+    if where == "symlink":
+        (run / "link.ckpt").symlink_to(victim)
+    # the crafted entries rank worst (oldest), so the next save would evict them
+    crafted = _craft(
+        run,
+        {
+            "best_k": {named: -5.0, "../outside/victim.ckpt": -4.0, str(victim): -3.0},
+            "best_path": named,
+            "last_written": named,
+        },
+    )
+    before_outside = _snapshot(outside)
+    before_root = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.warns(UserWarning, match="ModelCheckpoint"):
+        _fit(run, epochs=5, resume_from=crafted)
+    assert _snapshot(outside) == before_outside
+    assert sorted(p.name for p in tmp_path.iterdir()) == before_root
+    if where == "symlink":
+        assert (run / "link.ckpt").is_symlink()  # not written by this run: never deleted
+
+
+def test_restored_paths_never_point_outside_the_folder(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.ckpt"
+    outside.write_bytes(b"x")
+    callback = ModelCheckpoint(tmp_path / "run")
+    with pytest.warns(UserWarning, match="outside"):
+        callback.load_state_dict(
+            {"best_k": {str(outside): 1.0}, "best_path": str(outside), "last_written": "../x"}
+        )
+    assert callback.best_k == {}
+    assert callback.best_path is None
+    assert callback.last_path is None  # resume_from="last" never reads outside.ckpt
+
+
+def test_resuming_into_a_new_folder_keeps_the_first_runs_files(tmp_path: Path) -> None:
+    _fit(tmp_path / "runA", epochs=3)
+    before = _snapshot(tmp_path / "runA")
+    assert len(_ckpt_names(tmp_path / "runA")) == 3  # 2 kept epochs and last.ckpt
+    _fit(tmp_path / "runB", epochs=6, resume_from=tmp_path / "runA" / "last.ckpt")
+    assert _snapshot(tmp_path / "runA") == before
+    assert len(_ckpt_names(tmp_path / "runB")) == 3
+
+
+def test_resuming_the_same_run_in_its_folder_keeps_ranking(tmp_path: Path) -> None:
+    _fit(tmp_path / "run", epochs=2)
+    trainer = _fit(tmp_path / "run", epochs=4, resume_from="last")
+    names = _ckpt_names(tmp_path / "run")
+    assert names == ["epoch=002-step=6.ckpt", "epoch=003-step=8.ckpt", "last.ckpt"]
+    assert len(trainer.history) == 4
+
+
+# -- names never collide --------------------------------------------------------------------------
+
+
+def test_a_template_that_repeats_a_name_never_overwrites_a_kept_file(tmp_path: Path) -> None:
+    callback = ModelCheckpoint(
+        tmp_path, monitor="score", mode="min", save_top_k=2, filename="best-{score:.1f}"
+    )
+    fake = _Fake(callback)
+    fake.run([0.50, 0.54])
+    kept = sorted(Path(path).name for path in callback.best_k)
+    assert len(kept) == 2
+    assert callback.best_path is not None
+    assert load_checkpoint(callback.best_path)["trainer"]["epoch"] == 0
+    assert {load_checkpoint(tmp_path / name)["trainer"]["epoch"] for name in kept} == {0, 1}
+
+
+# -- one folder, one run --------------------------------------------------------------------------
+
+
+def test_a_second_run_in_the_same_folder_is_refused_before_training(tmp_path: Path) -> None:
+    _fit(tmp_path / "run", epochs=2)
+    before = _snapshot(tmp_path / "run")
+    with pytest.raises(CheckpointError, match=r"another run.*overwrite=True"):
+        _fit(tmp_path / "run", epochs=2)
+    assert _snapshot(tmp_path / "run") == before
+
+
+def test_a_second_fit_of_the_same_trainer_in_the_same_folder_is_refused(tmp_path: Path) -> None:
+    trainer = _fit(tmp_path / "run", epochs=2)
+    before = _snapshot(tmp_path / "run")
+    x, y = _data()
+    with pytest.raises(CheckpointError, match="another run"):
+        trainer.fit(SequenceClassifier(3, 2, 4), (x, y))
+    assert _snapshot(tmp_path / "run") == before
+
+
+def test_two_runs_at_once_in_one_folder_the_second_is_refused(tmp_path: Path) -> None:
+    first, second = ModelCheckpoint(tmp_path), ModelCheckpoint(tmp_path)
+    first.on_fit_start(_Fake(first))  # the first run is alive and has written nothing yet
+    with pytest.raises(CheckpointError, match="another run"):
+        second.on_fit_start(_Fake(second))
+
+
+def test_overwrite_takes_the_folder_over_and_deletes_nothing_of_the_first_run(
+    tmp_path: Path,
+) -> None:
+    _fit(tmp_path / "run", epochs=2, checkpoint={"save_top_k": 1})
+    old = [n for n in _ckpt_names(tmp_path / "run") if n != "last.ckpt"]
+    old_bytes = {n: (tmp_path / "run" / n).read_bytes() for n in old}
+    _fit(tmp_path / "run", epochs=3, checkpoint={"save_top_k": 1, "overwrite": True})
+    for name, data in old_bytes.items():
+        assert (tmp_path / "run" / name).read_bytes() == data
+    assert load_checkpoint(tmp_path / "run" / "last.ckpt")["trainer"]["epoch"] == 3
+
+
+# -- arguments are checked when the callback is made --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"filename": "{epoch:q}"}, r"format spec"),
+        ({"filename": "{val_loss:d}"}, r"format spec"),
+        ({"filename": "{val_loss.real}"}, r"plain field names"),
+        ({"filename": "{}"}, r"plain field names"),
+        ({"filename": "{val_loss:/>9}"}, r"without '/'"),
+        ({"filename": 3}, r"`filename` to be a str"),
+        ({"monitor": 3}, r"`monitor` to be a str or None"),
+        ({"save_top_k": True}, r"`save_top_k` to be an int.*not a bool"),
+        ({"save_last": "yes"}, r"`save_last` to be a bool"),
+        ({"overwrite": 1}, r"`overwrite` to be a bool"),
+    ],
+)
+def test_bad_arguments_are_refused_at_construction(
+    tmp_path: Path, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        ModelCheckpoint(tmp_path, **kwargs)
+
+
+def test_a_bad_dirpath_type_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match=r"`dirpath` to be a str or os.PathLike"):
+        ModelCheckpoint(None)  # type: ignore[arg-type]
+
+
+# -- load_model checks the config before building ---------------------------------------------
+
+
+def _tampered(tmp_path: Path, **config: Any) -> Path:
+    torch.manual_seed(0)
+    model = SequenceClassifier(3, 2, 8)
+    checkpoint = make_checkpoint(model, {}, {})
+    checkpoint["model"]["config"].update(config)
+    path = tmp_path / "tampered.ckpt"
+    atomic_save(checkpoint, path)
+    return path
+
+
+def test_a_config_that_disagrees_with_the_weights_allocates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _tampered(tmp_path, hidden_size=3000)
+    devices: list[str] = []
+    original = RecurrentEncoder.__init__
+
+    def spy(self: RecurrentEncoder, *args: Any, **kwargs: Any) -> None:
+        devices.append(torch.empty(0).device.type)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RecurrentEncoder, "__init__", spy)
+    with pytest.raises(CheckpointMismatchError, match=r"hidden_size.*weight_hh_l0"):
+        load_model(path)
+    assert "cpu" not in devices  # only checked on the meta device, never built for real
+
+
+def test_a_huge_config_over_small_weights_is_refused_at_once(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointMismatchError, match=r"\(8, 3\)"):
+        load_model(_tampered(tmp_path, hidden_size=100_000))
+    with pytest.raises(CheckpointMismatchError, match=r"num_layers"):
+        load_model(_tampered(tmp_path, num_layers=10**9))
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"hidden_size": "8"}, r"config\['hidden_size'\] is a str '8'.*int"),
+        ({"num_layers": True}, r"config\['num_layers'\] is a bool"),
+        ({"cell": "transformer"}, r"config\['cell'\] is 'transformer'.*'rnn', 'lstm'"),
+        ({"dropout": None}, r"config\['dropout'\] is a NoneType"),
+        ({"colour": "red"}, r"unknown.*colour"),
+    ],
+)
+def test_a_config_with_wrong_value_types_is_a_checkpoint_error(
+    tmp_path: Path, config: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(CorruptCheckpointError, match=message):
+        load_model(_tampered(tmp_path, **config))
+
+
+# -- each bad file gets the right error -------------------------------------------------------
+
+
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.remove, (str(self.marker),))
+
+
+@pytest.mark.parametrize("kind", ["zip", "legacy", "raw-protocol-2", "raw-protocol-0"])
+def test_a_malicious_pickle_is_foreign_not_corrupt(tmp_path: Path, kind: str) -> None:
+    marker = tmp_path / "must-survive"
+    marker.write_text("x")
+    path, payload = tmp_path / "evil.ckpt", {"format": "rnnkit-checkpoint", "x": _RunsCode(marker)}
+    if kind == "zip":
+        torch.save(payload, path)
+    elif kind == "legacy":
+        torch.save(payload, path, _use_new_zipfile_serialization=False)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=int(kind[-1])))
+    with pytest.raises(ForeignCheckpointError, match=r"posix\.remove|os\.remove|nt\.remove"):
+        load_checkpoint(path)
+    assert marker.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_map_location_cuda_without_cuda_is_named_not_corrupt(tmp_path: Path) -> None:
+    atomic_save(make_checkpoint(nn.Linear(2, 2), {}, {}), tmp_path / "ok.ckpt")
+    with pytest.raises(CheckpointError, match=r"map_location") as info:
+        load_checkpoint(tmp_path / "ok.ckpt", map_location="cuda")
+    assert not isinstance(info.value, CorruptCheckpointError)
+    with pytest.raises(CheckpointError, match=r"map_location"):
+        load_checkpoint(tmp_path / "ok.ckpt", map_location="no-such-device")
+
+
+def _load_in_thread(path: Path) -> BaseException | None:
+    caught: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            load_checkpoint(path)
+        except BaseException as exc:
+            caught.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "load_checkpoint blocked on a special file"
+    return caught[0] if caught else None
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_or_device_is_refused_without_reading_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.ckpt"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        if not path.exists():
+            continue
+        error = _load_in_thread(path)
+        assert isinstance(error, CheckpointNotFoundError), error
+        assert "folder" not in str(error)
+        assert "not a regular file" in str(error)
