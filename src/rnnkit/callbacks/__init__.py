@@ -11,6 +11,7 @@ receives the Trainer at run time, it does not import it).
 from __future__ import annotations
 
 from rnnkit.callbacks._base import Callback, EarlyStopping, LearningRateMonitor, ProgressBar
+from rnnkit.callbacks.gradient_flow import FlowRecord, GradientFlow, measure_gradient_flow
 from rnnkit.callbacks.loggers import CSVLogger, TensorBoardLogger
 from rnnkit.callbacks.model_checkpoint import ModelCheckpoint
 
@@ -18,8 +19,11 @@ __all__ = [
     "CSVLogger",
     "Callback",
     "EarlyStopping",
+    "FlowRecord",
+    "GradientFlow",
     "LearningRateMonitor",
     "ModelCheckpoint",
     "ProgressBar",
     "TensorBoardLogger",
+    "measure_gradient_flow",
 ]
