@@ -110,6 +110,6 @@ def test_errors() -> None:
     with pytest.raises(ValueError, match="num_streams"):
         streams(torch.arange(30.0), num_streams=0, window=5)
     with pytest.raises(TypeError, match="window"):
-        streams(torch.arange(30.0), num_streams=1, window=2.5)
+        streams(torch.arange(30.0), num_streams=1, window=2.5)  # type: ignore[arg-type]
     with pytest.raises(ShapeError):
         streams(torch.zeros(2, 3, 4, 5), num_streams=1, window=2)
