@@ -13,7 +13,7 @@ from rnnkit.data.images import IMAGE_ORDERS, NORMALIZE_PRESETS, ImageOrder, imag
 from rnnkit.data.padding import BucketBatchSampler, collate_padded, pad
 from rnnkit.data.series import WindowMode, as_series_batch, next_step, sine_wave, windows
 from rnnkit.data.standardize import Standardizer
-from rnnkit.data.streams import StreamBatches, streams
+from rnnkit.data.streaming import StreamBatches, streams
 
 __all__ = [
     "IMAGE_ORDERS",
