@@ -1,9 +1,9 @@
 """Gradients through time: how much of the loss's gradient reaches each time step.
 
-:func:`measure_gradient_flow` runs one diagnostic forward and backward pass of an rnnkit model
-on a fixed batch and returns, for every time step t, the norm of the loss's gradient with
-respect to the recurrent state, ``||dL/dh_t||``, and how
-saturated the units are. :class:`GradientFlow` does it during a fit, plots the curves and warns
+:func:`~rnnkit.callbacks.measure_gradient_flow` runs one diagnostic forward and backward pass
+of an rnnkit model on a fixed batch and returns, for every time step t, the norm of the loss's
+gradient with respect to the recurrent state, ``||dL/dh_t||``, and how saturated the units
+are. :class:`~rnnkit.callbacks.GradientFlow` does it during a fit, plots the curves and warns
 when the gradient vanishes or explodes on its way back to the first step.
 
 How it is measured: torch's fused recurrent layers hide the per-step states inside one
@@ -11,7 +11,7 @@ operation, so the gradient flowing *through* the recurrence cannot be hooked on 
 For the diagnostic pass the encoder's recurrence is instead written out one step at a time
 with torch's equations and the layer's own weights (same loss, the model's own readout and
 head; the output agrees with the fused layer's to float rounding), so that every step's state
-:math:`h_t` is a tensor in the autograd graph; :func:`torch.autograd.grad` then gives
+:math:`h_t` is a tensor in the autograd graph; ``torch.autograd.grad`` then gives
 ``dL/dh_t`` for all t at once, without touching the parameters'
 ``.grad``. The pass runs in eval mode (no dropout) and draws no random numbers, so it changes
 neither the training nor an exact resume.
@@ -67,7 +67,7 @@ class FlowRecord:
 
     @property
     def ratio(self) -> float:
-        """How much of the gradient survives the way back: ``norms[0] / norms[-2]``.
+        """The share of the gradient that survives the way back, ``norms[0] / norms[-2]``.
 
         The gradient at the second-to-last step has already come through one step of the
         recurrence; the last step's also holds the readout's direct share (a many-to-one
@@ -372,9 +372,9 @@ class GradientFlow(Callback):
 
     def __init__(
         self,
-        x: Tensor,
-        y: Tensor,
-        lengths: Tensor | None = None,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        lengths: torch.Tensor | None = None,
         *,
         every_n_epochs: int = 1,
         every_n_steps: int | None = None,

@@ -2,8 +2,8 @@
 
 - :class:`CSVLogger`: one row per epoch in a CSV file, the same records as the
   :class:`~rnnkit.History`; it stays exactly in step with a resumed run.
-- :class:`TensorBoardLogger`: TensorBoard event files (through
-  :class:`torch.utils.tensorboard.writer.SummaryWriter`, the ``tensorboard`` extra): the
+- :class:`TensorBoardLogger`: TensorBoard event files (through torch's
+  ``torch.utils.tensorboard.SummaryWriter``, the ``tensorboard`` extra): the
   epoch metrics, the learning rate and the training loss at the Trainer's logging interval.
 
 Under DDP only rank 0 writes.
@@ -198,7 +198,7 @@ class TensorBoardLogger(Callback):
 
     Attributes:
         log_dir: The folder of the event files.
-        writer: The :class:`~torch.utils.tensorboard.writer.SummaryWriter` of the running fit
+        writer: The ``torch.utils.tensorboard.SummaryWriter`` of the running fit
             (``None`` outside a fit and on ranks other than 0).
     """
 

@@ -1,15 +1,17 @@
 """Long series as parallel streams of consecutive windows, for stateful training.
 
-A long series is too long for one back-propagation pass. :func:`streams` cuts it (or several
-series) into ``num_streams`` contiguous streams and walks along them ``window`` steps at a
-time, like the classic language-model "batchify": batch ``j`` holds window ``j`` of every
-stream, so **row i of consecutive batches continues the same stream**. A model that carries
-its final state from batch ``j`` into batch ``j + 1`` (detached: truncated back-propagation
-through time) sees each stream from its start, without cutting it into independent windows.
+A long series is too long for one back-propagation pass. :func:`~rnnkit.data.streams` cuts
+it (or several series) into ``num_streams`` contiguous streams and walks along them
+``window`` steps at a time, like the classic language-model "batchify": batch ``j`` holds
+window ``j`` of every stream, so **row i of consecutive batches continues the same
+stream**. A model that carries its final state from batch ``j`` into batch ``j + 1``
+(detached: truncated back-propagation through time) sees each stream from its start,
+without cutting it into independent windows.
 
 The contract, for a trainer or a loop that carries state across batches:
 
-- iterate the batches in order, unshuffled (a :class:`StreamBatches` is a sequence);
+- iterate the batches in order, unshuffled (a :class:`~rnnkit.data.StreamBatches` is a
+  sequence);
 - row ``i`` of batch ``j + 1`` continues row ``i`` of batch ``j``: feed it the state that
   batch ``j`` ended with for row ``i``, detached;
 - except where ``resets[j + 1, i]`` is True: a new stream (or a new series) starts at that
@@ -54,7 +56,7 @@ class StreamBatches(Sequence[Batch]):
         - each batch's ``x`` and ``y``: ``(num_streams, L, F)``.
     """
 
-    def __init__(self, x: Tensor, y: Tensor, resets: Tensor, window: int) -> None:
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, resets: torch.Tensor, window: int) -> None:
         self.x, self.y, self.resets, self.window = x, y, resets, window
 
     @property
