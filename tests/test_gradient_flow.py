@@ -192,3 +192,19 @@ def test_bad_models_and_arguments() -> None:
     assert math.isnan(FlowRecord(0, 0, [1.0, 0.0, 3.0]).ratio)
     assert math.isnan(FlowRecord(0, 0, [1.0]).ratio)
     assert FlowRecord(0, 0, [1.0, 4.0, 9.0]).ratio == 0.25
+
+
+class _Resumed:
+    def __init__(self, global_step: int) -> None:
+        self.model = SequenceClassifier(3, 2, 4)
+        self.global_step = global_step
+
+
+def test_a_resumed_fit_keeps_the_records_up_to_its_checkpoint() -> None:
+    x, y = _long_batch(n=2, steps=5)
+    flow = GradientFlow(x, y)
+    flow.records = [FlowRecord(epoch, 4 * (epoch + 1), [1.0, 1.0]) for epoch in range(3)]
+    flow.on_fit_start(_Resumed(global_step=8))  # the checkpoint of epoch 1
+    assert [r.epoch for r in flow.records] == [0, 1]
+    flow.on_fit_start(_Resumed(global_step=0))  # a fresh fit
+    assert flow.records == []
