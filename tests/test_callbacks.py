@@ -300,15 +300,62 @@ class FakeTTY(io.StringIO):
         return True
 
 
-def test_progress_bar_is_off_when_not_a_tty(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_progress_bar_prints_a_line_per_epoch_off_a_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     stderr = io.StringIO()
     monkeypatch.setattr(sys, "stderr", stderr)
     trainer = FakeTrainer()
+    trainer.max_epochs = 2
     bar = ProgressBar()
     trainer.callbacks = [bar]
     run_fit(trainer, [1.0, 0.5])
     assert not bar.active
-    assert stderr.getvalue() == ""
+    assert bar.mode == "lines"
+    assert stderr.getvalue().splitlines() == [
+        "Epoch 1/2 - loss=1 val_loss=1",
+        "Epoch 2/2 - loss=0.5 val_loss=0.5",
+    ]
+
+
+def test_progress_line_shows_time_and_every_metric() -> None:
+    logs = {"epoch": 2.0, "loss": 0.123456, "accuracy": 0.875, "lr": 1e-3, "time": 1.234}
+    line = callbacks_module._epoch_line(2, 10, logs)
+    assert line == "Epoch 3/10 - 1.2s - loss=0.1235 accuracy=0.875 lr=0.001"
+
+
+class _FakeShell:
+    config: dict[str, Any] = {"IPKernelApp": {}}  # noqa: RUF012
+
+
+def test_progress_bar_uses_the_notebook_widget_in_jupyter(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_ipython = type(sys)("IPython")
+    fake_ipython.get_ipython = _FakeShell  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "IPython", fake_ipython)
+    opened: list[dict[str, Any]] = []
+
+    class Widget:
+        def __init__(self, **kwargs: Any) -> None:
+            opened.append(kwargs)
+
+        def update(self, n: int) -> None: ...
+
+        def set_postfix(self, postfix: dict[str, str], refresh: bool) -> None: ...
+
+        def close(self) -> None: ...
+
+    def fake_import(notebook: bool = False) -> Any:
+        assert notebook  # tqdm.auto: the widget in a kernel, a text bar without ipywidgets
+        return Widget
+
+    monkeypatch.setattr(callbacks_module, "_import_tqdm", fake_import)
+    trainer = FakeTrainer()
+    bar = ProgressBar()
+    trainer.callbacks = [bar]
+    run_fit(trainer, [1.0, 0.5])
+    assert bar.mode == "notebook"
+    assert [kw["desc"] for kw in opened] == ["Epoch 1/10", "Epoch 2/10"]
+    assert all("file" not in kw for kw in opened)  # the widget draws in the cell
 
 
 def test_progress_bar_draws_on_a_tty() -> None:
@@ -369,7 +416,8 @@ def test_progress_bar_without_tqdm_warns_once(monkeypatch: pytest.MonkeyPatch) -
     again = FakeTrainer()
     again.callbacks = [ProgressBar(file=stream)]
     run_fit(again, [1.0])  # no second warning (warnings are errors in this suite)
-    assert stream.getvalue() == ""
+    lines = stream.getvalue().splitlines()  # a line per epoch instead of the bar
+    assert [line.split(" - ")[0] for line in lines] == ["Epoch 1/10", "Epoch 2/10", "Epoch 1/10"]
 
 
 def test_progress_bar_argument_check() -> None:

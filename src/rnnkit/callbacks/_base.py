@@ -28,7 +28,12 @@ from torch import Tensor, nn
 
 from rnnkit.metrics import resolve_mode
 
-__all__ = ["Callback", "EarlyStopping", "LearningRateMonitor", "ProgressBar"]
+__all__ = [
+    "Callback",
+    "EarlyStopping",
+    "LearningRateMonitor",
+    "ProgressBar",
+]
 
 
 class Callback:
@@ -239,17 +244,23 @@ def _check_early_stopping_args(patience: object, min_delta: float) -> None:
 
 
 _TQDM_NOTE = (
-    "rnnkit: the progress bar needs tqdm, which is not installed; training continues without "
-    "one. Install it with `pip install rnnkit[progress]`, or pass progress=False."
+    "rnnkit: the progress bar needs tqdm, which is not installed; training prints one line per "
+    "epoch instead. Install it with `pip install rnnkit[progress]`, or pass progress=False."
 )
 _tqdm_note_shown = False
 
 
-def _import_tqdm() -> Any:
-    """The ``tqdm`` class, or None (with a one-time warning) when tqdm is not installed."""
+def _import_tqdm(notebook: bool = False) -> Any:
+    """The ``tqdm`` class (the notebook widget's with ``notebook``), or None when missing.
+
+    A missing tqdm is reported once per process with a warning.
+    """
     global _tqdm_note_shown
     try:
-        from tqdm import tqdm
+        if notebook:
+            from tqdm.auto import tqdm
+        else:
+            from tqdm import tqdm
     except ImportError:
         if not _tqdm_note_shown:
             _tqdm_note_shown = True
@@ -263,25 +274,77 @@ def _is_tty(stream: TextIO) -> bool:
     return bool(isatty()) if callable(isatty) else False
 
 
+def _in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (an IPython kernel app is running).
+
+    IPython is only looked up, never imported: a plain script does not pay for it.
+    """
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    shell = get_ipython() if callable(get_ipython) else None
+    config = getattr(shell, "config", None)
+    return config is not None and "IPKernelApp" in config
+
+
 _HIDDEN_LOGS = frozenset({"epoch", "time", "lr"})
+_LINE_SKIPPED = frozenset({"epoch", "time"})
+
+_Mode = Literal["notebook", "bar", "lines", "off"]
+
+
+def _epoch_line(epoch: int, max_epochs: int | None, logs: Mapping[str, float]) -> str:
+    """The one-line summary of an epoch that :class:`ProgressBar` prints off a terminal.
+
+    Args:
+        epoch: The epoch, 0-based (shown 1-based, as the bar shows it).
+        max_epochs: The planned number of epochs, or ``None``.
+        logs: The epoch logs; ``"time"`` is shown as the duration, every other entry but
+            ``"epoch"`` as ``name=value`` with four significant digits.
+
+    Returns:
+        E.g. ``"Epoch 3/10 - 1.2s - loss=0.4321 accuracy=0.875 val_loss=0.5 lr=0.001"``.
+    """
+    head = f"Epoch {epoch + 1}" + (f"/{max_epochs}" if max_epochs else "")
+    parts = [head]
+    if "time" in logs:
+        parts.append(f"{float(logs['time']):.1f}s")
+    metrics = " ".join(f"{k}={float(v):.4g}" for k, v in logs.items() if k not in _LINE_SKIPPED)
+    if metrics:
+        parts.append(metrics)
+    return " - ".join(parts)
 
 
 class ProgressBar(Callback):
-    """A tqdm progress bar per epoch: step, loss and throughput in samples per second.
+    """Show a fit as it runs: a bar where one can be drawn, else a line per epoch.
 
-    The bar shows only when it can help: ``enabled`` is True, the output stream is a terminal
-    (not a log file, a pipe or a notebook), the process is rank 0, and tqdm (the ``progress``
-    extra) is installed. Without tqdm, training runs without a bar after a one-time warning.
-    The loss is read from the device only every ``refresh_every_n_steps`` steps, so the bar adds
-    no per-step host synchronisation. The total per epoch is shown when the trainer exposes
+    Where the output goes decides how the fit is shown (on rank 0 only):
+
+    - in a Jupyter notebook, a notebook progress widget per epoch (tqdm's ``auto`` mode; a
+      text bar when ``ipywidgets`` is missing);
+    - on a terminal, a tqdm bar per epoch with step, loss and throughput in samples per
+      second, ending with the epoch's metrics;
+    - anywhere else (a log file, a pipe, CI), one concise line per epoch with the epoch, its
+      duration and every metric of the epoch logs, e.g.
+      ``Epoch 3/10 - 1.2s - loss=0.4321 accuracy=0.875 val_loss=0.5 lr=0.001``.
+
+    Bars need tqdm (the ``progress`` extra); without it the lines are printed instead, after a
+    one-time warning. The bar reads the loss from the device only every
+    ``refresh_every_n_steps`` steps, so it adds no per-step host synchronisation; the lines
+    read nothing per step. The total per epoch is shown when the trainer exposes
     ``num_training_batches``; samples are counted from the step outputs' ``"batch_size"`` (or
-    the trainer's ``batch_size``).
+    the trainer's ``batch_size``). ``Trainer(progress=False)`` adds no ProgressBar, so
+    nothing is shown.
 
     Args:
-        enabled: False turns the bar off (the Trainer's ``progress=False``).
-        file: Stream to draw on; default ``sys.stderr`` at the start of the fit.
-        refresh_every_n_steps: Steps between loss updates; default the trainer's
+        enabled: False shows nothing.
+        file: Stream to draw or print on; default ``sys.stderr`` at the start of the fit (in a
+            notebook: the widget). Pass ``sys.stdout`` to send the lines to standard output.
+        refresh_every_n_steps: Steps between loss updates of a bar; default the trainer's
             ``log_every_n_steps``, else 50.
+
+    Attributes:
+        mode: How the current (or last) fit is shown: ``"notebook"``, ``"bar"``,
+            ``"lines"`` or ``"off"`` (decided when the fit starts).
     """
 
     def __init__(
@@ -298,6 +361,7 @@ class ProgressBar(Callback):
         self.enabled = enabled
         self.file = file
         self.refresh_every_n_steps = refresh_every_n_steps
+        self.mode: _Mode = "off"
         self._stream: TextIO = sys.stderr
         self._tqdm: Any = None
         self._bar: Any = None
@@ -307,17 +371,28 @@ class ProgressBar(Callback):
 
     @property
     def active(self) -> bool:
-        """Whether the bar draws in the current fit (decided in :meth:`on_fit_start`)."""
+        """Whether a bar (terminal or notebook) draws in the current fit."""
         return self._tqdm is not None
 
     def on_fit_start(self, trainer: Any) -> None:
-        """Decide whether to draw, and how often to read the loss."""
+        """Decide how to show the fit (:attr:`mode`) and how often to read the loss."""
         stream = self.file if self.file is not None else sys.stderr
         self._stream = stream
-        show = self.enabled and _is_tty(stream) and getattr(trainer, "is_global_zero", True)
-        self._tqdm = _import_tqdm() if show else None
+        self.mode = self._choose_mode(trainer, stream)
+        self._tqdm = None
+        if self.mode in ("notebook", "bar"):
+            self._tqdm = _import_tqdm(notebook=self.mode == "notebook")
+            if self._tqdm is None:
+                self.mode = "lines"
         default_every = getattr(trainer, "log_every_n_steps", None) or 50
         self._every = self.refresh_every_n_steps or int(default_every)
+
+    def _choose_mode(self, trainer: Any, stream: TextIO) -> _Mode:
+        if not self.enabled or not getattr(trainer, "is_global_zero", True):
+            return "off"
+        if self.file is None and _in_notebook():
+            return "notebook"
+        return "bar" if _is_tty(stream) else "lines"
 
     def on_epoch_start(self, trainer: Any, epoch: int) -> None:
         """Open the epoch's bar."""
@@ -328,9 +403,8 @@ class ProgressBar(Callback):
         total = getattr(trainer, "num_training_batches", None)
         # Redrawn at most twice a second: every redraw is work for the terminal, which on a
         # small machine competes with training for the cores.
-        self._bar = self._tqdm(
-            total=total, desc=desc, unit="batch", file=self._stream, mininterval=0.5
-        )
+        where = {} if self.mode == "notebook" else {"file": self._stream}
+        self._bar = self._tqdm(total=total, desc=desc, unit="batch", mininterval=0.5, **where)
         self._samples, self._start = 0, time.perf_counter()
         self._last = self._start
 
@@ -355,7 +429,11 @@ class ProgressBar(Callback):
         return {"samples/s": f"{self._samples / elapsed:,.0f}"}
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
-        """Show the epoch's final metrics and training throughput, and close its bar."""
+        """Show the epoch's final metrics: on its bar (then closed), or as one line."""
+        if self.mode == "lines":
+            max_epochs = getattr(trainer, "max_epochs", None)
+            print(_epoch_line(epoch, max_epochs, logs), file=self._stream, flush=True)
+            return
         if self._bar is None:
             return
         shown = {k: f"{v:.4g}" for k, v in logs.items() if k not in _HIDDEN_LOGS}

@@ -13,6 +13,7 @@ from rnnkit.data.images import IMAGE_ORDERS, NORMALIZE_PRESETS, ImageOrder, imag
 from rnnkit.data.padding import BucketBatchSampler, collate_padded, pad
 from rnnkit.data.series import WindowMode, as_series_batch, next_step, sine_wave, windows
 from rnnkit.data.standardize import Standardizer
+from rnnkit.data.streaming import StreamBatches, streams
 
 __all__ = [
     "IMAGE_ORDERS",
@@ -22,6 +23,7 @@ __all__ = [
     "ImageOrder",
     "SequenceDataset",
     "Standardizer",
+    "StreamBatches",
     "TargetKind",
     "WindowMode",
     "as_series_batch",
@@ -30,5 +32,6 @@ __all__ = [
     "next_step",
     "pad",
     "sine_wave",
+    "streams",
     "windows",
 ]

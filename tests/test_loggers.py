@@ -1,0 +1,270 @@
+"""Watching a fit: the per-epoch progress lines, CSVLogger and TensorBoardLogger.
+
+The CSV file is compared with the run's History (also after a crash and an exact resume),
+and the TensorBoard events are read back with TensorBoard's own reader.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor
+
+from rnnkit.callbacks import Callback, CSVLogger, ModelCheckpoint, TensorBoardLogger
+from rnnkit.models import SequenceClassifier
+from rnnkit.training import History, Trainer
+
+EPOCHS = 4
+BATCHES = 4  # per epoch: 32 samples in batches of 8
+
+
+def _data() -> tuple[Tensor, Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(32, 5, 3, generator=gen), torch.randint(0, 2, (32,), generator=gen)
+
+
+def _model() -> SequenceClassifier:
+    torch.manual_seed(0)
+    return SequenceClassifier(3, 2, 8)
+
+
+def _trainer(callbacks: list[Callback], **kwargs: Any) -> Trainer:
+    options: dict[str, Any] = {"batch_size": 8, "seed": 0, "progress": False, **kwargs}
+    return Trainer(max_epochs=EPOCHS, callbacks=callbacks, **options)
+
+
+def _fit(trainer: Trainer, resume: bool = False) -> History:
+    x, y = _data()
+    return trainer.fit(_model(), (x, y), val=(x[:8], y[:8]), resume_from="last" if resume else None)
+
+
+def _read_csv(path: Path) -> list[dict[str, float]]:
+    with path.open(newline="", encoding="utf-8") as file:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(file)]
+
+
+class Crash(Callback):
+    """Raise at the end of epoch ``epoch`` (or at batch ``batch`` of it)."""
+
+    def __init__(self, epoch: int, batch: int | None = None) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def on_batch_end(self, trainer: Any, batch_idx: int, outputs: dict[str, Any]) -> None:
+        if trainer.epoch == self.epoch and batch_idx == self.batch:
+            raise RuntimeError("crash")
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
+        if epoch == self.epoch and self.batch is None:
+            raise RuntimeError("crash")
+
+
+class AddKey(Callback):
+    """Log ``key`` from epoch ``start`` on (a late column, added by a callback)."""
+
+    def __init__(self, key: str, start: int) -> None:
+        self.key, self.start = key, start
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
+        if epoch >= self.start:
+            logs[self.key] = 10.0 * epoch + 0.1
+
+
+# -- the progress line ----------------------------------------------------------------------
+
+
+def test_a_captured_fit_prints_one_line_per_epoch(capsys: pytest.CaptureFixture[str]) -> None:
+    x, y = _data()
+    history = Trainer(max_epochs=2, batch_size=8, seed=0).fit(_model(), (x, y), val=(x, y))
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" - ")[0] for line in lines] == ["Epoch 1/2", "Epoch 2/2"]
+    for line, record in zip(lines, history, strict=True):
+        assert f"{record['time']:.1f}s" in line
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
+            assert f"{key}={record[key]:.4g}" in line
+
+
+def test_progress_false_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    x, y = _data()
+    Trainer(max_epochs=2, batch_size=8, progress=False).fit(_model(), (x, y))
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", "")
+
+
+# -- CSVLogger ------------------------------------------------------------------------------
+
+
+def test_csv_rows_equal_the_history(tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "metrics.csv"
+    history = _fit(_trainer([CSVLogger(path)]))
+    rows = _read_csv(path)
+    assert rows == history.to_list()
+    header = path.read_text().splitlines()[0].split(",")
+    assert header[:2] == ["epoch", "loss"]
+
+
+def test_csv_takes_late_columns_and_later_callbacks_entries(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.csv"
+    history = _fit(_trainer([CSVLogger(path), AddKey("late", start=2)]))
+    rows = _read_csv(path)
+    assert rows == history.to_list()
+    assert [row.get("late") for row in rows] == [None, None, 20.1, 30.1]
+
+
+@pytest.mark.parametrize(
+    "crash",
+    [
+        "epoch end, after the checkpoint",
+        "epoch end, before the checkpoint",
+        "in the middle of an epoch",
+    ],
+)
+def test_csv_after_a_crash_and_resume_has_every_epoch_once(tmp_path: Path, crash: str) -> None:
+    path = tmp_path / "metrics.csv"
+
+    def callbacks(crashing: bool) -> list[Callback]:
+        saver = ModelCheckpoint(tmp_path / "ckpt")
+        logger = CSVLogger(path)
+        if not crashing:
+            return [saver, logger]
+        if crash.startswith("in the middle"):
+            return [saver, logger, Crash(epoch=2, batch=1)]
+        if crash.endswith("after the checkpoint"):
+            return [saver, logger, Crash(epoch=2)]
+        return [logger, Crash(epoch=2), saver]  # the row of epoch 2 is written, not saved
+
+    with pytest.raises(RuntimeError, match="crash"):
+        _fit(_trainer(callbacks(crashing=True)))
+    written = len(_read_csv(path))
+    assert written == (3 if crash.startswith("epoch end") else 2)
+    resumed = _fit(_trainer(callbacks(crashing=False)), resume=True)
+    rows = _read_csv(path)
+    assert [int(row["epoch"]) for row in rows] == list(range(EPOCHS))
+    assert rows == resumed.to_list()
+    straight = _fit(_trainer([]))  # the exact resume trained as an uninterrupted run
+    assert [row["loss"] for row in rows] == straight["loss"]
+
+
+class _FakeRank:
+    def __init__(self, rank: int) -> None:
+        self.is_global_zero = rank == 0
+        self.history = History()
+        self.global_step = 0
+        self.logged_metrics = {"loss": 0.5, "step": 2.0}
+        self.optimizer = None
+
+
+def test_only_rank_0_writes(tmp_path: Path) -> None:
+    loggers: list[Callback] = [CSVLogger(tmp_path / "m.csv")]
+    if _has_tensorboard():
+        loggers.append(TensorBoardLogger(tmp_path / "tb"))
+    for rank in (1, 0):
+        trainer = _FakeRank(rank)
+        for logger in loggers:
+            logger.on_fit_start(trainer)
+            logger.on_batch_end(trainer, 0, {})
+            logger.on_epoch_end(trainer, 0, {"epoch": 0, "loss": 0.5})
+            logger.on_fit_end(trainer)
+        if rank == 1:
+            assert list(tmp_path.iterdir()) == []
+    assert _read_csv(tmp_path / "m.csv") == [{"epoch": 0.0, "loss": 0.5}]
+
+
+# -- TensorBoardLogger ----------------------------------------------------------------------
+
+
+def _has_tensorboard() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    events = accumulator.EventAccumulator(str(log_dir))
+    events.Reload()
+    return {
+        tag: [(event.step, event.value) for event in events.Scalars(tag)]
+        for tag in events.Tags()["scalars"]
+    }
+
+
+class BatchLosses(Callback):
+    """The reference: every training batch's loss, read on the host."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_batch_end(self, trainer: Any, batch_idx: int, outputs: dict[str, Any]) -> None:
+        self.losses.append(float(outputs["loss"]))
+
+
+def test_tensorboard_events_hold_the_logged_values(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    reference = BatchLosses()
+    lr_decay = lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)  # noqa: E731
+    trainer = _trainer(
+        [TensorBoardLogger(tmp_path / "tb"), reference], log_every_n_steps=2, scheduler=lr_decay
+    )
+    history = _fit(trainer)
+    scalars = _scalars(tmp_path / "tb")
+    ends = [BATCHES * (epoch + 1) for epoch in range(EPOCHS)]
+    assert scalars["epoch"] == [(step, float(e)) for e, step in enumerate(ends)]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"):
+        steps, values = zip(*scalars[f"epoch/{key}"], strict=True)
+        assert list(steps) == ends
+        assert list(values) == pytest.approx(history[key], rel=1e-6)  # stored as float32
+    losses = reference.losses
+    interval_means = [(losses[i] + losses[i + 1]) / 2 for i in range(0, len(losses), 2)]
+    steps, values = zip(*scalars["step/loss"], strict=True)
+    assert list(steps) == list(range(2, BATCHES * EPOCHS + 1, 2))
+    assert list(values) == pytest.approx(interval_means, rel=1e-5)
+    lrs = dict(scalars["step/lr"])
+    assert lrs[2] == pytest.approx(1e-3)
+    assert lrs[BATCHES * EPOCHS] == pytest.approx(1e-3 * 0.5**3)
+
+
+def test_tensorboard_after_a_crash_and_resume_shows_each_point_once(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+
+    def callbacks(crashing: bool) -> list[Callback]:
+        chosen: list[Callback] = [ModelCheckpoint(tmp_path / "ckpt")]
+        chosen.append(TensorBoardLogger(tmp_path / "tb"))
+        return [*chosen, Crash(epoch=2, batch=2)] if crashing else chosen
+
+    with pytest.raises(RuntimeError, match="crash"):
+        _fit(_trainer(callbacks(crashing=True), log_every_n_steps=1))
+    history = _fit(_trainer(callbacks(crashing=False), log_every_n_steps=1), resume=True)
+    scalars = _scalars(tmp_path / "tb")
+    steps, values = zip(*scalars["epoch/loss"], strict=True)
+    assert list(steps) == [BATCHES * (epoch + 1) for epoch in range(EPOCHS)]
+    assert list(values) == pytest.approx(history["loss"], rel=1e-6)
+    step_losses = [step for step, _ in scalars["step/loss"]]
+    assert step_losses == list(range(1, BATCHES * EPOCHS + 1))  # none twice, none missing
+
+
+def test_tensorboard_logger_without_tensorboard_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.raises(ImportError, match=r"pip install rnnkit\[tensorboard\]"):
+        TensorBoardLogger(tmp_path)
+
+
+def test_csv_values_read_back_exactly(tmp_path: Path) -> None:
+    logger = CSVLogger(tmp_path / "m.csv")
+    trainer = _FakeRank(0)
+    logger.on_fit_start(trainer)
+    values = {"epoch": 0, "loss": 1 / 3, "tiny": 1e-300, "nan": math.nan}
+    logger.on_epoch_end(trainer, 0, dict(values))
+    (row,) = _read_csv(tmp_path / "m.csv")
+    assert row["loss"] == 1 / 3
+    assert row["tiny"] == 1e-300
+    assert math.isnan(row["nan"])
