@@ -14,6 +14,8 @@ from typing import Any
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from rnnkit.models.base import unwrap_model
+
 __all__ = ["RoutingDDP", "run_method", "unwrap_model"]
 
 _METHOD_KEY = "_rnnkit_method"
@@ -21,6 +23,8 @@ _METHOD_KEY = "_rnnkit_method"
 
 class _MethodRouter(nn.Module):
     """Routes DDP's forward to any method of the model, so every training call syncs."""
+
+    _rnnkit_wrapper = True  # unwrap_model looks for `model` inside
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -58,20 +62,6 @@ class RoutingDDP(DistributedDataParallel):
         if inspect.ismethod(value) and value.__self__ is router.model:
             return functools.partial(run_method, self, name)
         return value
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The bare model inside :meth:`DistributedContext.wrap_model`'s wrapper.
-
-    Args:
-        model: A wrapper from :meth:`DistributedContext.wrap_model`, or a bare model.
-
-    Returns:
-        The bare model (``model`` itself when it is not wrapped).
-    """
-    if isinstance(model, DistributedDataParallel):
-        model = model.module
-    return model.model if isinstance(model, _MethodRouter) else model
 
 
 def run_method(model: nn.Module, method: str, *args: Any, **kwargs: Any) -> Any:

@@ -47,6 +47,7 @@ from rnnkit.io._atomic import (
     check_plain,
 )
 from rnnkit.io._config_checks import build_on_meta, check_config_values, count_problems
+from rnnkit.models.base import unwrap_model
 
 if TYPE_CHECKING:
     from rnnkit.models.base import RecurrentModel
@@ -73,17 +74,6 @@ FORMAT_VERSION = 1
 # ----------------------------------------------------------------------------------------
 # Building
 # ----------------------------------------------------------------------------------------
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """Return the user's model inside DataParallel / DDP / torch.compile wrappers."""
-    while True:
-        inner = getattr(model, "_orig_mod", None)
-        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            inner = model.module
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
 
 
 def _model_config(model: nn.Module) -> dict[str, Any] | None:
@@ -113,7 +103,7 @@ def make_checkpoint(
         ``{"format", "format_version", "rnnkit_version", "model": {"class", "config",
         "state_dict"}, "trainer", "callbacks"}``.
     """
-    inner = _unwrap(model)
+    inner = unwrap_model(model)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -469,7 +459,7 @@ def check_compatible(checkpoint: Mapping[str, Any], model: nn.Module) -> None:
         rnnkit.CheckpointMismatchError: Naming the differing class, config fields (with both
             values), or parameters (with both shapes).
     """
-    inner = _unwrap(model)
+    inner = unwrap_model(model)
     saved = checkpoint["model"]
     if saved["class"] != type(inner).__name__:
         raise CheckpointMismatchError(

@@ -14,7 +14,7 @@ from rnnkit.models.config import ModelConfig
 from rnnkit.models.encoder import RecurrentEncoder, valid_mask
 from rnnkit.shapes import RecurrentSpec
 
-__all__ = ["RecurrentModel"]
+__all__ = ["RecurrentModel", "unwrap_model"]
 
 
 class RecurrentModel(nn.Module):
@@ -135,3 +135,32 @@ def check_num_classes(num_classes: object) -> None:
         raise TypeError(f"Expected `num_classes` to be an int, but got {num_classes!r}.")
     if num_classes < 1:
         raise ValueError(f"Expected `num_classes` >= 1, but got {num_classes}.")
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """Return the user's model inside any wrappers around it.
+
+    Unwraps :class:`torch.nn.DataParallel`, :class:`~torch.nn.parallel.DistributedDataParallel`,
+    ``torch.compile``'s module and rnnkit's own DDP wrapper, however they are nested.
+
+    Args:
+        model: A model, wrapped or not.
+
+    Returns:
+        The innermost model (``model`` itself when it is not wrapped).
+    """
+    while (inner := _wrapped(model)) is not None:
+        model = inner
+    return model
+
+
+def _wrapped(model: nn.Module) -> nn.Module | None:
+    """The module ``model`` wraps, or ``None`` when it wraps none."""
+    if isinstance(model, nn.DataParallel | nn.parallel.DistributedDataParallel):
+        module: nn.Module = model.module
+        return module
+    # torch.compile's OptimizedModule keeps the original in `_orig_mod`; rnnkit's wrappers
+    # declare `_rnnkit_wrapper = True` and keep theirs in `model`.
+    inner = getattr(model, "model", None) if getattr(model, "_rnnkit_wrapper", False) else None
+    inner = getattr(model, "_orig_mod", inner)
+    return inner if isinstance(inner, nn.Module) else None
