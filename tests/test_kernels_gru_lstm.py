@@ -29,7 +29,10 @@ def twins(cell: str, **options: Any) -> tuple[RecurrentEncoder, RecurrentEncoder
 
 def initial_state(cell: str, states: int, batch: int) -> State:
     """A random ``h0`` (and ``c0`` for an LSTM) that requires grad."""
-    make = lambda: torch.randn(states, batch, H, dtype=torch.float64, requires_grad=True)  # noqa: E731
+
+    def make() -> Tensor:
+        return torch.randn(states, batch, H, dtype=torch.float64, requires_grad=True)
+
     return (make(), make()) if cell == "lstm" else make()
 
 
