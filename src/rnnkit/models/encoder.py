@@ -79,7 +79,7 @@ NONLINEARITIES: tuple[str, ...] = get_args(Nonlinearity)
 """Every accepted ``nonlinearity=`` name."""
 
 Kernel = Literal["auto", "torch", "rnnkit"]
-"""Which code runs the layers: ``"auto"`` (rnnkit's CPU training kernel where it applies and
+"""Which code runs the layers, ``"auto"`` (rnnkit's CPU training kernel where it applies and
 is the faster, torch's layer elsewhere), ``"torch"`` (always torch's layer) or ``"rnnkit"``
 (always rnnkit's kernel, or :class:`~rnnkit.errors.KernelUnavailableError` naming why not)."""
 
