@@ -243,7 +243,8 @@ def test_kernel_applies_to_a_plain_training_pass_only() -> None:
 
 
 def test_kernel_option_is_checked_and_models_default_to_auto() -> None:
-    with pytest.raises(ValueError, match=r"Expected `kernel` to be one of \('auto', 'torch'\)"):
+    expected = r"Expected `kernel` to be one of \('auto', 'torch', 'rnnkit'\)"
+    with pytest.raises(ValueError, match=expected):
         RecurrentEncoder(5, 6, kernel="fast")  # type: ignore[arg-type]
     model = SequenceClassifier(5, 3)
     assert model.encoder.kernel == "auto"

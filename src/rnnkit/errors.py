@@ -17,6 +17,7 @@ __all__ = [
     "CheckpointWriteError",
     "CorruptCheckpointError",
     "ForeignCheckpointError",
+    "KernelUnavailableError",
     "RnnkitError",
     "ShapeError",
     "TrainingDivergedError",
@@ -82,6 +83,14 @@ class CheckpointVersionError(CheckpointError):
 
 class CheckpointMismatchError(CheckpointError):
     """The checkpoint was saved from a model of another class, config or parameter shapes."""
+
+
+class KernelUnavailableError(RnnkitError, RuntimeError):
+    """``kernel="rnnkit"`` was asked for, but rnnkit's kernel cannot run this call.
+
+    The message names why (a hook on the layer, autocast, a packed batch, ...). Use
+    ``kernel="auto"`` to fall back to torch's layer wherever the kernel cannot run.
+    """
 
 
 class TrainingDivergedError(RnnkitError, RuntimeError):

@@ -18,18 +18,21 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.autograd import forward_ad
 from torch.autograd.function import once_differentiable
-from torch.nn.modules import module as _module_hooks
 
-__all__ = ["MIN_STEPS", "applies", "run_stack", "shares_saved_states"]
+from rnnkit.kernels._common import layer_weights, order, refusal
 
-_FLOATS = (torch.float32, torch.float64)
+__all__ = ["MIN_STEPS", "applies", "refusal_reason", "run_stack", "shares_saved_states"]
 
 MIN_STEPS = 4
 """Shorter sequences run torch's layer: the kernel's per-call Python costs about as much as it
 saves, or more, below 4 steps (a trial with ``benchmarks/rnn_kernel.py``'s method at L = 1, 2,
 3 and 5, on the Performance page; a closed-loop step calls with L = 1)."""
+
+
+def refusal_reason(rnn: nn.RNNBase, x: object) -> str | None:
+    """Why this kernel cannot compute ``rnn(x)``, or ``None`` when it can."""
+    return refusal(rnn, x, nn.RNN)
 
 
 def applies(rnn: nn.RNNBase, x: object) -> bool:
@@ -51,51 +54,10 @@ def applies(rnn: nn.RNNBase, x: object) -> bool:
         ``True`` when the kernel applies.
     """
     return (
-        isinstance(rnn, nn.RNN)
+        torch.is_grad_enabled()
+        and refusal_reason(rnn, x) is None
         and isinstance(x, Tensor)
-        and _plain_input(x)
-        and rnn.batch_first
-        and rnn.bias
-        and not (rnn.training and rnn.dropout > 0)
-        and torch.is_grad_enabled()
-        and not _hooked(rnn)
-        and not _special_mode()
-    )
-
-
-def _plain_input(x: Tensor) -> bool:
-    return (
-        x.device.type == "cpu" and x.dtype in _FLOATS and x.dim() == 3 and x.shape[1] >= MIN_STEPS
-    )
-
-
-def _hooked(module: nn.Module) -> bool:
-    """Whether calling ``module`` would run a hook (its own or a global one).
-
-    The same dictionaries :meth:`torch.nn.Module.__call__` checks for its own fast path.
-    """
-    own = (
-        module._forward_hooks,
-        module._forward_pre_hooks,
-        module._backward_hooks,
-        module._backward_pre_hooks,
-    )
-    shared = (
-        _module_hooks._global_forward_hooks,
-        _module_hooks._global_forward_pre_hooks,
-        _module_hooks._global_backward_hooks,
-        _module_hooks._global_backward_pre_hooks,
-    )
-    return any(len(hooks) > 0 for hooks in (*own, *shared))
-
-
-def _special_mode() -> bool:
-    """Autocast, a ``torch.func`` transform, forward-mode AD or ``torch.jit`` tracing."""
-    return (
-        torch.is_autocast_enabled("cpu")
-        or torch.jit.is_tracing()  # type: ignore[attr-defined,no-untyped-call]
-        or bool(torch._C._are_functorch_transforms_active())
-        or getattr(forward_ad, "_current_level", -1) >= 0
+        and x.shape[1] >= MIN_STEPS
     )
 
 
@@ -133,18 +95,12 @@ def run_stack(rnn: nn.RNN, x: Tensor, h0: Tensor | None) -> tuple[Tensor, Tensor
         outputs = []
         for direction in range(directions):
             start = None if h0 is None else h0[layer * directions + direction]
-            weights = _weights(rnn, layer, direction == 1)
+            weights = layer_weights(rnn, layer, direction == 1)
             states, final = _Direction.apply(inputs, start, *weights, relu, direction == 1)
             outputs.append(states)
             finals.append(final)
         inputs = outputs[0] if directions == 1 else torch.cat(outputs, dim=2)
     return inputs.transpose(0, 1), torch.stack(finals)
-
-
-def _weights(rnn: nn.RNN, layer: int, reverse: bool) -> tuple[Tensor, ...]:
-    suffix = f"_l{layer}{'_reverse' if reverse else ''}"
-    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-    return tuple(getattr(rnn, name + suffix) for name in names)
 
 
 class _Direction(torch.autograd.Function):
@@ -169,7 +125,7 @@ class _Direction(torch.autograd.Function):
         torch.addmm(b_ih + b_hh, rows, w_ih.t(), out=flat)
         # U X_t + b, then H_t in place, step by step
         previous = h0
-        for t in _order(steps, reverse):
+        for t in order(steps, reverse):
             if previous is not None:
                 states[t].addmm_(previous, w_hh.t())
             _activate_(states[t], relu)
@@ -199,10 +155,6 @@ class _Direction(torch.autograd.Function):
         return grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b, grad_b.clone(), None, None
 
 
-def _order(steps: int, reverse: bool) -> range:
-    return range(steps - 1, -1, -1) if reverse else range(steps)
-
-
 def _activate_(z: Tensor, relu: bool) -> None:
     if relu:
         z.relu_()
@@ -226,11 +178,11 @@ def _carry_back(
     """
     pre = torch.empty_like(states)
     carried = grad_final
-    order = list(_order(states.shape[0], reverse))
-    for position, t in enumerate(reversed(order)):
+    visits = list(order(states.shape[0], reverse))
+    for position, t in enumerate(reversed(visits)):
         grad = _plus(carried, None if grad_states is None else grad_states[t])
         _activation_backward_into(pre[t], grad, states[t], relu)
-        if position + 1 < len(order) or wants_h0:
+        if position + 1 < len(visits) or wants_h0:
             carried = pre[t] @ w_hh
     return pre, carried if wants_h0 else None
 

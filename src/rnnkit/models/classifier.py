@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from rnnkit.models.base import RecurrentModel, check_num_classes, evaluating
 from rnnkit.models.config import ClassifierConfig
-from rnnkit.models.encoder import Nonlinearity, RecurrentEncoder
+from rnnkit.models.encoder import Kernel, Nonlinearity, RecurrentEncoder
 from rnnkit.models.initializers import InitScheme
 from rnnkit.models.readouts import Readout, apply_readout, check_readout
 from rnnkit.shapes import CellType
@@ -38,6 +38,9 @@ class SequenceClassifier(RecurrentModel):
         batch_first: Tensors laid out ``(N, L, H_in)`` (default) or ``(L, N, H_in)``.
         init: ``"default"``, ``"orthogonal"`` or ``"identity"``; see
             :mod:`rnnkit.models.initializers`.
+        kernel: Which code runs the recurrent layers, ``"auto"``, ``"torch"`` or ``"rnnkit"``
+            (see :class:`~rnnkit.RecurrentEncoder`). A runtime choice: not part of
+            :attr:`config` or a checkpoint; set ``model.encoder.kernel`` to switch later.
 
     Raises:
         ValueError: An option is out of range or does not apply to this cell.
@@ -67,6 +70,7 @@ class SequenceClassifier(RecurrentModel):
         readout: Readout = "last",
         batch_first: bool = True,
         init: InitScheme = "default",
+        kernel: Kernel = "auto",
     ) -> None:
         super().__init__()
         check_num_classes(num_classes)
@@ -82,6 +86,7 @@ class SequenceClassifier(RecurrentModel):
             nonlinearity=nonlinearity,
             batch_first=batch_first,
             init=init,
+            kernel=kernel,
         )
         self.config = ClassifierConfig(
             input_size=input_size,

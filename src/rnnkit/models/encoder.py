@@ -33,10 +33,17 @@ gives no second derivative, and the output :meth:`rnnkit.RecurrentEncoder.run` r
 unidirectional layer is the buffer saved for the backward pass
 (:meth:`rnnkit.RecurrentEncoder.forward` returns a copy). ``kernel="torch"`` always runs
 torch's layer.
+
+GRU and LSTM layers (without ``proj_size``) have rnnkit kernels of the same design, under the
+same conditions: ``kernel="rnnkit"`` runs them (on any number of steps, with or without
+autograd) and raises :class:`~rnnkit.errors.KernelUnavailableError`, naming the reason, where
+a call cannot run through a kernel (a hook, autocast, a packed batch, another device, ...);
+``kernel="auto"`` runs a kernel only for the cells in :data:`AUTO_CELLS`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, get_args
 
 import torch
@@ -44,11 +51,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from rnnkit.errors import KernelUnavailableError
+from rnnkit.kernels import _gru as _gru_kernel
+from rnnkit.kernels import _lstm as _lstm_kernel
 from rnnkit.kernels import _rnn as _rnn_kernel
 from rnnkit.models.initializers import InitScheme, check_init, init_recurrent_
 from rnnkit.shapes import CellType, RecurrentSpec, State
 
 __all__ = [
+    "AUTO_CELLS",
     "KERNELS",
     "NONLINEARITIES",
     "Kernel",
@@ -67,9 +78,27 @@ Nonlinearity = Literal["tanh", "relu"]
 NONLINEARITIES: tuple[str, ...] = get_args(Nonlinearity)
 """Every accepted ``nonlinearity=`` name."""
 
-Kernel = Literal["auto", "torch"]
-"""Which code runs a plain RNN, ``"auto"`` (rnnkit's CPU training kernel where it applies,
-torch's layer elsewhere) or ``"torch"`` (always torch's layer)."""
+Kernel = Literal["auto", "torch", "rnnkit"]
+"""Which code runs the layers, ``"auto"`` (rnnkit's CPU training kernel where it applies and
+is the faster, torch's layer elsewhere), ``"torch"`` (always torch's layer) or ``"rnnkit"``
+(always rnnkit's kernel, or :class:`~rnnkit.errors.KernelUnavailableError` naming why not)."""
+
+AUTO_CELLS: tuple[str, ...] = ("rnn",)
+"""The cells ``kernel="auto"`` runs through rnnkit's kernel (where it applies). The GRU and
+LSTM kernels run with ``kernel="rnnkit"``; ``"auto"`` keeps torch's layer for them until they
+are measured faster on the shapes that matter (for a float32 LSTM torch runs oneDNN's
+fused layer)."""
+
+_REFUSALS: dict[str, Callable[[nn.RNNBase, object], str | None]] = {
+    "rnn": _rnn_kernel.refusal_reason,
+    "gru": _gru_kernel.refusal_reason,
+    "lstm": _lstm_kernel.refusal_reason,
+}
+_APPLIES: dict[str, Callable[[nn.RNNBase, object], bool]] = {
+    "rnn": _rnn_kernel.applies,
+    "gru": _gru_kernel.applies,
+    "lstm": _lstm_kernel.applies,
+}
 
 KERNELS: tuple[str, ...] = get_args(Kernel)
 """Every accepted ``kernel=`` name."""
@@ -98,8 +127,11 @@ class RecurrentEncoder(nn.Module):
         init: ``"default"``, ``"orthogonal"`` or ``"identity"``; see
             :mod:`rnnkit.models.initializers`.
         kernel: ``"auto"`` (default): a plain RNN trains on the CPU through rnnkit's kernel
-            (see above); ``"torch"``: always torch's layer. It changes no parameter, so it is
-            not part of a model's config; set :attr:`kernel` on a built encoder to switch.
+            (see above); ``"torch"``: always torch's layer; ``"rnnkit"``: always rnnkit's
+            kernel (RNN, GRU or LSTM), raising
+            :class:`~rnnkit.errors.KernelUnavailableError` where it cannot run. It changes no
+            parameter, so it is not part of a model's config; set :attr:`kernel` on a built
+            encoder to switch.
 
     Raises:
         ValueError: An option is out of range or does not apply to this cell.
@@ -108,7 +140,7 @@ class RecurrentEncoder(nn.Module):
     Attributes:
         spec: The shape contract of this layer stack (with the user-facing ``batch_first``).
         rnn: The wrapped :class:`torch.nn.RNN`, :class:`torch.nn.LSTM` or :class:`torch.nn.GRU`.
-        kernel: ``"auto"`` or ``"torch"``, as given.
+        kernel: ``"auto"``, ``"torch"`` or ``"rnnkit"``, as given.
     """
 
     spec: RecurrentSpec
@@ -188,7 +220,7 @@ class RecurrentEncoder(nn.Module):
         batched = self.validate(x, h0, lengths)
         xb, hb, lb = self.to_batch_major(x, h0, lengths, batched)
         output, state = self.run(xb, hb, lb)
-        if _rnn_kernel.shares_saved_states(output):
+        if _shares_saved_states(output):
             output = output.clone()  # the user may modify it in place, as torch's allows
         return self.output_from_batch_major(output, batched), unbatch_state(state, batched)
 
@@ -319,12 +351,24 @@ class RecurrentEncoder(nn.Module):
         return self._run_padded(x, h0, lengths, longest)
 
     def _call(self, x: Any, h0: State | None) -> tuple[Any, State]:
-        if self.kernel == "auto" and _rnn_kernel.applies(self.rnn, x):
-            assert isinstance(self.rnn, nn.RNN)
-            assert not isinstance(h0, tuple)
-            return _rnn_kernel.run_stack(self.rnn, x, h0)
+        if self._runs_kernel(x):
+            return _run_kernel(self.rnn, x, h0)
         output, state = self.rnn(x, h0)
         return output, state
+
+    def _runs_kernel(self, x: object) -> bool:
+        """Whether rnnkit's kernel runs this call; with ``kernel="rnnkit"``, raise if it cannot."""
+        cell = self.spec.cell
+        if self.kernel == "rnnkit":
+            reason = _REFUSALS[cell](self.rnn, x)
+            if reason is not None:
+                raise KernelUnavailableError(
+                    f"Expected rnnkit's {cell.upper()} kernel to run (kernel='rnnkit'), but it "
+                    f"cannot: {reason}. Hint: kernel='auto' runs torch's layer wherever the "
+                    "kernel cannot run."
+                )
+            return True
+        return self.kernel == "auto" and cell in AUTO_CELLS and _APPLIES[cell](self.rnn, x)
 
     def _state_is_last_output(self) -> bool:
         spec = self.spec
@@ -403,6 +447,26 @@ def gather_last(output: Tensor, lengths: Tensor) -> Tensor:
     """
     index = (lengths.to(output.device, torch.long, non_blocking=True) - 1).view(-1, 1, 1)
     return output.gather(1, index.expand(-1, 1, output.shape[-1])).squeeze(1)
+
+
+def _run_kernel(rnn: nn.RNNBase, x: Tensor, h0: State | None) -> tuple[Tensor, State]:
+    if isinstance(rnn, nn.LSTM):
+        assert h0 is None or isinstance(h0, tuple)
+        return _lstm_kernel.run_stack(rnn, x, h0)
+    assert not isinstance(h0, tuple)
+    if isinstance(rnn, nn.GRU):
+        return _gru_kernel.run_stack(rnn, x, h0)
+    assert isinstance(rnn, nn.RNN)
+    return _rnn_kernel.run_stack(rnn, x, h0)
+
+
+def _shares_saved_states(output: Tensor) -> bool:
+    """Whether ``output`` is a kernel's states buffer saved for backward (hand out a copy)."""
+    return (
+        _rnn_kernel.shares_saved_states(output)
+        or _gru_kernel.shares_saved_states(output)
+        or _lstm_kernel.shares_saved_states(output)
+    )
 
 
 def _pad_steps(output: Tensor, steps: int) -> Tensor:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from rnnkit.errors import ShapeError
 from rnnkit.models.base import RecurrentModel, evaluating, zero_padded_steps
 from rnnkit.models.config import RegressorConfig
-from rnnkit.models.encoder import Nonlinearity, RecurrentEncoder, unbatch_state
+from rnnkit.models.encoder import Kernel, Nonlinearity, RecurrentEncoder, unbatch_state
 from rnnkit.models.initializers import InitScheme
 from rnnkit.shapes import CellType, State
 
@@ -42,6 +42,9 @@ class Seq2SeqRegressor(RecurrentModel):
         batch_first: Tensors laid out ``(N, L, ·)`` (default) or ``(L, N, ·)``.
         init: ``"default"``, ``"orthogonal"`` or ``"identity"``; see
             :mod:`rnnkit.models.initializers`.
+        kernel: Which code runs the recurrent layers, ``"auto"``, ``"torch"`` or ``"rnnkit"``
+            (see :class:`~rnnkit.RecurrentEncoder`). A runtime choice: not part of
+            :attr:`config` or a checkpoint; set ``model.encoder.kernel`` to switch later.
 
     Raises:
         ValueError: An option is out of range or does not apply to this cell.
@@ -70,6 +73,7 @@ class Seq2SeqRegressor(RecurrentModel):
         nonlinearity: Nonlinearity = "tanh",
         batch_first: bool = True,
         init: InitScheme = "default",
+        kernel: Kernel = "auto",
     ) -> None:
         super().__init__()
         self.encoder = RecurrentEncoder(
@@ -83,6 +87,7 @@ class Seq2SeqRegressor(RecurrentModel):
             nonlinearity=nonlinearity,
             batch_first=batch_first,
             init=init,
+            kernel=kernel,
         )
         output_size = _check_output_size(input_size if output_size is None else output_size)
         self.config = RegressorConfig(

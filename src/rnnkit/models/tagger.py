@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from rnnkit.models.base import RecurrentModel, check_num_classes, evaluating, zero_padded_steps
 from rnnkit.models.config import TaggerConfig
-from rnnkit.models.encoder import Nonlinearity, RecurrentEncoder
+from rnnkit.models.encoder import Kernel, Nonlinearity, RecurrentEncoder
 from rnnkit.models.initializers import InitScheme
 from rnnkit.shapes import CellType
 
@@ -36,6 +36,9 @@ class SequenceTagger(RecurrentModel):
         batch_first: Tensors laid out ``(N, L, ·)`` (default) or ``(L, N, ·)``.
         init: ``"default"``, ``"orthogonal"`` or ``"identity"``; see
             :mod:`rnnkit.models.initializers`.
+        kernel: Which code runs the recurrent layers, ``"auto"``, ``"torch"`` or ``"rnnkit"``
+            (see :class:`~rnnkit.RecurrentEncoder`). A runtime choice: not part of
+            :attr:`config` or a checkpoint; set ``model.encoder.kernel`` to switch later.
 
     Raises:
         ValueError: An option is out of range or does not apply to this cell.
@@ -71,6 +74,7 @@ class SequenceTagger(RecurrentModel):
         nonlinearity: Nonlinearity = "tanh",
         batch_first: bool = True,
         init: InitScheme = "default",
+        kernel: Kernel = "auto",
     ) -> None:
         super().__init__()
         check_num_classes(num_classes)
@@ -85,6 +89,7 @@ class SequenceTagger(RecurrentModel):
             nonlinearity=nonlinearity,
             batch_first=batch_first,
             init=init,
+            kernel=kernel,
         )
         self.config = TaggerConfig(
             input_size=input_size,

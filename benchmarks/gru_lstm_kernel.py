@@ -1,0 +1,189 @@
+"""rnnkit's CPU kernels for GRU and LSTM layers against torch's layers, step by training step.
+
+For each cell and shape, two copies of one :class:`rnnkit.RecurrentEncoder` (plus a linear
+head on the top layer's final state and torch's default Adam, called through ``run`` as
+rnnkit's models call it), one with ``kernel="torch"`` and one with ``kernel="rnnkit"``, take
+turns on the same random batches (A then B, then B then A, ...), so both meet the machine's
+slow spells alike. The script prints both median step times (forward, backward and Adam), the
+median of the per-step ratios rnnkit / torch (below 1: rnnkit's kernel is faster), and the
+floor: the step's matrix-product FLOPs divided by this machine's GEMM rate, measured in the
+same run on the recurrent product's shape. No data set is needed.
+
+Shapes (N, L, H_in -> H, options): ``mnist`` 128, 28, 28 -> 128 (the tutorial's MNIST rows);
+``mnist-bi`` the same, bidirectional; ``mnist-2layer`` the same, two layers; ``long`` 32, 512,
+8 -> 64; ``wide`` 128, 28, 28 -> 512.
+
+Usage: ``python benchmarks/gru_lstm_kernel.py [--steps N] [--threads N] [--only NAME ...]
+[--cells gru lstm] [--smoke]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import statistics
+from dataclasses import dataclass, replace
+from time import perf_counter
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit import RecurrentEncoder
+
+GATES = {"gru": 3, "lstm": 4}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One benchmarked layer stack and batch."""
+
+    batch: int
+    steps: int
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bidirectional: bool = False
+
+
+SHAPES = {
+    "mnist": Shape(128, 28, 28, 128),
+    "mnist-bi": Shape(128, 28, 28, 128, bidirectional=True),
+    "mnist-2layer": Shape(128, 28, 28, 128, num_layers=2),
+    "long": Shape(32, 512, 8, 64),
+    "wide": Shape(128, 28, 28, 512),
+}
+
+
+class Net(nn.Module):
+    """An encoder and a one-unit head on the top layer's final state, as a classifier's."""
+
+    def __init__(self, cell: str, shape: Shape, kernel: str) -> None:
+        super().__init__()
+        self.encoder = RecurrentEncoder(
+            shape.input_size,
+            shape.hidden_size,
+            cell=cell,  # type: ignore[arg-type]
+            num_layers=shape.num_layers,
+            bidirectional=shape.bidirectional,
+            kernel=kernel,  # type: ignore[arg-type]
+        )
+        self.head = nn.Linear(shape.hidden_size, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The head's mean square on the last layer's final state."""
+        _, state = self.encoder.run(x)
+        h = state[0] if isinstance(state, tuple) else state
+        loss: Tensor = self.head(h[-1]).pow(2).mean()
+        return loss
+
+
+def step_times(cell: str, shape: Shape, steps: int) -> tuple[list[float], list[float]]:
+    """Interleaved training-step times of torch's layer and rnnkit's kernel, in seconds."""
+    torch.manual_seed(0)
+    reference = Net(cell, shape, "torch")
+    candidate = copy.deepcopy(reference)
+    candidate.encoder.kernel = "rnnkit"
+    nets = {"torch": reference, "rnnkit": candidate}
+    optimizers = {name: torch.optim.Adam(net.parameters(), lr=1e-3) for name, net in nets.items()}
+    times: dict[str, list[float]] = {"torch": [], "rnnkit": []}
+    generator = torch.Generator().manual_seed(0)
+    for index in range(steps):
+        x = torch.randn(shape.batch, shape.steps, shape.input_size, generator=generator)
+        for name in ("torch", "rnnkit") if index % 2 == 0 else ("rnnkit", "torch"):
+            start = perf_counter()
+            optimizers[name].zero_grad()
+            nets[name](x).backward()
+            optimizers[name].step()
+            times[name].append(perf_counter() - start)
+    warm = max(1, steps // 10)
+    return times["torch"][warm:], times["rnnkit"][warm:]
+
+
+def step_flops(cell: str, shape: Shape) -> float:
+    """Matrix-product FLOPs of one training step's recurrent layers.
+
+    Per layer and direction, with G gates: the forward products ``X W_ihᵀ`` and ``H W_hhᵀ``,
+    and in the backward pass three products of each size (the gradients at the inputs, at
+    ``W_ih`` and, through ``W_hh``, at the states and at ``W_hh``).
+    """
+    directions = 2 if shape.bidirectional else 1
+    rows = shape.batch * shape.steps
+    width = GATES[cell] * shape.hidden_size
+    total = 0.0
+    for layer in range(shape.num_layers):
+        inputs = shape.input_size if layer == 0 else directions * shape.hidden_size
+        total += directions * 3 * 2 * rows * width * (inputs + shape.hidden_size)
+    return total
+
+
+def gemm_rate(cell: str, shape: Shape, seconds: float = 0.3) -> float:
+    """FLOP/s of this machine's ``torch.mm`` on the recurrent product's shape, (N, H) (H, GH)."""
+    a = torch.randn(shape.batch, shape.hidden_size)
+    b = torch.randn(shape.hidden_size, GATES[cell] * shape.hidden_size)
+    out = torch.empty(shape.batch, b.shape[1])
+    for _ in range(10):
+        torch.mm(a, b, out=out)
+    count, start = 0, perf_counter()
+    while perf_counter() - start < seconds:
+        for _ in range(20):
+            torch.mm(a, b, out=out)
+        count += 20
+    return 2.0 * a.shape[0] * a.shape[1] * b.shape[1] * count / (perf_counter() - start)
+
+
+def report(cell: str, name: str, shape: Shape, steps: int, gemm_seconds: float) -> None:
+    """Print one row: both medians, the median ratio and the floor."""
+    slow, fast = step_times(cell, shape, steps)
+    ratio = statistics.median(b / a for a, b in zip(slow, fast, strict=True))
+    floor = step_flops(cell, shape) / gemm_rate(cell, shape, gemm_seconds)
+    torch_ms, rnnkit_ms = statistics.median(slow) * 1e3, statistics.median(fast) * 1e3
+    print(
+        f"{cell:<5} {name:<13} {torch_ms:9.3f} {rnnkit_ms:10.3f} {ratio:15.3f} "
+        f"{floor * 1e3:9.3f} {floor * 1e3 / torch_ms:13.3f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print, per cell and shape, both median step times, their ratio and the GEMM floor."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--steps", type=int, default=200, help="training steps per kernel")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--only", nargs="*", choices=sorted(SHAPES), help="shapes to run")
+    parser.add_argument("--cells", nargs="*", choices=sorted(GATES), default=["gru", "lstm"])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check it runs")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    shapes = {name: SHAPES[name] for name in args.only or SHAPES}
+    if args.smoke:
+        shapes = {
+            n: replace(s, batch=4, steps=min(s.steps, 6), hidden_size=8) for n, s in shapes.items()
+        }
+    print(
+        f"machine {platform.machine()} {platform.processor() or platform.system()}, "
+        f"{os.cpu_count()} CPUs; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{args.steps} steps"
+    )
+    header = (
+        "cell",
+        "shape",
+        "torch ms",
+        "rnnkit ms",
+        "rnnkit / torch",
+        "floor ms",
+        "floor / torch",
+    )
+    print(
+        f"{header[0]:<5} {header[1]:<13} {header[2]:>9} {header[3]:>10} {header[4]:>15} "
+        f"{header[5]:>9} {header[6]:>13}"
+    )
+    for cell in args.cells:
+        for name, shape in shapes.items():
+            report(cell, name, shape, args.steps, 0.01 if args.smoke else 0.3)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""What rnnkit's recurrent kernels share: when one may stand in for torch's layer, and helpers.
+
+A kernel refuses (:func:`refusal` names why) wherever it cannot compute exactly what torch's
+layer computes or would hide something the caller relies on: a hook on the layer, autocast,
+a ``torch.func`` transform, forward-mode AD, ``torch.jit`` tracing, a packed sequence, a device
+other than the CPU, a dtype other than float32 and float64, layers without biases, and dropout
+between layers in training mode (torch's own dropout then runs, so a seed keeps drawing the
+same masks).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.autograd import forward_ad
+from torch.nn.modules import module as _module_hooks
+
+__all__ = ["FLOATS", "hooked", "layer_weights", "order", "refusal", "special_mode"]
+
+FLOATS = (torch.float32, torch.float64)
+"""The dtypes the kernels compute in."""
+
+
+def refusal(rnn: nn.RNNBase, x: object, kind: type[nn.RNNBase]) -> str | None:
+    """Why a kernel for layers of type ``kind`` cannot run ``rnn(x)``, or ``None`` if it can.
+
+    Args:
+        rnn: The wrapped torch layer.
+        x: Its input.
+        kind: The layer class the kernel computes (:class:`torch.nn.RNN`, ``GRU``, ``LSTM``).
+
+    Returns:
+        A reason a user can act on, or ``None``.
+    """
+    if type(rnn) is not kind:
+        return f"the layer is a {type(rnn).__name__}, not a {kind.__name__}"
+    reason = _input_refusal(x)
+    if reason is None:
+        reason = _layer_refusal(rnn)
+    if reason is None and special_mode():
+        reason = "autocast, a torch.func transform, forward-mode AD or torch.jit tracing is active"
+    return reason
+
+
+def _input_refusal(x: object) -> str | None:
+    if not isinstance(x, Tensor):
+        return "the input is a packed sequence (a padded batch of unequal lengths that must pack)"
+    if x.device.type != "cpu":
+        return f"the input is on {x.device.type}; the kernel runs on the CPU only"
+    if x.dtype not in FLOATS:
+        return f"the input is {x.dtype}; the kernel computes in float32 and float64 only"
+    if x.dim() != 3:
+        return "the input is not a batch-first (N, L, H_in) batch"
+    return None
+
+
+def _layer_refusal(rnn: nn.RNNBase) -> str | None:
+    if not rnn.batch_first:
+        return "the layer is not batch-first"
+    if not rnn.bias:
+        return "the layer has no biases"
+    if rnn.proj_size > 0:
+        return "the LSTM projects its state (proj_size > 0), which the kernel does not compute"
+    if rnn.training and rnn.dropout > 0:
+        return "dropout between layers in training mode draws torch's own masks"
+    if hooked(rnn):
+        return "a hook on the layer (or a global module hook) must see torch's call"
+    return None
+
+
+def hooked(module: nn.Module) -> bool:
+    """Whether calling ``module`` would run a hook (its own or a global one).
+
+    The same dictionaries :meth:`torch.nn.Module.__call__` checks for its own fast path.
+    """
+    own = (
+        module._forward_hooks,
+        module._forward_pre_hooks,
+        module._backward_hooks,
+        module._backward_pre_hooks,
+    )
+    shared = (
+        _module_hooks._global_forward_hooks,
+        _module_hooks._global_forward_pre_hooks,
+        _module_hooks._global_backward_hooks,
+        _module_hooks._global_backward_pre_hooks,
+    )
+    return any(len(hooks) > 0 for hooks in (*own, *shared))
+
+
+def special_mode() -> bool:
+    """Autocast, a ``torch.func`` transform, forward-mode AD or ``torch.jit`` tracing."""
+    return (
+        torch.is_autocast_enabled("cpu")
+        or torch.jit.is_tracing()  # type: ignore[attr-defined,no-untyped-call]
+        or bool(torch._C._are_functorch_transforms_active())
+        or getattr(forward_ad, "_current_level", -1) >= 0
+    )
+
+
+def layer_weights(rnn: nn.RNNBase, layer: int, reverse: bool) -> tuple[Tensor, ...]:
+    """``(weight_ih, weight_hh, bias_ih, bias_hh)`` of one layer and direction."""
+    suffix = f"_l{layer}{'_reverse' if reverse else ''}"
+    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    return tuple(getattr(rnn, name + suffix) for name in names)
+
+
+def order(steps: int, reverse: bool) -> range:
+    """The steps in the order a direction visits them."""
+    return range(steps - 1, -1, -1) if reverse else range(steps)

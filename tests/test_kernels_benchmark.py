@@ -1,0 +1,38 @@
+"""The GRU/LSTM kernel benchmark runs on tiny sizes and prints a row per cell and shape.
+
+Its timings are not asserted: speed targets live in the script's output, not in tests.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import gru_lstm_kernel  # noqa: E402
+
+
+def test_smoke_run_prints_the_machine_and_a_row_per_cell_and_shape(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert gru_lstm_kernel.main(["--smoke", "--steps", "3", "--only", "mnist", "mnist-bi"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^machine .*, \d+ CPUs; torch .*, \d+ threads, 3 steps$", out, re.M)
+    number = r"\d+\.\d{3}"
+    for cell in ("gru", "lstm"):
+        for shape in ("mnist", "mnist-bi"):
+            row = rf"^{cell} +{shape} +{number} +{number} +{number} +{number} +{number}$"
+            assert re.search(row, out, re.M), (cell, shape)
+    assert "long" not in out
+
+
+def test_the_floor_counts_every_layer_and_direction() -> None:
+    shape = gru_lstm_kernel.Shape(2, 3, 4, 5, num_layers=2, bidirectional=True)
+    rows, width = 2 * 3, 3 * 5
+    first, second = 2 * 3 * 2 * rows * width * (4 + 5), 2 * 3 * 2 * rows * width * (10 + 5)
+    assert gru_lstm_kernel.step_flops("gru", shape) == first + second
