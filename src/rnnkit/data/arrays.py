@@ -153,6 +153,8 @@ def _as_float(value: Any, name: str) -> Tensor:
             f"Expected `{name}` to hold numbers, but it cannot be read as a numeric array "
             f"({error}). Hint: series of unequal lengths go in as a list of arrays."
         ) from None
+    if not array.flags.writeable:
+        array = array.copy()  # pandas hands out read-only views; torch needs writable memory
     return torch.from_numpy(array)
 
 
@@ -268,7 +270,7 @@ def _targets(
             raise ValueError("Expected `classes` only together with class labels `y`.")
         return None, None
     if _ndim(y) <= 1:
-        codes, known = encode_labels(y, classes)
+        codes, known = encode_labels(y, classes, name="y")
         return codes, known
     t = _as_float(y, "y")
     if t.dim() == 3 and layout == "NCL":

@@ -18,7 +18,10 @@ __all__ = ["decode_labels", "encode_labels"]
 
 
 def encode_labels(
-    labels: Any, classes: Sequence[Any] | np.ndarray[Any, Any] | None = None
+    labels: Any,
+    classes: Sequence[Any] | np.ndarray[Any, Any] | None = None,
+    *,
+    name: str = "labels",
 ) -> tuple[Tensor, np.ndarray[Any, Any]]:
     """Encode labels as class indices: ``classes[codes[i]] == labels[i]``.
 
@@ -27,6 +30,7 @@ def encode_labels(
             integers, or other comparable values.
         classes: The known classes, in index order (e.g. a training set's ``classes``); by
             default the sorted distinct values of ``labels``.
+        name: The argument name used in error messages.
 
     Returns:
         ``(codes, classes)``: ``int64`` class indices and the classes as an array.
@@ -42,7 +46,7 @@ def encode_labels(
     values = _as_array(labels)
     if values.ndim != 1 or values.size == 0:
         raise ValueError(
-            f"Expected `labels` to hold N >= 1 labels of shape (N,), but got shape {values.shape}."
+            f"Expected `{name}` to hold N >= 1 labels of shape (N,), but got shape {values.shape}."
         )
     _check_not_continuous(values)
     known = np.unique(values) if classes is None else np.asarray(classes)
@@ -53,8 +57,8 @@ def encode_labels(
         i = int(np.flatnonzero(missing)[0])
         raise ValueError(
             f"Expected every label to be one of the {len(known)} classes {known.tolist()}, but "
-            f"`labels[{i}]` is {values[i]!r}. Hint: a class absent from the training labels "
-            "cannot be predicted; check both sets use the same label spelling."
+            f"`{name}[{i}]` is {values.tolist()[i]!r}. Hint: a class absent from the training "
+            "labels cannot be predicted; check both sets use the same label spelling."
         )
     return torch.from_numpy(codes.astype(np.int64)), known
 
