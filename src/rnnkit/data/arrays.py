@@ -68,7 +68,7 @@ def from_arrays(
 
     Args:
         x: The input series, see above (:class:`numpy.ndarray`, :class:`torch.Tensor` or
-            anything :func:`numpy.asarray` takes).
+            anything ``numpy.asarray`` takes).
         y: ``None``; N class labels ``(N,)``; or per-step targets ``(N, L_y, H_y)`` (``"NLC"``)
             or ``(N, H_y, L_y)`` (``"NCL"``).
         layout: ``"NLC"`` (the default, torch's) or ``"NCL"`` (aeon's and sktime's).

@@ -41,7 +41,7 @@ def from_dataframe(
     encoded as with :func:`~rnnkit.data.from_arrays` (see ``classes``).
 
     Args:
-        df: A :class:`pandas.DataFrame`.
+        df: A ``pandas.DataFrame``.
         id: The column naming the series each row belongs to.
         features: The feature columns, C of them, in the order the model sees them.
         time: The column ordering steps within a series, or ``None`` for row order.
