@@ -109,7 +109,8 @@ CASES: list[Case] = [
         (
             "Expected `x` to have shape (N, L, H_in) = (?, ?, 28), but got (5, 28, 7). Hint: "
             "x looks like (N, H_in, L): features and time are swapped; use "
-            "x.transpose(1, 2)."
+            "x.transpose(1, 2). Arrays from aeon or sktime are (N, C, L): "
+            "rnnkit.data.from_arrays(x, layout='NCL') reads them."
         ),
     ),
     Case(

@@ -1,6 +1,8 @@
 """Data adapters: images, series and variable-length sequences as ``(N, L, H_in)`` datasets.
 
-Every adapter returns a :class:`SequenceDataset`: compact storage (``uint8`` pixels stay
+Arrays in aeon's and sktime's ``(N, C, L)`` layout, lists of unequal-length series and long
+pandas tables come in through :func:`from_arrays` and :func:`from_dataframe`. Every adapter
+returns a :class:`SequenceDataset`: compact storage (``uint8`` pixels stay
 ``uint8``), conversion to ``float32`` one batch at a time, and :meth:`SequenceDataset.batch` to
 draw whole batches by index with no per-sample Python. See the guide page "From data to
 sequences" for each adapter's output shapes.
@@ -8,8 +10,12 @@ sequences" for each adapter's output shapes.
 
 from __future__ import annotations
 
+from rnnkit.data.arrays import SeriesLayout, from_arrays
 from rnnkit.data.dataset import Batch, SequenceDataset, TargetKind
+from rnnkit.data.frames import from_dataframe
 from rnnkit.data.images import IMAGE_ORDERS, NORMALIZE_PRESETS, ImageOrder, image_sequences
+from rnnkit.data.labels import decode_labels, encode_labels
+from rnnkit.data.missing import MissingPolicy
 from rnnkit.data.padding import BucketBatchSampler, collate_padded, pad
 from rnnkit.data.series import WindowMode, as_series_batch, next_step, sine_wave, windows
 from rnnkit.data.standardize import Standardizer
@@ -21,13 +27,19 @@ __all__ = [
     "Batch",
     "BucketBatchSampler",
     "ImageOrder",
+    "MissingPolicy",
     "SequenceDataset",
+    "SeriesLayout",
     "Standardizer",
     "StreamBatches",
     "TargetKind",
     "WindowMode",
     "as_series_batch",
     "collate_padded",
+    "decode_labels",
+    "encode_labels",
+    "from_arrays",
+    "from_dataframe",
     "image_sequences",
     "next_step",
     "pad",

@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -25,6 +26,7 @@ from rnnkit.data._checks import (
     require_dims,
     require_int,
 )
+from rnnkit.data.labels import decode_labels
 from rnnkit.errors import ShapeError
 
 __all__ = ["Batch", "SequenceDataset", "TargetKind"]
@@ -83,7 +85,10 @@ class SequenceDataset(Dataset[tuple[Tensor, ...]]):
         mean: Subtracted after scaling: a number or one value per feature (``H_in`` values).
         std: Divides after the mean: a positive number or one value per feature.
         num_classes: The number of classes C for class targets (per sequence or per step); by
-            default the largest label plus one. Labels must lie in ``[0, C)``.
+            default the largest label plus one (or ``len(classes)``). Labels must lie in ``[0, C)``.
+        classes: For class targets, the original label of each class index (``classes[k]`` is
+            the label encoded as ``k``), kept so that predictions can be mapped back with
+            :meth:`decode`; :func:`~rnnkit.data.from_arrays` sets it.
 
     Raises:
         rnnkit.errors.ShapeError: ``x``, ``y`` or ``lengths`` has the wrong number of
@@ -119,10 +124,19 @@ class SequenceDataset(Dataset[tuple[Tensor, ...]]):
         mean: float | Sequence[float] | torch.Tensor | None = None,
         std: float | Sequence[float] | torch.Tensor | None = None,
         num_classes: int | None = None,
+        classes: Sequence[Any] | np.ndarray[Any, Any] | None = None,
     ) -> None:
         self._x = _prepare_x(x)
         n, seq_len, input_size = self._x.shape
+        self._classes = _prepare_classes(classes, y)
+        if self._classes is not None and num_classes is None:
+            num_classes = len(self._classes)
         self._y, self._num_classes = _prepare_y(y, n, seq_len, num_classes)
+        if self._classes is not None and len(self._classes) != self._num_classes:
+            raise ValueError(
+                f"Expected `classes` to hold num_classes = {self._num_classes} labels, one per "
+                f"class index, but it holds {len(self._classes)}."
+            )
         self._lengths = _prepare_lengths(lengths, n, seq_len)
         self._scale = _prepare_scale(scale)
         self._mean = _prepare_affine(mean, "mean", input_size, self._x.device, positive=False)
@@ -209,6 +223,44 @@ class SequenceDataset(Dataset[tuple[Tensor, ...]]):
             return raw.float().div_(divisor)
         return torch.div(raw, divisor).float()  # integer / float is float32: no extra copy
 
+    # -- labels -----------------------------------------------------------------------------
+
+    @property
+    def classes(self) -> np.ndarray[Any, Any] | None:
+        """The original label of every class index (``classes[k]`` is class ``k``), or ``None``.
+
+        Set by :func:`~rnnkit.data.from_arrays` and :func:`~rnnkit.data.from_dataframe` when they
+        encode labels; pass it to them as ``classes=`` to encode a test set the same way.
+
+        Shapes:
+            - returns: ``(C,)``.
+        """
+        return self._classes
+
+    def decode(self, indices: Tensor | np.ndarray[Any, Any] | Sequence[int] | int) -> Any:
+        """Map class indices (e.g. ``model.predict(x)``) back to the original labels.
+
+        Args:
+            indices: Class indices in ``[0, C)``: a tensor, an array, a list or one int.
+
+        Returns:
+            A :class:`numpy.ndarray` of labels with the shape of ``indices`` (one label for an
+            int).
+
+        Raises:
+            ValueError: The dataset has no ``classes``, or an index lies outside ``[0, C)``.
+            TypeError: ``indices`` are not integers (class scores go through ``argmax(-1)``).
+
+        Shapes:
+            - ``indices``: any shape, e.g. ``(N,)``; returns the same shape.
+        """
+        if self._classes is None:
+            raise ValueError(
+                "This dataset has no `classes` to decode with. Hint: build it with "
+                "rnnkit.data.from_arrays(x, labels) or pass `classes=` to SequenceDataset."
+            )
+        return decode_labels(indices, self._classes)
+
     # -- derived datasets ---------------------------------------------------------------------
 
     def subset(self, indices: Tensor | Sequence[int]) -> SequenceDataset:
@@ -245,6 +297,29 @@ class SequenceDataset(Dataset[tuple[Tensor, ...]]):
         first, _ = _split_sizes(fraction_or_sizes, len(self))
         perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
         return self.subset(perm[:first]), self.subset(perm[first:])
+
+    def with_normalization(
+        self,
+        mean: float | Sequence[float] | Tensor | None,
+        std: float | Sequence[float] | Tensor | None,
+    ) -> SequenceDataset:
+        """A dataset over the same storage, normalised with ``mean`` and ``std`` instead.
+
+        Each batch becomes ``((x.float() * scale) - mean) / std``; ``None`` drops that part.
+        :meth:`rnnkit.data.Standardizer.apply` uses it with statistics fitted on training data.
+
+        Raises:
+            ValueError: ``mean`` or ``std`` is neither one number nor H_in numbers, is not
+                finite, or ``std`` is not positive.
+
+        Shapes:
+            - ``mean``, ``std``: ``()``, ``(1,)`` or ``(H_in,)``.
+        """
+        new = self._replace(self._x, self._y, self._lengths)
+        size, device = self.input_size, self._x.device
+        new._mean = _prepare_affine(mean, "mean", size, device, positive=False)
+        new._std = _prepare_affine(std, "std", size, device, positive=True)
+        return new
 
     def to(self, device: torch.device | str) -> SequenceDataset:
         """A copy with ``x``, ``y`` and the normalisation on ``device``; lengths stay on the CPU.
@@ -369,6 +444,19 @@ def _prepare_x(x: Any) -> Tensor:
     t = t.float() if t.dtype == torch.float64 else t
     check_finite(t, "x")
     return t
+
+
+def _prepare_classes(classes: Any, y: Any) -> np.ndarray[Any, Any] | None:
+    if classes is None:
+        return None
+    if y is None or getattr(y, "ndim", 1) != 1:
+        raise ValueError("Expected `classes` only with class targets `y` of shape (N,).")
+    labels = np.asarray(classes)
+    if labels.ndim != 1 or len(labels) == 0 or len(np.unique(labels)) != len(labels):
+        raise ValueError(
+            f"Expected `classes` to be a non-empty list of distinct labels, but got {classes!r}."
+        )
+    return labels
 
 
 def _prepare_y(

@@ -1,7 +1,8 @@
 """`Standardizer`: per-feature standardisation that remembers its statistics and inverts them.
 
-Fit it on the training series, train on standardised data, and map the model's predictions
-back to the original units with :meth:`Standardizer.inverse_transform`.
+Fit it on the training series (or a training :class:`~rnnkit.data.SequenceDataset`, padding
+excluded), train on standardised data, and map the model's predictions back to the original
+units with :meth:`Standardizer.inverse_transform`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.data._checks import as_tensor, check_finite, fmt_shape
+from rnnkit.data.dataset import SequenceDataset
 from rnnkit.errors import ShapeError
 
 __all__ = ["Standardizer"]
@@ -51,11 +53,17 @@ class Standardizer:
         """Whether :meth:`fit` (or :meth:`load_state_dict`) has set the statistics."""
         return self._mean is not None
 
-    def fit(self, series: Tensor | Any) -> Standardizer:
+    def fit(self, series: Tensor | SequenceDataset | Any) -> Standardizer:
         """Compute the per-feature mean and standard deviation of ``series``.
 
+        Fit on training data only, then :meth:`apply` the same statistics to the validation
+        and test sets, so that nothing about them leaks into training.
+
         Args:
-            series: A :class:`torch.Tensor` or :class:`numpy.ndarray` with at least one element.
+            series: A :class:`torch.Tensor` or :class:`numpy.ndarray` with at least one
+                element, or a :class:`~rnnkit.data.SequenceDataset`: its inputs as each batch
+                sees them before normalisation (after ``scale``), over the valid steps only
+                (padding beyond each sequence's length is left out).
 
         Returns:
             This standardizer, fitted.
@@ -66,7 +74,11 @@ class Standardizer:
         Shapes:
             - ``series``: ``(T,)`` or ``(..., F)``.
         """
-        s = as_tensor(series, "series")
+        s = (
+            _valid_steps(series)
+            if isinstance(series, SequenceDataset)
+            else as_tensor(series, "series")
+        )
         if s.numel() == 0:
             raise ValueError(f"Expected a non-empty `series`, but got shape {fmt_shape(s)}.")
         check_finite(s, "series")
@@ -110,6 +122,28 @@ class Standardizer:
         """
         return self.fit(series).transform(series)
 
+    def apply(self, dataset: SequenceDataset) -> SequenceDataset:
+        """``dataset`` with every batch standardised by these statistics.
+
+        The stored data are shared, not copied: the dataset's
+        :meth:`~rnnkit.data.SequenceDataset.with_normalization` does the work one batch at a
+        time.
+
+        Raises:
+            RuntimeError: The standardizer is not fitted.
+            ValueError: The dataset is already normalised, or has another number of features.
+
+        Shapes:
+            - ``dataset``: ``x`` ``(N, L, F)``.
+        """
+        mean, std = self._fitted()
+        if dataset.mean is not None or dataset.std is not None:
+            raise ValueError(
+                "Expected a dataset without `mean`/`std`, but this one is already normalised. "
+                "Hint: standardise the raw dataset once."
+            )
+        return dataset.with_normalization(mean, std)
+
     def state_dict(self) -> dict[str, Tensor]:
         """The statistics, ``{"mean": ..., "std": ...}``, for saving with a checkpoint."""
         mean, std = self._fitted()
@@ -139,3 +173,12 @@ class Standardizer:
                 f"{fmt_shape(t)}. Hint: the standardizer was fitted on {mean.shape[0]} features."
             )
         return t, mean.to(t.device, t.dtype), std.to(t.device, t.dtype)
+
+
+def _valid_steps(dataset: SequenceDataset) -> Tensor:
+    """The dataset's steps that are not padding, after ``scale``: ``(steps, F)``."""
+    x = dataset.x.float() if dataset.scale is None else dataset.x.float() * dataset.scale
+    if dataset.lengths is None:
+        return x.reshape(-1, x.shape[-1])
+    valid = torch.arange(dataset.seq_len).unsqueeze(0) < dataset.lengths.unsqueeze(1)
+    return x[valid.to(x.device)]

@@ -152,7 +152,11 @@ def _feature_hint_3d(
     name: str, shape: Sequence[int], input_size: int, batch_first: bool
 ) -> str | None:
     if shape[1] == input_size and batch_first:
-        return _swapped(name, "(N, H_in, L)", "transpose(1, 2)")
+        # aeon's and sktime's collections are (N, C, L): name the adapter that reads them
+        return _swapped(name, "(N, H_in, L)", "transpose(1, 2)") + (
+            " Arrays from aeon or sktime are (N, C, L): "
+            "rnnkit.data.from_arrays(x, layout='NCL') reads them."
+        )
     if shape[1] == input_size:
         return (
             f"{name} looks like (N, H_in, L), channels first as a Conv1d makes it; "

@@ -1,0 +1,112 @@
+"""Class labels of any kind (strings, 1-based integers, ...) as indices ``0..C-1`` and back.
+
+Labels are encoded in sorted order of their distinct values, so ``["walk", "run", "walk"]``
+becomes ``[1, 0, 1]`` with ``classes = ["run", "walk"]``: the same labels always give the same
+indices. Encode a test set with the training set's ``classes`` so that both agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["decode_labels", "encode_labels"]
+
+
+def encode_labels(
+    labels: Any,
+    classes: Sequence[Any] | np.ndarray[Any, Any] | None = None,
+    *,
+    name: str = "labels",
+) -> tuple[Tensor, np.ndarray[Any, Any]]:
+    """Encode labels as class indices: ``classes[codes[i]] == labels[i]``.
+
+    Args:
+        labels: N labels: a list, :class:`numpy.ndarray` or :class:`torch.Tensor` of strings,
+            integers, or other comparable values.
+        classes: The known classes, in index order (e.g. a training set's ``classes``); by
+            default the sorted distinct values of ``labels``.
+        name: The argument name used in error messages.
+
+    Returns:
+        ``(codes, classes)``: ``int64`` class indices and the classes as an array.
+
+    Raises:
+        ValueError: No labels, or a label that is not among ``classes`` (the first is named).
+        TypeError: Floating-point labels with a fractional part (regression targets, not
+            classes).
+
+    Shapes:
+        - ``labels``: ``(N,)``; returns ``codes`` ``(N,)`` and ``classes`` ``(C,)``.
+    """
+    values = _as_array(labels)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(
+            f"Expected `{name}` to hold N >= 1 labels of shape (N,), but got shape {values.shape}."
+        )
+    _check_not_continuous(values)
+    known = np.unique(values) if classes is None else np.asarray(classes)
+    codes = np.searchsorted(known, values) if _is_sorted(known) else _lookup(known, values)
+    codes = np.clip(codes, 0, len(known) - 1)
+    missing = known[codes] != values
+    if bool(np.any(missing)):
+        i = int(np.flatnonzero(missing)[0])
+        raise ValueError(
+            f"Expected every label to be one of the {len(known)} classes {known.tolist()}, but "
+            f"`{name}[{i}]` is {values.tolist()[i]!r}. Hint: a class absent from the training "
+            "labels cannot be predicted; check both sets use the same label spelling."
+        )
+    return torch.from_numpy(codes.astype(np.int64)), known
+
+
+def decode_labels(indices: Any, classes: np.ndarray[Any, Any]) -> Any:
+    """The labels ``classes[indices]``, with the shape of ``indices``.
+
+    Raises:
+        TypeError: ``indices`` are not integers.
+        ValueError: An index lies outside ``[0, len(classes))``.
+    """
+    idx = _as_array(indices)
+    if not np.issubdtype(idx.dtype, np.integer):
+        raise TypeError(
+            f"Expected integer class indices, but got dtype {idx.dtype}. Hint: turn class "
+            "scores (N, C) into indices with `.argmax(-1)`."
+        )
+    bad = (idx < 0) | (idx >= len(classes))
+    if bool(np.any(bad)):
+        first = np.argwhere(bad)[0]
+        raise ValueError(
+            f"Expected class indices in [0, {len(classes)}), but got {int(idx[tuple(first)])}."
+        )
+    decoded = classes[idx]
+    return decoded.item() if decoded.ndim == 0 else decoded
+
+
+def _as_array(values: Any) -> np.ndarray[Any, Any]:
+    if isinstance(values, Tensor):
+        return values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+def _check_not_continuous(values: np.ndarray[Any, Any]) -> None:
+    if np.issubdtype(values.dtype, np.floating) and not bool(
+        np.all(np.isfinite(values) & (values == np.round(values)))
+    ):
+        raise TypeError(
+            "Expected class labels, but got floating-point values with a fractional part (or "
+            "NaN). Hint: regression targets go in as per-step targets (N, L_y, H_y)."
+        )
+
+
+def _is_sorted(known: np.ndarray[Any, Any]) -> bool:
+    return bool(np.all(known[:-1] < known[1:])) if len(known) > 1 else True
+
+
+def _lookup(known: np.ndarray[Any, Any], values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Indices of ``values`` in an unsorted ``known`` (0 where absent; caught by the caller)."""
+    position = {value: k for k, value in enumerate(known.tolist())}
+    return np.array([position.get(value, 0) for value in values.tolist()], dtype=np.int64)

@@ -1,0 +1,127 @@
+"""The series examples: smoke runs (offline, seconds) and their parts against references."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rnnkit.data import from_arrays
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+import classify_series  # noqa: E402
+import forecast_series  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _summary(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith("summary: ")]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+def test_classify_smoke_runs_on_the_standin_without_aeon(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "aeon", None)  # `import aeon` now raises ImportError
+    runs = classify_series.main(out=tmp_path, smoke=True, hidden_size=8)
+    summary = _summary(capsys.readouterr().out)
+    assert "dataset=standin" in summary
+    assert len(runs) == 1
+    assert 0.0 <= runs[0].test_accuracy <= 1.0
+    assert (tmp_path / "classify_standin.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_classify_smoke_runs_on_bundled_basicmotions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("aeon")
+    classify_series.main(out=tmp_path, smoke=True, hidden_size=8)
+    out = capsys.readouterr().out
+    assert "dataset=BasicMotions" in _summary(out)
+    assert "data: BasicMotions N_train=40 N_test=40 C=6 L=100" in out
+
+
+def test_standin_is_ragged_and_in_aeons_layout() -> None:
+    x, y = classify_series.standin("train")
+    data = from_arrays(x, y, layout="NCL")
+    assert data.input_size == 2
+    assert data.lengths is not None
+    assert data.lengths.tolist() == [s.shape[1] for s in x]
+    assert data.classes is not None
+    assert data.classes.tolist() == ["fast", "flat", "slow"]
+
+
+def test_frames_group_consecutive_steps() -> None:
+    x = np.arange(2 * 5 * 2, dtype=np.float64).reshape(2, 5, 2)
+    data = from_arrays([x[0], x[1, :3]], ["a", "b"])
+    framed = classify_series.to_frames(data, 2)
+    assert framed.x.shape == (2, 3, 4)
+    assert framed.x[0, 0].tolist() == [0.0, 1.0, 2.0, 3.0]  # steps 0 and 1, channels interleaved
+    assert framed.x[0, 2].tolist() == [8.0, 9.0, 0.0, 0.0]  # last step and zero padding
+    assert framed.lengths is not None
+    assert framed.lengths.tolist() == [3, 2]
+    assert framed.classes is not None
+    assert framed.classes.tolist() == ["a", "b"]
+    assert classify_series.resolve_frame("auto", 150) == 3
+    assert classify_series.resolve_frame("auto", 29) == 1
+
+
+def test_stratified_split_keeps_every_class_in_both_parts() -> None:
+    data = from_arrays(np.zeros((20, 3, 1)), ["a"] * 10 + ["b"] * 5 + ["c"] * 5)
+    train, val = classify_series.stratified_split(data, 0.2, seed=0)
+    assert len(train) + len(val) == 20
+    assert val.y is not None
+    assert train.y is not None
+    assert torch.bincount(val.y, minlength=3).tolist() == [2, 1, 1]
+    assert set(train.y.tolist()) == {0, 1, 2}
+
+
+def test_forecast_smoke_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    forecasts = forecast_series.main(out=tmp_path, smoke=True, hidden_size=8)
+    out = capsys.readouterr().out
+    summary = _summary(out)
+    assert "seasonal_naive_mape=13.19" in summary
+    assert {f.method for f in forecasts} >= {"seasonal_naive", "growth_naive", "rnnkit_gru_seed0"}
+    assert (tmp_path / "forecast_airline.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_bundled_airline_is_aeons() -> None:
+    datasets = pytest.importorskip("aeon.datasets")
+    ours = forecast_series.load_series("airline", None, None)
+    assert np.array_equal(ours, np.asarray(datasets.load_airline(), dtype=np.float64))
+
+
+def test_target_round_trip_reproduces_the_holdout() -> None:
+    y = forecast_series.load_series("airline", None, None)
+    history, holdout = y[:-36], y[-36:]
+    targets: tuple[forecast_series.Target, ...] = ("diff", "diff2")
+    for target in targets:
+        full = forecast_series.to_target(y, 12, target)
+        truth = full[-36:]  # the target values of the holdout months
+        rebuilt = forecast_series.from_target(truth, history, 12, target)
+        assert np.allclose(rebuilt, holdout)
+
+
+def test_metrics_against_hand_computation() -> None:
+    history = np.array([1.0, 2.0, 3.0, 4.0, 6.0])
+    holdout = np.array([10.0, 20.0])
+    result = forecast_series.score("x", np.array([11.0, 18.0]), history, holdout, season=2)
+    assert result.mape == pytest.approx(100 * (0.1 + 0.1) / 2)
+    assert result.rmse == pytest.approx(np.sqrt((1 + 4) / 2))
+    assert result.mase == pytest.approx(1.5 / np.mean([2.0, 2.0, 3.0]))
+    assert forecast_series.seasonal_naive(history, 3, 2).tolist() == [4.0, 6.0, 4.0]
+
+
+def test_csv_series(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    path.write_text("month,value\n1,5\n2,7\n")
+    assert forecast_series.load_series("ignored", str(path), "value").tolist() == [5.0, 7.0]
+    with pytest.raises(SystemExit, match="not a column"):
+        forecast_series.load_series("ignored", str(path), "nope")
