@@ -22,6 +22,8 @@ from rnnkit.export._sidecar import sidecar_path
 from rnnkit.export._signature import MODES, ExportMode, TensorSignature, inputs_of, outputs_of
 
 if TYPE_CHECKING:
+    from torch.export import ExportedProgram
+
     from rnnkit.models import RecurrentModel
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "outputs_of",
     "sidecar_path",
     "to_onnx",
+    "to_torch_export",
 ]
 
 
@@ -89,3 +92,36 @@ def to_onnx(
             f'ONNX export needs the `{error.name}` package. Hint: pip install "rnnkit[export]".'
         ) from error
     return write_onnx(model, path, mode, lengths=lengths, initial_state=initial_state)
+
+
+def to_torch_export(
+    model: RecurrentModel,
+    *,
+    mode: ExportMode = "sequence",
+    lengths: bool = True,
+    initial_state: bool = True,
+) -> ExportedProgram:
+    """Export `model` with :func:`torch.export.export`, its state an explicit input and output.
+
+    The program takes keyword arguments with the names and layouts :func:`to_onnx` documents
+    (``x``, ``lengths``, ``h0``, ``c0``; in step mode ``x_t``, ``h``, ``c``) and returns the
+    same outputs as a tuple. ``N`` and (in sequence mode) ``L`` are dynamic. It computes the
+    model in eval mode through the cell equations (see :doc:`/deploying`); LSTM projections
+    (``proj_size``) and float64 models are supported. Save it with :func:`torch.export.save`.
+
+    Args:
+        model: A :class:`~rnnkit.SequenceClassifier` or :class:`~rnnkit.Seq2SeqRegressor`.
+        mode: ``"sequence"`` or ``"step"``.
+        lengths: Sequence mode: take a ``lengths`` argument.
+        initial_state: Sequence mode: take ``h0`` (and ``c0``) arguments.
+
+    Returns:
+        The exported program; call ``program.module()(x=..., lengths=...)``.
+
+    Raises:
+        TypeError: `model` is not an rnnkit model that can be exported.
+        ValueError: ``mode="step"`` for a model that cannot stream, or an unknown `mode`.
+    """
+    from rnnkit.export._torch import export_program
+
+    return export_program(model, mode, lengths=lengths, initial_state=initial_state)
