@@ -38,6 +38,7 @@ def test_eager_still_rejects_lengths_out_of_range(bad: int) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated:FutureWarning")
 def test_tracing_skips_the_value_check_that_eager_runs() -> None:
     def run(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         SPEC.validate(x, None, lengths)
