@@ -210,3 +210,55 @@ def test_unsupported_models_raise_before_writing(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="SequenceClassifier or a Seq2SeqRegressor"):
         to_onnx(torch.nn.Linear(2, 2), tmp_path / "e.onnx")  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
+
+
+def _checkpoint(tmp_path: Path, model: RecurrentModel) -> Path:
+    from rnnkit.io._atomic import atomic_save
+    from rnnkit.io.checkpoint import make_checkpoint
+
+    path = tmp_path / "run.ckpt"
+    atomic_save(make_checkpoint(model, {}, {}), path)
+    return path
+
+
+def test_cli_exports_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rnnkit.__main__ import main
+
+    model = _build("regressor", "gru", False)
+    checkpoint = _checkpoint(tmp_path, model)
+    out = tmp_path / "step.onnx"
+    assert main(["export", str(checkpoint), "--onnx", str(out), "--mode", "step"]) == 0
+    assert capsys.readouterr().out.split() == ["wrote", str(out), "wrote", f"{out}.json"]
+    assert json.loads(sidecar_path(out).read_text())["mode"] == "step"
+    session = ort.InferenceSession(str(out))
+    x_t, h = torch.randn(3, 3), torch.randn(2, 3, 5)
+    y_t, h_next = session.run(None, {"x_t": x_t.numpy(), "h": h.numpy()})
+    with torch.no_grad():
+        want_y, want_h = model.step(x_t, h)
+    assert isinstance(want_h, torch.Tensor)
+    np.testing.assert_allclose(y_t, want_y.numpy(), rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(h_next, want_h.numpy(), rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        ([], "nothing to write"),
+        (["--onnx", "OUT", "--mode", "step"], "bidirectional"),
+    ],
+)
+def test_cli_export_errors_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], error: str
+) -> None:
+    from rnnkit.__main__ import main
+
+    checkpoint = _checkpoint(tmp_path, _build("classifier", "lstm", True))
+    args = [
+        "export",
+        str(checkpoint),
+        *[str(tmp_path / "m.onnx") if a == "OUT" else a for a in extra],
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rnnkit export: error: ")
+    assert error in err
