@@ -1,4 +1,4 @@
-"""Ship a trained model: ONNX files and :func:`torch.export` programs with explicit state.
+"""Ship a trained model: ONNX files and :func:`torch.export.export` programs, state explicit.
 
 * :func:`to_onnx` writes an ONNX file (and a JSON sidecar describing it) that runs in
   onnxruntime or any other ONNX runtime, for every batch size and sequence length;
@@ -15,16 +15,13 @@ ONNX export needs the ``onnx`` package: ``pip install "rnnkit[export]"``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from torch.export import ExportedProgram
 
 from rnnkit.export._checks import check_exportable, check_streamable
 from rnnkit.export._sidecar import sidecar_path
 from rnnkit.export._signature import MODES, ExportMode, TensorSignature, inputs_of, outputs_of
-
-if TYPE_CHECKING:
-    from torch.export import ExportedProgram
-
-    from rnnkit.models import RecurrentModel
+from rnnkit.models import RecurrentModel
 
 __all__ = [
     "MODES",

@@ -33,7 +33,7 @@ def check_exportable(model: object, mode: object, *, onnx: bool = False) -> Recu
 
 
 def check_streamable(model: RecurrentModel) -> None:
-    """Raise unless `model` can run one step at a time (as :meth:`rnnkit.Seq2SeqRegressor.step`).
+    """Raise unless `model` can run step by step (see :meth:`rnnkit.models.RecurrentModel.step`).
 
     Raises:
         ValueError: The model is bidirectional, or a classifier reads out a mean or maximum.
