@@ -369,3 +369,19 @@ def test_trainer_takes_tag_batches_from_an_iterable_like_from_tensors() -> None:
     assert from_iterable == pytest.approx(_quiet(batch_size=8).evaluate(model, (x, y, lengths)))
     with pytest.raises(ShapeError, match=r"per-step class labels must be integers"):
         _quiet(batch_size=8).evaluate(model, [Batch(x, y.float(), lengths)])
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_step_by_step_equals_the_whole_sequence(cell: CellType) -> None:
+    torch.manual_seed(0)
+    model = SequenceTagger(3, 4, hidden_size=6, cell=cell, num_layers=2).eval()
+    x = torch.randn(2, 5, 3)
+    with torch.no_grad():
+        whole = model(x)
+        state = None
+        steps = []
+        for t in range(x.shape[1]):
+            logits, state = model.step(x[:, t], state)
+            steps.append(logits)
+    assert torch.stack(steps, dim=1).shape == (2, 5, 4)
+    torch.testing.assert_close(torch.stack(steps, dim=1), whole)

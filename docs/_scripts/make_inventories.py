@@ -117,6 +117,8 @@ _TORCH_CLASSES = {
     "torch.utils.data.dataset.Dataset": "data.html#torch.utils.data.Dataset",
     "torch.utils.data.dataloader.DataLoader": "data.html#torch.utils.data.DataLoader",
     "torch.utils.data.sampler.Sampler": "data.html#torch.utils.data.Sampler",
+    "torch.export.ExportedProgram": "export.html#torch.export.ExportedProgram",
+    "torch.export.exported_program.ExportedProgram": "export.html#torch.export.ExportedProgram",
 }
 TORCH = {
     "py:class": _TORCH_CLASSES,
@@ -130,6 +132,12 @@ TORCH = {
         "torch.nn.utils.clip_grad_norm_": "generated/torch.nn.utils.clip_grad_norm_.html",
         "torch.distributed.init_process_group": "distributed.html#torch.distributed.init_process_group",
         "torch.distributed.all_reduce": "distributed.html#torch.distributed.all_reduce",
+        "torch.export.export": "export.html#torch.export.export",
+        "torch.export.save": "export.html#torch.export.save",
+        "torch.export.load": "export.html#torch.export.load",
+        "torch.compile": "generated/torch.compile.html",
+        "torch.jit.trace": "generated/torch.jit.trace.html",
+        "torch.compiler.is_compiling": "generated/torch.compiler.is_compiling.html",
     },
     "py:method": {
         "torch.nn.Module.state_dict": "generated/torch.nn.Module.html#torch.nn.Module.state_dict",

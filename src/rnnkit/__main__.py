@@ -1,9 +1,14 @@
-"""rnnkit's command line: ``python -m rnnkit shapes ...``, also installed as ``rnnkit``.
+"""rnnkit's command line: ``python -m rnnkit COMMAND ...``, also installed as ``rnnkit``.
 
-Example:
+Examples:
     ``python -m rnnkit shapes --cell lstm --input-size 28 --hidden-size 128 --num-layers 2
     --bidirectional --batch 64 --length 28`` prints the shape of every tensor of that layer
     (see :meth:`rnnkit.shapes.RecurrentSpec.describe`).
+
+    ``python -m rnnkit export run.ckpt --onnx model.onnx [--mode step]`` writes the
+    checkpoint's model as an ONNX file and its JSON sidecar (see
+    :func:`rnnkit.export.to_onnx`); ``--torch-export model.pt2`` saves a
+    :func:`torch.export.export` program (see :func:`rnnkit.export.to_torch_export`).
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from rnnkit.errors import RnnkitError
 from rnnkit.shapes import RecurrentSpec
 
 __all__ = ["build_parser", "main"]
@@ -54,11 +61,36 @@ def _add_shapes_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
     shapes.add_argument("--length", type=_count(1), required=True, help="L, the sequence length")
 
 
+def _add_export_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    export = commands.add_parser(
+        "export",
+        help="export a checkpoint's model to ONNX or torch.export",
+        description="Load the model of an rnnkit checkpoint and write it as an ONNX file (with "
+        "a .json sidecar describing its inputs and outputs) and/or a torch.export program.",
+    )
+    export.add_argument("checkpoint", type=Path, help="the rnnkit checkpoint (.ckpt)")
+    export.add_argument("--onnx", type=Path, help="write an ONNX file here")
+    export.add_argument("--torch-export", type=Path, help="write a torch.export program here")
+    export.add_argument(
+        "--mode",
+        choices=("sequence", "step"),
+        default="sequence",
+        help="whole sequences (default), or one time step with the state as input and output",
+    )
+    export.add_argument(
+        "--no-lengths", action="store_true", help="sequence mode: no `lengths` input"
+    )
+    export.add_argument(
+        "--no-initial-state", action="store_true", help="sequence mode: no h0/c0 inputs"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``rnnkit`` argument parser, with its ``shapes`` command."""
+    """The ``rnnkit`` argument parser, with its ``shapes`` and ``export`` commands."""
     parser = argparse.ArgumentParser(prog="rnnkit", description="rnnkit's command line tools.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_shapes_command(commands)
+    _add_export_command(commands)
     return parser
 
 
@@ -75,6 +107,29 @@ def _shapes(args: argparse.Namespace) -> str:
     return spec.describe(None if args.unbatched else args.batch, args.length)
 
 
+def _export(args: argparse.Namespace) -> str:
+    import torch
+
+    from rnnkit.export import sidecar_path, to_onnx, to_torch_export
+    from rnnkit.io import load_model
+    from rnnkit.models import RecurrentModel
+
+    if args.onnx is None and args.torch_export is None:
+        raise ValueError("nothing to write. Hint: pass --onnx PATH and/or --torch-export PATH.")
+    model = load_model(args.checkpoint)
+    assert isinstance(model, RecurrentModel)
+    mode, lengths, state = args.mode, not args.no_lengths, not args.no_initial_state
+    written = []
+    if args.onnx is not None:
+        path = to_onnx(model, args.onnx, mode=mode, lengths=lengths, initial_state=state)
+        written += [f"wrote {path}", f"wrote {sidecar_path(path)}"]
+    if args.torch_export is not None:
+        program = to_torch_export(model, mode=mode, lengths=lengths, initial_state=state)
+        torch.export.save(program, args.torch_export)
+        written.append(f"wrote {args.torch_export}")
+    return "\n".join(written)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line.
 
@@ -82,16 +137,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments without the program name; ``None`` reads ``sys.argv[1:]``.
 
     Returns:
-        The exit status: 0 on success, 2 on invalid arguments.
+        The exit status: 0 on success, 2 on invalid arguments (or a checkpoint or model
+        that cannot be exported).
     """
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # argparse exits on --help and on usage errors
         return stop.code if isinstance(stop.code, int) else 2
     try:
-        text = _shapes(args)
-    except ValueError as error:
-        print(f"rnnkit shapes: error: {error}", file=sys.stderr)
+        text = _export(args) if args.command == "export" else _shapes(args)
+    except (ValueError, TypeError, ImportError, RnnkitError) as error:
+        print(f"rnnkit {args.command}: error: {error}", file=sys.stderr)
         return 2
     print(text)
     return 0

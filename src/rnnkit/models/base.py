@@ -10,9 +10,10 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import Self
 
+from rnnkit.errors import ShapeError
 from rnnkit.models.config import ModelConfig
-from rnnkit.models.encoder import RecurrentEncoder, valid_mask
-from rnnkit.shapes import RecurrentSpec
+from rnnkit.models.encoder import RecurrentEncoder, unbatch_state, valid_mask
+from rnnkit.shapes import RecurrentSpec, State
 
 __all__ = ["RecurrentModel", "unwrap_model"]
 
@@ -83,6 +84,70 @@ class RecurrentModel(nn.Module):
         batched = encoder.validate(x, None, lengths)
         xb, _, lb = encoder.to_batch_major(x, None, lengths, batched)
         return encoder.run_outputs(xb, None, lb), lb, batched
+
+    def step(self, x_t: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """Run one time step: streaming inference, one input at a time.
+
+        Feeding a sequence's steps one by one, each with the state the previous call
+        returned, gives the same results as running the whole sequence at once: a
+        :class:`~rnnkit.Seq2SeqRegressor`'s ``y_t`` is ``model(x)[0][:, t]``, a
+        :class:`~rnnkit.SequenceClassifier`'s is the logits of the sequence that ends at
+        step ``t``. Runs in the model's current train/eval mode.
+
+        Args:
+            x_t: One step's input for every sequence.
+            state: The state the previous step returned; zeros when omitted (the first step).
+
+        Returns:
+            ``(y_t, state)``: this step's output (a regressor's prediction, a classifier's
+            logits) and the state to pass to the next call.
+
+        Shapes:
+            - ``x_t``: ``(N, H_in)`` (``(H_in,)`` unbatched).
+            - ``state``: ``(num_layers, N, H_out)`` (``(num_layers, H_out)`` unbatched;
+              LSTM: ``(h, c)``, ``c`` with ``H_cell``).
+            - ``y_t``: ``(N, H_y)`` or ``(N, C)`` (``(H_y,)`` or ``(C,)`` unbatched).
+
+        Raises:
+            ValueError: The model is bidirectional (its backward direction needs the whole
+                sequence), or a classifier's readout is ``"mean"`` or ``"max"``.
+            rnnkit.errors.ShapeError: ``x_t`` or ``state`` break the shape contract.
+        """
+        self._check_step()
+        encoder = self.encoder
+        _check_step_input(x_t, self.spec)
+        unbatched_or_time_first = x_t.dim() == 1 or not self.batch_first
+        sequence = x_t.unsqueeze(0) if unbatched_or_time_first else x_t.unsqueeze(1)
+        batched = encoder.validate(sequence, state)
+        xb, hb, _ = encoder.to_batch_major(sequence, state, None, batched)
+        output, new_state = encoder.run(xb, hb)
+        y = self._step_output(output[:, 0])
+        return (y if batched else y.squeeze(0)), unbatch_state(new_state, batched)
+
+    def _check_step(self) -> None:
+        """Raise unless the model can run one step at a time (see :meth:`step`)."""
+        if self.spec.bidirectional:
+            raise ValueError(
+                "Expected a unidirectional model to run step by step, but this one is "
+                "bidirectional. Hint: a backward direction needs the whole sequence before "
+                "its first output; call the model on whole sequences instead."
+            )
+
+    def _step_output(self, top: Tensor) -> Tensor:
+        """This step's result from the top layer's output ``(N, H_out)``."""
+        raise NotImplementedError
+
+
+def _check_step_input(x_t: object, spec: RecurrentSpec) -> None:
+    size = spec.input_size
+    if isinstance(x_t, Tensor) and x_t.dim() in (1, 2) and x_t.shape[-1] == size:
+        return
+    got = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
+    raise ShapeError(
+        f"Expected `x_t` to have shape (N, H_in) = (?, {size}) or, unbatched, (H_in,) = "
+        f"({size},), but got {got}. Hint: step() takes one time step of every sequence; "
+        "call the model itself on whole sequences (N, L, H_in)."
+    )
 
 
 @contextmanager

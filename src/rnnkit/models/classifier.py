@@ -192,6 +192,19 @@ class SequenceClassifier(RecurrentModel):
             logits: Tensor = self(x, lengths)
             return logits.argmax(dim=-1)
 
+    def _check_step(self) -> None:
+        super()._check_step()
+        if self.readout not in ("last", "output_last"):
+            raise ValueError(
+                f"Expected readout='last' or 'output_last' to run step by step, but got "
+                f"readout={self.readout!r}. Hint: a {self.readout} over the steps is known "
+                "only at the end of the sequence; call the model on whole sequences instead."
+            )
+
+    def _step_output(self, top: Tensor) -> Tensor:
+        logits: Tensor = self.head(top)
+        return logits
+
     def extra_repr(self) -> str:
         """Show the data flow with the sizes filled in."""
         spec = self.spec

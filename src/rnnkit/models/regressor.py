@@ -278,6 +278,10 @@ class Seq2SeqRegressor(RecurrentModel):
             pieces.append(self.head(output))
         return torch.cat(pieces, dim=1), new_state
 
+    def _step_output(self, top: Tensor) -> Tensor:
+        y: Tensor = self.head(top)
+        return y
+
     def _feedback(self, feedback: Feedback | None) -> Feedback:
         """Return a function from predictions ``(N, H_y)`` to checked inputs ``(N, 1, H_in)``."""
         spec = self.spec

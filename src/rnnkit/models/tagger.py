@@ -174,6 +174,10 @@ class SequenceTagger(RecurrentModel):
             logits: Tensor = self(x, lengths)
             return logits.argmax(dim=-1)
 
+    def _step_output(self, top: Tensor) -> Tensor:
+        logits: Tensor = self.head(top)
+        return logits
+
     def extra_repr(self) -> str:
         """Show the data flow with the sizes filled in."""
         spec = self.spec

@@ -3,7 +3,10 @@
 Each check compares one argument with the layout the spec predicts and raises
 :class:`~rnnkit.errors.ShapeError` (built by :mod:`rnnkit.shapes._hints`) on the first
 difference. The checks only read shapes, dtypes and devices (and, for ``lengths``, the CPU
-values), so they never run a recurrent layer.
+values), so they never run a recurrent layer. Under :func:`torch.compile`,
+:func:`torch.export.export` or :func:`torch.jit.trace` the size checks still run, but the check
+of the ``lengths`` values is skipped: the values are symbolic there, and reading them would
+split the graph.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple, NoReturn, cast
 import torch
 from torch import Tensor
 
+from rnnkit.errors import ShapeError
 from rnnkit.shapes._hints import (
     Layout,
     StateContext,
@@ -42,6 +46,7 @@ __all__ = [
     "input_layout",
     "same_device",
     "state_layout",
+    "tracing",
 ]
 
 
@@ -317,15 +322,39 @@ def check_lengths(spec: RecurrentSpec, lengths: object, x: Tensor, name: str) ->
         _reject_unbatched_lengths(spec, lengths, x, name)
     batch_dim, time_dim = batch_time_dims(spec.batch_first)
     n, steps = x.shape[batch_dim], x.shape[time_dim]
-    expected = (
-        f"be a 1-D integer CPU tensor of shape (N,) = ({n},) with values in 1..L = 1..{steps}"
-    )
+    expected = _LengthsExpectation(n, steps)
     if not isinstance(lengths, Tensor):
         hint = f"convert it with torch.tensor({name})."
-        raise shape_error(name, expected, received(lengths), hint)
+        raise shape_error(name, str(expected), received(lengths), hint)
     _check_lengths_kind(lengths, name, expected, (n, steps))
     _check_lengths_count(spec, lengths, x, name, expected)
-    _check_lengths_values(lengths, name, expected, steps, time_dim)
+    if not tracing():  # traced values are symbolic: reading them would end the graph
+        _check_lengths_values(lengths, name, expected, steps, time_dim)
+
+
+def tracing() -> bool:
+    """Whether torch is compiling, exporting or tracing the call rather than running it.
+
+    Checks that read a tensor's values (not only its shape) are skipped then; in eager mode
+    they always run.
+    """
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()  # type: ignore[attr-defined,no-untyped-call]
+
+
+class _LengthsExpectation:
+    """What `lengths` should be, as a sentence written only when an error is raised.
+
+    Writing it eagerly would format sizes that are symbolic under :func:`torch.compile`.
+    """
+
+    def __init__(self, n: int, steps: int) -> None:
+        self.n, self.steps = n, steps
+
+    def __str__(self) -> str:
+        return (
+            f"be a 1-D integer CPU tensor of shape (N,) = ({self.n},) with values in "
+            f"1..L = 1..{self.steps}"
+        )
 
 
 def _reject_unbatched_lengths(
@@ -341,27 +370,33 @@ def _reject_unbatched_lengths(
     raise shape_error(name, expected, received(lengths), hint)
 
 
-def _check_lengths_kind(lengths: Tensor, name: str, expected: str, batch: tuple[int, int]) -> None:
-    shape = fmt_shape(lengths.shape)
+def _check_lengths_kind(
+    lengths: Tensor, name: str, expected: _LengthsExpectation, batch: tuple[int, int]
+) -> None:
     if lengths.dtype == torch.bool:
         hint = (
             f"{name} holds booleans; pass the number of real steps per sequence, "
             "e.g. mask.sum(dim=1)."
         )
-        raise shape_error(name, expected, f"a {lengths.dtype} tensor of shape {shape}", hint)
+        raise _lengths_error(lengths, name, expected, f"a {lengths.dtype} tensor", hint)
     if lengths.is_floating_point() or lengths.is_complex():
         hint = f"lengths count time steps; convert them with {name}.long()."
-        raise shape_error(name, expected, f"a {lengths.dtype} tensor of shape {shape}", hint)
+        raise _lengths_error(lengths, name, expected, f"a {lengths.dtype} tensor", hint)
     if lengths.device.type != "cpu":
         hint = (
             "pack_padded_sequence needs the lengths on the CPU, even when x is on a GPU: "
             f"use {name}.cpu()."
         )
-        raise shape_error(name, expected, f"a tensor on {lengths.device} of shape {shape}", hint)
+        raise _lengths_error(lengths, name, expected, f"a tensor on {lengths.device}", hint)
     if lengths.dim() != 1:
-        raise shape_error(
-            name, expected, f"a tensor of shape {shape}", _rank_hint(lengths, name, batch)
-        )
+        hint = _rank_hint(lengths, name, batch)
+        raise _lengths_error(lengths, name, expected, "a tensor", hint)
+
+
+def _lengths_error(
+    lengths: Tensor, name: str, expected: _LengthsExpectation, what: str, hint: str
+) -> ShapeError:
+    return shape_error(name, str(expected), f"{what} of shape {fmt_shape(lengths.shape)}", hint)
 
 
 def _rank_hint(lengths: Tensor, name: str, batch: tuple[int, int]) -> str:
@@ -373,7 +408,7 @@ def _rank_hint(lengths: Tensor, name: str, batch: tuple[int, int]) -> str:
 
 
 def _check_lengths_count(
-    spec: RecurrentSpec, lengths: Tensor, x: Tensor, name: str, expected: str
+    spec: RecurrentSpec, lengths: Tensor, x: Tensor, name: str, expected: _LengthsExpectation
 ) -> None:
     batch_dim, time_dim = batch_time_dims(spec.batch_first)
     if lengths.shape[0] == x.shape[batch_dim]:
@@ -386,11 +421,11 @@ def _check_lengths_count(
             f"{name} needs one entry per sequence of x, which holds "
             f"N = {x.shape[batch_dim]} (dimension {batch_dim})."
         )
-    raise shape_error(name, expected, got, hint)
+    raise shape_error(name, str(expected), got, hint)
 
 
 def _check_lengths_values(
-    lengths: Tensor, name: str, expected: str, steps: int, time_dim: int
+    lengths: Tensor, name: str, expected: _LengthsExpectation, steps: int, time_dim: int
 ) -> None:
     bad = ((lengths < 1) | (lengths > steps)).nonzero()
     if bad.numel() == 0:
@@ -405,4 +440,4 @@ def _check_lengths_values(
             f"no sequence can be longer than x's time dimension (dimension {time_dim}, "
             f"L = {steps}); were the lengths measured before truncating?"
         )
-    raise shape_error(name, expected, got, hint)
+    raise shape_error(name, str(expected), got, hint)

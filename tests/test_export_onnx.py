@@ -1,0 +1,264 @@
+"""rnnkit.export.to_onnx: the files run in onnxruntime and match eager PyTorch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from rnnkit import Seq2SeqRegressor, SequenceClassifier
+from rnnkit.export import sidecar_path, to_onnx
+from rnnkit.models import RecurrentModel
+from rnnkit.models.readouts import apply_readout
+from rnnkit.shapes import State
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+CELLS = ["rnn", "lstm", "gru"]
+SHAPES = [(n, steps) for n in (1, 3, 17) for steps in (1, 5, 200)]
+TOLERANCE = 1e-5
+
+
+def _build(kind: str, cell: str, bidirectional: bool, **options: Any) -> RecurrentModel:
+    torch.manual_seed(0)
+    common: dict[str, Any] = {"cell": cell, "num_layers": 2, "bidirectional": bidirectional}
+    model: RecurrentModel
+    if kind == "classifier":
+        model = SequenceClassifier(3, 4, 5, **common, **options)
+    else:
+        model = Seq2SeqRegressor(3, 2, 5, **common, **options)
+    return model.eval()
+
+
+def _state(model: RecurrentModel, n: int) -> State:
+    spec = model.spec
+    h = torch.randn(spec.D * spec.num_layers, n, spec.output_size)
+    return (h, torch.randn_like(h)) if spec.cell == "lstm" else h
+
+
+def _flat(state: State) -> list[torch.Tensor]:
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+@torch.no_grad()
+def _reference(
+    model: RecurrentModel, x: torch.Tensor, lengths: torch.Tensor | None, state: State | None
+) -> list[torch.Tensor]:
+    """Eager results in the exported graph's output order."""
+    if isinstance(model, Seq2SeqRegressor):
+        y, h_n = model(x, state, lengths)
+        return [y, *_flat(h_n)]
+    assert isinstance(model, SequenceClassifier)
+    output, h_n = model.encoder(x, state, lengths)
+    features = apply_readout(model.readout, output, lengths, hidden=model.spec.output_size)
+    logits = model.head(features)
+    if state is None:  # the classifier's own forward, where it applies
+        torch.testing.assert_close(logits, model(x, lengths), rtol=0, atol=1e-6)
+    return [logits, *_flat(h_n)]
+
+
+def _run(session: Any, feed: dict[str, torch.Tensor]) -> list[np.ndarray]:
+    outputs: list[np.ndarray] = session.run(None, {k: v.numpy() for k, v in feed.items()})
+    return outputs
+
+
+def _assert_match(got: list[np.ndarray], want: list[torch.Tensor]) -> None:
+    assert len(got) == len(want)
+    for actual, expected in zip(got, want, strict=True):
+        assert actual.shape == tuple(expected.shape)
+        np.testing.assert_allclose(actual, expected.numpy(), rtol=0, atol=TOLERANCE)
+
+
+def _feed(
+    model: RecurrentModel, x: torch.Tensor, lengths: torch.Tensor, state: State
+) -> dict[str, torch.Tensor]:
+    feed = {"x": x, "lengths": lengths}
+    names = ["h0", "c0"]
+    feed.update(zip(names, _flat(state), strict=False))
+    return feed
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_one_file_runs_every_batch_and_length(
+    tmp_path: Path, kind: str, cell: str, bidirectional: bool
+) -> None:
+    model = _build(kind, cell, bidirectional)
+    full = ort.InferenceSession(str(to_onnx(model, tmp_path / "full.onnx")))
+    bare_path = to_onnx(model, tmp_path / "bare.onnx", lengths=False, initial_state=False)
+    bare = ort.InferenceSession(str(bare_path))
+    generator = torch.Generator().manual_seed(1)
+    for n, steps in SHAPES:
+        x = torch.randn(n, steps, 3, generator=generator)
+        lengths = torch.randint(1, steps + 1, (n,), generator=generator)
+        lengths[0] = steps  # the longest sequence fills the batch, as after padding
+        state = _state(model, n)
+        _assert_match(
+            _run(full, _feed(model, x, lengths, state)), _reference(model, x, lengths, state)
+        )
+        _assert_match(_run(bare, {"x": x}), _reference(model, x, None, None))
+        full_lengths = torch.full((n,), steps)
+        zeros = _flat(_state(model, n))
+        zero_state: State = (
+            (torch.zeros_like(zeros[0]), torch.zeros_like(zeros[1]))
+            if len(zeros) == 2
+            else torch.zeros_like(zeros[0])
+        )
+        _assert_match(
+            _run(full, _feed(model, x, full_lengths, zero_state)), _reference(model, x, None, None)
+        )
+
+
+@pytest.mark.parametrize("readout", ["mean", "max", "output_last"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_classifier_readouts(tmp_path: Path, readout: str, bidirectional: bool) -> None:
+    model = _build("classifier", "gru", bidirectional, readout=readout)
+    session = ort.InferenceSession(str(to_onnx(model, tmp_path / "m.onnx", initial_state=False)))
+    for n, steps in [(1, 1), (3, 5), (17, 200)]:
+        x = torch.randn(n, steps, 3)
+        lengths = (
+            torch.full((n,), steps)
+            if readout == "output_last"
+            else torch.randint(1, steps + 1, (n,))
+        )
+        _assert_match(
+            _run(session, {"x": x, "lengths": lengths}), _reference(model, x, lengths, None)
+        )
+
+
+def test_time_first_regressor(tmp_path: Path) -> None:
+    model = _build("regressor", "lstm", False, batch_first=False)
+    session = ort.InferenceSession(str(to_onnx(model, tmp_path / "m.onnx", initial_state=False)))
+    x = torch.randn(7, 3, 3)  # (L, N, H_in)
+    lengths = torch.tensor([7, 2, 5])
+    got = _run(session, {"x": x, "lengths": lengths})
+    assert got[0].shape == (7, 3, 2)
+    _assert_match(got, _reference(model, x, lengths, None))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_step_graph_generates_like_the_model(tmp_path: Path, cell: str) -> None:
+    torch.manual_seed(4)
+    model = Seq2SeqRegressor(1, hidden_size=8, cell=cell, num_layers=2).eval()  # type: ignore[arg-type]
+    session = ort.InferenceSession(str(to_onnx(model, tmp_path / "step.onnx", mode="step")))
+    names = [i.name for i in session.get_inputs()]
+    assert names == (["x_t", "h", "c"] if cell == "lstm" else ["x_t", "h"])
+    expected, final = model.generate(torch.zeros(1, 1, 1), steps=100)
+    x_t = np.zeros((1, 1), dtype=np.float32)
+    state = [np.zeros((2, 1, 8), dtype=np.float32) for _ in names[1:]]
+    predictions = []
+    for _ in range(100):
+        y_t, *state = session.run(None, dict(zip(names, [x_t, *state], strict=True)))
+        predictions.append(y_t)
+        x_t = y_t  # feed the prediction back, as generate() does
+    np.testing.assert_allclose(
+        np.stack(predictions, axis=1), expected.numpy(), rtol=0, atol=TOLERANCE
+    )
+    np.testing.assert_allclose(state[0], _flat(final)[0].numpy(), rtol=0, atol=TOLERANCE)
+
+
+def test_classifier_step_graph_streams(tmp_path: Path) -> None:
+    model = _build("classifier", "lstm", False)
+    session = ort.InferenceSession(str(to_onnx(model, tmp_path / "step.onnx", mode="step")))
+    x = torch.randn(3, 6, 3)
+    h = np.zeros((2, 3, 5), dtype=np.float32)
+    c = np.zeros_like(h)
+    for t in range(6):
+        logits, h, c = session.run(None, {"x_t": x[:, t].numpy(), "h": h, "c": c})
+        with torch.no_grad():
+            np.testing.assert_allclose(logits, model(x[:, : t + 1]).numpy(), rtol=0, atol=TOLERANCE)
+
+
+def test_sidecar_describes_the_file(tmp_path: Path) -> None:
+    model = _build("regressor", "lstm", True)
+    path = to_onnx(model, tmp_path / "m.onnx")
+    sidecar = json.loads(sidecar_path(path).read_text())
+    assert sidecar_path(path) == tmp_path / "m.onnx.json"
+    assert sidecar["model"] == "Seq2SeqRegressor"
+    assert sidecar["mode"] == "sequence"
+    assert sidecar["config"] == model.config.to_dict()
+    inputs = {t["name"]: t for t in sidecar["inputs"]}
+    assert list(inputs) == ["x", "lengths", "h0", "c0"]
+    assert inputs["x"]["layout"] == "(N, L, H_in)"
+    assert inputs["x"]["shape"] == [None, None, 3]
+    assert inputs["lengths"]["dtype"] == "int64"
+    assert inputs["h0"]["layout"] == "(D·num_layers, N, H_out)"
+    assert inputs["h0"]["shape"] == [4, None, 5]
+    outputs = [t["name"] for t in sidecar["outputs"]]
+    assert outputs == ["y", "h_n", "c_n"]
+    session = ort.InferenceSession(str(path))
+    assert [i.name for i in session.get_inputs()] == list(inputs)
+    assert [o.name for o in session.get_outputs()] == outputs
+    assert session.get_inputs()[0].shape == ["N", "L", 3]
+
+
+def test_unsupported_models_raise_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="proj_size"):
+        to_onnx(Seq2SeqRegressor(2, 2, 8, cell="lstm", proj_size=4), tmp_path / "a.onnx")
+    with pytest.raises(ValueError, match="float32"):
+        to_onnx(Seq2SeqRegressor(2, 2, 8).double(), tmp_path / "b.onnx")
+    with pytest.raises(ValueError, match="bidirectional"):
+        to_onnx(Seq2SeqRegressor(2, 2, 8, bidirectional=True), tmp_path / "c.onnx", mode="step")
+    with pytest.raises(ValueError, match="mode"):
+        to_onnx(Seq2SeqRegressor(2, 2, 8), tmp_path / "d.onnx", mode="batch")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="SequenceClassifier or a Seq2SeqRegressor"):
+        to_onnx(torch.nn.Linear(2, 2), tmp_path / "e.onnx")  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+def _checkpoint(tmp_path: Path, model: RecurrentModel) -> Path:
+    from rnnkit.io._atomic import atomic_save
+    from rnnkit.io.checkpoint import make_checkpoint
+
+    path = tmp_path / "run.ckpt"
+    atomic_save(make_checkpoint(model, {}, {}), path)
+    return path
+
+
+def test_cli_exports_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rnnkit.__main__ import main
+
+    model = _build("regressor", "gru", False)
+    checkpoint = _checkpoint(tmp_path, model)
+    out = tmp_path / "step.onnx"
+    assert main(["export", str(checkpoint), "--onnx", str(out), "--mode", "step"]) == 0
+    assert capsys.readouterr().out.split() == ["wrote", str(out), "wrote", f"{out}.json"]
+    assert json.loads(sidecar_path(out).read_text())["mode"] == "step"
+    session = ort.InferenceSession(str(out))
+    x_t, h = torch.randn(3, 3), torch.randn(2, 3, 5)
+    y_t, h_next = session.run(None, {"x_t": x_t.numpy(), "h": h.numpy()})
+    with torch.no_grad():
+        want_y, want_h = model.step(x_t, h)
+    assert isinstance(want_h, torch.Tensor)
+    np.testing.assert_allclose(y_t, want_y.numpy(), rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(h_next, want_h.numpy(), rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        ([], "nothing to write"),
+        (["--onnx", "OUT", "--mode", "step"], "bidirectional"),
+    ],
+)
+def test_cli_export_errors_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], error: str
+) -> None:
+    from rnnkit.__main__ import main
+
+    checkpoint = _checkpoint(tmp_path, _build("classifier", "lstm", True))
+    args = [
+        "export",
+        str(checkpoint),
+        *[str(tmp_path / "m.onnx") if a == "OUT" else a for a in extra],
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rnnkit export: error: ")
+    assert error in err
