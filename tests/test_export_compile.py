@@ -70,3 +70,18 @@ def test_compiled_models_break_only_at_torchs_recurrent_layers(kind: str, cell: 
     torch.testing.assert_close(out, expected)
     reasons = {reason.splitlines()[0] for reason in counters["graph_break"]}
     assert reasons <= {"Attempted to wrap RNN, GRU, or LSTM"}, reasons
+
+
+# dynamo itself reads `.grad` of the RNN's output when it resumes after torch's layer
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_compiled_models_with_lengths_break_only_in_torch(cell: str) -> None:
+    torch._dynamo.reset()
+    counters.clear()
+    model = SequenceClassifier(3, 4, 5, cell=cell)  # type: ignore[arg-type]
+    x = torch.randn(3, 6, 3)
+    lengths = torch.tensor([6, 2, 4])
+    out = torch.compile(model, backend="eager")(x, lengths)
+    torch.testing.assert_close(out, model(x, lengths))
+    reasons = {reason.splitlines()[0] for reason in counters["graph_break"]}
+    assert reasons <= {"Attempted to wrap RNN, GRU, or LSTM"}, reasons

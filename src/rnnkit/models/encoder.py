@@ -44,7 +44,7 @@ a call cannot run through a kernel (a hook, autocast, a packed batch, another de
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import torch
 import torch.nn.functional as F
@@ -246,7 +246,8 @@ class RecurrentEncoder(nn.Module):
         Raises:
             rnnkit.errors.ShapeError: A tensor breaks the contract.
         """
-        weight = next(self.rnn.parameters())
+        # an attribute, not next(parameters()): torch.compile traces it without a break
+        weight = cast(Tensor, self.rnn.weight_ih_l0)
         if name != "x":
             self.spec.validate_input(x, name=name, dtype=weight.dtype, device=weight.device)
         return self.spec.validate(x, h0, lengths, dtype=weight.dtype, device=weight.device)
@@ -313,7 +314,7 @@ class RecurrentEncoder(nn.Module):
         """
         if lengths is None:
             return self._call(x, h0)
-        shortest, longest = int(lengths.min()), int(lengths.max())
+        shortest, longest = _extent(lengths, x.shape[1])
         if shortest == longest:
             output, state = self._call(x[:, :longest], h0)
             return _pad_steps(output, x.shape[1]), state
@@ -345,7 +346,7 @@ class RecurrentEncoder(nn.Module):
         """
         if lengths is None or self.spec.bidirectional:
             return self.run(x, h0, lengths)[0]
-        shortest, longest = int(lengths.min()), int(lengths.max())
+        shortest, longest = _extent(lengths, x.shape[1])
         if shortest == longest:
             return _pad_steps(self._call(x[:, :longest], h0)[0], x.shape[1])
         return self._run_padded(x, h0, lengths, longest)
@@ -467,6 +468,17 @@ def _shares_saved_states(output: Tensor) -> bool:
         or _gru_kernel.shares_saved_states(output)
         or _lstm_kernel.shares_saved_states(output)
     )
+
+
+def _extent(lengths: Tensor, steps: int) -> tuple[int, int]:
+    """The shortest and longest valid lengths, which choose the fastest path.
+
+    Reading them is a data-dependent graph break under ``torch.compile``; there the general
+    padded or packed path runs over all ``steps`` instead, which gives the same result.
+    """
+    if torch.compiler.is_compiling():
+        return 0, steps
+    return int(lengths.min()), int(lengths.max())
 
 
 def _pad_steps(output: Tensor, steps: int) -> Tensor:
