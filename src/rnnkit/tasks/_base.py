@@ -1,45 +1,34 @@
-"""What the Trainer computes per batch, for each kind of model.
-
-A :class:`Task` knows how to cut a batch into :class:`Chunk` s (one for a classifier; the
-truncated back-propagation windows of ``tbptt_steps`` steps for a regressor), run the model
-on a chunk, compute the loss (masked over padding) and the metrics' ``(sum, count)`` parts.
-
-- :class:`ClassifierTask`: ``model(x, lengths) -> (N, C)`` logits, class targets ``(N,)``,
-  cross-entropy by default.
-- :class:`RegressorTask`: ``model(x, h0, lengths) -> ((N, L, H_y), h_n)``, per-step targets
-  ``(N, L, H_y)``, mean squared error over the valid steps by default; teacher forcing below
-  ratio 1 goes through ``model.rollout``.
-"""
+"""The :class:`Task` base class, the :class:`Chunk` a model runs on, and helpers for tasks."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple, cast
+from typing import ClassVar, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.data import Batch
-from rnnkit.metrics import Metric, rollout_error
-from rnnkit.models.regressor import Seq2SeqRegressor
-from rnnkit.shapes import State
+from rnnkit.errors import ShapeError
+from rnnkit.metrics import Metric, get_metric
+from rnnkit.shapes import RecurrentSpec, State
+from rnnkit.tasks._info import DataInfo
 
 __all__ = [
     "Chunk",
-    "ClassifierTask",
     "LossFn",
     "Parts",
-    "RegressorTask",
     "Task",
     "detach_state",
+    "resolve_metrics",
 ]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 """A user loss: ``loss(output, target) -> 0-dim Tensor``."""
 
 Parts = list[tuple[str, Tensor, Tensor | float]]
-"""``(name, sum, count)`` triples, added to the epoch's ``_totals.EpochTotals``."""
+"""``(name, sum, count)`` triples: each metric's mean is ``sum / count`` over the epoch."""
 
 
 class Chunk(NamedTuple):
@@ -53,9 +42,11 @@ class Chunk(NamedTuple):
         mask: ``True`` at valid steps (on the device), or ``None`` when all are valid.
         elements: Number of target elements the loss averages over.
 
+    Its ``target`` property is ``y``, raising ``ValueError`` when there is none.
+
     Shapes:
         - x: ``(N, l, H_in)``
-        - y: ``(N,)`` or ``(N, L_y, H_y)``
+        - y: ``(N,)``, ``(N, L_y)`` or ``(N, L_y, H_y)``
         - lengths: ``(N,)``
         - mask: ``(N, l)``
     """
@@ -88,7 +79,7 @@ def detach_state(state: State | None) -> State | None:
     return _map_state(state, Tensor.detach)
 
 
-def _state_as(state: State | None, dtype: torch.dtype) -> State | None:
+def state_as(state: State | None, dtype: torch.dtype) -> State | None:
     """Return ``state`` in ``dtype``, the inputs' dtype.
 
     A state carried from a window run under autocast, whose fed-back predictions were
@@ -97,66 +88,191 @@ def _state_as(state: State | None, dtype: torch.dtype) -> State | None:
     return _map_state(state, lambda t: t.to(dtype))
 
 
-def _time_major(model: nn.Module) -> bool:
+def time_major(model: nn.Module) -> bool:
+    """Whether ``model`` takes ``(L, N, H_in)`` inputs (``batch_first=False``)."""
     return getattr(model, "batch_first", True) is False
 
 
+def resolve_metrics(metrics: Sequence[str | Metric] | None) -> list[Metric] | None:
+    """Metric objects for the given names (``None`` keeps the task's defaults).
+
+    Raises:
+        ValueError: For an unknown metric name.
+        TypeError: For something that is neither a name nor a :class:`~rnnkit.metrics.Metric`.
+    """
+    if metrics is None:
+        return None
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    resolved = []
+    for metric in metrics:
+        if isinstance(metric, str):
+            resolved.append(get_metric(metric))
+        elif isinstance(metric, Metric):
+            resolved.append(metric)
+        else:
+            raise TypeError(
+                f"Expected each metric to be a name such as 'accuracy' or an "
+                f"rnnkit.metrics.Metric, but got {metric!r}."
+            )
+    return resolved
+
+
+def _positional_arity(model: nn.Module) -> int | None:
+    """How many positional arguments ``model.forward`` takes (``None``: any number)."""
+    try:
+        parameters = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    kinds = [p.kind for p in parameters]
+    if inspect.Parameter.VAR_POSITIONAL in kinds:
+        return None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(kind in positional for kind in kinds)
+
+
 class Task:
-    """Base class: the per-batch computations of one kind of model.
+    """What training, evaluating and predicting mean for one kind of model (a base class).
+
+    A task owns everything that depends on the kind of model: how a batch becomes the model's
+    inputs (one :class:`Chunk`, or several windows), how the model is called, the default loss
+    and metrics, which data fit the model, and what ``predict`` returns. The
+    :class:`~rnnkit.Trainer` owns the rest (devices, precision, optimizer, loops, callbacks,
+    checkpoints), so any :class:`torch.nn.Module` trains once a task describes it.
+
+    A subclass sets :attr:`target_kind` and :attr:`default_metrics` and implements
+    :meth:`loss`; it overrides the other methods where its model differs.
 
     Args:
-        loss: A user loss ``loss(output, target)``, or ``None`` for the default.
-        metrics: The metrics to compute on every batch.
+        loss: A user loss ``loss(output, target) -> 0-dim Tensor``, or ``None`` for the
+            task's default.
+        metrics: Metric names (see :func:`rnnkit.metrics.get_metric`) or
+            :class:`~rnnkit.metrics.Metric` objects; ``None``: :attr:`default_metrics`.
+
+    Raises:
+        ValueError: An unknown metric name.
     """
 
-    kind = ""
-    default_metrics: tuple[str, ...] = ()
+    target_kind: ClassVar[str] = ""
+    """The targets the task trains on, as :attr:`DataInfo.target_kind` names them."""
 
-    def __init__(self, loss: LossFn | None, metrics: Sequence[Metric]) -> None:
+    metric_kind: ClassVar[str] = ""
+    """The ``target_kind`` of the :class:`~rnnkit.metrics.Metric` objects it accepts."""
+
+    default_metrics: ClassVar[tuple[str, ...]] = ()
+    """The metric names used when ``metrics`` is ``None``."""
+
+    def __init__(
+        self, loss: LossFn | None = None, metrics: Sequence[str | Metric] | None = None
+    ) -> None:
         self.loss_fn = loss
-        self.metrics = list(metrics)
+        resolved = resolve_metrics(metrics)
+        default = [get_metric(name) for name in self.default_metrics]
+        self.metrics: list[Metric] = default if resolved is None else resolved
 
-    def chunks(self, batch: Batch) -> Iterator[Chunk]:
-        """The pieces the batch is run in."""
-        raise NotImplementedError
+    # -- checks, before any step -------------------------------------------------------------
 
-    def forward(
+    def check_setup(
         self,
         model: nn.Module,
-        chunk: Chunk,
-        state: State | None,
-        ratio: float = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> tuple[Tensor, State | None]:
-        """Run the model on a chunk; return its batch-first output and final state."""
-        raise NotImplementedError
+        infos: Sequence[tuple[str, DataInfo]],
+        *,
+        teacher_forcing: bool = False,
+    ) -> None:
+        """Check the model, the metrics and every labelled data set before training.
 
-    def loss(self, output: Tensor, chunk: Chunk) -> Tensor:
-        """The chunk's loss (a 0-dim tensor)."""
-        raise NotImplementedError
+        Args:
+            model: The model to train or evaluate.
+            infos: ``(argument name, DataInfo)`` of each data set (``"train"``, ``"val"``).
+            teacher_forcing: Whether a teacher-forcing ratio below 1 was asked for.
 
-    def metric_parts(self, output: Tensor, chunk: Chunk) -> Parts:
-        """Every metric's ``(sum, count)`` on the chunk (no host synchronisation)."""
-        output = self.aligned(output, chunk)
-        return [(m.name, *m.parts(output, chunk.target, chunk.mask)) for m in self.metrics]
+        Raises:
+            ValueError: A metric for other targets, data without fitting targets, or
+                teacher forcing for a task that cannot feed predictions back.
+            rnnkit.errors.ShapeError: Data of the wrong sequence width or target size.
+        """
+        self._check_metrics(model)
+        if teacher_forcing:
+            raise ValueError(
+                f"Expected `teacher_forcing` only for a Seq2SeqRegressor, but the model is a "
+                f"{type(model).__name__}. Hint: leave `teacher_forcing` at its default."
+            )
+        for name, info in infos:
+            self.check_data(model, info, name)
 
-    def aligned(self, output: Tensor, chunk: Chunk) -> Tensor:
-        """The part of ``output`` the targets refer to (all of it, by default)."""
-        return output
+    def _check_metrics(self, model: nn.Module) -> None:
+        for metric in self.metrics:
+            if metric.target_kind != self.metric_kind:
+                raise ValueError(
+                    f"Expected metrics for a {type(model).__name__} ({self.metric_kind} "
+                    f"targets), but got {metric.name!r}, a metric for {metric.target_kind} "
+                    "targets. Hint: 'accuracy'/'top5_accuracy' suit classifiers, 'mse'/'mae' "
+                    "regressors."
+                )
 
-    def extra_eval_parts(self, model: nn.Module, batch: Batch) -> Parts:
-        """Parts computed once per whole batch in evaluation (e.g. the rollout error)."""
-        return []
+    def check_data(self, model: nn.Module, info: DataInfo, name: str) -> None:
+        """Check one labelled data set against the model (targets, width, padding).
 
+        Raises:
+            ValueError: No targets, or targets of another kind than :attr:`target_kind`.
+            rnnkit.errors.ShapeError: The wrong sequence width.
+        """
+        if info.target_kind is None:
+            raise ValueError(
+                f"Expected `{name}` to hold targets for training, but it holds inputs only. "
+                "Hint: pass (x, y), or a SequenceDataset built with y."
+            )
+        if info.target_kind != self.target_kind:
+            raise ValueError(
+                f"Expected `{name}` to hold {self.describe_targets()} for a "
+                f"{type(model).__name__}, but it holds {info.layout()}. Hint: "
+                f"{self.target_hint(info)}."
+            )
+        self.check_inputs(model, info, name)
 
-class ClassifierTask(Task):
-    """A many-to-one classifier: one logit row per sequence."""
+    def describe_targets(self) -> str:
+        """The targets the task needs, in words, for error messages."""
+        return f"{self.target_kind} targets"
 
-    kind = "classifier"
-    default_metrics = ("accuracy",)
+    def target_hint(self, info: DataInfo) -> str:
+        """How to fix data whose targets are of another kind (see :meth:`check_data`)."""
+        return "pass targets of the kind the model predicts"
+
+    def check_inputs(self, model: nn.Module, info: DataInfo, name: str) -> None:
+        """Check the inputs (width H_in, padding) against the model; targets are not needed.
+
+        The width is checked for models with a ``spec`` (a
+        :class:`~rnnkit.shapes.RecurrentSpec`), as rnnkit's models have.
+
+        Raises:
+            rnnkit.errors.ShapeError: The sequences' H_in is not the model's.
+            ValueError: Padded sequences for a model whose ``forward`` takes only ``x``.
+        """
+        spec = getattr(model, "spec", None)
+        if isinstance(spec, RecurrentSpec) and info.input_size != spec.input_size:
+            raise ShapeError(
+                f"Expected `{name}` to hold sequences of shape (N, L, H_in) = (?, ?, "
+                f"{spec.input_size}) for the model's input_size = {spec.input_size}, but got "
+                f"(?, {info.seq_len}, {info.input_size}). Hint: build the model with "
+                f"input_size={info.input_size}, or check how the data was turned into "
+                "sequences (rows of an image: H_in = width)."
+            )
+        arity = _positional_arity(model)
+        if not info.full_length and arity is not None and arity < self.padded_arguments:
+            raise ValueError(
+                f"Expected a model whose forward takes the valid lengths for the padded "
+                f"sequences of `{name}`, but {type(model).__name__}.forward takes {arity} "
+                "argument(s). Hint: add a `lengths` argument (e.g. pack the sequences with "
+                "torch.nn.utils.rnn.pack_padded_sequence), or pass unpadded sequences."
+            )
+
+    padded_arguments: ClassVar[int] = 2
+    """Positional arguments ``forward`` needs for padded batches (``x, lengths``)."""
+
+    # -- per batch ---------------------------------------------------------------------------
 
     def chunks(self, batch: Batch) -> Iterator[Chunk]:
-        """The whole batch, once."""
+        """The pieces the batch is run in (the whole batch once, by default)."""
         x, y, lengths = batch
         yield Chunk(x, y, lengths, None, int(x.shape[0]))
 
@@ -168,119 +284,60 @@ class ClassifierTask(Task):
         ratio: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, State | None]:
-        """``model(x, lengths)`` (``x`` transposed for a time-major model)."""
-        x = chunk.x.transpose(0, 1) if _time_major(model) else chunk.x
+        """Run the model on a chunk; return its batch-first output and final state.
+
+        By default ``model(x)``, or ``model(x, lengths)`` for a padded chunk (``x``
+        transposed for a model with ``batch_first=False``), with no state.
+
+        Args:
+            model: The model (or its DDP wrapper).
+            chunk: The inputs and targets.
+            state: The state a previous window left, or ``None``.
+            ratio: The teacher-forcing ratio of this epoch (1 outside training).
+            generator: The generator of the teacher-forcing coins.
+        """
+        x = chunk.x.transpose(0, 1) if time_major(model) else chunk.x
         if chunk.lengths is None:
             return model(x), None
         return model(x, chunk.lengths), None
 
     def loss(self, output: Tensor, chunk: Chunk) -> Tensor:
-        """Cross-entropy over the batch, or the user's loss."""
-        if self.loss_fn is not None:
-            return self.loss_fn(output, chunk.target)
-        return F.cross_entropy(output, chunk.target)
-
-
-class RegressorTask(Task):
-    """A many-to-many regressor: a value per step, optionally in TBPTT windows.
-
-    Args:
-        loss: A user loss; with padded batches it gets only the valid steps, ``(M, H_y)``.
-        metrics: The metrics to compute on every batch.
-        tbptt_steps: Window length k of truncated back-propagation, or ``None`` (full).
-        rollout_horizon: Free-running steps scored in evaluation (``"rollout_mse"``), or
-            ``None``.
-    """
-
-    kind = "regressor"
-    default_metrics = ("mae",)
-
-    def __init__(
-        self,
-        loss: LossFn | None,
-        metrics: Sequence[Metric],
-        tbptt_steps: int | None = None,
-        rollout_horizon: int | None = None,
-    ) -> None:
-        super().__init__(loss, metrics)
-        self.tbptt_steps = tbptt_steps
-        self.rollout_horizon = rollout_horizon
-
-    def chunks(self, batch: Batch) -> Iterator[Chunk]:
-        """Windows of ``tbptt_steps`` steps (one window without TBPTT); empty ones skipped."""
-        x, y, lengths = batch
-        steps = int(x.shape[1])
-        window = self.tbptt_steps or steps
-        longest = steps if lengths is None else int(lengths.max())
-        for start in range(0, longest, window):
-            end = min(start + window, steps)
-            yield _window(x, y, lengths, start, end)
-
-    def forward(
-        self,
-        model: nn.Module,
-        chunk: Chunk,
-        state: State | None,
-        ratio: float = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> tuple[Tensor, State | None]:
-        """``model(x, h0, lengths)``, or ``model.rollout(x, ratio, h0)`` when ratio < 1."""
-        time_major = _time_major(model)
-        x = chunk.x.transpose(0, 1) if time_major else chunk.x
-        state = _state_as(state, x.dtype)
-        if ratio < 1.0:
-            regressor = cast(Seq2SeqRegressor, model)
-            output, new_state = regressor.rollout(x, ratio, h0=state, generator=generator)
-        else:
-            output, new_state = model(x, state, chunk.lengths)
-        return (output.transpose(0, 1) if time_major else output), new_state
-
-    def loss(self, output: Tensor, chunk: Chunk) -> Tensor:
-        """MSE over the valid steps, or the user's loss (on the valid steps only)."""
-        pred, target, mask = self.aligned(output, chunk), chunk.target, chunk.mask
-        if self.loss_fn is not None:
-            if mask is not None:  # boolean indexing: one host synchronisation on CUDA
-                pred, target = pred[mask], target[mask]
-            return self.loss_fn(pred, target)
-        if mask is None:
-            return F.mse_loss(pred.float(), target.float())
-        squared = (pred.float() - target.float()).square()
-        zero = torch.zeros((), dtype=squared.dtype, device=squared.device)
-        return torch.where(mask.unsqueeze(-1), squared, zero).sum() / chunk.elements
+        """The chunk's mean loss (a 0-dim tensor), over :attr:`Chunk.elements` units."""
+        raise NotImplementedError
 
     def aligned(self, output: Tensor, chunk: Chunk) -> Tensor:
-        """The output's last ``L_y`` steps when the targets are shorter (many-to-one)."""
-        steps = chunk.target.shape[1]
-        return output if steps == output.shape[1] else output[:, -steps:]
+        """The part of ``output`` the targets refer to (all of it, by default)."""
+        return output
 
-    def extra_eval_parts(self, model: nn.Module, batch: Batch) -> Parts:
-        """The free-running error over ``rollout_horizon`` steps, as ``"rollout_mse"``."""
-        horizon = self.rollout_horizon
-        if horizon is None or batch.y is None:
-            return []
-        value = rollout_error(cast(Seq2SeqRegressor, model), batch.x, batch.y, horizon)
-        count = float(batch.y.shape[0] * horizon * batch.y.shape[2])
-        return [("rollout_mse", value.float() * count, count)]
+    def metric_parts(self, output: Tensor, chunk: Chunk) -> Parts:
+        """Every metric's ``(sum, count)`` on the chunk (no host synchronisation)."""
+        output = self.aligned(output, chunk)
+        return [(m.name, *m.parts(output, chunk.target, chunk.mask)) for m in self.metrics]
 
+    def evaluation_parts(self, model: nn.Module, batch: Batch) -> Parts:
+        """Parts computed once per whole batch in evaluation (none, by default)."""
+        return []
 
-def _window(x: Tensor, y: Tensor | None, lengths: Tensor | None, start: int, end: int) -> Chunk:
-    """Steps ``start..end`` of a batch, with the lengths and mask of that window."""
-    width = end - start
-    xs = x[:, start:end]
-    ys = None if y is None else (y[:, start:end] if y.shape[1] == x.shape[1] else y)
-    size = 0 if ys is None else int(ys.shape[1]) * int(ys.shape[2])
-    if lengths is None:
-        return Chunk(xs, ys, None, None, int(x.shape[0]) * size)
-    valid = (lengths - start).clamp(0, width)
-    count = 0 if ys is None else int(valid.sum()) * int(ys.shape[2])
-    if bool((valid == width).all()):
-        return Chunk(xs, ys, None, None, count)
-    mask = torch.arange(width).unsqueeze(0) < valid.unsqueeze(1)
-    return Chunk(xs, ys, valid.clamp(min=1), mask.to(x.device, non_blocking=True), count)
+    # -- prediction --------------------------------------------------------------------------
 
+    def predict(self, model: nn.Module, batch: Batch) -> Tensor:
+        """The model's output for one batch, float32 on the CPU (chunks joined on dim 1).
 
-def make_task(kind: str, loss: LossFn | None, metrics: Sequence[Metric], **options: Any) -> Task:
-    """Build the task for ``kind`` (``"classifier"`` or ``"regressor"``)."""
-    if kind == "classifier":
-        return ClassifierTask(loss, metrics)
-    return RegressorTask(loss, metrics, **options)
+        Shapes:
+            - ``batch.x``: ``(N, L, H_in)``; return: ``(N, ...)``.
+        """
+        state: State | None = None
+        pieces = []
+        for chunk in self.chunks(batch):
+            output, state = self.forward(model, chunk, state)
+            pieces.append(output.float().cpu())
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+
+    def join_predictions(self, outputs: list[Tensor]) -> Tensor:
+        """The batches' outputs as one tensor; per-step outputs zero-padded to the longest."""
+        if outputs[0].dim() == 2 or len({o.shape[1] for o in outputs}) == 1:
+            return torch.cat(outputs)
+        longest = max(o.shape[1] for o in outputs)
+        pad = [0, 0] * (outputs[0].dim() - 2)
+        padded = [nn.functional.pad(o, (*pad, 0, longest - o.shape[1])) for o in outputs]
+        return torch.cat(padded)

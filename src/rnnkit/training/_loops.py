@@ -358,7 +358,7 @@ class TrainerLoops(TrainerState):
             self.record_parts(self._task.metric_parts(output, chunk))
             losses.append((loss, chunk.elements))
         with self._amp.autocast():
-            self.record_parts(self._task.extra_eval_parts(self.model, batch))
+            self.record_parts(self._task.evaluation_parts(self.model, batch))
         return {"loss": _weighted_mean(losses), "batch_size": int(batch.x.shape[0])}
 
     def _prediction_loop(self, source: BatchSource) -> Tensor:
@@ -368,22 +368,19 @@ class TrainerLoops(TrainerState):
         with evaluating(self.model):
             for batch in source.batches(self.batch_size):
                 outputs.append(self.prediction_step(to_device(batch, self.device)))
-        return _concat(outputs)
+        return self._task.join_predictions(outputs)
 
     def prediction_step(self, batch: Batch) -> Tensor:
         """The model's output for one batch, float32 on the CPU.
+
+        The task decides what that is: see :meth:`rnnkit.tasks.Task.predict`.
 
         Shapes:
             - ``batch.x``: ``(N, L, H_in)``; return: ``(N, C)`` or ``(N, L, H_y)``.
         """
         assert self.model is not None
-        state: State | None = None
-        pieces = []
-        for chunk in self._task.chunks(batch):
-            with self._amp.autocast():
-                output, state = self._task.forward(self.model, chunk, state)
-            pieces.append(output.float().cpu())
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+        with self._amp.autocast():
+            return self._task.predict(self.model, batch)
 
 
 def _weighted_mean(losses: list[tuple[Tensor, int]]) -> Tensor:
@@ -392,12 +389,3 @@ def _weighted_mean(losses: list[tuple[Tensor, int]]) -> Tensor:
         return losses[0][0]
     total = sum(count for _, count in losses)
     return torch.stack([loss.float() * count for loss, count in losses]).sum() / max(total, 1)
-
-
-def _concat(outputs: list[Tensor]) -> Tensor:
-    """Concatenate batch outputs, zero-padding per-step outputs to the longest."""
-    if outputs[0].dim() == 2 or len({o.shape[1] for o in outputs}) == 1:
-        return torch.cat(outputs)
-    longest = max(o.shape[1] for o in outputs)
-    padded = [nn.functional.pad(o, (0, 0, 0, longest - o.shape[1])) for o in outputs]
-    return torch.cat(padded)

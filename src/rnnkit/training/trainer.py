@@ -23,24 +23,18 @@ from torch import Tensor, nn
 
 from rnnkit.callbacks import Callback, ProgressBar
 from rnnkit.distributed import DistributedContext
-from rnnkit.metrics import Metric, get_metric
-from rnnkit.models.base import RecurrentModel
-from rnnkit.tasks import Task, make_task
-from rnnkit.training._batches import BatchSource, DataInfo, as_source
+from rnnkit.metrics import Metric
+from rnnkit.tasks import DataInfo, Task, resolve_metrics, task_for
+from rnnkit.training._batches import BatchSource, as_source
 from rnnkit.training._checks import (
     check_choice,
-    check_data,
     check_int,
-    check_metric_kinds,
     check_misc,
     check_optimizer,
     check_ratio,
-    check_regressor_options,
     check_shardable,
+    check_task_options,
     check_val_like_train,
-    check_width,
-    model_kind,
-    resolve_metrics,
 )
 from rnnkit.training._loops import TrainerLoops
 from rnnkit.training._precision import Precision, resolve_precision
@@ -176,6 +170,11 @@ class Trainer(TrainerLoops):
         default_root_dir: Where an interrupted run saves its checkpoint when no
             :class:`~rnnkit.ModelCheckpoint` is among the callbacks.
         shuffle: Draw a new order every epoch (fast path only).
+        task: What training means for the model (a :class:`~rnnkit.tasks.Task`, e.g.
+            :class:`~rnnkit.tasks.ClassificationTask` for any module returning ``(N, C)``
+            logits); ``None``: the task of each rnnkit model (:func:`rnnkit.tasks.task_for`)
+            with ``loss``, ``metrics``, ``tbptt_steps`` and ``rollout_horizon``. With a task,
+            those four go to the task instead (see :ref:`training-your-own-module`).
 
     Raises:
         ValueError: An argument out of range; an unknown optimizer, precision, metric or
@@ -242,7 +241,15 @@ class Trainer(TrainerLoops):
         on_nan: Literal["raise", "skip"] = "raise",
         default_root_dir: str | os.PathLike[str] = "runs",
         shuffle: bool = True,
+        task: Task | None = None,
     ) -> None:
+        check_task_options(
+            task,
+            loss=loss,
+            metrics=metrics,
+            tbptt_steps=tbptt_steps,
+            rollout_horizon=rollout_horizon,
+        )
         check_int("max_epochs", max_epochs, 1)
         check_int("batch_size", batch_size, 1)
         check_int("log_every_n_steps", log_every_n_steps, 1)
@@ -278,6 +285,7 @@ class Trainer(TrainerLoops):
         self.on_nan = on_nan
         self.default_root_dir = Path(default_root_dir)
         self.shuffle = shuffle
+        self.task = task
         self.callbacks = list(callbacks or [])
         if progress and not any(isinstance(cb, ProgressBar) for cb in self.callbacks):
             self.callbacks.append(ProgressBar())
@@ -314,8 +322,8 @@ class Trainer(TrainerLoops):
         the metrics of all processes together; only rank 0 writes files.
 
         Args:
-            model: A :class:`~rnnkit.SequenceClassifier` or :class:`~rnnkit.Seq2SeqRegressor`;
-                moved to the Trainer's device.
+            model: A :class:`~rnnkit.SequenceClassifier` or :class:`~rnnkit.Seq2SeqRegressor`,
+                or any module the Trainer's ``task`` describes; moved to the Trainer's device.
             train: A :class:`~rnnkit.data.SequenceDataset`, an ``(x, y)`` or
                 ``(x, y, lengths)`` tuple of tensors/arrays, or a re-iterable of batches.
             val: Validation data, in any of the same forms, or ``None``.
@@ -331,6 +339,7 @@ class Trainer(TrainerLoops):
             History so far is returned.
 
         Raises:
+            TypeError: ``model`` is not an rnnkit model and the Trainer has no ``task``.
             ValueError: The data do not fit the model, or an option does not apply to it
                 (under DDP: a DataLoader, or ``tbptt_steps`` with padded sequences); raised
                 before any training.
@@ -356,7 +365,8 @@ class Trainer(TrainerLoops):
         added over the processes, and every process returns the figures of the whole data.
 
         Args:
-            model: An rnnkit model; moved to the Trainer's device.
+            model: An rnnkit model, or a module the Trainer's ``task`` describes; moved to the
+                Trainer's device.
             data: Labelled data in any form ``fit`` accepts.
 
         Returns:
@@ -364,19 +374,18 @@ class Trainer(TrainerLoops):
             each averaged over all samples (per-step values: over all valid elements).
 
         Raises:
+            TypeError: ``model`` is not an rnnkit model and the Trainer has no ``task``.
             ValueError: The data do not fit the model (or, under DDP, are a DataLoader).
             rnnkit.errors.ShapeError: The data have the wrong sequence width or target size.
 
         Shapes:
             - ``x``: ``(N, L, H_in)``; ``y``: ``(N,)`` or ``(N, L, H_y)``.
         """
-        model, kind = model_kind(model)
+        task = self._task_for(model)
         source = as_source(data, "data")
-        info = source.info()
-        check_data(model, kind, info, "data")
-        self._check_options(model, kind, [("data", info)])
-        self._check_distributed([source])
-        self._task = self._make_task(kind)
+        self._check_setup(task, model, [("data", source.info())])
+        self._check_distributed(task, [source])
+        self._task = task
         self.model = model.to(self.device)
         self.distributed.setup()
         return self._evaluation_loop(source)
@@ -387,7 +396,8 @@ class Trainer(TrainerLoops):
         Under DDP every process predicts all of ``data`` (nothing is split or gathered).
 
         Args:
-            model: An rnnkit model; moved to the Trainer's device.
+            model: An rnnkit model, or a module the Trainer's ``task`` describes; moved to the
+                Trainer's device.
             data: Inputs: a tensor/array ``x``, a dataset, an ``(x, y)`` pair (targets
                 ignored) or an iterable of batches.
 
@@ -403,59 +413,52 @@ class Trainer(TrainerLoops):
             - ``x``: ``(N, L, H_in)``.
             - return: ``(N, C)`` for a classifier; ``(N, L, H_y)`` for a regressor.
         """
-        model, kind = model_kind(model)
+        task = self.task or task_for(model, tbptt_steps=self.tbptt_steps)
         source = as_source(data, "data")
-        check_width(model, source.info(), "data")
-        self._task = make_task(kind, None, [], tbptt_steps=self.tbptt_steps)
+        task.check_inputs(model, source.info(), "data")
+        self._task = task
         self.model = model.to(self.device)
         return self._prediction_loop(source)
 
     # -- fit: preparation -------------------------------------------------------------------
 
-    def _make_task(self, kind: str) -> Task:
-        default = make_task(kind, None, []).default_metrics
-        metrics = self.metric_objects
-        if metrics is None:
-            metrics = [get_metric(name) for name in default]
-        check_metric_kinds(kind, metrics)
-        options = {"tbptt_steps": self.tbptt_steps, "rollout_horizon": self.rollout_horizon}
-        return make_task(kind, self.loss_fn, metrics, **options)
-
-    def _check_options(
-        self, model: RecurrentModel, kind: str, infos: list[tuple[str, DataInfo]]
-    ) -> None:
-        check_regressor_options(
+    def _task_for(self, model: nn.Module) -> Task:
+        """The Trainer's ``task``, or the one of rnnkit's ``model`` with the Trainer's options."""
+        if self.task is not None:
+            return self.task
+        return task_for(
             model,
-            kind,
+            loss=self.loss_fn,
+            metrics=self.metric_objects,
             tbptt_steps=self.tbptt_steps,
-            teacher_forcing=self.teacher_forcing,
             rollout_horizon=self.rollout_horizon,
-            infos=infos,
         )
+
+    def _check_setup(self, task: Task, model: nn.Module, infos: list[tuple[str, DataInfo]]) -> None:
+        task.check_setup(model, infos, teacher_forcing=self.teacher_forcing != 1.0)
 
     def _prepare_fit(self, model: nn.Module, train: Any, val: Any) -> None:
         """Check model and data (before any training) and set up the batch sources."""
-        model, kind = model_kind(model)
-        self._task = self._make_task(kind)
+        task = self._task_for(model)
         train_source = as_source(train, "train")
         infos = [("train", train_source.info())]
         val_source = None if val is None else as_source(val, "val")
         if val_source is not None:
             infos.append(("val", val_source.info()))
             check_val_like_train(infos[0][1], infos[1][1])
-        for name, info in infos:
-            check_data(model, kind, info, name)
-        self._check_options(model, kind, infos)
-        self._check_distributed([train_source, val_source], infos[0][1])
+        self._check_setup(task, model, infos)
+        self._check_distributed(task, [train_source, val_source], infos[0][1])
+        self._task = task
         self._train_source, self._val_source = self._limit_sources(train_source, val_source)
         self.model = model.to(self.device)
         self.distributed.setup()
 
     def _check_distributed(
-        self, sources: list[BatchSource | None], train: DataInfo | None = None
+        self, task: Task, sources: list[BatchSource | None], train: DataInfo | None = None
     ) -> None:
         if self.distributed.is_distributed:
-            check_shardable(sources, train, self.tbptt_steps, self.world_size)
+            tbptt_steps = getattr(task, "tbptt_steps", None)
+            check_shardable(sources, train, tbptt_steps, self.world_size)
 
     def _limit_sources(
         self, train: BatchSource, val: BatchSource | None
