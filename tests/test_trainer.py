@@ -420,3 +420,53 @@ def test_skip_nan_batches_counts_and_reports_them() -> None:
     assert trainer.global_step == 6
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert math.isfinite(history[0]["loss"])
+
+
+# -- evaluate and predict inside a fit ---------------------------------------------------------
+
+
+class EvaluateEveryEpoch(Callback):
+    """Calls predict and evaluate, on another model and on the fit's, after every epoch."""
+
+    def __init__(self, data: tuple[Tensor, Tensor]) -> None:
+        self.data = data
+        self.scores: list[dict[str, float]] = []
+        self.other = Seq2SeqRegressor(3, output_size=1, hidden_size=4)  # another task
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
+        trainer.predict(self.other, self.data[0])
+        trainer.predict(trainer.model, self.data[0])
+        self.scores.append(trainer.evaluate(trainer.model, self.data))
+
+
+def test_evaluate_and_predict_in_a_callback_leave_the_fit_unchanged() -> None:
+    def smoothed(output: Tensor, target: Tensor) -> Tensor:
+        return F.cross_entropy(output, target, label_smoothing=0.2)
+
+    x, y = _class_data(n=48)
+    runs = []
+    probe = EvaluateEveryEpoch((x[:16], y[:16]))
+    for callbacks in ([], [probe]):
+        model = _classifier(num_layers=2, dropout=0.3)  # dropout: the global RNG must not move
+        trainer = _quiet(
+            max_epochs=3,
+            batch_size=8,
+            seed=0,
+            loss=smoothed,
+            metrics=["accuracy", "top1_accuracy"],
+            callbacks=callbacks,
+        )
+        history = trainer.fit(model, (x, y), val=(x[16:], y[16:]))
+        runs.append((history, model, trainer))
+    (plain, plain_model, _), (probed, probed_model, probed_trainer) = runs
+    assert len(plain) == len(probed) == 3
+    for expected, got in zip(plain, probed, strict=True):
+        assert got.keys() == expected.keys()
+        assert {k: v for k, v in got.items() if k != "time"} == {
+            k: v for k, v in expected.items() if k != "time"
+        }  # "time" is the wall-clock time of the epoch
+    assert _weights_equal(plain_model, probed_model)
+    assert probed_trainer.model is probed_model
+    callback = probed_trainer.callbacks[0]
+    assert isinstance(callback, EvaluateEveryEpoch)
+    assert set(callback.scores[0]) == {"loss", "accuracy", "top1_accuracy"}

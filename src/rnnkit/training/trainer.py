@@ -13,8 +13,9 @@ in ``rnnkit.training._state``.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -363,6 +364,8 @@ class Trainer(TrainerLoops):
 
         Under DDP call it on every process: each evaluates its part of ``data``, the sums are
         added over the processes, and every process returns the figures of the whole data.
+        A callback may call it during ``fit``: the fit's model, task and state are left as
+        they were.
 
         Args:
             model: An rnnkit model, or a module the Trainer's ``task`` describes; moved to the
@@ -385,15 +388,16 @@ class Trainer(TrainerLoops):
         source = as_source(data, "data")
         self._check_setup(task, model, [("data", source.info())])
         self._check_distributed(task, [source])
-        self._task = task
-        self.model = model.to(self.device)
         self.distributed.setup()
-        return self._evaluation_loop(source)
+        with self._bound(model.to(self.device), task):
+            return self._evaluation_loop(source)
 
     def predict(self, model: nn.Module, data: Any) -> Tensor:
         """Run ``model`` over ``data`` in order and return its outputs on the CPU.
 
         Under DDP every process predicts all of ``data`` (nothing is split or gathered).
+        A callback may call it during ``fit``: the fit's model, task and state are left as
+        they were.
 
         Args:
             model: An rnnkit model, or a module the Trainer's ``task`` describes; moved to the
@@ -416,9 +420,26 @@ class Trainer(TrainerLoops):
         task = self.task or task_for(model, tbptt_steps=self.tbptt_steps)
         source = as_source(data, "data")
         task.check_inputs(model, source.info(), "data")
-        self._task = task
-        self.model = model.to(self.device)
-        return self._prediction_loop(source)
+        with self._bound(model.to(self.device), task):
+            return self._prediction_loop(source)
+
+    @contextlib.contextmanager
+    def _bound(self, model: nn.Module, task: Task) -> Iterator[None]:
+        """Run the evaluation or prediction steps on ``model`` and ``task``.
+
+        The fit's model, task and step records are put back afterwards: a callback may
+        evaluate in the middle of a fit.
+        """
+        saved = self.model, self.__dict__.get("_task"), self._parts
+        self.model, self._task = model, task
+        try:
+            yield
+        finally:
+            self.model, self._parts = saved[0], saved[2]
+            if saved[1] is None:
+                del self._task
+            else:
+                self._task = saved[1]
 
     # -- fit: preparation -------------------------------------------------------------------
 
