@@ -251,10 +251,6 @@ def _float_x(x: Any) -> Tensor:
     return t if t.is_floating_point() else t.float()
 
 
-def _as_tensor(value: Any) -> Any:
-    return torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value
-
-
 def _is_array(value: object) -> bool:
     return isinstance(value, Tensor | np.ndarray)
 
@@ -275,10 +271,9 @@ def as_source(data: Any, name: str) -> BatchSource:
     if isinstance(data, SequenceDataset):
         return IndexedSource(data, name)
     if _is_array(data):
-        return IndexedSource(SequenceDataset(_as_tensor(data)), name)
+        return IndexedSource(SequenceDataset(data), name)
     if isinstance(data, tuple) and 2 <= len(data) <= 3 and all(map(_is_array, data[:2])):
-        parts = [None if part is None else _as_tensor(part) for part in data]
-        return IndexedSource(SequenceDataset(*parts), name)
+        return IndexedSource(SequenceDataset(*data), name)
     return _iterable_source(data, name)
 
 

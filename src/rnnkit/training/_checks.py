@@ -76,7 +76,7 @@ def check_ratio(value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise ValueError(
             f"Expected `teacher_forcing` to be a ratio in [0, 1] or a schedule "
-            f"`epoch -> ratio`, but got {value!r}. Hint: 1.0 is the tutorial's teacher forcing."
+            f"`epoch -> ratio`, but got {value!r}. Hint: 1.0 feeds the true input at every step."
         )
 
 

@@ -59,6 +59,10 @@ _KEYS = (
     "scaler",
     "history",
     "rng",
+    "should_stop",
+    "skipped_batches",
+    "batch_size",
+    "world_size",
 )
 
 
@@ -239,8 +243,8 @@ class TrainerState:
         self._load_optimizers(state)
         self.history.load_state_dict(state["history"])
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
-        self.should_stop = bool(state.get("should_stop", False))
-        self.skipped_batches = int(state.get("skipped_batches", 0))
+        self.should_stop = bool(state["should_stop"])
+        self.skipped_batches = int(state["skipped_batches"])
         if int(state["position"]) > 0 or state["permutation"] is not None:
             self._resume_slot = {
                 k: state[k] for k in ("epoch", "position", "permutation", "totals")
@@ -251,14 +255,14 @@ class TrainerState:
         """In the middle of an epoch, the batch size and the world size must be the saved ones."""
         if int(state["position"]) == 0:
             return
-        saved = state.get("batch_size", self.batch_size)
+        saved = int(state["batch_size"])
         if saved != self.batch_size:
             raise CheckpointError(
                 f"Expected batch_size = {saved} to resume in the middle of an epoch (the "
                 f"position counts batches of that size), but the Trainer has batch_size = "
                 f"{self.batch_size}. Hint: resume with Trainer(batch_size={saved}, ...)."
             )
-        processes, world_size = int(state.get("world_size", 1)), self.distributed.world_size
+        processes, world_size = int(state["world_size"]), self.distributed.world_size
         if processes != world_size:
             raise CheckpointError(
                 f"Expected {processes} process(es) to resume in the middle of an epoch (the "

@@ -1,7 +1,7 @@
 """The :class:`Trainer`: fit, evaluate and predict for rnnkit's models, with callbacks.
 
-One trainer replaces the tutorial's hand-written loops for both models. It is a chain of
-small methods a subclass can override::
+One trainer runs every kind of model a :class:`~rnnkit.tasks.Task` describes. It is a chain
+of small methods a subclass can override::
 
     fit -> run_epoch -> training_step     (per training batch; returns a dict)
                      -> evaluation_step   (per validation batch; returns a dict)
@@ -65,11 +65,10 @@ def _named_optimizer(
 ) -> torch.optim.Optimizer:
     """``optimizer=name``: torch's optimizer; Adam and AdamW fused on CPU and CUDA.
 
-    The fused kernel updates all parameters in one pass (for the tutorial's MNIST model on
-    the CPU it saved 3% of each step, see ``benchmarks/step_pairs.py``); its results differ
-    from torch's default implementation only in the last bits. ``fused=False`` (a resumed run
-    saved with the default implementation) keeps the default: a fused optimizer that loads an
-    unfused state would hand the gradient scaler's arguments to the unfused update.
+    The fused kernel updates all parameters in one pass; its results differ from torch's
+    default implementation only in the last bits. ``fused=False`` (a resumed run saved with
+    the default implementation) keeps the default: a fused optimizer that loads an unfused
+    state would hand the gradient scaler's arguments to the unfused update.
     """
     if name in _FUSED and fused is not False and _fusable(params):
         return _OPTIMIZERS[name](params, lr=lr, fused=True)
@@ -98,7 +97,7 @@ def _resolve_device(device: torch.device) -> torch.device:
 
 
 class Trainer(TrainerLoops):
-    """Train, evaluate and run rnnkit models: the tutorial's loops, done once and fast.
+    """Train, evaluate and run recurrent models: the training loop, written once.
 
     ``fit`` trains a :class:`~rnnkit.SequenceClassifier` (cross-entropy on class indices) or a
     :class:`~rnnkit.Seq2SeqRegressor` (mean squared error on per-step targets, masked over
@@ -118,7 +117,7 @@ class Trainer(TrainerLoops):
             Adam and AdamW with ``fused=True`` when the parameters are floating point on the
             CPU or CUDA), or a callable ``params -> torch.optim.Optimizer`` (then ``lr`` is not
             used; e.g. ``lambda p: torch.optim.Adam(p, lr=1e-3)`` for torch's default Adam).
-        lr: Learning rate of a named optimizer (the tutorial's 1e-3 by default).
+        lr: Learning rate of a named optimizer.
         scheduler: ``None`` or a callable ``optimizer -> LRScheduler``, stepped after every
             epoch (``ReduceLROnPlateau`` gets ``val_loss``, or
             ``loss`` without validation) or, with ``scheduler_interval="step"``, after every
@@ -151,7 +150,7 @@ class Trainer(TrainerLoops):
             device (:attr:`logged_metrics`, the progress bar); no other per-step host
             synchronisation happens on CUDA.
         teacher_forcing: Regressors: the probability of feeding the true input at each step
-            (1.0, the tutorial's teacher forcing; 0.0, free-running; in between, scheduled
+            (1.0, teacher forcing at every step; 0.0, free-running; in between, scheduled
             sampling through :meth:`~rnnkit.Seq2SeqRegressor.rollout`), or a schedule
             ``epoch -> ratio``.
         tbptt_steps: Regressors: truncated back-propagation through time in windows of this
