@@ -15,6 +15,7 @@ from rnnkit.callbacks import Callback, EarlyStopping
 from rnnkit.callbacks.model_checkpoint import ModelCheckpoint
 from rnnkit.data import SequenceDataset
 from rnnkit.models import Seq2SeqRegressor, SequenceClassifier
+from rnnkit.training import StepOutput
 from rnnkit.training.trainer import Trainer
 
 
@@ -210,7 +211,7 @@ def test_callbacks_are_called_in_the_documented_order() -> None:
     recorder = Recorder()
     _quiet(max_epochs=2, batch_size=10, callbacks=[recorder]).fit(_classifier(), (x, y), (x, y))
     logs = ["accuracy", "epoch", "loss", "lr", "time", "val_accuracy", "val_loss"]
-    outputs = ["batch_size", "loss"]
+    outputs = ["batch_size", "loss", "parts"]
     expected: list[tuple[Any, ...]] = [("fit_start", 0, 0)]
     for epoch in range(2):
         expected.append(("epoch_start", epoch))
@@ -364,7 +365,7 @@ class BatchSpy(Trainer):
         super().__init__(progress=False, **kwargs)
         self.seen: list[float] = []
 
-    def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor | float]:
+    def training_step(self, batch: Any, batch_idx: int) -> StepOutput:
         self.seen.append(float(batch.x[0, 0, 0]))
         return super().training_step(batch, batch_idx)
 
