@@ -46,6 +46,7 @@ from torch import Tensor
 from rnnkit import Seq2SeqRegressor, Trainer
 from rnnkit.data import Batch, SequenceDataset, next_step, sine_wave
 from rnnkit.shapes import CellType
+from rnnkit.training import StepOutput
 
 Procedure = Literal["tutorial", "rnnkit"]
 PROCEDURES: tuple[Procedure, ...] = get_args(Procedure)
@@ -72,7 +73,7 @@ class InputNoiseTrainer(Trainer):
         self.noise_std = noise_std
         self.noise_generator = torch.Generator().manual_seed(noise_seed)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor | float]:
+    def training_step(self, batch: Batch, batch_idx: int) -> StepOutput:
         """Add noise to ``batch.x``, then run the usual training step.
 
         Shapes:

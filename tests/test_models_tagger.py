@@ -19,7 +19,7 @@ from rnnkit.io.checkpoint import atomic_save, make_checkpoint
 from rnnkit.metrics import get_metric
 from rnnkit.models import MODEL_CLASSES, TaggerConfig, model_from_config
 from rnnkit.shapes import CellType, validate_tag_targets
-from rnnkit.tasks import Task, make_task
+from rnnkit.tasks import TaggingTask, Task
 
 H_IN, C = 3, 5
 
@@ -215,7 +215,7 @@ def test_dataset_keeps_integer_per_step_labels_as_tags() -> None:
 
 
 def _task(**kwargs: Any) -> Task:
-    return make_task("tagger", kwargs.get("loss"), [get_metric("accuracy")])
+    return TaggingTask(kwargs.get("loss"), [get_metric("accuracy")])
 
 
 def _loss_and_grads(model: SequenceTagger, batch: Batch) -> tuple[Tensor, list[Tensor]]:
@@ -283,7 +283,7 @@ def test_a_user_loss_gets_only_the_labelled_valid_steps() -> None:
         seen.append((*logits.shape, *target.shape))
         return F.cross_entropy(logits, target)
 
-    task = make_task("tagger", loss, [])
+    task = TaggingTask(loss, [])
     y = torch.zeros(2, 4, dtype=torch.long)
     y[0, 0] = -100
     (chunk,) = task.chunks(Batch(torch.randn(2, 4, H_IN), y, torch.tensor([4, 2])))

@@ -15,6 +15,7 @@ from rnnkit.callbacks import Callback, EarlyStopping
 from rnnkit.callbacks.model_checkpoint import ModelCheckpoint
 from rnnkit.data import SequenceDataset
 from rnnkit.models import Seq2SeqRegressor, SequenceClassifier
+from rnnkit.training import StepOutput
 from rnnkit.training.trainer import Trainer
 
 
@@ -210,7 +211,7 @@ def test_callbacks_are_called_in_the_documented_order() -> None:
     recorder = Recorder()
     _quiet(max_epochs=2, batch_size=10, callbacks=[recorder]).fit(_classifier(), (x, y), (x, y))
     logs = ["accuracy", "epoch", "loss", "lr", "time", "val_accuracy", "val_loss"]
-    outputs = ["batch_size", "loss"]
+    outputs = ["batch_size", "loss", "parts"]
     expected: list[tuple[Any, ...]] = [("fit_start", 0, 0)]
     for epoch in range(2):
         expected.append(("epoch_start", epoch))
@@ -364,7 +365,7 @@ class BatchSpy(Trainer):
         super().__init__(progress=False, **kwargs)
         self.seen: list[float] = []
 
-    def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor | float]:
+    def training_step(self, batch: Any, batch_idx: int) -> StepOutput:
         self.seen.append(float(batch.x[0, 0, 0]))
         return super().training_step(batch, batch_idx)
 
@@ -420,3 +421,53 @@ def test_skip_nan_batches_counts_and_reports_them() -> None:
     assert trainer.global_step == 6
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert math.isfinite(history[0]["loss"])
+
+
+# -- evaluate and predict inside a fit ---------------------------------------------------------
+
+
+class EvaluateEveryEpoch(Callback):
+    """Calls predict and evaluate, on another model and on the fit's, after every epoch."""
+
+    def __init__(self, data: tuple[Tensor, Tensor]) -> None:
+        self.data = data
+        self.scores: list[dict[str, float]] = []
+        self.other = Seq2SeqRegressor(3, output_size=1, hidden_size=4)  # another task
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
+        trainer.predict(self.other, self.data[0])
+        trainer.predict(trainer.model, self.data[0])
+        self.scores.append(trainer.evaluate(trainer.model, self.data))
+
+
+def test_evaluate_and_predict_in_a_callback_leave_the_fit_unchanged() -> None:
+    def smoothed(output: Tensor, target: Tensor) -> Tensor:
+        return F.cross_entropy(output, target, label_smoothing=0.2)
+
+    x, y = _class_data(n=48)
+    runs = []
+    probe = EvaluateEveryEpoch((x[:16], y[:16]))
+    for callbacks in ([], [probe]):
+        model = _classifier(num_layers=2, dropout=0.3)  # dropout: the global RNG must not move
+        trainer = _quiet(
+            max_epochs=3,
+            batch_size=8,
+            seed=0,
+            loss=smoothed,
+            metrics=["accuracy", "top1_accuracy"],
+            callbacks=callbacks,
+        )
+        history = trainer.fit(model, (x, y), val=(x[16:], y[16:]))
+        runs.append((history, model, trainer))
+    (plain, plain_model, _), (probed, probed_model, probed_trainer) = runs
+    assert len(plain) == len(probed) == 3
+    for expected, got in zip(plain, probed, strict=True):
+        assert got.keys() == expected.keys()
+        assert {k: v for k, v in got.items() if k != "time"} == {
+            k: v for k, v in expected.items() if k != "time"
+        }  # "time" is the wall-clock time of the epoch
+    assert _weights_equal(plain_model, probed_model)
+    assert probed_trainer.model is probed_model
+    callback = probed_trainer.callbacks[0]
+    assert isinstance(callback, EvaluateEveryEpoch)
+    assert set(callback.scores[0]) == {"loss", "accuracy", "top1_accuracy"}

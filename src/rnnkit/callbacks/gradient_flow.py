@@ -35,9 +35,8 @@ from torch import Tensor, nn
 from rnnkit.callbacks._base import Callback
 from rnnkit.data import Batch
 from rnnkit.models.base import RecurrentModel
-from rnnkit.models.classifier import SequenceClassifier
 from rnnkit.models.encoder import RecurrentEncoder
-from rnnkit.tasks import LossFn, make_task
+from rnnkit.tasks import LossFn, task_for
 
 __all__ = ["FlowRecord", "GradientFlow", "measure_gradient_flow"]
 
@@ -267,8 +266,7 @@ def measure_gradient_flow(
     """
     recurrent = _check_flow_model(model)
     device = next(recurrent.parameters()).device
-    kind = "classifier" if isinstance(recurrent, SequenceClassifier) else "regressor"
-    task = make_task(kind, loss, [])
+    task = task_for(recurrent, loss=loss, metrics=[])
     x, y = x.to(device), y.to(device)
     if not recurrent.batch_first:  # the task takes batch-first chunks
         x = x.transpose(0, 1)

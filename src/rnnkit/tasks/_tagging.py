@@ -1,9 +1,4 @@
-"""The task of a :class:`~rnnkit.SequenceTagger`: a class at every step (sequence labelling).
-
-``model(x, lengths) -> (N, L, C)`` logits against per-step class indices ``(N, L)``. Padded
-steps (beyond ``lengths``) and steps labelled :data:`IGNORE_INDEX` count nowhere: not in the
-loss, its gradient, the accuracy, nor the number of steps the loss is averaged over.
-"""
+"""Per-step classification (sequence labelling): a class at every step."""
 
 from __future__ import annotations
 
@@ -16,19 +11,68 @@ from torch import Tensor, nn
 from rnnkit.data import Batch
 from rnnkit.data.dataset import IGNORE_INDEX
 from rnnkit.shapes import State
-from rnnkit.tasks import Chunk, Parts, Task
+from rnnkit.tasks._base import Chunk, Parts, Task, time_major
+from rnnkit.tasks._info import DataInfo
 
-__all__ = ["TaggerTask"]
+__all__ = ["TaggingTask"]
 
 
-class TaggerTask(Task):
-    """Per-step classification: cross-entropy over the labelled, unpadded steps.
+class TaggingTask(Task):
+    """Label every step: ``model(x)`` or ``model(x, lengths)`` returns ``(N, L, C)`` logits.
 
-    A user loss gets only those steps, flattened: logits ``(M, C)`` and targets ``(M,)``.
+    The targets are class indices per step ``(N, L)``. Padded steps (beyond ``lengths``) and
+    steps labelled ``-100`` count nowhere: not in the loss, its gradient, the accuracy, nor
+    the number of steps the loss is averaged over. The default loss is cross-entropy and the
+    default metric ``"accuracy"`` (per step). :class:`~rnnkit.SequenceTagger` gets this task
+    automatically; pass one to :class:`~rnnkit.Trainer` to train any other module with that
+    ``forward``. A user loss gets only the steps that count, flattened: logits ``(M, C)`` and
+    targets ``(M,)``.
+
+    Args:
+        loss: ``loss(logits, targets) -> 0-dim Tensor``, or ``None`` for cross-entropy.
+        metrics: Metric names or objects for class targets; ``None``: ``["accuracy"]``.
+
+    Shapes:
+        - ``x``: ``(N, L, H_in)``; ``lengths``: ``(N,)``; output: ``(N, L, C)``;
+          ``y``: ``(N, L)``.
     """
 
-    kind = "tagger"
+    target_kind = "tag"
+    metric_kind = "class"
     default_metrics = ("accuracy",)
+
+    def check_data(self, model: nn.Module, info: DataInfo, name: str) -> None:
+        """Also check one label per step, and the labels against the model's ``num_classes``.
+
+        Raises:
+            ValueError: Labels beyond ``num_classes``, or not one label per step.
+            rnnkit.errors.ShapeError: The wrong sequence width.
+        """
+        super().check_data(model, info, name)
+        if info.target_len is not None and info.target_len != info.seq_len:
+            raise ValueError(
+                f"Expected one label per step in `{name}`, targets (N, L) = (?, {info.seq_len}), "
+                f"but got (?, {info.target_len}). Hint: label padded steps -100 so that every "
+                "sequence's labels are as long as its inputs."
+            )
+        num_classes = getattr(model, "num_classes", None)
+        labels = info.num_classes
+        if isinstance(num_classes, int) and labels is not None and labels > num_classes:
+            raise ValueError(
+                f"Expected the labels of `{name}` in 0..C-1 = 0..{num_classes - 1} (the model's "
+                f"num_classes = {num_classes}), but they go up to {labels - 1}. Hint: "
+                f"build the model with num_classes = {labels} (the largest label + 1)."
+            )
+
+    def describe_targets(self) -> str:
+        """``"per-step class labels (N, L)"``."""
+        return "per-step class labels (N, L)"
+
+    def target_hint(self, info: DataInfo) -> str:
+        """Other targets need another model."""
+        if info.target_kind == "class":
+            return "use a SequenceClassifier for one label per sequence"
+        return "use a Seq2SeqRegressor for per-step values, or give integer labels (N, L)"
 
     def chunks(self, batch: Batch) -> Iterator[Chunk]:
         """The whole batch, once, with the valid-step mask and the count of labelled steps."""
@@ -48,11 +92,9 @@ class TaggerTask(Task):
         ratio: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, State | None]:
-        """``model(x, lengths)``, batch-first (``x`` and the logits transposed if time-major)."""
-        time_major = getattr(model, "batch_first", True) is False
-        x = chunk.x.transpose(0, 1) if time_major else chunk.x
-        logits = model(x) if chunk.lengths is None else model(x, chunk.lengths)
-        return (logits.transpose(0, 1) if time_major else logits), None
+        """``model(x[, lengths])``, with the logits batch-first also for a time-major model."""
+        logits, _ = super().forward(model, chunk, state, ratio, generator)
+        return (logits.transpose(0, 1) if time_major(model) else logits), None
 
     def loss(self, output: Tensor, chunk: Chunk) -> Tensor:
         """Mean cross-entropy over the labelled steps, or the user's loss on them."""
@@ -78,7 +120,7 @@ class TaggerTask(Task):
 
 
 def _keep(target: Tensor, mask: Tensor | None) -> Tensor:
-    """``True`` at the steps that count: unpadded and not labelled :data:`IGNORE_INDEX`."""
+    """``True`` at the steps that count: unpadded and not labelled ``-100``."""
     labelled = target != IGNORE_INDEX
     return labelled if mask is None else labelled & mask
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,92 +26,15 @@ import torch
 from torch import Tensor
 
 from rnnkit.data import Batch, SequenceDataset
-from rnnkit.data.dataset import IGNORE_INDEX
-from rnnkit.errors import ShapeError
+from rnnkit.tasks import DataInfo, info_from_batch
 
 __all__ = [
     "BatchSource",
-    "DataInfo",
     "IndexedSource",
     "IterableSource",
     "as_source",
     "to_device",
 ]
-
-
-@dataclass(frozen=True)
-class DataInfo:
-    """What a data source holds, read once before training to check it against the model.
-
-    Attributes:
-        input_size: H_in.
-        seq_len: L of the first batch.
-        target_kind: ``"class"``, ``"step"``, ``"tag"`` (per-step class indices) or ``None``.
-        target_size: H_y for per-step targets, else ``None``.
-        target_len: L_y for per-step targets (values or class indices), else ``None``.
-        num_classes: The largest label plus one (over the whole data set for an indexed
-            source, over the first batch for an iterable one), else ``None``.
-        full_length: True when no sequence is padded (no lengths, or all lengths equal L).
-    """
-
-    input_size: int
-    seq_len: int
-    target_kind: str | None
-    target_size: int | None
-    target_len: int | None
-    num_classes: int | None
-    full_length: bool
-
-    def layout(self) -> str:
-        """The data's layout in words, for error messages."""
-        if self.target_kind == "class":
-            targets = "class targets (N,)"
-        elif self.target_kind == "tag":
-            targets = "per-step class targets (N, L)"
-        elif self.target_kind == "step":
-            targets = f"per-step targets (N, L, H_y) = (?, ?, {self.target_size})"
-        else:
-            targets = "no targets"
-        return f"x (N, L, H_in) = (?, {self.seq_len}, {self.input_size}) with {targets}"
-
-
-def _info_from_batch(batch: Batch, num_classes: int | None, name: str) -> DataInfo:
-    x, y, lengths = batch
-    _check_batch_dims(x, y, name)
-    kind = None if y is None else ("class", "tag", "step")[y.dim() - 1]
-    full = lengths is None or bool((lengths == x.shape[1]).all())
-    if kind in ("class", "tag") and num_classes is None and y is not None:
-        num_classes = _largest_label(y)
-    size = int(y.shape[2]) if kind == "step" and y is not None else None
-    steps = int(y.shape[1]) if kind in ("step", "tag") and y is not None else None
-    return DataInfo(int(x.shape[-1]), int(x.shape[1]), kind, size, steps, num_classes, full)
-
-
-def _largest_label(y: Tensor) -> int | None:
-    """The largest class label plus one, skipping ignored steps (-100); ``None`` if none."""
-    labels = y[y != IGNORE_INDEX]
-    return int(labels.max()) + 1 if labels.numel() > 0 else None
-
-
-def _check_batch_dims(x: Tensor, y: Tensor | None, name: str) -> None:
-    if x.dim() != 3:
-        hint = (
-            "add a feature axis with x.unsqueeze(-1)"
-            if x.dim() == 2
-            else ("images (N, 1, H, W) need x.squeeze(1), or rnnkit.data.image_sequences(...)")
-        )
-        raise ShapeError(
-            f"Expected the batches of `{name}` to have x of shape (N, L, H_in), but got "
-            f"{tuple(x.shape)}. Hint: {hint}."
-        )
-    tags = y is not None and y.dim() == 2 and not y.is_floating_point()
-    if y is not None and y.dim() not in (1, 3) and not tags:
-        raise ShapeError(
-            f"Expected the targets of `{name}` to have shape (N,) (class indices), (N, L) "
-            f"(per-step class indices) or (N, L, H_y) (per-step values), but got "
-            f"{tuple(y.shape)}. Hint: add a feature axis to per-step values with "
-            "y.unsqueeze(-1); per-step class labels must be integers (y.long())."
-        )
 
 
 class BatchSource:
@@ -152,7 +74,7 @@ class BatchSource:
         raise NotImplementedError
 
     def info(self) -> DataInfo:
-        """What the source holds (see :class:`DataInfo`), read from its first batch."""
+        """What the source holds (a :class:`~rnnkit.tasks.DataInfo`), from its first batch."""
         raise NotImplementedError
 
 
@@ -242,7 +164,7 @@ class IndexedSource(BatchSource):
         """Layout from the first sequences; L, padding and ``num_classes`` over the whole set."""
         data = self.dataset
         first = data.batch(torch.arange(min(2, self.num_samples)))
-        info = _info_from_batch(first, data.num_classes, self.name)
+        info = info_from_batch(first, data.num_classes, self.name)
         full = data.lengths is None or bool((data.lengths == data.seq_len).all())
         target_len = (
             info.target_len
@@ -295,7 +217,7 @@ class IterableSource(BatchSource):
             ValueError: If the iterable yields nothing.
         """
         for batch in self.batches(0):
-            return _info_from_batch(batch, None, self.name)
+            return info_from_batch(batch, None, self.name)
         raise ValueError(
             f"Expected `{self.name}` to yield at least one batch, but it is empty. Hint: check "
             "the dataset behind the DataLoader (and drop_last with a small dataset)."
@@ -329,10 +251,6 @@ def _float_x(x: Any) -> Tensor:
     return t if t.is_floating_point() else t.float()
 
 
-def _as_tensor(value: Any) -> Any:
-    return torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value
-
-
 def _is_array(value: object) -> bool:
     return isinstance(value, Tensor | np.ndarray)
 
@@ -353,10 +271,9 @@ def as_source(data: Any, name: str) -> BatchSource:
     if isinstance(data, SequenceDataset):
         return IndexedSource(data, name)
     if _is_array(data):
-        return IndexedSource(SequenceDataset(_as_tensor(data)), name)
+        return IndexedSource(SequenceDataset(data), name)
     if isinstance(data, tuple) and 2 <= len(data) <= 3 and all(map(_is_array, data[:2])):
-        parts = [None if part is None else _as_tensor(part) for part in data]
-        return IndexedSource(SequenceDataset(*parts), name)
+        return IndexedSource(SequenceDataset(*data), name)
     return _iterable_source(data, name)
 
 

@@ -182,7 +182,7 @@ class History:
 
         Args:
             keys: Columns to draw, one line each. Default: ``("accuracy", "val_accuracy")``
-                where present (the tutorial's accuracy curve), else ``("loss", "val_loss")``.
+                where present, else ``("loss", "val_loss")``.
             path: Where to write the PNG; default ``"history.png"`` in the working directory.
             title: Figure title; default none.
 

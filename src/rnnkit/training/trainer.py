@@ -1,20 +1,22 @@
-"""The :class:`Trainer`: fit, evaluate and predict for rnnkit's models, with callbacks.
+"""The :class:`Trainer`: fit, evaluate and predict with callbacks, checkpoints and DDP.
 
-One trainer replaces the tutorial's hand-written loops for both models. It is a chain of
-small methods a subclass can override::
+The Trainer is one object that owns its parts by composition: the run state
+(:class:`~rnnkit.training.RunState`, with its own ``state_dict``), the task that says what
+training means for the model (:class:`~rnnkit.tasks.Task`), and the callbacks. The loops are
+plain functions (``rnnkit.training._loops``) that call the Trainer's overridable steps::
 
-    fit -> run_epoch -> training_step     (per training batch; returns a dict)
-                     -> evaluation_step   (per validation batch; returns a dict)
+    fit -> run_epoch -> train_loop -> training_step      (per training batch)
+                     -> validate   -> evaluation_step    (per validation batch)
 
-and calls the :class:`~rnnkit.Callback` hooks in the documented order. The loops
-and steps live in ``rnnkit.training._loops``; checkpoints, exact resume and failure handling
-in ``rnnkit.training._state``.
+and read what the steps return (:class:`~rnnkit.training.StepOutput`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,31 +24,33 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.callbacks import Callback, ProgressBar
+from rnnkit.data import Batch
 from rnnkit.distributed import DistributedContext
-from rnnkit.metrics import Metric, get_metric
-from rnnkit.models.base import RecurrentModel
-from rnnkit.tasks import Task, make_task
-from rnnkit.training._batches import BatchSource, DataInfo, as_source
+from rnnkit.io._atomic import atomic_save
+from rnnkit.io.checkpoint import make_checkpoint
+from rnnkit.metrics import Metric
+from rnnkit.tasks import Task, resolve_metrics, task_for
+from rnnkit.training import _checkpointing as ckpt
+from rnnkit.training import _loops, _setup, _steps
+from rnnkit.training._batches import BatchSource, as_source
 from rnnkit.training._checks import (
     check_choice,
-    check_data,
     check_int,
-    check_metric_kinds,
     check_misc,
     check_optimizer,
     check_ratio,
-    check_regressor_options,
-    check_shardable,
-    check_val_like_train,
-    check_width,
-    model_kind,
-    resolve_metrics,
+    check_task_options,
 )
-from rnnkit.training._loops import TrainerLoops
+from rnnkit.training._divergence import NanGuard
+from rnnkit.training._optimizers import OPTIMIZERS, named_optimizer, resolve_device
 from rnnkit.training._precision import Precision, resolve_precision
+from rnnkit.training._state import RunState
+from rnnkit.training._steps import StepOutput
 from rnnkit.training.history import History
 
 __all__ = ["OptimizerFactory", "SchedulerFactory", "Trainer"]
+
+logger = logging.getLogger("rnnkit")
 
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 """Builds the optimizer from the model's parameters: ``factory(model.parameters())``."""
@@ -54,56 +58,9 @@ OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 """Builds a learning-rate scheduler from the optimizer: ``factory(optimizer)``."""
 
-_OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "sgd": torch.optim.SGD,
-    "rmsprop": torch.optim.RMSprop,
-}
 
-_FUSED = frozenset({"adam", "adamw"})
-"""Named optimizers built with ``fused=True`` where every parameter allows it."""
-
-
-def _named_optimizer(
-    name: str, params: list[nn.Parameter], lr: float, fused: bool | None = None
-) -> torch.optim.Optimizer:
-    """``optimizer=name``: torch's optimizer; Adam and AdamW fused on CPU and CUDA.
-
-    The fused kernel updates all parameters in one pass (for the tutorial's MNIST model on
-    the CPU it saved 3% of each step, see ``benchmarks/step_pairs.py``); its results differ
-    from torch's default implementation only in the last bits. ``fused=False`` (a resumed run
-    saved with the default implementation) keeps the default: a fused optimizer that loads an
-    unfused state would hand the gradient scaler's arguments to the unfused update.
-    """
-    if name in _FUSED and fused is not False and _fusable(params):
-        return _OPTIMIZERS[name](params, lr=lr, fused=True)
-    return _OPTIMIZERS[name](params, lr=lr)
-
-
-def _fusable(params: list[nn.Parameter]) -> bool:
-    """Whether torch's fused Adam accepts these parameters (floating point, CPU or CUDA)."""
-    return bool(params) and all(
-        p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
-    )
-
-
-def _resolve_device(device: torch.device) -> torch.device:
-    """The device the strategy chose, checked; CUDA with an explicit index."""
-    if device.type != "cuda":
-        return device
-    if not torch.cuda.is_available():
-        raise ValueError(
-            f"Expected an available device, but got device={str(device)!r} and CUDA is not "
-            "available here. Hint: device='auto' picks CUDA when present, else the CPU."
-        )
-    if str(device) == "cuda":  # no index: the current device, named explicitly
-        return torch.device("cuda", torch.cuda.current_device())
-    return device
-
-
-class Trainer(TrainerLoops):
-    """Train, evaluate and run rnnkit models: the tutorial's loops, done once and fast.
+class Trainer:
+    """Train, evaluate and run recurrent models: the training loop, written once.
 
     ``fit`` trains a :class:`~rnnkit.SequenceClassifier` (cross-entropy on class indices) or a
     :class:`~rnnkit.Seq2SeqRegressor` (mean squared error on per-step targets, masked over
@@ -123,7 +80,7 @@ class Trainer(TrainerLoops):
             Adam and AdamW with ``fused=True`` when the parameters are floating point on the
             CPU or CUDA), or a callable ``params -> torch.optim.Optimizer`` (then ``lr`` is not
             used; e.g. ``lambda p: torch.optim.Adam(p, lr=1e-3)`` for torch's default Adam).
-        lr: Learning rate of a named optimizer (the tutorial's 1e-3 by default).
+        lr: Learning rate of a named optimizer.
         scheduler: ``None`` or a callable ``optimizer -> LRScheduler``, stepped after every
             epoch (``ReduceLROnPlateau`` gets ``val_loss``, or
             ``loss`` without validation) or, with ``scheduler_interval="step"``, after every
@@ -156,7 +113,7 @@ class Trainer(TrainerLoops):
             device (:attr:`logged_metrics`, the progress bar); no other per-step host
             synchronisation happens on CUDA.
         teacher_forcing: Regressors: the probability of feeding the true input at each step
-            (1.0, the tutorial's teacher forcing; 0.0, free-running; in between, scheduled
+            (1.0, teacher forcing at every step; 0.0, free-running; in between, scheduled
             sampling through :meth:`~rnnkit.Seq2SeqRegressor.rollout`), or a schedule
             ``epoch -> ratio``.
         tbptt_steps: Regressors: truncated back-propagation through time in windows of this
@@ -176,6 +133,11 @@ class Trainer(TrainerLoops):
         default_root_dir: Where an interrupted run saves its checkpoint when no
             :class:`~rnnkit.ModelCheckpoint` is among the callbacks.
         shuffle: Draw a new order every epoch (fast path only).
+        task: What training means for the model (a :class:`~rnnkit.tasks.Task`, e.g.
+            :class:`~rnnkit.tasks.ClassificationTask` for any module returning ``(N, C)``
+            logits); ``None``: the task of each rnnkit model (:func:`rnnkit.tasks.task_for`)
+            with ``loss``, ``metrics``, ``tbptt_steps`` and ``rollout_horizon``. With a task,
+            those four go to the task instead (see :ref:`training-your-own-module`).
 
     Raises:
         ValueError: An argument out of range; an unknown optimizer, precision, metric or
@@ -184,6 +146,9 @@ class Trainer(TrainerLoops):
 
     Attributes:
         model: The model of the current (or last) fit.
+        run: The :class:`~rnnkit.training.RunState` of the current (or last) fit: epoch,
+            position in it, data order, partial sums, generators; it has its own
+            ``state_dict``.
         train_model: What the training steps call: ``model``, or its DDP wrapper under DDP
             (a forward through it averages the gradients over the processes).
         distributed: The :class:`~rnnkit.distributed.DistributedContext`: rank, world size
@@ -192,18 +157,20 @@ class Trainer(TrainerLoops):
         scheduler: The learning-rate scheduler, or ``None``.
         scaler: The :class:`torch.amp.GradScaler` (a pass-through unless ``"16-mixed"``).
         history: The :class:`~rnnkit.History` of the current fit.
-        epoch: The current epoch, 0-based (after ``fit``: the number of epochs completed).
-        global_step: Optimizer steps taken.
-        should_stop: Set it to True (e.g. in a callback) to stop after the current epoch.
         callbacks: The callbacks, the progress bar included.
         last_train_metrics: The last epoch's training metrics.
         last_val_metrics: The last validation metrics.
         logged_metrics: The loss over the last ``log_every_n_steps`` batches, read at that
             interval, and the global step it was read at.
-        skipped_batches: Updates skipped for a non-finite loss (``on_nan="skip"``).
         interrupted: Whether the last ``fit`` ended by a KeyboardInterrupt.
         interrupt_checkpoint: The checkpoint it saved then (rank 0 writes it under DDP), or
             ``None``.
+        task: The ``task`` argument (``None``: each model's own, see :attr:`task_of_fit`).
+        train_source: The training batches of the current fit (after ``fast_dev_run`` and
+            ``overfit_batches`` cut them).
+        val_source: The validation batches, or ``None``.
+        precision_plugin: The autocast regions and gradient scaler of ``precision``.
+        nan_guard: Watches the losses for NaN or infinity (``on_nan``).
 
     Example:
         >>> import torch
@@ -242,7 +209,15 @@ class Trainer(TrainerLoops):
         on_nan: Literal["raise", "skip"] = "raise",
         default_root_dir: str | os.PathLike[str] = "runs",
         shuffle: bool = True,
+        task: Task | None = None,
     ) -> None:
+        check_task_options(
+            task,
+            loss=loss,
+            metrics=metrics,
+            tbptt_steps=tbptt_steps,
+            rollout_horizon=rollout_horizon,
+        )
         check_int("max_epochs", max_epochs, 1)
         check_int("batch_size", batch_size, 1)
         check_int("log_every_n_steps", log_every_n_steps, 1)
@@ -250,7 +225,7 @@ class Trainer(TrainerLoops):
         check_int("rollout_horizon", rollout_horizon, 1, optional=True)
         check_int("overfit_batches", overfit_batches, 0)
         check_int("seed", seed, 0, optional=True)
-        check_optimizer(optimizer, _OPTIMIZERS)
+        check_optimizer(optimizer, OPTIMIZERS)
         check_choice("on_nan", on_nan, ("raise", "skip"))
         check_choice("scheduler_interval", scheduler_interval, ("epoch", "step"))
         check_ratio(teacher_forcing)
@@ -264,9 +239,9 @@ class Trainer(TrainerLoops):
         self.loss_fn = loss
         self.metric_objects = resolve_metrics(metrics)
         self.distributed = DistributedContext.from_strategy(strategy, device=device)
-        self.device = _resolve_device(self.distributed.device)
+        self.device = resolve_device(self.distributed.device)
         self.precision = resolve_precision(precision)
-        self._amp = Precision(self.precision, self.device)
+        self.precision_plugin = Precision(self.precision, self.device)
         self.grad_clip_norm = grad_clip_norm
         self.seed = seed
         self.log_every_n_steps = log_every_n_steps
@@ -278,12 +253,59 @@ class Trainer(TrainerLoops):
         self.on_nan = on_nan
         self.default_root_dir = Path(default_root_dir)
         self.shuffle = shuffle
+        self.task = task
         self.callbacks = list(callbacks or [])
         if progress and not any(isinstance(cb, ProgressBar) for cb in self.callbacks):
             self.callbacks.append(ProgressBar())
-        super().__init__()
+        self.model: nn.Module | None = None
+        self.train_model: nn.Module | None = None
+        self.interrupted = False
+        self.interrupt_checkpoint: Path | None = None
+        self._pending_state: dict[str, Any] | None = None
+        self._evaluating: tuple[nn.Module, Task] | None = None
+        self._fit_task: Task | None = None
+        self.train_source: BatchSource | None = None
+        self.val_source: BatchSource | None = None
+        self._reset_run()
 
-    # -- public entry points ----------------------------------------------------------------
+    def _reset_run(self) -> None:
+        """Forget the previous run: a fresh run state, History and optimizer."""
+        self.run = RunState()
+        self.history = History()
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: Any = None
+        self.scaler: torch.amp.GradScaler | None = None
+        self.last_train_metrics: dict[str, float] = {}
+        self.last_val_metrics: dict[str, float] = {}
+        self.logged_metrics: dict[str, float] = {}
+        self.num_training_batches: int | None = None
+        self.nan_guard = NanGuard(self.on_nan, self.device, self.distributed)
+
+    # -- the run state, as attributes ----------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        """The current epoch, 0-based (after ``fit``: the number of epochs completed)."""
+        return self.run.epoch
+
+    @property
+    def global_step(self) -> int:
+        """Optimizer steps taken."""
+        return self.run.global_step
+
+    @property
+    def should_stop(self) -> bool:
+        """Set it to True (e.g. in a callback) to stop after the current epoch."""
+        return self.run.should_stop
+
+    @should_stop.setter
+    def should_stop(self, value: bool) -> None:
+        self.run.should_stop = bool(value)
+
+    @property
+    def skipped_batches(self) -> int:
+        """Updates skipped for a non-finite loss (``on_nan="skip"``)."""
+        return self.run.skipped_batches
 
     @property
     def is_global_zero(self) -> bool:
@@ -300,6 +322,26 @@ class Trainer(TrainerLoops):
         """The sequences per optimizer step over all processes, ``batch_size × world_size``."""
         return self.batch_size * self.world_size
 
+    @property
+    def task_of_fit(self) -> Task:
+        """The task of the current (or last) fit."""
+        if self._fit_task is None:
+            raise RuntimeError("Trainer.task_of_fit: no fit has started; call fit() first.")
+        return self._fit_task
+
+    @property
+    def evaluated(self) -> tuple[nn.Module, Task]:
+        """The model and task the evaluation and prediction steps run.
+
+        Those of ``evaluate`` or ``predict`` while one runs, else the fit's.
+        """
+        if self._evaluating is not None:
+            return self._evaluating
+        assert self.model is not None
+        return self.model, self.task_of_fit
+
+    # -- public entry points -------------------------------------------------------------------
+
     def fit(
         self,
         model: nn.Module,
@@ -314,8 +356,8 @@ class Trainer(TrainerLoops):
         the metrics of all processes together; only rank 0 writes files.
 
         Args:
-            model: A :class:`~rnnkit.SequenceClassifier` or :class:`~rnnkit.Seq2SeqRegressor`;
-                moved to the Trainer's device.
+            model: A :class:`~rnnkit.SequenceClassifier` or :class:`~rnnkit.Seq2SeqRegressor`,
+                or any module the Trainer's ``task`` describes; moved to the Trainer's device.
             train: A :class:`~rnnkit.data.SequenceDataset`, an ``(x, y)`` or
                 ``(x, y, lengths)`` tuple of tensors/arrays, or a re-iterable of batches.
             val: Validation data, in any of the same forms, or ``None``.
@@ -331,6 +373,7 @@ class Trainer(TrainerLoops):
             History so far is returned.
 
         Raises:
+            TypeError: ``model`` is not an rnnkit model and the Trainer has no ``task``.
             ValueError: The data do not fit the model, or an option does not apply to it
                 (under DDP: a DataLoader, or ``tbptt_steps`` with padded sequences); raised
                 before any training.
@@ -344,19 +387,26 @@ class Trainer(TrainerLoops):
               ``(N, L, H_y)`` per-step targets; ``lengths``: ``(N,)``.
         """
         self.interrupted, self.interrupt_checkpoint = False, None
-        self._prepare_fit(model, train, val)
-        checkpoint = self._read_resume_checkpoint(resume_from)
-        self._setup_run(checkpoint)
-        return self._run()
+        task = self._task_for(model)
+        _setup.prepare_fit(self, task, model, train, val)
+        self._fit_task = task
+        self.model = model.to(self.device)
+        self.distributed.setup()
+        checkpoint = _setup.read_resume_checkpoint(self, self.model, resume_from)
+        _setup.setup_run(self, checkpoint)
+        return _loops.run_fit(self)
 
     def evaluate(self, model: nn.Module, data: Any) -> dict[str, float]:
         """The loss and metrics of ``model`` on ``data`` (in eval mode, without autograd).
 
         Under DDP call it on every process: each evaluates its part of ``data``, the sums are
         added over the processes, and every process returns the figures of the whole data.
+        A callback may call it during ``fit``: the fit's model, task and state are left as
+        they were.
 
         Args:
-            model: An rnnkit model; moved to the Trainer's device.
+            model: An rnnkit model, or a module the Trainer's ``task`` describes; moved to the
+                Trainer's device.
             data: Labelled data in any form ``fit`` accepts.
 
         Returns:
@@ -364,30 +414,31 @@ class Trainer(TrainerLoops):
             each averaged over all samples (per-step values: over all valid elements).
 
         Raises:
+            TypeError: ``model`` is not an rnnkit model and the Trainer has no ``task``.
             ValueError: The data do not fit the model (or, under DDP, are a DataLoader).
             rnnkit.errors.ShapeError: The data have the wrong sequence width or target size.
 
         Shapes:
             - ``x``: ``(N, L, H_in)``; ``y``: ``(N,)`` or ``(N, L, H_y)``.
         """
-        model, kind = model_kind(model)
+        task = self._task_for(model)
         source = as_source(data, "data")
-        info = source.info()
-        check_data(model, kind, info, "data")
-        self._check_options(model, kind, [("data", info)])
-        self._check_distributed([source])
-        self._task = self._make_task(kind)
-        self.model = model.to(self.device)
+        _setup.check_task(self, task, model, [("data", source.info())])
+        _setup.check_distributed(self, task, [source], None)
         self.distributed.setup()
-        return self._evaluation_loop(source)
+        with self._bound(model.to(self.device), task):
+            return _loops.evaluation_loop(self, source)
 
     def predict(self, model: nn.Module, data: Any) -> Tensor:
         """Run ``model`` over ``data`` in order and return its outputs on the CPU.
 
         Under DDP every process predicts all of ``data`` (nothing is split or gathered).
+        A callback may call it during ``fit``: the fit's model, task and state are left as
+        they were.
 
         Args:
-            model: An rnnkit model; moved to the Trainer's device.
+            model: An rnnkit model, or a module the Trainer's ``task`` describes; moved to the
+                Trainer's device.
             data: Inputs: a tensor/array ``x``, a dataset, an ``(x, y)`` pair (targets
                 ignored) or an iterable of batches.
 
@@ -403,99 +454,213 @@ class Trainer(TrainerLoops):
             - ``x``: ``(N, L, H_in)``.
             - return: ``(N, C)`` for a classifier; ``(N, L, H_y)`` for a regressor.
         """
-        model, kind = model_kind(model)
+        task = self.task or task_for(model, tbptt_steps=self.tbptt_steps)
         source = as_source(data, "data")
-        check_width(model, source.info(), "data")
-        self._task = make_task(kind, None, [], tbptt_steps=self.tbptt_steps)
-        self.model = model.to(self.device)
-        return self._prediction_loop(source)
+        task.check_inputs(model, source.info(), "data")
+        with self._bound(model.to(self.device), task):
+            return _loops.prediction_loop(self, source)
 
-    # -- fit: preparation -------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _bound(self, model: nn.Module, task: Task) -> Iterator[None]:
+        """Run the evaluation or prediction steps on ``model`` and ``task``.
 
-    def _make_task(self, kind: str) -> Task:
-        default = make_task(kind, None, []).default_metrics
-        metrics = self.metric_objects
-        if metrics is None:
-            metrics = [get_metric(name) for name in default]
-        check_metric_kinds(kind, metrics)
-        options = {"tbptt_steps": self.tbptt_steps, "rollout_horizon": self.rollout_horizon}
-        return make_task(kind, self.loss_fn, metrics, **options)
+        See :attr:`evaluated`: the fit's model and task are never touched.
+        """
+        outer, self._evaluating = self._evaluating, (model, task)
+        try:
+            yield
+        finally:
+            self._evaluating = outer
 
-    def _check_options(
-        self, model: RecurrentModel, kind: str, infos: list[tuple[str, DataInfo]]
-    ) -> None:
-        check_regressor_options(
+    def _task_for(self, model: nn.Module) -> Task:
+        """The Trainer's ``task``, or the one of rnnkit's ``model`` with the Trainer's options."""
+        if self.task is not None:
+            return self.task
+        return task_for(
             model,
-            kind,
+            loss=self.loss_fn,
+            metrics=self.metric_objects,
             tbptt_steps=self.tbptt_steps,
-            teacher_forcing=self.teacher_forcing,
             rollout_horizon=self.rollout_horizon,
-            infos=infos,
         )
-
-    def _prepare_fit(self, model: nn.Module, train: Any, val: Any) -> None:
-        """Check model and data (before any training) and set up the batch sources."""
-        model, kind = model_kind(model)
-        self._task = self._make_task(kind)
-        train_source = as_source(train, "train")
-        infos = [("train", train_source.info())]
-        val_source = None if val is None else as_source(val, "val")
-        if val_source is not None:
-            infos.append(("val", val_source.info()))
-            check_val_like_train(infos[0][1], infos[1][1])
-        for name, info in infos:
-            check_data(model, kind, info, name)
-        self._check_options(model, kind, infos)
-        self._check_distributed([train_source, val_source], infos[0][1])
-        self._train_source, self._val_source = self._limit_sources(train_source, val_source)
-        self.model = model.to(self.device)
-        self.distributed.setup()
-
-    def _check_distributed(
-        self, sources: list[BatchSource | None], train: DataInfo | None = None
-    ) -> None:
-        if self.distributed.is_distributed:
-            check_shardable(sources, train, self.tbptt_steps, self.world_size)
-
-    def _limit_sources(
-        self, train: BatchSource, val: BatchSource | None
-    ) -> tuple[BatchSource, BatchSource | None]:
-        size = self.global_batch_size
-        if self.fast_dev_run:
-            n = self.fast_dev_run
-            limited_val = None if val is None else val.limited(n, size)
-            return train.limited(n, size), limited_val
-        if self.overfit_batches:
-            return train.limited(self.overfit_batches, size), val
-        return train, val
-
-    def _setup_run(self, checkpoint: dict[str, Any] | None) -> None:
-        """Build optimizer, scheduler and scaler; restore a checkpoint or seed a fresh run."""
-        assert self.model is not None
-        self._reset_run()
-        self.optimizer = self.configure_optimizer(self.model)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler = (
-            None if self.scheduler_factory is None else self.scheduler_factory(self.optimizer)
-        )
-        self.scaler = self._amp.make_scaler()
-        self._first_bad = torch.full((), -1, dtype=torch.int64, device=self.device)
-        self.num_training_batches = self._train_source.num_batches(self.global_batch_size)
-        self._restore_checkpoint(checkpoint)
-        self.train_model = self.distributed.wrap_model(self.model)
 
     def configure_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         """Build the optimizer for ``model`` (override for parameter groups and the like)."""
         spec = self.optimizer_spec
         if callable(spec):
             return spec(model.parameters())
-        return _named_optimizer(spec, list(model.parameters()), self.lr, self._saved_fused())
+        fused = ckpt.saved_fused(self._pending_state)
+        return named_optimizer(spec, list(model.parameters()), self.lr, fused)
 
-    def _saved_fused(self) -> bool | None:
-        """Whether the optimizer of the state to resume was fused; ``None`` for a fresh run."""
-        state = self._pending_state
-        optimizer = None if state is None else state.get("optimizer")
-        groups = None if not isinstance(optimizer, dict) else optimizer.get("param_groups")
-        if not groups:
-            return None
-        return bool(groups[0].get("fused"))
+    # -- the overridable steps -----------------------------------------------------------------
+
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        """Train one epoch, validate, record it in the History, call the epoch hooks.
+
+        Args:
+            epoch: The epoch, 0-based.
+
+        Returns:
+            The epoch's logs: the History record plus what callbacks added.
+        """
+        return _loops.run_epoch(self, epoch)
+
+    def train_loop(self) -> dict[str, float]:
+        """Run the epoch's training batches (from the resume position) and average them.
+
+        Returns:
+            The epoch's training loss and metrics.
+        """
+        return _loops.train_loop(self)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> StepOutput:
+        """One batch: forward, loss, backward and optimizer step (one per TBPTT window).
+
+        An override must return the :class:`~rnnkit.training.StepOutput` of
+        ``super().training_step(...)`` (or one it built): the epoch's loss and metrics are
+        made of its ``"parts"``; add an average of your own with its ``record``. The values
+        stay on the device (no host synchronisation).
+
+        Args:
+            batch: The batch, already on the Trainer's device.
+            batch_idx: Its index in the epoch.
+
+        Returns:
+            ``{"loss": mean loss of the batch (0-dim tensor), "batch_size": N, "parts": ...}``.
+
+        Shapes:
+            - ``batch.x``: ``(N, L, H_in)``; ``batch.y``: ``(N,)`` or ``(N, L, H_y)``.
+        """
+        return _steps.training_step(self, batch, batch_idx)
+
+    def optimizer_step(self, loss: Tensor) -> None:
+        """Back-propagate ``loss`` and take one optimizer step (scaled, clipped as set)."""
+        assert self.optimizer is not None
+        assert self.scaler is not None
+        assert self.model is not None
+        torch.autograd.backward(self.scaler.scale(loss))
+        if self.grad_clip_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.run.global_step += 1
+        _loops.step_scheduler(self, {}, interval="step")
+
+    def validate(self) -> dict[str, float]:
+        """Run the validation data; call ``on_validation_end`` with the (unprefixed) metrics.
+
+        Returns:
+            The validation loss and metrics.
+        """
+        assert self.val_source is not None
+        metrics = _loops.evaluation_loop(self, self.val_source)
+        self.last_val_metrics = metrics
+        _loops.call(self, "on_validation_end", metrics)
+        return metrics
+
+    def evaluation_step(self, batch: Batch) -> StepOutput:
+        """One evaluation batch: loss and metrics (TBPTT windows carry the state).
+
+        It runs the model and task of :attr:`evaluated`. An override returns the
+        :class:`~rnnkit.training.StepOutput` of ``super().evaluation_step(batch)``, with any
+        average of its own added by ``record``.
+
+        Args:
+            batch: The batch, on the Trainer's device.
+
+        Returns:
+            ``{"loss": mean loss of the batch, "batch_size": N, "parts": ...}``.
+
+        Shapes:
+            - ``batch.x``: ``(N, L, H_in)``; ``batch.y``: ``(N,)`` or ``(N, L, H_y)``.
+        """
+        return _steps.evaluation_step(self, batch)
+
+    def prediction_step(self, batch: Batch) -> Tensor:
+        """The model's output for one batch, float32 on the CPU.
+
+        The task decides what that is: see :meth:`rnnkit.tasks.Task.predict`.
+
+        Shapes:
+            - ``batch.x``: ``(N, L, H_in)``; return: ``(N, C)`` or ``(N, L, H_y)``.
+        """
+        model, task = self.evaluated
+        with self.precision_plugin.autocast():
+            return task.predict(model, batch)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a checkpoint holds besides the model, as plain types and tensors.
+
+        Taken in the middle of a training step (an interrupt), it describes the state at the
+        step's start, so that a resumed run repeats the step.
+
+        Returns:
+            A dict with ``"version"``, ``"epoch"`` and ``"position"`` (where to resume:
+            batches done in that epoch), ``"global_step"``, ``"permutation"`` (this epoch's
+            order or ``None``), ``"totals"`` (the epoch's partial sums), ``"optimizer"``,
+            ``"scheduler"``, ``"scaler"``, ``"history"``, ``"rng"``, ``"should_stop"``,
+            ``"skipped_batches"``, ``"batch_size"`` and ``"world_size"``. Under DDP it is
+            this process's view: rank 0's is the one saved.
+        """
+        scaler = self.scaler
+        return {
+            "version": ckpt.STATE_VERSION,
+            **self.run.state_dict(self.device),
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "scaler": None if scaler is None or not scaler.is_enabled() else scaler.state_dict(),
+            "history": self.history.state_dict(),
+            "batch_size": self.batch_size,
+            "world_size": self.distributed.world_size,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` at the start of the next :meth:`fit`.
+
+        The optimizer and scheduler exist only once ``fit`` builds them, so the state is kept
+        and applied then (``fit(resume_from=...)`` does this for you).
+
+        Raises:
+            rnnkit.errors.CheckpointError: The state lacks keys or has a newer version.
+        """
+        ckpt.check_state(state)
+        self._pending_state = dict(state)
+
+    def callback_states(self) -> dict[str, Any]:
+        """``{key: callback.state_dict()}`` for the callbacks with state.
+
+        The key is the class name, with ``_0``, ``_1``, ... appended when a class repeats.
+        """
+        return ckpt.callback_states(self.callbacks)
+
+    def load_callback_states(self, states: Mapping[str, Any]) -> None:
+        """Give each callback its state from :meth:`callback_states` (matched by key)."""
+        ckpt.load_callback_states(self.callbacks, states)
+
+    def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
+        """Write a resumable checkpoint of the model and this run, atomically (rank 0 only).
+
+        Under DDP the other processes write nothing (call it on every process or on rank 0).
+
+        Args:
+            path: The file; its folder must exist. An existing file is replaced only once the
+                new one is completely written.
+
+        Raises:
+            RuntimeError: No fit has started (there is no model).
+            rnnkit.errors.CheckpointError: The write failed (the previous file stays intact).
+        """
+        if self.model is None:
+            raise RuntimeError("Trainer.save_checkpoint: no model yet; call fit() first.")
+        if not self.distributed.is_global_zero:
+            return
+        checkpoint = make_checkpoint(self.model, self.state_dict(), self.callback_states())
+        atomic_save(checkpoint, path)
+
+    def resolve_resume_path(self, resume_from: str | os.PathLike[str]) -> Path | None:
+        """The file ``resume_from`` names; for ``"last"``, the latest one found, or ``None``."""
+        return ckpt.resolve_resume_path(resume_from, self.callbacks, self.default_root_dir)

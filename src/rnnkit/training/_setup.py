@@ -1,0 +1,141 @@
+"""Preparing a fit: checks before any work, batch sources, optimizer, resume or seeding.
+
+Plain functions of the :class:`~rnnkit.Trainer`, called by ``fit``, ``evaluate`` and
+``predict`` in that order: the task and the data are checked first, so a bad set-up fails
+before the first step.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from rnnkit.io.checkpoint import check_compatible, load_checkpoint
+from rnnkit.tasks import DataInfo, Task
+from rnnkit.training._batches import BatchSource, as_source
+from rnnkit.training._checkpointing import (
+    check_resume_layout,
+    load_callback_states,
+    load_optimizers,
+    resolve_resume_path,
+)
+from rnnkit.training._checks import check_shardable, check_val_like_train
+from rnnkit.training._rng import seed_everything
+from rnnkit.training._state import RunState
+
+if TYPE_CHECKING:
+    from rnnkit.training.trainer import Trainer
+
+__all__ = [
+    "check_distributed",
+    "check_task",
+    "prepare_fit",
+    "read_resume_checkpoint",
+    "setup_run",
+]
+
+
+def check_task(
+    trainer: Trainer, task: Task, model: nn.Module, infos: list[tuple[str, DataInfo]]
+) -> None:
+    """The task's checks of the model and the data sets, with the Trainer's options."""
+    task.check_setup(model, infos, teacher_forcing=trainer.teacher_forcing != 1.0)
+
+
+def check_distributed(
+    trainer: Trainer, task: Task, sources: list[BatchSource | None], train: DataInfo | None
+) -> None:
+    """Under DDP: raise for data rnnkit cannot split over the processes."""
+    if trainer.distributed.is_distributed:
+        tbptt_steps = getattr(task, "tbptt_steps", None)
+        check_shardable(sources, train, tbptt_steps, trainer.world_size)
+
+
+def prepare_fit(trainer: Trainer, task: Task, model: nn.Module, train: Any, val: Any) -> None:
+    """Check model and data (before any training) and set up the batch sources."""
+    train_source = as_source(train, "train")
+    infos = [("train", train_source.info())]
+    val_source = None if val is None else as_source(val, "val")
+    if val_source is not None:
+        infos.append(("val", val_source.info()))
+        check_val_like_train(infos[0][1], infos[1][1])
+    check_task(trainer, task, model, infos)
+    check_distributed(trainer, task, [train_source, val_source], infos[0][1])
+    trainer.train_source, trainer.val_source = _limit_sources(trainer, train_source, val_source)
+
+
+def _limit_sources(
+    trainer: Trainer, train: BatchSource, val: BatchSource | None
+) -> tuple[BatchSource, BatchSource | None]:
+    size = trainer.global_batch_size
+    if trainer.fast_dev_run:
+        n = trainer.fast_dev_run
+        return train.limited(n, size), None if val is None else val.limited(n, size)
+    if trainer.overfit_batches:
+        return train.limited(trainer.overfit_batches, size), val
+    return train, val
+
+
+def read_resume_checkpoint(
+    trainer: Trainer, model: nn.Module, resume_from: str | os.PathLike[str] | None
+) -> dict[str, Any] | None:
+    """Load and check the checkpoint to resume from (``None``: a fresh run).
+
+    Under DDP rank 0 picks the file and every process reads it.
+
+    Raises:
+        rnnkit.errors.CheckpointError: The file is missing, corrupt, foreign or mismatched.
+    """
+    path = None
+    if resume_from is not None and trainer.distributed.is_global_zero:
+        path = resolve_resume_path(resume_from, trainer.callbacks, trainer.default_root_dir)
+    path = trainer.distributed.broadcast_object(path)
+    if path is None:
+        return None
+    checkpoint = load_checkpoint(path, map_location="cpu")
+    check_compatible(checkpoint, model)
+    trainer.load_state_dict(checkpoint["trainer"])
+    return checkpoint
+
+
+def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
+    """Build optimizer, scheduler and scaler; restore a checkpoint or seed a fresh run."""
+    model = trainer.model
+    assert model is not None
+    pending = trainer._pending_state
+    trainer._reset_run()
+    trainer.optimizer = trainer.configure_optimizer(model)  # reads the pending state's "fused"
+    trainer._pending_state = None
+    trainer.optimizer.zero_grad(set_to_none=True)
+    factory = trainer.scheduler_factory
+    trainer.scheduler = None if factory is None else factory(trainer.optimizer)
+    trainer.scaler = trainer.precision_plugin.make_scaler()
+    assert trainer.train_source is not None
+    trainer.num_training_batches = trainer.train_source.num_batches(trainer.global_batch_size)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"]["state_dict"])
+        load_callback_states(trainer.callbacks, checkpoint["callbacks"])
+    if pending is None:
+        _seed_run(trainer, trainer.run)
+    else:
+        check_resume_layout(pending, trainer.batch_size, trainer.world_size)
+        load_optimizers(pending, trainer.optimizer, trainer.scheduler, trainer.scaler)
+        trainer.history.load_state_dict(pending["history"])
+        trainer.run.load_state_dict(pending)
+    trainer.train_model = trainer.distributed.wrap_model(model)
+
+
+def _seed_run(trainer: Trainer, run: RunState) -> None:
+    """Seed a fresh run: the global generators (with ``seed``) and the run's own.
+
+    Under DDP every process takes rank 0's base seed: all draw the same data order.
+    """
+    if trainer.seed is not None:
+        seed_everything(trainer.seed)
+        base = trainer.seed
+    else:
+        base = int(torch.randint(0, 2**62, (1,)).item())
+    run.seed(trainer.distributed.shared_seed(base))

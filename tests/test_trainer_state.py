@@ -1,0 +1,94 @@
+"""The Trainer is one object: its run state is data with a state_dict, its steps return data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor
+
+from rnnkit import SequenceClassifier, Trainer
+from rnnkit.data import Batch
+from rnnkit.training import RunState, StepOutput
+
+
+def _data(n: int = 32) -> tuple[Tensor, Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 5, 3, generator=gen)
+    return x, (x[:, :, 0].sum(dim=1) > 0).long()
+
+
+def _model() -> SequenceClassifier:
+    torch.manual_seed(0)
+    return SequenceClassifier(3, 2, 6, cell="gru")
+
+
+def test_the_trainer_has_no_trainer_only_base_class() -> None:
+    assert Trainer.__mro__ == (Trainer, object)
+
+
+def test_the_run_state_round_trips_through_its_state_dict() -> None:
+    order = torch.randperm(10)
+    run = RunState(epoch=2, global_step=7, position=3, order=order)
+    run.seed(5)
+    run.totals.add("loss", torch.tensor(1.5), 3)
+    state = run.state_dict(torch.device("cpu"))
+    other = RunState()
+    other.load_state_dict(state)
+    assert (other.epoch, other.global_step, other.position) == (2, 7, 0)  # not started yet
+    assert other.resume_epoch(2, torch.device("cpu"), keep_totals=True)
+    assert other.position == 3
+    assert other.order is not None
+    assert torch.equal(other.order, order)
+    assert other.totals.sums() == {"loss": (1.5, 3.0)}
+    assert torch.equal(other.shuffle_gen.get_state(), run.shuffle_gen.get_state())
+
+
+def test_a_finished_epoch_is_saved_as_the_start_of_the_next() -> None:
+    run = RunState(epoch=1, position=4, order=torch.arange(8))
+    run.epoch_finished = True
+    state = run.state_dict(torch.device("cpu"))
+    assert (state["epoch"], state["position"], state["permutation"], state["totals"]) == (
+        2,
+        0,
+        None,
+        None,
+    )
+
+
+def test_a_step_snapshot_rolls_the_saved_step_back() -> None:
+    run = RunState(global_step=4)
+    run.begin_step(torch.device("cpu"))
+    run.global_step += 1
+    torch.rand(3)  # the step draws from the global generator
+    assert run.state_dict(torch.device("cpu"))["global_step"] == 4
+    run.end_step(1)
+    assert run.state_dict(torch.device("cpu"))["global_step"] == 5
+
+
+class ExtraMetric(Trainer):
+    """Adds the mean first input value as an epoch average of its own."""
+
+    def training_step(self, batch: Batch, batch_idx: int) -> StepOutput:
+        outputs = super().training_step(batch, batch_idx)
+        outputs.record("first", batch.x[:, 0, 0].sum(), batch.x.shape[0])
+        return outputs
+
+
+def test_an_overridden_step_keeps_the_metrics_and_adds_its_own() -> None:
+    x, y = _data()
+    history = ExtraMetric(max_epochs=1, batch_size=8, progress=False, seed=0).fit(_model(), (x, y))
+    plain = Trainer(max_epochs=1, batch_size=8, progress=False, seed=0).fit(_model(), (x, y))
+    assert history[0]["first"] == pytest.approx(float(x[:, 0, 0].mean()), rel=1e-5)
+    assert history[0]["loss"] == plain[0]["loss"]
+    assert history[0]["accuracy"] == plain[0]["accuracy"]
+
+
+class LossOnly(Trainer):
+    def training_step(self, batch: Batch, batch_idx: int) -> StepOutput:
+        outputs = super().training_step(batch, batch_idx)
+        return {"loss": outputs["loss"]}  # type: ignore[return-value]
+
+
+def test_a_step_that_drops_the_parts_is_refused_rather_than_losing_metrics() -> None:
+    with pytest.raises(TypeError, match=r"return the StepOutput of super\(\).training_step"):
+        LossOnly(max_epochs=1, batch_size=8, progress=False).fit(_model(), _data())
