@@ -187,7 +187,7 @@ def test_split_by_sizes_and_subset_keep_lengths_and_conversion() -> None:
         (1.0, ValueError, r"in \(0, 1\)"),
         (0.01, ValueError, "leaves a part empty"),
         ((3, 3), ValueError, "add up to 10"),
-        ((10, 0), ValueError, "at least 1"),
+        ((10, 0), ValueError, ">= 1"),
         ("half", TypeError, "a float in"),
     ],
 )
@@ -250,7 +250,7 @@ def test_to_moves_inputs_targets_and_statistics_but_keeps_lengths_on_cpu() -> No
         (
             {"num_classes": 0, "y": torch.tensor([0, 0, 0, 0])},
             ValueError,
-            "`num_classes` to be at least 1",
+            "`num_classes` >= 1",
         ),
     ],
 )

@@ -237,7 +237,7 @@ def test_datasets_of_float_tensors_are_taken_as_already_scaled() -> None:
         (torch.zeros(2, 4, 4), {"normalize": "imagenet"}, ValueError, "one of \\('mnist',\\)"),
         (torch.zeros(2, 4, 4), {"normalize": 0.5}, TypeError, r"\(mean, std\) pair"),
         (torch.zeros(2, 3, 4, 4), {"normalize": ((0.5, 0.5), (1.0,))}, ValueError, "C = 3"),
-        (torch.zeros(2, 4, 4), {"seed": -1}, ValueError, "`seed` to be at least 0"),
+        (torch.zeros(2, 4, 4), {"seed": -1}, ValueError, "`seed` >= 0"),
         (torch.zeros(2, 4, 4), {"targets": torch.tensor([0, 1, 2])}, ShapeError, "N = 2"),
         (
             torch.zeros(2, 4, 4),

@@ -188,7 +188,7 @@ def test_bucket_sampler_feeds_a_dataloader_and_the_fast_path() -> None:
 def test_bucket_sampler_on_a_dataset_without_lengths_and_bad_arguments() -> None:
     data = SequenceDataset(torch.zeros(5, 3, 1))
     assert len(BucketBatchSampler(data, 2)) == 3
-    with pytest.raises(ValueError, match="`batch_size` to be at least 1"):
+    with pytest.raises(ValueError, match="`batch_size` >= 1"):
         BucketBatchSampler([1, 2], 0)
     with pytest.raises(ValueError, match="at least one length"):
         BucketBatchSampler([], 2)

@@ -95,9 +95,9 @@ def test_windows_over_one_univariate_series() -> None:
             ValueError,
             r"`length` \+ `horizon` = 10 \+ 1 to fit in the series of T = 10",
         ),
-        ((3, 1, 0), {}, ValueError, "`stride` to be at least 1"),
-        ((0,), {}, ValueError, "`length` to be at least 1"),
-        ((3, 0), {}, ValueError, "`horizon` to be at least 1"),
+        ((3, 1, 0), {}, ValueError, "`stride` >= 1"),
+        ((0,), {}, ValueError, "`length` >= 1"),
+        ((3, 0), {}, ValueError, "`horizon` >= 1"),
         ((2.5,), {}, TypeError, "`length` to be an int"),
         ((3,), {"mode": "one_to_many"}, ValueError, "`mode` to be"),
     ],
@@ -161,8 +161,8 @@ def test_sine_wave_noise_has_the_requested_standard_deviation() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"num_waves": 0}, ValueError, "`num_waves` to be at least 1"),
-        ({"steps": 0}, ValueError, "`steps` to be at least 1"),
+        ({"num_waves": 0}, ValueError, "`num_waves` >= 1"),
+        ({"steps": 0}, ValueError, "`steps` >= 1"),
         ({"noise": -0.1}, ValueError, "`noise`"),
         ({"phase": (1.0, 0.0)}, ValueError, "low <= high"),
         ({"frequency": "fast"}, TypeError, "`frequency` to be a number"),

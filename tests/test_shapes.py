@@ -272,12 +272,16 @@ def test_batch_first_is_the_default_unlike_torch() -> None:
     ("kwargs", "error", "message"),
     [
         ({"cell": "LSTM"}, ValueError, "`cell` must be one of 'rnn', 'lstm', 'gru', got 'LSTM'"),
-        ({"input_size": 0}, ValueError, "`input_size` must be >= 1, got 0"),
-        ({"hidden_size": 12.0}, TypeError, "`hidden_size` must be an int, got float 12.0"),
-        ({"num_layers": True}, TypeError, "`num_layers` must be an int, got bool True"),
-        ({"bidirectional": 1}, TypeError, "`bidirectional` must be a bool, got int 1"),
-        ({"batch_first": "yes"}, TypeError, "`batch_first` must be a bool, got str 'yes'"),
-        ({"proj_size": -1}, ValueError, "`proj_size` must be >= 0, got -1"),
+        ({"input_size": 0}, ValueError, "Expected `input_size` >= 1, but got 0."),
+        ({"hidden_size": 12.0}, TypeError, "Expected `hidden_size` to be an int, but got 12.0."),
+        ({"num_layers": True}, TypeError, "Expected `num_layers` to be an int, but got True."),
+        ({"bidirectional": 1}, TypeError, "Expected `bidirectional` to be a bool, but got int 1."),
+        (
+            {"batch_first": "yes"},
+            TypeError,
+            "Expected `batch_first` to be a bool, but got str 'yes'.",
+        ),
+        ({"proj_size": -1}, ValueError, "Expected `proj_size` >= 0, but got -1."),
         (
             {"cell": "gru", "proj_size": 4},
             ValueError,
@@ -307,7 +311,7 @@ def test_torch_rejects_what_construction_rejects() -> None:
 
 @pytest.mark.parametrize(("n", "steps", "name"), [(0, 5, "N"), (3, 0, "L")])
 def test_expected_shapes_need_positive_sizes(n: int, steps: int, name: str) -> None:
-    with pytest.raises(ValueError, match=f"`{name}` must be >= 1"):
+    with pytest.raises(ValueError, match=f"Expected `{name}` >= 1"):
         RecurrentSpec("rnn", 28, 16).expected_shapes(n, steps)
 
 

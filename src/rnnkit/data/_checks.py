@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rnnkit._validate import check_int, fmt_shape
 from rnnkit.errors import ShapeError
 
 __all__ = [
@@ -22,13 +23,6 @@ __all__ = [
     "require_dims",
     "require_int",
 ]
-
-
-def fmt_shape(shape: Tensor | tuple[int, ...] | torch.Size) -> str:
-    """Format a shape as ``(a, b, c)`` (a 1-tuple as ``(a,)``)."""
-    dims = tuple(shape.shape) if isinstance(shape, Tensor) else tuple(shape)
-    inner = ", ".join(str(d) for d in dims)
-    return f"({inner},)" if len(dims) == 1 else f"({inner})"
 
 
 def as_tensor(value: Any, name: str) -> Tensor:
@@ -61,11 +55,7 @@ def require_dims(t: Tensor, name: str, dims: tuple[int, ...], layout: str, hint:
 
 def require_int(value: Any, name: str, *, minimum: int) -> int:
     """Return ``value`` as an int, checking its type and that it is at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"Expected `{name}` to be an int, but got {type(value).__name__}.")
-    if value < minimum:
-        raise ValueError(f"Expected `{name}` to be at least {minimum}, but got {value}.")
-    return int(value)
+    return check_int(name, value, minimum)
 
 
 def check_finite(t: Tensor, name: str) -> None:

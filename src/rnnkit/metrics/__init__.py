@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import Tensor
 
+from rnnkit._validate import fmt_shape
 from rnnkit.errors import ShapeError
 from rnnkit.metrics._parts import (
     PartsFn,
@@ -28,7 +29,6 @@ from rnnkit.metrics._parts import (
     mae_parts,
     mse_parts,
     parts_mean,
-    shape_text,
     top_k_parts,
 )
 
@@ -350,7 +350,7 @@ class MetricAccumulator:
         if tuple(packed.shape) != (2, len(self._sums)):
             raise ShapeError(
                 f"Expected `packed` to have shape (2, M) = (2, {len(self._sums)}), but got "
-                f"{shape_text(packed)}. Hint: every rank must accumulate the same metric names."
+                f"{fmt_shape(packed)}. Hint: every rank must accumulate the same metric names."
             )
         for i, name in enumerate(self._sums):
             self._sums[name], self._counts[name] = packed[0, i], packed[1, i]
@@ -390,7 +390,7 @@ def _check_rollout(x: Tensor, y: Tensor, horizon: int, prime_len: int) -> None:
     if x.dim() != 3 or y.dim() != 3 or x.shape[:2] != y.shape[:2]:
         raise ShapeError(
             f"Expected `x` (N, L, H_in) and `y` (N, L, H_y) with the same N and L, but got "
-            f"{shape_text(x)} and {shape_text(y)}. Hint: y holds the next-step targets of x."
+            f"{fmt_shape(x)} and {fmt_shape(y)}. Hint: y holds the next-step targets of x."
         )
     if not 1 <= prime_len <= x.shape[1] - horizon + 1 or horizon < 1:
         raise ValueError(

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from rnnkit._validate import fmt_shape
 from rnnkit.errors import ShapeError
 
 Parts = tuple[Tensor, Tensor]
@@ -18,11 +19,6 @@ Parts = tuple[Tensor, Tensor]
 
 PartsFn = Callable[[Tensor, Tensor, "Tensor | None"], Parts]
 """``(prediction, target, mask) -> (sum, count)``."""
-
-
-def shape_text(t: Tensor | tuple[int, ...]) -> str:
-    dims = tuple(t.shape) if isinstance(t, Tensor) else t
-    return f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(str(d) for d in dims) + ")"
 
 
 def upcast(t: Tensor) -> Tensor:
@@ -40,8 +36,8 @@ def count_tensor(n: int, like: Tensor) -> Tensor:
 def check_mask(mask: Tensor, ref: Tensor, ref_name: str) -> None:
     if tuple(mask.shape) != tuple(ref.shape[: mask.dim()]) or mask.dim() == 0:
         raise ShapeError(
-            f"Expected `mask` to have shape (N, L) = {shape_text(ref.shape[:2])}, the leading "
-            f"dimensions of `{ref_name}` {shape_text(ref)}, but got {shape_text(mask)}. Hint: the "
+            f"Expected `mask` to have shape (N, L) = {fmt_shape(ref.shape[:2])}, the leading "
+            f"dimensions of `{ref_name}` {fmt_shape(ref)}, but got {fmt_shape(mask)}. Hint: the "
             "mask marks the valid (unpadded) steps, e.g. `torch.arange(L) < lengths[:, None]`."
         )
 
@@ -61,7 +57,7 @@ def check_class_shapes(logits: Tensor, targets: Tensor) -> None:
         expected = "(" + ", ".join([*map(str, targets.shape), "?"]) + ")"
         raise ShapeError(
             f"Expected `logits` to have shape (N, C) = {expected}, one row of class scores per "
-            f"target in `targets` {shape_text(targets)}, but got {shape_text(logits)}. Hint: pass "
+            f"target in `targets` {fmt_shape(targets)}, but got {fmt_shape(logits)}. Hint: pass "
             "the raw model output (N, C) and integer class indices (N,), not one-hot targets."
         )
     if targets.is_floating_point() or targets.is_complex():
@@ -94,8 +90,8 @@ def accuracy_parts(logits: Tensor, targets: Tensor, mask: Tensor | None) -> Part
 def error_parts(pred: Tensor, target: Tensor, mask: Tensor | None, *, power: int) -> Parts:
     if tuple(pred.shape) != tuple(target.shape):
         raise ShapeError(
-            f"Expected `target` to have shape (N, L, H_y) = {shape_text(pred)}, the shape of "
-            f"`pred`, but got {shape_text(target)}. Hint: per-step targets need the trailing size "
+            f"Expected `target` to have shape (N, L, H_y) = {fmt_shape(pred)}, the shape of "
+            f"`pred`, but got {fmt_shape(target)}. Hint: per-step targets need the trailing size "
             "dimension too, e.g. `y.unsqueeze(-1)` for a single series."
         )
     if mask is not None:

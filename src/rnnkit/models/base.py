@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import Self
 
+from rnnkit._validate import check_int
 from rnnkit.errors import ShapeError
 from rnnkit.models.config import ModelConfig
 from rnnkit.models.encoder import RecurrentEncoder, unbatch_state, valid_mask
@@ -196,10 +197,7 @@ def check_num_classes(num_classes: object) -> None:
         TypeError: Not an int.
         ValueError: Below 1.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise TypeError(f"Expected `num_classes` to be an int, but got {num_classes!r}.")
-    if num_classes < 1:
-        raise ValueError(f"Expected `num_classes` >= 1, but got {num_classes}.")
+    check_int("num_classes", num_classes, 1)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

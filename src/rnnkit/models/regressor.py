@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from rnnkit._validate import check_int
 from rnnkit.errors import ShapeError
 from rnnkit.models.base import RecurrentModel, evaluating, zero_padded_steps
 from rnnkit.models.config import RegressorConfig
@@ -354,10 +355,7 @@ def _check_fed(fed: object, prediction: Tensor, input_size: int) -> None:
 
 
 def _check_steps(steps: object) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int):
-        raise TypeError(f"Expected `steps` to be an int, but got {steps!r}.")
-    if steps < 1:
-        raise ValueError(f"Expected `steps` >= 1, but got {steps}.")
+    check_int("steps", steps, 1)
 
 
 def _check_ratio(ratio: object) -> float:
@@ -369,8 +367,4 @@ def _check_ratio(ratio: object) -> float:
 
 
 def _check_output_size(output_size: object) -> int:
-    if isinstance(output_size, bool) or not isinstance(output_size, int):
-        raise TypeError(f"Expected `output_size` to be an int or None, but got {output_size!r}.")
-    if output_size < 1:
-        raise ValueError(f"Expected `output_size` >= 1, but got {output_size}.")
-    return output_size
+    return check_int("output_size", output_size, 1)

@@ -32,6 +32,7 @@ from typing import Literal, TypeAlias, get_args
 import torch
 from torch import Tensor, nn
 
+from rnnkit._validate import check_bool, check_int
 from rnnkit.shapes._checks import (
     check_input,
     check_lengths,
@@ -103,10 +104,10 @@ class RecurrentSpec:
                 f"`cell` must be one of {', '.join(map(repr, _CELLS))}, got {self.cell!r}"
             )
         for name, minimum in (("input_size", 1), ("hidden_size", 1), ("num_layers", 1)):
-            _check_int(name, getattr(self, name), minimum)
-        _check_int("proj_size", self.proj_size, 0)
-        _check_bool("bidirectional", self.bidirectional)
-        _check_bool("batch_first", self.batch_first)
+            check_int(name, getattr(self, name), minimum)
+        check_int("proj_size", self.proj_size, 0)
+        check_bool("bidirectional", self.bidirectional)
+        check_bool("batch_first", self.batch_first)
         _check_proj(self.cell, self.proj_size, self.hidden_size)
 
     @property
@@ -308,9 +309,9 @@ class RecurrentSpec:
         return batched
 
     def _layouts(self, n: int | None, steps: int) -> dict[str, Layout]:
-        _check_int("L", steps, 1)
+        check_int("L", steps, 1)
         if n is not None:
-            _check_int("N", n, 1)
+            check_int("N", n, 1)
         layouts = {"x": input_layout(self, n is not None, n, steps)}
         layouts["h_0"] = state_layout(self, "h", n)
         if self.cell == "lstm":
@@ -449,18 +450,6 @@ def validate_tag_targets(
         y: ``(N, L)``, or ``(L,)`` unbatched, with values in ``0..C-1`` or -100.
     """
     check_tag_targets(y, batch_size, seq_len, num_classes, name)
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"`{name}` must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value}")
-
-
-def _check_bool(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a bool, got {type(value).__name__} {value!r}")
 
 
 def _check_proj(cell: str, proj_size: int, hidden_size: int) -> None:

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from rnnkit._validate import fmt_shape
 from rnnkit.errors import ShapeError
 
 __all__ = [
@@ -51,11 +52,6 @@ class Layout(NamedTuple):
 def _tuple(items: Iterable[object]) -> str:
     parts = [str(item) for item in items]
     return f"({parts[0]},)" if len(parts) == 1 else f"({', '.join(parts)})"
-
-
-def fmt_shape(shape: Sequence[int]) -> str:
-    """Render a shape like Python renders a tuple: ``(128, 28, 28)``, ``(128,)``, ``()``."""
-    return _tuple(int(size) for size in shape)
 
 
 def received(value: object) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from rnnkit import _validate as validate
 from rnnkit.errors import ShapeError
 from rnnkit.tasks import DataInfo
 from rnnkit.training._batches import BatchSource, IndexedSource
@@ -27,12 +28,8 @@ __all__ = [
 
 def check_int(name: str, value: object, minimum: int, *, optional: bool = False) -> None:
     """Raise unless ``value`` is an int >= ``minimum`` (or ``None`` when ``optional``)."""
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"Expected `{name}` to be an int, but got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"Expected `{name}` >= {minimum}, but got {value}.")
+    if not (optional and value is None):
+        validate.check_int(name, value, minimum)
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
