@@ -1,6 +1,6 @@
 """Images to sequences: `image_sequences` reads an image set as ``(N, L, H_in)`` sequences.
 
-The tutorial reads each 28×28 MNIST digit top to bottom, one row per time step. Here any image
+A classic recurrent MNIST model reads each 28×28 digit top to bottom, one row per step. Any image
 set becomes a :class:`~rnnkit.data.SequenceDataset` in one of four orders, read straight from the
 arrays a torchvision dataset holds (``.data`` and ``.targets``) instead of through one PIL image
 and one ``ToTensor`` call per sample. Pixels stay ``uint8`` in memory and are scaled to [0, 1]
@@ -61,7 +61,7 @@ def image_sequences(
     ===========================  =====  =====  ==========================================
     ``order``                    L      H_in   step ``t`` holds
     ===========================  =====  =====  ==========================================
-    ``"rows"`` (the tutorial)    H      W·C    row ``t``, pixel by pixel, channels inner
+    ``"rows"``                   H      W·C    row ``t``, pixel by pixel, channels inner
     ``"columns"``                W      H·C    column ``t``, top to bottom
     ``"pixels"``                 H·W    C      pixel ``t`` in raster (row-major) order
     ``"pixels_permuted"``        H·W    C      pixel ``perm[t]``, a fixed permutation

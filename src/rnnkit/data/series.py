@@ -1,8 +1,8 @@
-"""Series to sequences: next-step pairs, sliding windows, and the tutorial's sine wave.
+"""Series to sequences: next-step pairs, sliding windows, and sine waves.
 
 A series is ``(T,)`` (one univariate series), ``(T, F)`` (one series of F features) or
-``(B, T, F)`` (B series). The tutorial's set-up is :func:`next_step` on :func:`sine_wave`:
-``X = S[:-1]`` and ``Y = S[1:]``, so the model learns to predict each next value.
+``(B, T, F)`` (B series). Next-step prediction is :func:`next_step`, for example on
+:func:`sine_wave`: ``X = S[:-1]`` and ``Y = S[1:]``, so the model learns each next value.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def as_series_batch(series: Tensor | Any, name: str = "series") -> Tensor:
 def next_step(series: Tensor | Any) -> SequenceDataset:
     """Next-step prediction pairs: inputs ``X = S[:-1]``, targets ``Y = S[1:]``.
 
-    The tutorial's sine set-up: ``next_step(sine_wave())`` holds exactly its ``inputs`` and
-    ``target`` tensors of shape ``(1, 100, 1)``.
+    For example ``next_step(sine_wave())`` holds inputs and targets of shape
+    ``(1, 100, 1)``.
 
     Args:
         series: ``(T,)``, ``(T, F)`` or ``(B, T, F)``, see :func:`as_series_batch`.
@@ -169,8 +169,8 @@ def sine_wave(
 ) -> Tensor:
     """Sine waves ``amplitude · sin(frequency · t + phase) + noise``, ``t = linspace(start, stop)``.
 
-    With the defaults this is the tutorial's data, ``sin(linspace(0, 10, 101))``, computed in
-    ``float64`` with NumPy and cast to ``float32`` exactly as the tutorial does. Each of
+    With the defaults this is ``sin(linspace(0, 10, 101))``, computed in ``float64`` with NumPy
+    and cast to ``float32``. Each of
     ``amplitude``, ``frequency`` and ``phase`` is one number, shared by every wave, or a
     ``(low, high)`` range from which each wave draws its own value uniformly; ``noise`` is the
     standard deviation of Gaussian noise added to every step. The draws (amplitudes,

@@ -2,7 +2,7 @@ r"""rnnkit's CPU kernel for plain RNN layers (``cell="rnn"``), faster to train t
 
 Torch's CPU RNN records every step's operations for autograd: some four nodes a step, each
 with its own small weight-gradient product, summed step by step. This kernel is one
-autograd node a direction: the forward pass runs the tutorial's recurrence
+autograd node a direction: the forward pass runs the recurrence
 :math:`H_t = f(U X_t + W H_{t-1} + b)` into one preallocated ``(L, N, H)`` buffer, and the
 backward pass carries :math:`\partial H_{t-1}` back step by step and then forms each weight's
 gradient with *one* matrix product over all steps. Same arithmetic, other rounding: results

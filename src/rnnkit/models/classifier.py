@@ -19,20 +19,20 @@ __all__ = ["SequenceClassifier"]
 class SequenceClassifier(RecurrentModel):
     """Classify whole sequences: recurrent layers, a readout, then a linear layer to logits.
 
-    The tutorial's MNIST model is ``SequenceClassifier(28, 10, 128, nonlinearity="relu",
-    readout="output_last")``; ``readout="last"`` (the default) is the same for its
-    unidirectional, unpadded batches and also right for bidirectional and padded ones.
+    A classic MNIST-by-rows model is ``SequenceClassifier(28, 10, 128, nonlinearity="relu")``.
+    ``readout="last"`` (the default) reads every direction's final state, which is right for
+    bidirectional and padded batches too; ``readout="output_last"`` reads ``output[:, -1]``.
 
     Args:
         input_size: Features per step, H_in (28 for MNIST read row by row).
         num_classes: C, the number of classes.
-        hidden_size: State size H_cell (128, the tutorial's, by default).
+        hidden_size: State size H_cell (128 by default).
         cell: ``"rnn"``, ``"lstm"`` or ``"gru"``.
         num_layers: Stacked recurrent layers.
         bidirectional: Also run every layer backwards in time (D = 2).
         dropout: Dropout between stacked layers (needs ``num_layers`` > 1).
         proj_size: LSTM only: project the state to this size (then H_out = ``proj_size``).
-        nonlinearity: ``"tanh"`` or ``"relu"`` (``cell="rnn"`` only; the tutorial uses relu).
+        nonlinearity: ``"tanh"`` or ``"relu"`` (``cell="rnn"`` only).
         readout: ``"last"``, ``"mean"``, ``"max"`` or ``"output_last"``; see
             :mod:`rnnkit.models.readouts`.
         batch_first: Tensors laid out ``(N, L, H_in)`` (default) or ``(L, N, H_in)``.

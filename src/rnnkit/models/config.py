@@ -92,7 +92,7 @@ class ClassifierConfig(ModelConfig):
 
     Args:
         num_classes: C, the number of classes (logits per sequence).
-        hidden_size: State size H_cell (default 128, the tutorial's).
+        hidden_size: State size H_cell (default 128).
         readout: ``"last"``, ``"mean"``, ``"max"`` or ``"output_last"``.
     """
 
@@ -109,7 +109,7 @@ class RegressorConfig(ModelConfig):
 
     Args:
         output_size: H_y, values predicted per step.
-        hidden_size: State size H_cell (default 16, the tutorial's).
+        hidden_size: State size H_cell (default 16).
     """
 
     model_name: ClassVar[str] = "Seq2SeqRegressor"

@@ -3,7 +3,7 @@
 :class:`RecurrentEncoder` wraps torch's own :class:`torch.nn.RNN`, :class:`torch.nn.LSTM` or
 :class:`torch.nn.GRU` (so the fused cuDNN / oneDNN kernels run; a plain RNN trains on the CPU
 through rnnkit's own kernel, below), validates every call through the shape contract
-(:class:`rnnkit.shapes.RecurrentSpec`) and handles what the tutorial does by hand: the zero
+(:class:`rnnkit.shapes.RecurrentSpec`) and handles what a hand-written loop does by hand: the zero
 initial state on the input's device and dtype, and variable-length batches.
 
 Variable-length batches take the cheapest exact path:
@@ -22,9 +22,8 @@ state at its own last valid step (for a backward direction: at step 0).
 
 A plain RNN (``cell="rnn"``) trains on the CPU through rnnkit's own kernel (``kernel="auto"``,
 the default): one autograd node per layer and direction instead of torch's four per step, and
-each weight's gradient as one product over all steps. In ``benchmarks/rnn_kernel.py`` a
-training step of the tutorial's MNIST RNN took 0.78 of its time through torch's layer (two runs
-on a 2-vCPU machine; see the Performance page). It runs only where it can stand in for torch's
+each weight's gradient as one product over all steps (its speed against torch's layer is on the
+docs' benchmarks page). It runs only where it can stand in for torch's
 layer: autograd recording, float32/float64 CPU tensors of at least 4 steps, not packed, no
 autocast, no dropout between layers in training mode, no hook on the wrapped layer (or global
 module hook), no ``torch.func`` transform, forward-mode AD or ``torch.jit`` tracing; everything
@@ -107,7 +106,7 @@ KERNELS: tuple[str, ...] = get_args(Kernel)
 class RecurrentEncoder(nn.Module):
     """A stack of recurrent layers: torch's RNN, LSTM or GRU, validated and length-aware.
 
-    For ``cell="rnn"`` each direction of each layer computes the tutorial's recurrence
+    For ``cell="rnn"`` each direction of each layer computes the recurrence
     :math:`H_t = f(U X_t + W H_{t-1} + b)` with :math:`H_0 = 0` unless ``h0`` is given; a
     bidirectional layer also runs :math:`H'_t = f(U' X_t + W' H'_{t+1} + b')` from the last
     step backwards and concatenates :math:`[H_t, H'_t]` at every step.
@@ -121,9 +120,9 @@ class RecurrentEncoder(nn.Module):
         dropout: Dropout on the outputs of every layer but the last (needs ``num_layers`` > 1).
         proj_size: LSTM only: project the state to this size (then H_out = ``proj_size``).
         nonlinearity: ``"tanh"`` or ``"relu"``, for ``cell="rnn"`` only.
-        batch_first: Inputs and outputs laid out ``(N, L, ·)`` (rnnkit's default, as in the
-            tutorial) rather than torch's default ``(L, N, ·)``. The wrapped torch layer itself
-            always runs batch-first; the encoder transposes views, never copies.
+        batch_first: Inputs and outputs laid out ``(N, L, ·)`` (rnnkit's default, as most
+            tutorials write them) rather than torch's default ``(L, N, ·)``. The wrapped
+            torch layer itself always runs batch-first; the encoder transposes views, never copies.
         init: ``"default"``, ``"orthogonal"`` or ``"identity"``; see
             :mod:`rnnkit.models.initializers`.
         kernel: ``"auto"`` (default): a plain RNN trains on the CPU through rnnkit's kernel

@@ -4,11 +4,12 @@ Three schemes, chosen by name with ``init=`` on every rnnkit model:
 
 ``"default"``
     torch's own: every weight and bias drawn from :math:`U(-\sqrt{k}, \sqrt{k})` with
-    :math:`k = 1/\text{hidden\_size}` (the tutorial quotes the same rule). Nothing is changed.
+    :math:`k = 1/\text{hidden\_size}` (a common textbook rule). Nothing is changed.
 ``"orthogonal"``
-    each gate's block of every recurrent matrix ``weight_hh_l*`` (the tutorial's :math:`W`)
-    is a random orthogonal matrix, so the recurrence neither amplifies nor shrinks the state at
-    initialisation; input weights (:math:`U`) and biases keep torch's default.
+    each gate's block of every recurrent matrix ``weight_hh_l*`` (:math:`W` in
+    :math:`H_t = f(U X_t + W H_{t-1} + b)`) is a random orthogonal matrix, so the recurrence
+    neither amplifies nor shrinks the state at initialisation; input weights (:math:`U`) and
+    biases keep torch's default.
 ``"identity"``
     the IRNN of Le, Jaitly and Hinton (2015), for ``cell="rnn"`` with ``nonlinearity="relu"``
     only: :math:`W = I` and every bias zero, so at initialisation the state is carried

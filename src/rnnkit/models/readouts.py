@@ -12,8 +12,8 @@ linear head turns into logits. Padded steps never reach a readout's result.
 ``"mean"``, ``"max"``
     The mean or the element-wise maximum over each sequence's valid steps.
 ``"output_last"``
-    ``output[:, -1, :]``, the tutorial's readout, kept so its results can be reproduced. It is
-    the final state only for a unidirectional layer over unpadded sequences; see
+    ``output[:, -1, :]``, the readout many tutorials use, kept so their results can be
+    reproduced. It is the final state only for a unidirectional layer over unpadded sequences; see
     :doc:`/models` for why it is wrong otherwise. With ``lengths`` shorter than ``L`` it
     raises :class:`rnnkit.errors.ShapeError` rather than read padding.
 """
@@ -151,7 +151,7 @@ def max_over_valid(output: Tensor, lengths: Tensor | None) -> Tensor:
 
 
 def output_last(output: Tensor, lengths: Tensor | None) -> Tensor:
-    """``output[:, -1, :]``, the tutorial's readout (the ``"output_last"`` readout).
+    """``output[:, -1, :]``, a common tutorial readout (the ``"output_last"`` readout).
 
     Args:
         output: The top layer's outputs, batch-first.

@@ -25,14 +25,14 @@ Feedback = Callable[[Tensor], Tensor]
 class Seq2SeqRegressor(RecurrentModel):
     """Predict a value at every step: recurrent layers and a per-step linear head.
 
-    The tutorial's sine-wave model is ``Seq2SeqRegressor(1)`` (H_in = H_y = 1, hidden 16).
-    Unlike its ``outputs.view(inputs.size())``, the head maps ``D·H_out`` features to
-    ``output_size`` values at each step, so ``output_size`` need not equal ``input_size``.
+    ``Seq2SeqRegressor(1)`` predicts the next value of a univariate series (H_in = H_y = 1,
+    hidden 16). The head maps ``D·H_out`` features to ``output_size`` values at each step, so
+    ``output_size`` need not equal ``input_size``.
 
     Args:
         input_size: Features per step, H_in.
         output_size: Values predicted per step, H_y (``None``: equal to ``input_size``).
-        hidden_size: State size H_cell (16, the tutorial's, by default).
+        hidden_size: State size H_cell (16 by default).
         cell: ``"rnn"``, ``"lstm"`` or ``"gru"``.
         num_layers: Stacked recurrent layers.
         bidirectional: Also run every layer backwards in time (D = 2); such a model cannot
@@ -157,12 +157,12 @@ class Seq2SeqRegressor(RecurrentModel):
 
         The first prediction is the output at ``prime``'s last step; each next one is the
         output for ``feedback(previous prediction)`` (the prediction itself by default). The
-        tutorial's test is ``generate(torch.zeros(1, 1, 1), steps=100)``: prime ``[0]``.
+        call ``generate(torch.zeros(1, 1, 1), steps=100)`` primes with the single value ``[0]``.
         Runs in eval mode without autograd (no graph is kept; the results do not require
         grad); the model's train/eval mode is restored afterwards.
 
         Args:
-            prime: The warm-up sequence: one step like the tutorial's ``[0]``, or longer.
+            prime: The warm-up sequence: one step such as ``[0]``, or longer.
             steps: How many predictions to return (>= 1).
             h0: The state before ``prime``; zeros when omitted.
             feedback: Maps a prediction ``(N, H_y)`` to the next input ``(N, H_in)``;
@@ -210,8 +210,8 @@ class Seq2SeqRegressor(RecurrentModel):
         previous prediction (the prediction itself by default). Gradients flow through the
         fed-back predictions too (back-propagation through the closed loop).
 
-        - ``teacher_forcing_ratio=1``: exactly :meth:`forward` ``(x, h0)``, the tutorial's
-          teacher forcing; no coins are drawn.
+        - ``teacher_forcing_ratio=1``: exactly :meth:`forward` ``(x, h0)``, plain teacher
+          forcing; no coins are drawn.
         - ``teacher_forcing_ratio=0``: fully free-running from ``x[:, 0]``; no coins are drawn;
           the values equal ``generate(x[:, :1], L)`` but keep the graph.
         - in between: ``N·L`` uniform draws from ``generator`` (torch's global generator if
