@@ -29,7 +29,11 @@ extensions = [
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "sphinx_gallery.gen_gallery",
+    "myst_parser",  # CHANGELOG.md, included by changelog.rst
+    "doc_aliases",  # links to renamed pages (docs/_ext/doc_aliases.py)
 ]
+source_suffix = {".rst": "restructuredtext"}  # Markdown only where a page includes it
+myst_heading_anchors = 3
 
 sphinx_gallery_conf = {
     "examples_dirs": ["../examples"],
@@ -54,7 +58,10 @@ nitpick_ignore_regex = [
     # NumPy's generic parameters render as bare names.
     ("py:class", r"numpy\.(float64|float32|uint8|int64|bool_|generic|dtype)"),
     ("py:class", r"np\..*"),
+    # Not in the offline torch inventory (docs/_inventories/torch.inv).
+    ("py:class", r"torch\.nn\.DataParallel"),
 ]
+suppress_warnings = ["myst.header"]  # CHANGELOG.md's sections start at level 2 once included
 
 autodoc_typehints = "description"
 autodoc_typehints_format = "short"

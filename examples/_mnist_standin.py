@@ -7,8 +7,8 @@ exactly that format: seven-segment digits 0-9 drawn at a random offset and strok
 noise. They are learnable (each class has its own strokes), so a smoke run still trains
 something, but their accuracies say nothing about MNIST.
 
-:func:`resolve_mnist_root` decides where an example reads from: the ``--data-dir`` given, a
-download, the repository's shared copy ``../shared/data`` (smoke runs only), or the stand-in.
+:func:`resolve_mnist_root` decides where an example reads from: the ``--data-dir`` given (with
+``--download``, torchvision fetches MNIST there), or, in a smoke run without data, the stand-in.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import numpy as np
 
 __all__ = [
     "MNIST_FILES",
-    "SHARED_DATA",
     "MnistSource",
     "has_mnist",
     "resolve_mnist_root",
@@ -36,9 +35,6 @@ MNIST_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 """The uncompressed IDX files torchvision's ``MNIST(root, download=False)`` reads."""
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-"""The shared data folder next to the repository (``../shared/data`` from its root)."""
 
 # Seven segments as (row0, row1, col0, col1) boxes in a 20x12 glyph: a top, b top right,
 # c bottom right, d bottom, e bottom left, f top left, g middle.
@@ -163,8 +159,7 @@ def resolve_mnist_root(
     """Where an example reads MNIST from, writing the stand-in when a smoke run has no data.
 
     In order: ``data_dir`` when it holds MNIST (or when ``download`` is set: torchvision then
-    fetches it there); in smoke mode, the shared copy :data:`SHARED_DATA` when present, else a
-    stand-in written into ``scratch``.
+    fetches it there); otherwise, in smoke mode, a stand-in written into ``scratch``.
 
     Args:
         data_dir: The ``--data-dir`` given.
@@ -182,11 +177,9 @@ def resolve_mnist_root(
     if has_mnist(data_dir) or download:
         return MnistSource(data_dir, standin=False)
     if smoke:
-        if has_mnist(SHARED_DATA):
-            return MnistSource(SHARED_DATA, standin=False)
         return MnistSource(write_mnist_standin(scratch / "mnist-standin"), standin=True)
     raise FileNotFoundError(
         f"Expected the MNIST IDX files in {data_dir / 'MNIST' / 'raw'}, but they are not there. "
-        f"Hint: pass --data-dir with a folder holding MNIST/raw (e.g. {SHARED_DATA}), add "
-        "--download to fetch it, or use --smoke to run on a generated stand-in."
+        "Hint: pass --data-dir with a folder holding MNIST/raw, add --download to fetch it "
+        "there, or use --smoke to run on a generated stand-in."
     )

@@ -12,9 +12,8 @@ seed:
   backward direction's output at the last row, which has read only that one row (it starts
   there), so half of the features the classifier sees carry almost no information.
 
-Both test-accuracy curves go into one plot. Run
-``python examples/mnist_birnn.py --data-dir ../shared/data``; ``--smoke`` for CI (see
-``mnist_rnn.py`` for the data flags).
+Both test-accuracy curves go into one plot. Run ``python examples/mnist_birnn.py --download``
+(MNIST goes into ``./data``; see ``mnist_rnn.py`` for ``--data-dir`` and ``--smoke``).
 """
 
 from __future__ import annotations

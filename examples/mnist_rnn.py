@@ -12,11 +12,11 @@ It also times one epoch of the tutorial's own training loop (``DataLoader`` over
 ``MNIST(transform=ToTensor())``, same model, same batch size) on the same machine, and prints
 both times per epoch.
 
-Run ``python examples/mnist_rnn.py --data-dir ../shared/data`` (a folder holding
-``MNIST/raw``; ``--download`` fetches it through torchvision). ``--cell lstm`` or ``--cell gru``
-swaps the cell (tanh: relu applies to the plain RNN only). ``--smoke`` trains a few batches on
-MNIST when it can find it (``--data-dir``, else ``../shared/data``) and otherwise on a
-generated MNIST-format stand-in, for CI.
+Run ``python examples/mnist_rnn.py --download``: torchvision fetches MNIST into ``./data``
+(``--data-dir`` picks another folder; one that already holds ``MNIST/raw`` needs no
+``--download``). ``--cell lstm`` or ``--cell gru`` swaps the cell (tanh: relu applies to the
+plain RNN only). ``--smoke`` trains a few batches, on MNIST when ``--data-dir`` holds it and
+otherwise on a generated MNIST-format stand-in.
 
 It runs unchanged under ``torchrun --nproc-per-node 2 examples/mnist_rnn.py ...``: the Trainer
 then trains with DistributedDataParallel, ``--batch-size`` is per process (the global batch is

@@ -1,8 +1,9 @@
 """The examples in ``examples/``: each ``main()`` in smoke mode, and their parts against references.
 
 The MNIST examples run on a generated MNIST-format stand-in (always) and on the real MNIST in
-``../shared/data`` (skipped when absent). The sine example's two procedures are checked step
-for step against the tutorial's loop written out by hand.
+the CI machine's data folder beside the repository, passed explicitly (skipped when absent).
+The sine example's two procedures are checked step for step against the tutorial's loop
+written out by hand.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ import mnist_rnn  # noqa: E402
 import sine_wave  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-needs_mnist = pytest.mark.skipif(
-    not standin.has_mnist(standin.SHARED_DATA), reason="no MNIST in ../shared/data"
-)
+# The CI machine keeps MNIST beside the repository; the examples never look there themselves.
+CI_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_mnist = pytest.mark.skipif(not standin.has_mnist(CI_MNIST), reason=f"no MNIST in {CI_MNIST}")
 
 
 @pytest.fixture(scope="module")
@@ -117,20 +118,18 @@ def test_resolve_without_data_fails_with_a_hint(tmp_path: Path) -> None:
         standin.resolve_mnist_root(tmp_path / "none", download=False, smoke=False, scratch=tmp_path)
 
 
-def test_resolve_smoke_without_data_uses_shared_copy_or_standin(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(standin, "SHARED_DATA", tmp_path / "no-shared")
+def test_resolve_smoke_without_data_writes_the_standin(tmp_path: Path) -> None:
     source = standin.resolve_mnist_root(
         tmp_path / "none", download=False, smoke=True, scratch=tmp_path
     )
     assert source.standin
+    assert source.root.is_relative_to(tmp_path)
     assert standin.has_mnist(source.root)
-    monkeypatch.setattr(standin, "SHARED_DATA", source.root)
-    shared = standin.resolve_mnist_root(
-        tmp_path / "none", download=False, smoke=True, scratch=tmp_path
-    )
-    assert shared == standin.MnistSource(source.root, standin=False)
+
+
+def test_resolve_download_uses_the_given_folder(tmp_path: Path) -> None:
+    source = standin.resolve_mnist_root(tmp_path / "d", download=True, smoke=True, scratch=tmp_path)
+    assert source == standin.MnistSource(tmp_path / "d", standin=False)
 
 
 # -- the MNIST examples -----------------------------------------------------------------------
@@ -199,14 +198,10 @@ def test_mnist_birnn_smoke_on_standin(
 def test_mnist_examples_smoke_on_real_mnist(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = mnist_rnn.main(
-        data_dir=standin.SHARED_DATA, out=tmp_path, smoke=True, time_tutorial_loop=False
-    )
+    run = mnist_rnn.main(data_dir=CI_MNIST, out=tmp_path, smoke=True, time_tutorial_loop=False)
     assert _field(_summary(capsys.readouterr().out), "data") == "mnist"
     assert run.test_accuracy[-1] > 0.0
-    runs = mnist_birnn.main(
-        data_dir=standin.SHARED_DATA, out=tmp_path, smoke=True, time_tutorial_loop=False
-    )
+    runs = mnist_birnn.main(data_dir=CI_MNIST, out=tmp_path, smoke=True, time_tutorial_loop=False)
     assert len(runs) == 2
     assert _is_png(tmp_path / "mnist_birnn_rnn.png")
 

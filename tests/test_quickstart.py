@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import rnnkit
+
 ROOT = Path(__file__).resolve().parents[1]
 SNIPPET = ROOT / "docs" / "_snippets" / "quickstart.py"
 sys.path.insert(0, str(ROOT / "examples"))
@@ -34,9 +36,16 @@ def test_readme_quick_start_runs(
     # same IDX format, and one epoch stands in for five.
     standin.write_mnist_standin(tmp_path / "data", train_size=256, test_size=64, seed=0)
     code = _readme_block().replace("download=True", "download=False")
-    code = code.replace("max_epochs=5", "max_epochs=1")
+    assert "epochs = 5\n" in code
+    code = code.replace("epochs = 5\n", "epochs = 1\n")
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {"__name__": "quickstart"})
+    namespace: dict[str, object] = {"__name__": "quickstart"}
+    exec(compile(code, "README.md", "exec"), namespace)
+    # The recommended recipe: the learning rate decays along a cosine, to 0 after the last epoch.
+    trainer = namespace["trainer"]
+    assert isinstance(trainer, rnnkit.Trainer)
+    assert trainer.optimizer is not None
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
     out = capsys.readouterr().out
     assert re.search(r"'accuracy': 0\.\d+", out), out
     assert "output  (N, L, D·H_out) = (128, 28, 128)" in out
