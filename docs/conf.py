@@ -30,7 +30,6 @@ extensions = [
     "sphinx.ext.viewcode",
     "sphinx_gallery.gen_gallery",
     "myst_parser",  # CHANGELOG.md, included by changelog.rst
-    "doc_aliases",  # links to renamed pages (docs/_ext/doc_aliases.py)
 ]
 source_suffix = {".rst": "restructuredtext"}  # Markdown only where a page includes it
 myst_heading_anchors = 3

@@ -27,17 +27,15 @@ PATTERNS = {
     ),
     "the CI machine's data folder (../shared)": re.compile(r"\.\./shared"),
     "a code review": re.compile(r"\breview(?:s|ed|ing)?\b", re.I),
-    "a work session": re.compile(r"\bsession\b", re.I),
+    # a work session, not onnxruntime's InferenceSession or a `session` variable in code
+    "a work session": re.compile(
+        r"\b(?:this|that|a|an|the|one|each|every|earlier|previous|next|last) session\b", re.I
+    ),
 }
 
 # (file, pattern name) pairs owned by another line of work and fixed there; each entry names
 # why it is allowed. Keep this list empty when nothing is pending.
-PENDING: dict[tuple[str, str], str] = {
-    ("docs/data.rst", "the CI machine's data folder (../shared)"): (
-        "the data guide is being rewritten on its own branch; its MNIST snippet must read "
-        'MNIST("data", download=True) when that branch lands'
-    ),
-}
+PENDING: dict[tuple[str, str], str] = {}
 
 
 def _sources() -> list[Path]:
@@ -86,6 +84,7 @@ def test_patterns_flag_history_and_spare_prose() -> None:
         "the sequence moves, the network stays",
         "a shared disk",
         "run e.g. with --smoke",
+        'session = ort.InferenceSession("model.onnx")',
     ]
     for text in flagged:
         assert find_build_history(text), text
