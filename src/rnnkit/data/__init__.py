@@ -6,6 +6,9 @@ returns a :class:`SequenceDataset`: compact storage (``uint8`` pixels stay
 ``uint8``), conversion to ``float32`` one batch at a time, and :meth:`SequenceDataset.batch` to
 draw whole batches by index with no per-sample Python. See the guide page "From data to
 sequences" for each adapter's output shapes.
+
+This layer may import only ``rnnkit.errors`` (and torch, numpy); it knows nothing of
+models or training.
 """
 
 from __future__ import annotations

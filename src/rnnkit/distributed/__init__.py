@@ -57,6 +57,9 @@ restarts the whole group after a failure; with ``fit(..., resume_from="last")`` 
 from the last checkpoint. (torch 2.14's ``torchrun`` keeps its store across restarts, so a
 restarted group meeting through plain ``env://`` finds the dead attempt's addresses; after a
 restart :meth:`DistributedContext.setup` prefixes the keys with the restart count.)
+
+This layer may import ``rnnkit.models`` and the layers below it; never the tasks, the
+callbacks or the Trainer.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ step, the state an explicit input and output: streaming inference and generation
 Python). The exported graphs compute the model in eval mode. See :doc:`/deploying`.
 
 ONNX export needs the ``onnx`` package: ``pip install "rnnkit[export]"``.
+
+This layer may import ``rnnkit.models`` and the layers below; never the tasks, the
+callbacks or the Trainer.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ never call ``.item()``, so they cause no host synchronisation.
 
 Metric names understood by :func:`get_metric`: ``"accuracy"``, ``"top5_accuracy"`` (any
 ``"top{k}_accuracy"``), ``"top_k"`` (top-5), ``"mse"`` and ``"mae"``.
+
+This layer may import only ``rnnkit.errors`` (and torch).
 """
 
 from __future__ import annotations

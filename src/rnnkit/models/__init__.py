@@ -9,6 +9,9 @@
 
 A checkpoint stores ``{"class": type(model).__name__, "config": model.config.to_dict(), ...}``;
 ``MODEL_CLASSES[name].from_config(config)`` rebuilds the model before its weights are loaded.
+
+This layer may import ``rnnkit.kernels``, ``rnnkit.shapes`` and ``rnnkit.errors``;
+never tasks, io, callbacks or training.
 """
 
 from __future__ import annotations

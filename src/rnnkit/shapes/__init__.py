@@ -21,6 +21,9 @@ Shapes:
     * ``c_0``, ``c_n`` (LSTM): ``(D·num_layers, N, H_cell)``, or ``(D·num_layers, H_cell)``.
     * ``output``: ``(N, L, D·H_out)`` with ``batch_first=True``, ``(L, N, D·H_out)`` without,
       ``(L, D·H_out)`` unbatched.
+
+This layer may import only ``rnnkit.errors`` (and torch); models, data and training
+import it.
 """
 
 from __future__ import annotations

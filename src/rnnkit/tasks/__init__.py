@@ -15,6 +15,9 @@ a :class:`DataInfo`), and what ``predict`` returns. The :class:`~rnnkit.Trainer`
   over the labelled, unpadded steps by default.
 
 rnnkit's own models get theirs from :func:`task_for`; pass ``Trainer(task=...)`` for others.
+
+This layer may import ``rnnkit.models``, ``rnnkit.data``, ``rnnkit.metrics`` and the
+layers below; never the callbacks or the Trainer.
 """
 
 from __future__ import annotations
