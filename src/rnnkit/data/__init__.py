@@ -13,6 +13,7 @@ models or training.
 
 from __future__ import annotations
 
+from rnnkit.data._prepare import IGNORE_INDEX
 from rnnkit.data.arrays import SeriesLayout, from_arrays
 from rnnkit.data.dataset import Batch, SequenceDataset, TargetKind
 from rnnkit.data.frames import from_dataframe
@@ -25,6 +26,7 @@ from rnnkit.data.standardize import Standardizer
 from rnnkit.data.streaming import StreamBatches, streams
 
 __all__ = [
+    "IGNORE_INDEX",
     "IMAGE_ORDERS",
     "NORMALIZE_PRESETS",
     "Batch",

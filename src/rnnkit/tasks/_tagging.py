@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.data import Batch
-from rnnkit.data.dataset import IGNORE_INDEX
+from rnnkit.data import IGNORE_INDEX, Batch
 from rnnkit.shapes import State
 from rnnkit.tasks._base import Chunk, Parts, Task, time_major
 from rnnkit.tasks._info import DataInfo
