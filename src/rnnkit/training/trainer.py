@@ -42,6 +42,7 @@ from rnnkit.training._checks import (
     check_task_options,
 )
 from rnnkit.training._divergence import NanGuard
+from rnnkit.training._interrupts import InterruptShield
 from rnnkit.training._optimizers import OPTIMIZERS, named_optimizer, resolve_device
 from rnnkit.training._precision import Precision, resolve_precision
 from rnnkit.training._state import RunState
@@ -262,6 +263,7 @@ class Trainer:
         self.interrupted = False
         self.interrupt_checkpoint: Path | None = None
         self._pending_state: dict[str, Any] | None = None
+        self.interrupts = InterruptShield()
         self._evaluating: tuple[nn.Module, Task] | None = None
         self._fit_task: Task | None = None
         self.train_source: BatchSource | None = None
@@ -542,6 +544,8 @@ class Trainer:
         if self.grad_clip_norm is not None:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
+        # From the update on, a Ctrl-C waits until the loop has committed the step.
+        self.interrupts.hold()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
