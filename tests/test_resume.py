@@ -351,5 +351,114 @@ def test_a_sigint_between_the_epoch_increment_and_the_reset_skips_no_epoch(
     _assert_same_run(straight, load_checkpoint(tmp_path / "resumed.ckpt"))
 
 
+def _weights(model: torch.nn.Module) -> dict[str, Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_from_last_never_takes_another_experiments_file_in_the_default_root(
+    tmp_path: Path,
+) -> None:
+    """An interrupted run without ModelCheckpoint left root/last.ckpt; a new one ignores it."""
+    x, y = _data("classifier")
+    old = Trainer(
+        max_epochs=2,
+        batch_size=12,
+        progress=False,
+        seed=5,
+        default_root_dir=tmp_path / "runs",
+        callbacks=[InterruptAt(2)],
+    )
+    old.fit(_model("classifier"), (x, (y + 1) % 3))  # other labels, same sizes
+    assert old.interrupt_checkpoint == tmp_path / "runs" / "last.ckpt"
+    fresh = _fit("classifier", tmp_path / "fresh", epochs=1)
+    new = _trainer("classifier", tmp_path / "new", epochs=1)
+    new.default_root_dir = tmp_path / "runs"
+    history = new.fit(_model("classifier"), (x, y), val=(x[:20], y[:20]), resume_from="last")
+    assert [r["epoch"] for r in history] == [0]
+    assert new.global_step == 4
+    assert new.model is not None
+    assert fresh.model is not None
+    for key, value in new.model.state_dict().items():
+        assert torch.equal(value, fresh.model.state_dict()[key]), key  # trained afresh
+
+
+def test_resume_from_last_without_a_model_checkpoint_uses_the_default_root(
+    tmp_path: Path,
+) -> None:
+    x, y = _data("classifier")
+    options: dict[str, Any] = {"batch_size": 12, "progress": False, "seed": 5}
+    stopped = Trainer(
+        max_epochs=2, default_root_dir=tmp_path, callbacks=[InterruptAt(6)], **options
+    )
+    stopped.fit(_model("classifier"), (x, y))
+    resumed = Trainer(max_epochs=2, default_root_dir=tmp_path, **options)
+    resumed.fit(_model("classifier", seed=2), (x, y), resume_from="last")
+    assert resumed.global_step == 8
+    assert [r["epoch"] for r in resumed.history] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda x, y: (x, (y + 1) % 3), "fingerprint"),
+        (lambda x, y: (x[:30], y[:30]), "num_samples"),
+        (lambda x, y: (x[:, :5], y), "seq_len"),
+    ],
+)
+def test_resuming_on_other_training_data_is_refused_before_the_model_changes(
+    tmp_path: Path, change: Any, field: str
+) -> None:
+    _fit("classifier", tmp_path / "stopped", extra=(InterruptAt(6),))
+    x, y = change(*_data("classifier"))
+    model = _model("classifier", seed=2)
+    before = _weights(model)
+    trainer = _trainer("classifier", tmp_path / "other")
+    with pytest.raises(CheckpointMismatchError, match=rf"training data.*{field}: checkpoint"):
+        trainer.fit(model, (x, y), resume_from=tmp_path / "stopped" / "last.ckpt")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+@pytest.mark.parametrize("drop_class_name", [False, True])
+def test_resuming_with_another_optimizer_is_refused_before_the_model_changes(
+    tmp_path: Path, drop_class_name: bool
+) -> None:
+    _fit("classifier", tmp_path / "stopped", epochs=1)
+    path = tmp_path / "stopped" / "last.ckpt"
+    if drop_class_name:  # a checkpoint without the class name: the settings tell
+        checkpoint = load_checkpoint(path)
+        del checkpoint["trainer"]["optimizer_class"]
+        torch.save(checkpoint, path)
+    x, y = _data("classifier")
+    model = _model("classifier", seed=2)
+    before = _weights(model)
+    trainer = _trainer("classifier", tmp_path / "other")
+    trainer.optimizer_spec = lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9)
+    expected = "lacks the settings" if drop_class_name else "Expected a AdamW optimizer"
+    with pytest.raises(CheckpointMismatchError, match=expected):
+        trainer.fit(model, (x, y), resume_from=path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_resuming_with_another_lr_keeps_the_checkpoints_and_warns_with_both(
+    tmp_path: Path,
+) -> None:
+    straight = _straight("classifier", tmp_path)
+    _fit("classifier", tmp_path / "stopped", epochs=2)
+    x, y = _data("classifier")
+    trainer = _trainer("classifier", tmp_path / "resumed")
+    trainer.lr = 0.5
+    with pytest.warns(UserWarning, match=r"lr=0\.001 \(this run: 0\.5\)"):
+        trainer.fit(
+            _model("classifier", seed=2),
+            (x, y),
+            val=(x[:20], y[:20]),
+            resume_from=tmp_path / "stopped" / "last.ckpt",
+        )
+    trainer.save_checkpoint(tmp_path / "resumed.ckpt")
+    _assert_same_run(straight, load_checkpoint(tmp_path / "resumed.ckpt"))
+
+
 if __name__ == "__main__":
     _worker(sys.argv[1:])

@@ -365,9 +365,15 @@ class Trainer:
             val: Validation data, in any of the same forms, or ``None``.
             resume_from: A checkpoint to continue from exactly (weights, optimizer, scheduler,
                 epoch and position within it, RNG states, History, callback states), or
-                ``"last"``: the latest checkpoint of the :class:`~rnnkit.ModelCheckpoint`
-                among the callbacks (or of an interrupted run in ``default_root_dir``); with
-                none there yet, training starts afresh.
+                ``"last"``: the latest checkpoint in this run's folder, i.e. of the
+                :class:`~rnnkit.ModelCheckpoint` among the callbacks, or, only when there is
+                none, of an interrupted run in ``default_root_dir``; with none there yet,
+                training starts afresh. The checkpoint must come from the same run: the model
+                class and config, the training data (sizes and a fingerprint of a few
+                samples) and the kind of optimizer must match, or it is refused before the
+                model is touched. The optimizer's saved hyperparameters win over the
+                Trainer's (a different ``lr`` is not used, with a warning naming both
+                values), so that the run continues exactly.
 
         Returns:
             The :class:`~rnnkit.History`, one record per epoch. After a KeyboardInterrupt the
@@ -383,6 +389,8 @@ class Trainer:
             rnnkit.errors.TrainingDivergedError: The loss became NaN or infinite
                 (``on_nan="raise"``).
             rnnkit.errors.CheckpointError: ``resume_from`` cannot be read or does not match.
+            rnnkit.errors.CheckpointMismatchError: ``resume_from`` was written by another run:
+                another model, training data or optimizer.
 
         Shapes:
             - train/val ``x``: ``(N, L, H_in)``; ``y``: ``(N,)`` class indices or
@@ -607,7 +615,8 @@ class Trainer:
             batches done in that epoch), ``"global_step"``, ``"permutation"`` (this epoch's
             order or ``None``), ``"totals"`` (the epoch's partial sums), ``"optimizer"``,
             ``"scheduler"``, ``"scaler"``, ``"history"``, ``"rng"``, ``"should_stop"``,
-            ``"skipped_batches"``, ``"batch_size"`` and ``"world_size"``. Under DDP it is
+            ``"skipped_batches"``, ``"batch_size"``, ``"world_size"``, ``"optimizer_class"``
+            and ``"data"`` (the training data's sizes and fingerprint). Under DDP it is
             this process's view: rank 0's is the one saved.
         """
         scaler = self.scaler
@@ -615,6 +624,7 @@ class Trainer:
             "version": ckpt.STATE_VERSION,
             **self.run.state_dict(self.device),
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "optimizer_class": None if self.optimizer is None else type(self.optimizer).__name__,
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "scaler": None if scaler is None or not scaler.is_enabled() else scaler.state_dict(),
             "history": self.history.state_dict(),
