@@ -34,6 +34,7 @@ from rnnkit.training import _checkpointing as ckpt
 from rnnkit.training import _loops, _setup, _steps
 from rnnkit.training._batches import BatchSource, as_source
 from rnnkit.training._checks import (
+    check_callbacks,
     check_choice,
     check_int,
     check_misc,
@@ -231,6 +232,7 @@ class Trainer:
         check_choice("scheduler_interval", scheduler_interval, ("epoch", "step"))
         check_ratio(teacher_forcing)
         check_misc(lr, grad_clip_norm, fast_dev_run, scheduler)
+        check_callbacks(callbacks)
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = float(lr)
