@@ -212,7 +212,9 @@ def test_resuming_at_an_epoch_end_under_another_world_size_continues(tmp_path: P
     first, _ = fit_classifier("single", tmp_path / "run")
     path = saved_by_two_processes(tmp_path / "run" / "last.ckpt", tmp_path)
     resumed = Trainer(max_epochs=4, batch_size=8, progress=False)
+    torch.manual_seed(123)  # other weights than the first run's: only the resume restores them
     model = SequenceClassifier(3, 3, 8, cell="gru")
     resumed.fit(model, classification_data(30, 0), resume_from=path)
     assert [record["epoch"] for record in resumed.history] == [0, 1, 2, 3]
+    assert untimed(resumed)[:3] == untimed(first)  # the saved epochs, not a fresh start's
     assert resumed.global_step == first.global_step + 4  # one more epoch of 4 batches

@@ -8,6 +8,8 @@ a NEW process: this file doubles as that process's script (see ``_worker``).
 from __future__ import annotations
 
 import math
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +26,7 @@ from rnnkit.errors import CheckpointError, CheckpointMismatchError, TrainingDive
 from rnnkit.io._atomic import check_plain
 from rnnkit.io.checkpoint import load_checkpoint
 from rnnkit.models import Seq2SeqRegressor, SequenceClassifier
+from rnnkit.training import RunState
 from rnnkit.training.trainer import Trainer
 
 KINDS = ("classifier", "regressor")
@@ -38,8 +41,9 @@ def _data(kind: str) -> tuple[Tensor, Tensor]:
     return waves[:, :-1, None].contiguous(), waves[:, 1:, None].contiguous()
 
 
-def _model(kind: str) -> torch.nn.Module:
-    torch.manual_seed(1)
+def _model(kind: str, seed: int = 1) -> torch.nn.Module:
+    """The run's model; a resumed run builds it with ANOTHER seed, so only a resume restores it."""
+    torch.manual_seed(seed)
     if kind == "classifier":  # dropout draws from the global RNG: its state must resume too
         return SequenceClassifier(3, 3, 8, cell="gru", num_layers=2, dropout=0.3)
     return Seq2SeqRegressor(1, hidden_size=8, cell="lstm", num_layers=2, dropout=0.2)
@@ -63,7 +67,8 @@ def _trainer(kind: str, folder: Path, epochs: int = 4, extra: tuple[Callback, ..
 def _fit(kind: str, folder: Path, epochs: int = 4, **kwargs: Any) -> Trainer:
     x, y = _data(kind)
     trainer = _trainer(kind, folder, epochs, kwargs.pop("extra", ()))
-    trainer.fit(_model(kind), (x, y), val=(x[:20], y[:20]), **kwargs)
+    model = _model(kind, seed=2 if kwargs.get("resume_from") is not None else 1)
+    trainer.fit(model, (x, y), val=(x[:20], y[:20]), **kwargs)
     return trainer
 
 
@@ -252,6 +257,207 @@ def test_an_exception_in_a_callback_reaches_on_exception_and_is_reraised_unchang
         Trainer(progress=False, callbacks=[failing]).fit(_model("classifier"), (x, y))
     assert caught.value is failing.error
     assert failing.seen == [failing.error]
+
+
+class InterruptAfterUpdate(Trainer):
+    """Sends itself SIGINT right after the optimizer update of the given global step."""
+
+    def __init__(self, kill_at: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kill_at = kill_at
+
+    def optimizer_step(self, loss: Tensor) -> None:
+        super().optimizer_step(loss)
+        if self.global_step == self.kill_at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def _interrupted_then_resumed(tmp_path: Path, trainer: Trainer) -> dict[str, Any]:
+    """Fit ``trainer`` (interrupted), resume in a fresh Trainer from another model's weights."""
+    x, y = _data("classifier")
+    trainer.fit(_model("classifier"), (x, y), val=(x[:20], y[:20]))
+    assert trainer.interrupted
+    resumed = _fit("classifier", tmp_path / "resumed", resume_from=trainer.interrupt_checkpoint)
+    resumed.save_checkpoint(tmp_path / "resumed.ckpt")
+    return load_checkpoint(tmp_path / "resumed.ckpt")
+
+
+def _like(trainer_class: type[Trainer], folder: Path, **extra: Any) -> Any:
+    """A Trainer of ``trainer_class`` with the options of :func:`_trainer`."""
+    model = _trainer("classifier", folder)
+    return trainer_class(
+        max_epochs=4,
+        batch_size=12,
+        optimizer="adamw",
+        scheduler=model.scheduler_factory,
+        seed=5,
+        callbacks=model.callbacks,
+        progress=False,
+        **extra,
+    )
+
+
+def test_a_sigint_right_after_the_update_commits_the_step_and_resumes_exactly(
+    tmp_path: Path,
+) -> None:
+    straight = _straight("classifier", tmp_path)
+    trainer = _like(InterruptAfterUpdate, tmp_path / "stopped", kill_at=6)
+    resumed = _interrupted_then_resumed(tmp_path, trainer)
+    saved = load_checkpoint(tmp_path / "stopped" / "last.ckpt")["trainer"]
+    assert (saved["epoch"], saved["position"], saved["global_step"]) == (1, 2, 6)
+    _assert_same_run(straight, resumed)
+
+
+class SigintInSchedulerStep(torch.optim.lr_scheduler.StepLR):
+    """StepLR that sends SIGINT in the middle of its step at the end of epoch 1."""
+
+    def step(self, epoch: int | None = None) -> None:
+        if self.last_epoch == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        super().step(epoch)
+
+
+def test_a_sigint_inside_the_epoch_end_scheduler_step_resumes_exactly(tmp_path: Path) -> None:
+    straight = _straight("classifier", tmp_path)
+    trainer = _trainer("classifier", tmp_path / "stopped")
+    trainer.scheduler_factory = lambda opt: SigintInSchedulerStep(opt, step_size=1, gamma=0.7)
+    resumed = _interrupted_then_resumed(tmp_path, trainer)
+    epochs = [r["epoch"] for r in resumed["trainer"]["history"]["records"]]
+    assert epochs == [0, 1, 2, 3]
+    _assert_same_run(straight, resumed)
+
+
+def test_a_sigint_between_the_epoch_increment_and_the_reset_skips_no_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    straight = _straight("classifier", tmp_path)
+    reset = RunState.reset_epoch
+
+    def reset_after_sigint(run: RunState) -> None:
+        if run.epoch == 2 and run.epoch_finished:
+            os.kill(os.getpid(), signal.SIGINT)
+        reset(run)
+
+    monkeypatch.setattr(RunState, "reset_epoch", reset_after_sigint)
+    trainer = _trainer("classifier", tmp_path / "stopped")
+    x, y = _data("classifier")
+    trainer.fit(_model("classifier"), (x, y), val=(x[:20], y[:20]))
+    monkeypatch.setattr(RunState, "reset_epoch", reset)
+    assert trainer.interrupted
+    saved = load_checkpoint(tmp_path / "stopped" / "last.ckpt")["trainer"]
+    assert (saved["epoch"], saved["position"]) == (2, 0)
+    resumed = _fit("classifier", tmp_path / "resumed", resume_from=trainer.interrupt_checkpoint)
+    resumed.save_checkpoint(tmp_path / "resumed.ckpt")
+    _assert_same_run(straight, load_checkpoint(tmp_path / "resumed.ckpt"))
+
+
+def _weights(model: torch.nn.Module) -> dict[str, Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_from_last_never_takes_another_experiments_file_in_the_default_root(
+    tmp_path: Path,
+) -> None:
+    """An interrupted run without ModelCheckpoint left root/last.ckpt; a new one ignores it."""
+    x, y = _data("classifier")
+    old = Trainer(
+        max_epochs=2,
+        batch_size=12,
+        progress=False,
+        seed=5,
+        default_root_dir=tmp_path / "runs",
+        callbacks=[InterruptAt(2)],
+    )
+    old.fit(_model("classifier"), (x, (y + 1) % 3))  # other labels, same sizes
+    assert old.interrupt_checkpoint == tmp_path / "runs" / "last.ckpt"
+    fresh = _fit("classifier", tmp_path / "fresh", epochs=1)
+    new = _trainer("classifier", tmp_path / "new", epochs=1)
+    new.default_root_dir = tmp_path / "runs"
+    history = new.fit(_model("classifier"), (x, y), val=(x[:20], y[:20]), resume_from="last")
+    assert [r["epoch"] for r in history] == [0]
+    assert new.global_step == 4
+    assert new.model is not None
+    assert fresh.model is not None
+    for key, value in new.model.state_dict().items():
+        assert torch.equal(value, fresh.model.state_dict()[key]), key  # trained afresh
+
+
+def test_resume_from_last_without_a_model_checkpoint_uses_the_default_root(
+    tmp_path: Path,
+) -> None:
+    x, y = _data("classifier")
+    options: dict[str, Any] = {"batch_size": 12, "progress": False, "seed": 5}
+    stopped = Trainer(
+        max_epochs=2, default_root_dir=tmp_path, callbacks=[InterruptAt(6)], **options
+    )
+    stopped.fit(_model("classifier"), (x, y))
+    resumed = Trainer(max_epochs=2, default_root_dir=tmp_path, **options)
+    resumed.fit(_model("classifier", seed=2), (x, y), resume_from="last")
+    assert resumed.global_step == 8
+    assert [r["epoch"] for r in resumed.history] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda x, y: (x, (y + 1) % 3), "fingerprint"),
+        (lambda x, y: (x[:30], y[:30]), "num_samples"),
+        (lambda x, y: (x[:, :5], y), "seq_len"),
+    ],
+)
+def test_resuming_on_other_training_data_is_refused_before_the_model_changes(
+    tmp_path: Path, change: Any, field: str
+) -> None:
+    _fit("classifier", tmp_path / "stopped", extra=(InterruptAt(6),))
+    x, y = change(*_data("classifier"))
+    model = _model("classifier", seed=2)
+    before = _weights(model)
+    trainer = _trainer("classifier", tmp_path / "other")
+    with pytest.raises(CheckpointMismatchError, match=rf"training data.*{field}: checkpoint"):
+        trainer.fit(model, (x, y), resume_from=tmp_path / "stopped" / "last.ckpt")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+@pytest.mark.parametrize("drop_class_name", [False, True])
+def test_resuming_with_another_optimizer_is_refused_before_the_model_changes(
+    tmp_path: Path, drop_class_name: bool
+) -> None:
+    _fit("classifier", tmp_path / "stopped", epochs=1)
+    path = tmp_path / "stopped" / "last.ckpt"
+    if drop_class_name:  # a checkpoint without the class name: the settings tell
+        checkpoint = load_checkpoint(path)
+        del checkpoint["trainer"]["optimizer_class"]
+        torch.save(checkpoint, path)
+    x, y = _data("classifier")
+    model = _model("classifier", seed=2)
+    before = _weights(model)
+    trainer = _trainer("classifier", tmp_path / "other")
+    trainer.optimizer_spec = lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9)
+    expected = "lacks the settings" if drop_class_name else "Expected a AdamW optimizer"
+    with pytest.raises(CheckpointMismatchError, match=expected):
+        trainer.fit(model, (x, y), resume_from=path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_resuming_with_another_lr_keeps_the_checkpoints_and_warns_with_both(
+    tmp_path: Path,
+) -> None:
+    straight = _straight("classifier", tmp_path)
+    _fit("classifier", tmp_path / "stopped", epochs=2)
+    x, y = _data("classifier")
+    trainer = _trainer("classifier", tmp_path / "resumed")
+    trainer.lr = 0.5
+    with pytest.warns(UserWarning, match=r"lr=0\.001 \(this run: 0\.5\)"):
+        trainer.fit(
+            _model("classifier", seed=2),
+            (x, y),
+            val=(x[:20], y[:20]),
+            resume_from=tmp_path / "stopped" / "last.ckpt",
+        )
+    trainer.save_checkpoint(tmp_path / "resumed.ckpt")
+    _assert_same_run(straight, load_checkpoint(tmp_path / "resumed.ckpt"))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from rnnkit import ShapeError
 from rnnkit.shapes import RecurrentSpec, validate_class_targets, validate_step_targets
@@ -598,7 +598,38 @@ def test_torch_alone_fails_or_misbehaves_on_the_same_input(case: Case) -> None:
         ):
             run_torch(call)
     else:
-        run_torch(call)  # runs, with a wrong or useless result
+        result = run_torch(call)
+        assert isinstance(result, tuple)
+        SILENT_RESULTS[case.name](result[0], result[1])
+
+
+def _empty_output(output: Any, state: Tensor) -> None:
+    assert output.shape == (0, 7, 8)  # nothing computed; the batch's mean loss is NaN
+    assert torch.isnan(output.mean())
+
+
+def _float_lengths_truncated(output: Any, state: Tensor) -> None:
+    assert isinstance(output, PackedSequence)
+    assert int(output.batch_sizes.sum()) == 7 + 7 + 6 + 3 + 2  # 6.5 became 6 steps
+
+
+def _mask_row_taken_as_one_step_each(output: Any, state: Tensor) -> None:
+    assert isinstance(output, PackedSequence)
+    assert output.batch_sizes.tolist() == [5]  # True == 1: every sequence cut to one step
+
+
+def _fifth_sequence_dropped(output: Any, state: Tensor) -> None:
+    assert isinstance(output, PackedSequence)
+    assert state.shape == (1, 4, 8)  # 4 lengths for 5 sequences: the last one vanishes
+
+
+SILENT_RESULTS: dict[str, Callable[[Any, Tensor], None]] = {
+    "empty_batch": _empty_output,
+    "lengths_float": _float_lengths_truncated,
+    "lengths_boolean_mask_row": _mask_row_taken_as_one_step_each,
+    "lengths_wrong_count": _fifth_sequence_dropped,
+}
+"""The specific wrong result torch gives for each input it accepts silently."""
 
 
 # -- targets -------------------------------------------------------------------------------

@@ -349,6 +349,21 @@ def test_an_unavailable_device_fails_at_construction() -> None:
         Trainer(device="cuda")
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"grad_clip_norm": True}, r"`grad_clip_norm` to be a number > 0 or None, but got True"),
+        ({"callbacks": [object()]}, r"`callbacks\[0\]` to be an rnnkit.Callback, but got a object"),
+        ({"callbacks": ProgressBar()}, r"`callbacks` to be a list of rnnkit.Callback objects"),
+    ],
+)
+def test_a_bool_clip_norm_or_a_non_callback_is_a_type_error_at_construction(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(TypeError, match=message):
+        Trainer(**options)
+
+
 def test_a_non_callable_scheduler_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="`scheduler` to be None or a callable"):
         Trainer(scheduler="step")  # type: ignore[arg-type]

@@ -95,7 +95,8 @@ def fit_interrupted(out: Path, rank: int) -> dict[str, Any]:
         trainer = Trainer(
             batch_size=PER_RANK_BATCH, callbacks=callbacks, strategy="ddp", **trainer_settings()
         )
-        model = make_classifier(seed=rank)
+        # The resuming Trainer starts from other weights: only the checkpoint restores them.
+        model = make_classifier(seed=rank if extra else rank + 100)
         trainer.fit(model, make_data(37, seed=37), make_data(13, seed=513), "last")
         interrupted.append(trainer.interrupted)
     result = {"weights": model.state_dict(), "history": trainer.history.to_list()}

@@ -31,6 +31,7 @@ __all__ = [
     "load_callback_states",
     "load_optimizers",
     "resolve_resume_path",
+    "resume_candidates",
     "saved_fused",
 ]
 
@@ -177,13 +178,23 @@ def last_candidates(callbacks: Sequence[Callback], root: Path) -> list[Path]:
     return [*paths, root / LAST_NAME]
 
 
+def resume_candidates(callbacks: Sequence[Callback], root: Path) -> list[Path]:
+    """Where ``"last"`` looks: this run's folder only.
+
+    The ModelCheckpoints' files when there is one (``root`` may hold another experiment's
+    interrupted run), else ``root/last.ckpt``.
+    """
+    candidates = last_candidates(callbacks, root)
+    return candidates[:-1] if _model_checkpoints(callbacks) else candidates
+
+
 def resolve_resume_path(
     resume_from: str | os.PathLike[str], callbacks: Sequence[Callback], root: Path
 ) -> Path | None:
-    """The file ``resume_from`` names; for ``"last"``, the latest one found, or ``None``."""
+    """The file ``resume_from`` names; for ``"last"``, the latest of this run's, or ``None``."""
     if str(resume_from) != "last":
         return Path(resume_from)
-    for path in last_candidates(callbacks, root):
+    for path in resume_candidates(callbacks, root):
         if path.is_file():
             return path
     logger.info("rnnkit: resume_from='last' found no checkpoint; training starts afresh.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from rnnkit import _validate as validate
+from rnnkit.callbacks import Callback
 from rnnkit.errors import ShapeError
 from rnnkit.tasks import DataInfo
 from rnnkit.training._batches import BatchSource, IndexedSource
@@ -53,6 +54,12 @@ def check_misc(lr: object, clip: object, fast_dev_run: object, scheduler: object
     """Check ``lr``, ``grad_clip_norm``, ``fast_dev_run`` and ``scheduler``."""
     if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
         raise ValueError(f"Expected `lr` to be a positive number, but got {lr!r}.")
+    if isinstance(clip, bool):
+        raise TypeError(
+            f"Expected `grad_clip_norm` to be a number > 0 or None, but got {clip!r}. Hint: "
+            "it is the largest gradient norm kept, e.g. grad_clip_norm=1.0; None turns "
+            "clipping off."
+        )
     if clip is not None and (not isinstance(clip, int | float) or not clip > 0):
         raise ValueError(f"Expected `grad_clip_norm` > 0 or None, but got {clip!r}.")
     if not isinstance(fast_dev_run, bool | int) or fast_dev_run < 0:
@@ -142,3 +149,21 @@ def check_shardable(
             "windows. Hint: train on equal-length windows (rnnkit.data.windows), or without "
             "tbptt_steps."
         )
+
+
+def check_callbacks(callbacks: object) -> None:
+    """Raise unless ``callbacks`` is None or a sequence of :class:`~rnnkit.Callback` objects."""
+    if callbacks is None:
+        return
+    if isinstance(callbacks, Callback) or not isinstance(callbacks, list | tuple):
+        raise TypeError(
+            f"Expected `callbacks` to be a list of rnnkit.Callback objects, but got a "
+            f"{type(callbacks).__name__}. Hint: callbacks=[ModelCheckpoint(...)]."
+        )
+    for index, callback in enumerate(callbacks):
+        if not isinstance(callback, Callback):
+            raise TypeError(
+                f"Expected `callbacks[{index}]` to be an rnnkit.Callback, but got a "
+                f"{type(callback).__name__}. Hint: subclass rnnkit.Callback and override the "
+                "hooks you need (on_epoch_end, on_batch_end, ...)."
+            )

@@ -49,11 +49,13 @@ def run_fit(trainer: Trainer) -> History:
     """The epochs, framed by on_fit_start/on_fit_end; interrupts and errors handled."""
     epochs = 1 if trainer.fast_dev_run else trainer.max_epochs
     run = trainer.run
+    trainer.interrupts.install()
     try:
         call(trainer, "on_fit_start")
         while run.epoch < epochs and not run.should_stop:
             trainer.run_epoch(run.epoch)
-            run.next_epoch()
+            with trainer.interrupts.held():  # never an epoch counted but not reset
+                run.next_epoch()
         call(trainer, "on_fit_end")
         trainer.distributed.barrier()  # rank 0's files are written before anyone reads them
     except KeyboardInterrupt as exc:
@@ -61,6 +63,8 @@ def run_fit(trainer: Trainer) -> History:
     except BaseException as exc:
         notify_exception(trainer, exc)
         raise
+    finally:
+        trainer.interrupts.uninstall()
     return trainer.history
 
 
@@ -69,7 +73,8 @@ def run_epoch(trainer: Trainer, epoch: int) -> dict[str, float]:
     started = time.perf_counter()
     assert trainer.optimizer is not None
     lr = float(trainer.optimizer.param_groups[0]["lr"])
-    _begin_epoch(trainer, epoch)
+    with trainer.interrupts.held():  # the order drawn is the order saved
+        _begin_epoch(trainer, epoch)
     call(trainer, "on_epoch_start", epoch)
     train_metrics = trainer.train_loop()
     val_metrics = {} if trainer.val_source is None else trainer.validate()
@@ -113,6 +118,7 @@ def train_loop(trainer: Trainer) -> dict[str, float]:
         for name, total, count in parts_of(outputs, "training_step"):
             run.totals.add(name, total, count)
         run.end_step(batch_idx + 1)
+        trainer.interrupts.release()  # a Ctrl-C during the update lands here, step committed
         call(trainer, "on_batch_end", batch_idx, outputs)
         if (batch_idx + 1) % trainer.log_every_n_steps == 0:
             _log_interval(trainer)
@@ -162,7 +168,16 @@ def _epoch_record(
 
 
 def _finish_epoch(trainer: Trainer, epoch: int, record: dict[str, float]) -> dict[str, float]:
-    """Append the record, step the scheduler, then call on_epoch_end."""
+    """Append the record, step the scheduler, then call on_epoch_end.
+
+    All of it or none: a Ctrl-C waits until the epoch's bookkeeping is complete, so a saved
+    state never holds the record without the scheduler step, or the callbacks' view of it.
+    """
+    with trainer.interrupts.held():
+        return _finish_epoch_held(trainer, epoch, record)
+
+
+def _finish_epoch_held(trainer: Trainer, epoch: int, record: dict[str, float]) -> dict[str, float]:
     trainer.history.append(record)
     step_scheduler(trainer, record, interval="epoch")
     trainer.run.epoch_finished = True
@@ -219,6 +234,14 @@ def prediction_loop(trainer: Trainer, source: BatchSource) -> Tensor:
 
 def handle_interrupt(trainer: Trainer, exc: KeyboardInterrupt) -> None:
     """Save a resumable checkpoint (rank 0), say how to resume, notify the callbacks."""
+    if trainer.interrupts.holding and trainer.run.snapshot is not None:
+        logger.warning(
+            "rnnkit: a KeyboardInterrupt was raised by code after the update of global step "
+            "%d was applied (e.g. a loss in a later TBPTT window); the checkpoint holds the "
+            "updated weights, so a resumed run will not equal an uninterrupted one exactly.",
+            trainer.run.snapshot.global_step,
+        )
+    trainer.interrupts.uninstall()
     check_divergence(trainer)
     path = interrupt_path(trainer.callbacks, trainer.default_root_dir)
     if trainer.distributed.is_global_zero:

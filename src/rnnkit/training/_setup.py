@@ -23,6 +23,7 @@ from rnnkit.training._checkpointing import (
     resolve_resume_path,
 )
 from rnnkit.training._checks import check_shardable, check_val_like_train
+from rnnkit.training._resume_checks import check_data, check_optimizer_state, data_signature
 from rnnkit.training._rng import seed_everything
 from rnnkit.training._state import RunState
 
@@ -115,13 +116,17 @@ def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
     trainer.scaler = trainer.precision_plugin.make_scaler()
     assert trainer.train_source is not None
     trainer.num_training_batches = trainer.train_source.num_batches(trainer.global_batch_size)
+    trainer.run.data_signature = data_signature(trainer.train_source)
+    if pending is not None:  # everything is checked before the model takes anything
+        check_resume_layout(pending, trainer.batch_size, trainer.world_size)
+        check_data(pending.get("data"), trainer.run.data_signature)
+        check_optimizer_state(pending, trainer.optimizer)
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"]["state_dict"])
         load_callback_states(trainer.callbacks, checkpoint["callbacks"])
     if pending is None:
         _seed_run(trainer, trainer.run)
     else:
-        check_resume_layout(pending, trainer.batch_size, trainer.world_size)
         load_optimizers(pending, trainer.optimizer, trainer.scheduler, trainer.scaler)
         trainer.history.load_state_dict(pending["history"])
         trainer.run.load_state_dict(pending)

@@ -69,6 +69,8 @@ class RunState:
             a stand-in sample (trained with weight 0, not counted).
         shuffle_gen: The generator of the data order.
         teacher_gen: The generator of the teacher-forcing coins.
+        data_signature: Sizes and a fingerprint of the training data, saved so that a
+            resume on other data is refused.
 
     ``totals`` holds the partial sums of this epoch's loss and metrics; ``snapshot`` is taken
     at the start of a training step and cleared at its end.
@@ -89,6 +91,7 @@ class RunState:
     teacher_gen: torch.Generator = field(default_factory=torch.Generator)
     snapshot: StepSnapshot | None = None
     saved_epoch: _SavedEpoch | None = None
+    data_signature: dict[str, Any] | None = None
 
     # -- the epoch ---------------------------------------------------------------------------
 
@@ -158,7 +161,8 @@ class RunState:
         Returns:
             ``"epoch"`` and ``"position"`` (where to resume), ``"global_step"``,
             ``"permutation"``, ``"totals"``, ``"should_stop"``, ``"skipped_batches"`` and
-            ``"rng"`` (the global generators' and the run's own).
+            ``"rng"`` (the global generators' and the run's own), and ``"data"`` (the
+            training data's signature).
         """
         snap, finished = self.snapshot, self.epoch_finished
         return {
@@ -170,6 +174,7 @@ class RunState:
             "should_stop": bool(self.should_stop),
             "skipped_batches": self.skipped_batches if snap is None else snap.skipped_batches,
             "rng": self._rng_state(device),
+            "data": None if self.data_signature is None else dict(self.data_signature),
         }
 
     def _rng_state(self, device: torch.device) -> dict[str, Any]:

@@ -125,10 +125,10 @@ def _train_chunk(
         loss = task.loss(output, chunk)
     count = weight * chunk.elements
     if check_loss(trainer, loss):
-        trainer.optimizer_step(global_mean(trainer, loss, count))
-        if count:
+        if count:  # before the update: once it is applied, the step must complete
             parts.append(("loss", loss.detach() * count, count))
             parts.extend(task.metric_parts(output.detach(), chunk))
+        trainer.optimizer_step(global_mean(trainer, loss, count))
     return loss.detach(), detach_state(new_state)
 
 

@@ -34,6 +34,7 @@ from rnnkit.training import _checkpointing as ckpt
 from rnnkit.training import _loops, _setup, _steps
 from rnnkit.training._batches import BatchSource, as_source
 from rnnkit.training._checks import (
+    check_callbacks,
     check_choice,
     check_int,
     check_misc,
@@ -42,6 +43,7 @@ from rnnkit.training._checks import (
     check_task_options,
 )
 from rnnkit.training._divergence import NanGuard
+from rnnkit.training._interrupts import InterruptShield
 from rnnkit.training._optimizers import OPTIMIZERS, named_optimizer, resolve_device
 from rnnkit.training._precision import Precision, resolve_precision
 from rnnkit.training._state import RunState
@@ -230,6 +232,7 @@ class Trainer:
         check_choice("scheduler_interval", scheduler_interval, ("epoch", "step"))
         check_ratio(teacher_forcing)
         check_misc(lr, grad_clip_norm, fast_dev_run, scheduler)
+        check_callbacks(callbacks)
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = float(lr)
@@ -262,6 +265,7 @@ class Trainer:
         self.interrupted = False
         self.interrupt_checkpoint: Path | None = None
         self._pending_state: dict[str, Any] | None = None
+        self.interrupts = InterruptShield()
         self._evaluating: tuple[nn.Module, Task] | None = None
         self._fit_task: Task | None = None
         self.train_source: BatchSource | None = None
@@ -363,9 +367,15 @@ class Trainer:
             val: Validation data, in any of the same forms, or ``None``.
             resume_from: A checkpoint to continue from exactly (weights, optimizer, scheduler,
                 epoch and position within it, RNG states, History, callback states), or
-                ``"last"``: the latest checkpoint of the :class:`~rnnkit.ModelCheckpoint`
-                among the callbacks (or of an interrupted run in ``default_root_dir``); with
-                none there yet, training starts afresh.
+                ``"last"``: the latest checkpoint in this run's folder, i.e. of the
+                :class:`~rnnkit.ModelCheckpoint` among the callbacks, or, only when there is
+                none, of an interrupted run in ``default_root_dir``; with none there yet,
+                training starts afresh. The checkpoint must come from the same run: the model
+                class and config, the training data (sizes and a fingerprint of a few
+                samples) and the kind of optimizer must match, or it is refused before the
+                model is touched. The optimizer's saved hyperparameters win over the
+                Trainer's (a different ``lr`` is not used, with a warning naming both
+                values), so that the run continues exactly.
 
         Returns:
             The :class:`~rnnkit.History`, one record per epoch. After a KeyboardInterrupt the
@@ -381,6 +391,8 @@ class Trainer:
             rnnkit.errors.TrainingDivergedError: The loss became NaN or infinite
                 (``on_nan="raise"``).
             rnnkit.errors.CheckpointError: ``resume_from`` cannot be read or does not match.
+            rnnkit.errors.CheckpointMismatchError: ``resume_from`` was written by another run:
+                another model, training data or optimizer.
 
         Shapes:
             - train/val ``x``: ``(N, L, H_in)``; ``y``: ``(N,)`` class indices or
@@ -542,6 +554,8 @@ class Trainer:
         if self.grad_clip_norm is not None:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
+        # From the update on, a Ctrl-C waits until the loop has committed the step.
+        self.interrupts.hold()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -603,7 +617,8 @@ class Trainer:
             batches done in that epoch), ``"global_step"``, ``"permutation"`` (this epoch's
             order or ``None``), ``"totals"`` (the epoch's partial sums), ``"optimizer"``,
             ``"scheduler"``, ``"scaler"``, ``"history"``, ``"rng"``, ``"should_stop"``,
-            ``"skipped_batches"``, ``"batch_size"`` and ``"world_size"``. Under DDP it is
+            ``"skipped_batches"``, ``"batch_size"``, ``"world_size"``, ``"optimizer_class"``
+            and ``"data"`` (the training data's sizes and fingerprint). Under DDP it is
             this process's view: rank 0's is the one saved.
         """
         scaler = self.scaler
@@ -611,6 +626,7 @@ class Trainer:
             "version": ckpt.STATE_VERSION,
             **self.run.state_dict(self.device),
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "optimizer_class": None if self.optimizer is None else type(self.optimizer).__name__,
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "scaler": None if scaler is None or not scaler.is_enabled() else scaler.state_dict(),
             "history": self.history.state_dict(),
