@@ -31,7 +31,7 @@ from rnnkit.io.checkpoint import make_checkpoint
 from rnnkit.metrics import Metric
 from rnnkit.tasks import Task, resolve_metrics, task_for
 from rnnkit.training import _checkpointing as ckpt
-from rnnkit.training import _loops, _setup, _steps
+from rnnkit.training import _loops, _lr_find, _setup, _steps
 from rnnkit.training._batches import BatchSource, as_source
 from rnnkit.training._checks import (
     check_choice,
@@ -459,6 +459,60 @@ class Trainer:
         task.check_inputs(model, source.info(), "data")
         with self._bound(model.to(self.device), task):
             return _loops.prediction_loop(self, source)
+
+    def lr_find(
+        self,
+        model: nn.Module,
+        train: Any,
+        *,
+        min_lr: float = 1e-7,
+        max_lr: float = 10.0,
+        num_steps: int = 100,
+        smoothing: float = 0.9,
+        divergence_factor: float = 4.0,
+    ) -> _lr_find.LRFinderResult:
+        """The learning-rate range test: train briefly at exponentially growing rates.
+
+        A copy of ``model`` takes up to ``num_steps`` optimizer steps (one per batch, or per
+        TBPTT window) with the Trainer's optimizer, loss, precision and clipping, the rate
+        growing geometrically from ``min_lr`` to ``max_lr``. The loss of every step is smoothed
+        by a bias-corrected exponential moving average; the test stops early once the smoothed
+        loss exceeds ``divergence_factor`` times the best so far, or a loss is NaN or infinite.
+        ``model``, an optimizer from an earlier ``fit``, the run state and the global random
+        generators are left exactly as they were. See :doc:`/lr_find`.
+
+        Args:
+            model: The model to probe (not modified).
+            train: Training data in any form ``fit`` accepts (the batches cycle when there
+                are fewer than ``num_steps``).
+            min_lr: The rate of the first step.
+            max_lr: The rate of the last step.
+            num_steps: The most steps to take, at least 2.
+            smoothing: The moving average's weight of the past, in [0, 1) (0: no smoothing;
+                a heavier average is steadier but lags further behind the rate).
+            divergence_factor: Stop once the smoothed loss exceeds this many times its best.
+
+        Returns:
+            The :class:`~rnnkit.training.LRFinderResult`: the curve and the suggested rate
+            (steepest descent of the smoothed loss).
+
+        Raises:
+            TypeError: ``model`` is not an rnnkit model and the Trainer has no ``task``.
+            ValueError: Settings out of range, data that do not fit the model, or a first
+                loss that is already NaN or infinite.
+            rnnkit.errors.ShapeError: The data have the wrong sequence width or target size.
+
+        Example:
+            >>> import torch
+            >>> from rnnkit import SequenceClassifier, Trainer
+            >>> x, y = torch.randn(64, 5, 3), torch.randint(0, 2, (64,))
+            >>> trainer = Trainer(batch_size=16, progress=False, seed=0)
+            >>> result = trainer.lr_find(SequenceClassifier(3, 2, 8), (x, y), num_steps=20)
+            >>> len(result.lrs) <= 20 and result.lrs[0] == 1e-7
+            True
+        """
+        test = _lr_find.RangeTest(min_lr, max_lr, num_steps, smoothing, divergence_factor)
+        return _lr_find.run_lr_find(self, model, train, test)
 
     @contextlib.contextmanager
     def _bound(self, model: nn.Module, task: Task) -> Iterator[None]:
