@@ -31,7 +31,7 @@ from rnnkit.io.checkpoint import make_checkpoint
 from rnnkit.metrics import Metric
 from rnnkit.tasks import Task, resolve_metrics, task_for
 from rnnkit.training import _checkpointing as ckpt
-from rnnkit.training import _loops, _lr_find, _setup, _steps
+from rnnkit.training import _loops, _lr_find, _setup, _stateful, _steps
 from rnnkit.training._batches import BatchSource, as_source
 from rnnkit.training._checks import (
     check_choice,
@@ -138,6 +138,12 @@ class Trainer:
             logits); ``None``: the task of each rnnkit model (:func:`rnnkit.tasks.task_for`)
             with ``loss``, ``metrics``, ``tbptt_steps`` and ``rollout_horizon``. With a task,
             those four go to the task instead (see :ref:`training-your-own-module`).
+        stateful: Carry each batch's final recurrent state (detached) into the next batch,
+            restarting it from zeros where a stream starts: the data must be the
+            :class:`~rnnkit.data.StreamBatches` of :func:`rnnkit.data.streams`, and the model
+            a :class:`~rnnkit.Seq2SeqRegressor`. Checkpoints hold the carried state, so a
+            resumed run continues exactly; ``evaluate`` and ``predict`` on streams carry the
+            state the same way (see :doc:`/stateful`).
 
     Raises:
         ValueError: An argument out of range; an unknown optimizer, precision, metric or
@@ -210,6 +216,7 @@ class Trainer:
         default_root_dir: str | os.PathLike[str] = "runs",
         shuffle: bool = True,
         task: Task | None = None,
+        stateful: bool = False,
     ) -> None:
         check_task_options(
             task,
@@ -254,6 +261,9 @@ class Trainer:
         self.default_root_dir = Path(default_root_dir)
         self.shuffle = shuffle
         self.task = task
+        self.stateful = bool(stateful)
+        self.stream_carry: _stateful.StreamCarry | None = None
+        self.eval_carry: _stateful.StreamCarry | None = None
         self.callbacks = list(callbacks or [])
         if progress and not any(isinstance(cb, ProgressBar) for cb in self.callbacks):
             self.callbacks.append(ProgressBar())
@@ -388,12 +398,16 @@ class Trainer:
         """
         self.interrupted, self.interrupt_checkpoint = False, None
         task = self._task_for(model)
+        if self.stateful:
+            _stateful.check_stateful(self, task, train, val)
         _setup.prepare_fit(self, task, model, train, val)
         self._fit_task = task
         self.model = model.to(self.device)
         self.distributed.setup()
         checkpoint = _setup.read_resume_checkpoint(self, self.model, resume_from)
+        pending = self._pending_state
         _setup.setup_run(self, checkpoint)
+        self.stream_carry = _stateful.fit_carry(self, pending)
         return _loops.run_fit(self)
 
     def evaluate(self, model: nn.Module, data: Any) -> dict[str, float]:
@@ -642,6 +656,8 @@ class Trainer:
         """
         model, task = self.evaluated
         with self.precision_plugin.autocast():
+            if self.eval_carry is not None:
+                return _stateful.predict_stream_batch(task, model, batch, self.eval_carry)
             return task.predict(model, batch)
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -657,7 +673,8 @@ class Trainer:
             batches done in that epoch), ``"global_step"``, ``"permutation"`` (this epoch's
             order or ``None``), ``"totals"`` (the epoch's partial sums), ``"optimizer"``,
             ``"scheduler"``, ``"scaler"``, ``"history"``, ``"rng"``, ``"should_stop"``,
-            ``"skipped_batches"``, ``"batch_size"`` and ``"world_size"``. Under DDP it is
+            ``"skipped_batches"``, ``"batch_size"``, ``"world_size"`` and, with
+            ``stateful=True``, ``"stream_state"`` (the carried state). Under DDP it is
             this process's view: rank 0's is the one saved.
         """
         scaler = self.scaler
@@ -670,6 +687,7 @@ class Trainer:
             "history": self.history.state_dict(),
             "batch_size": self.batch_size,
             "world_size": self.distributed.world_size,
+            **_stateful.state_entry(self.stream_carry),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
