@@ -10,9 +10,10 @@ import every other subpackage; none may import it.
 
 from __future__ import annotations
 
+from rnnkit.training._lr_find import LRFinderResult
 from rnnkit.training._state import RunState
 from rnnkit.training._steps import StepOutput
 from rnnkit.training.history import History
 from rnnkit.training.trainer import Trainer
 
-__all__ = ["History", "RunState", "StepOutput", "Trainer"]
+__all__ = ["History", "LRFinderResult", "RunState", "StepOutput", "Trainer"]

@@ -27,6 +27,7 @@ from rnnkit.data import Batch
 from rnnkit.models.base import evaluating
 from rnnkit.training._batches import BatchSource, IndexedSource, to_device
 from rnnkit.training._checkpointing import interrupt_path
+from rnnkit.training._stateful import join_stream_predictions, streaming
 from rnnkit.training._steps import check_divergence, parts_of
 from rnnkit.training._totals import EpochTotals
 from rnnkit.training.history import History
@@ -206,7 +207,7 @@ def evaluation_loop(trainer: Trainer, source: BatchSource) -> dict[str, float]:
     """Average the loss and metrics over ``source`` in eval mode, without autograd."""
     model, _ = trainer.evaluated
     totals = EpochTotals()
-    with evaluating(model):
+    with evaluating(model), streaming(trainer, source):
         for batch in source.batches(trainer.batch_size, _evaluation_part(trainer, source)):
             outputs = trainer.evaluation_step(to_device(batch, trainer.device))
             for name, total, count in parts_of(outputs, "evaluation_step"):
@@ -226,9 +227,11 @@ def prediction_loop(trainer: Trainer, source: BatchSource) -> Tensor:
     """The model's outputs over ``source`` in order, on the CPU (see ``predict``)."""
     model, task = trainer.evaluated
     outputs = []
-    with evaluating(model):
+    with evaluating(model), streaming(trainer, source):
         for batch in source.batches(trainer.batch_size):
             outputs.append(trainer.prediction_step(to_device(batch, trainer.device)))
+        if trainer.eval_carry is not None:  # a stream: lay the outputs along the streams
+            return join_stream_predictions(outputs)
     return task.join_predictions(outputs)
 
 

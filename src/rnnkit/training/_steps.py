@@ -103,12 +103,15 @@ def weighted_mean(losses: list[tuple[Tensor, int]]) -> Tensor:
 def training_step(trainer: Trainer, batch: Batch, batch_idx: int) -> StepOutput:
     """The default training step (see :meth:`rnnkit.Trainer.training_step`)."""
     weight = 0 if trainer.run.is_filler(batch_idx) else 1
-    state: State | None = None
+    carry = trainer.stream_carry  # stateful=True: the state the previous batch ended with
+    state: State | None = None if carry is None else carry.begin(batch_idx)
     losses: list[tuple[Tensor, int]] = []
     parts: Parts = []
     for chunk in trainer.task_of_fit.chunks(batch):
         loss, state = _train_chunk(trainer, chunk, state, weight, parts)
         losses.append((loss, chunk.elements))
+    if carry is not None:
+        carry.end(state)
     return StepOutput(weighted_mean(losses), int(batch.x.shape[0]), parts)
 
 
@@ -135,7 +138,8 @@ def _train_chunk(
 def evaluation_step(trainer: Trainer, batch: Batch) -> StepOutput:
     """The default evaluation step (see :meth:`rnnkit.Trainer.evaluation_step`)."""
     model, task = trainer.evaluated
-    state: State | None = None
+    carry = trainer.eval_carry  # a stream with stateful=True
+    state: State | None = None if carry is None else carry.begin(carry.count)
     losses: list[tuple[Tensor, int]] = []
     parts: Parts = []
     for chunk in task.chunks(batch):
@@ -145,6 +149,8 @@ def evaluation_step(trainer: Trainer, batch: Batch) -> StepOutput:
         parts.append(("loss", loss * chunk.elements, chunk.elements))
         parts.extend(task.metric_parts(output, chunk))
         losses.append((loss, chunk.elements))
+    if carry is not None:
+        carry.end(state)
     with trainer.precision_plugin.autocast():
         parts.extend(task.evaluation_parts(model, batch))
     return StepOutput(weighted_mean(losses), int(batch.x.shape[0]), parts)

@@ -31,7 +31,7 @@ from rnnkit.io.checkpoint import make_checkpoint
 from rnnkit.metrics import Metric
 from rnnkit.tasks import Task, resolve_metrics, task_for
 from rnnkit.training import _checkpointing as ckpt
-from rnnkit.training import _loops, _setup, _steps
+from rnnkit.training import _loops, _lr_find, _setup, _stateful, _steps
 from rnnkit.training._batches import BatchSource, as_source
 from rnnkit.training._checks import (
     check_callbacks,
@@ -140,6 +140,12 @@ class Trainer:
             logits); ``None``: the task of each rnnkit model (:func:`rnnkit.tasks.task_for`)
             with ``loss``, ``metrics``, ``tbptt_steps`` and ``rollout_horizon``. With a task,
             those four go to the task instead (see :ref:`training-your-own-module`).
+        stateful: Carry each batch's final recurrent state (detached) into the next batch,
+            restarting it from zeros where a stream starts: the data must be the
+            :class:`~rnnkit.data.StreamBatches` of :func:`rnnkit.data.streams`, and the model
+            a :class:`~rnnkit.Seq2SeqRegressor`. Checkpoints hold the carried state, so a
+            resumed run continues exactly; ``evaluate`` and ``predict`` on streams carry the
+            state the same way (see :doc:`/stateful`).
 
     Raises:
         ValueError: An argument out of range; an unknown optimizer, precision, metric or
@@ -212,6 +218,7 @@ class Trainer:
         default_root_dir: str | os.PathLike[str] = "runs",
         shuffle: bool = True,
         task: Task | None = None,
+        stateful: bool = False,
     ) -> None:
         check_task_options(
             task,
@@ -257,6 +264,9 @@ class Trainer:
         self.default_root_dir = Path(default_root_dir)
         self.shuffle = shuffle
         self.task = task
+        self.stateful = bool(stateful)
+        self.stream_carry: _stateful.StreamCarry | None = None
+        self.eval_carry: _stateful.StreamCarry | None = None
         self.callbacks = list(callbacks or [])
         if progress and not any(isinstance(cb, ProgressBar) for cb in self.callbacks):
             self.callbacks.append(ProgressBar())
@@ -400,12 +410,16 @@ class Trainer:
         """
         self.interrupted, self.interrupt_checkpoint = False, None
         task = self._task_for(model)
+        if self.stateful:
+            _stateful.check_stateful(self, task, train, val)
         _setup.prepare_fit(self, task, model, train, val)
         self._fit_task = task
         self.model = model.to(self.device)
         self.distributed.setup()
         checkpoint = _setup.read_resume_checkpoint(self, self.model, resume_from)
+        pending = self._pending_state
         _setup.setup_run(self, checkpoint)
+        self.stream_carry = _stateful.fit_carry(self, pending)
         return _loops.run_fit(self)
 
     def evaluate(self, model: nn.Module, data: Any) -> dict[str, float]:
@@ -471,6 +485,60 @@ class Trainer:
         task.check_inputs(model, source.info(), "data")
         with self._bound(model.to(self.device), task):
             return _loops.prediction_loop(self, source)
+
+    def lr_find(
+        self,
+        model: nn.Module,
+        train: Any,
+        *,
+        min_lr: float = 1e-7,
+        max_lr: float = 10.0,
+        num_steps: int = 100,
+        smoothing: float = 0.9,
+        divergence_factor: float = 4.0,
+    ) -> _lr_find.LRFinderResult:
+        """The learning-rate range test: train briefly at exponentially growing rates.
+
+        A copy of ``model`` takes up to ``num_steps`` optimizer steps (one per batch, or per
+        TBPTT window) with the Trainer's optimizer, loss, precision and clipping, the rate
+        growing geometrically from ``min_lr`` to ``max_lr``. The loss of every step is smoothed
+        by a bias-corrected exponential moving average; the test stops early once the smoothed
+        loss exceeds ``divergence_factor`` times the best so far, or a loss is NaN or infinite.
+        ``model``, an optimizer from an earlier ``fit``, the run state and the global random
+        generators are left exactly as they were. See :doc:`/lr_find`.
+
+        Args:
+            model: The model to probe (not modified).
+            train: Training data in any form ``fit`` accepts (the batches cycle when there
+                are fewer than ``num_steps``).
+            min_lr: The rate of the first step.
+            max_lr: The rate of the last step.
+            num_steps: The most steps to take, at least 2.
+            smoothing: The moving average's weight of the past, in [0, 1) (0: no smoothing;
+                a heavier average is steadier but lags further behind the rate).
+            divergence_factor: Stop once the smoothed loss exceeds this many times its best.
+
+        Returns:
+            The :class:`~rnnkit.training.LRFinderResult`: the curve and the suggested rate
+            (steepest descent of the smoothed loss).
+
+        Raises:
+            TypeError: ``model`` is not an rnnkit model and the Trainer has no ``task``.
+            ValueError: Settings out of range, data that do not fit the model, or a first
+                loss that is already NaN or infinite.
+            rnnkit.errors.ShapeError: The data have the wrong sequence width or target size.
+
+        Example:
+            >>> import torch
+            >>> from rnnkit import SequenceClassifier, Trainer
+            >>> x, y = torch.randn(64, 5, 3), torch.randint(0, 2, (64,))
+            >>> trainer = Trainer(batch_size=16, progress=False, seed=0)
+            >>> result = trainer.lr_find(SequenceClassifier(3, 2, 8), (x, y), num_steps=20)
+            >>> len(result.lrs) <= 20 and result.lrs[0] == 1e-7
+            True
+        """
+        test = _lr_find.RangeTest(min_lr, max_lr, num_steps, smoothing, divergence_factor)
+        return _lr_find.run_lr_find(self, model, train, test)
 
     @contextlib.contextmanager
     def _bound(self, model: nn.Module, task: Task) -> Iterator[None]:
@@ -602,6 +670,8 @@ class Trainer:
         """
         model, task = self.evaluated
         with self.precision_plugin.autocast():
+            if self.eval_carry is not None:
+                return _stateful.predict_stream_batch(task, model, batch, self.eval_carry)
             return task.predict(model, batch)
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -617,8 +687,9 @@ class Trainer:
             batches done in that epoch), ``"global_step"``, ``"permutation"`` (this epoch's
             order or ``None``), ``"totals"`` (the epoch's partial sums), ``"optimizer"``,
             ``"scheduler"``, ``"scaler"``, ``"history"``, ``"rng"``, ``"should_stop"``,
-            ``"skipped_batches"``, ``"batch_size"``, ``"world_size"``, ``"optimizer_class"``
-            and ``"data"`` (the training data's sizes and fingerprint). Under DDP it is
+            ``"skipped_batches"``, ``"batch_size"``, ``"world_size"``, ``"optimizer_class"``,
+            ``"data"`` (the training data's sizes and fingerprint) and, with
+            ``stateful=True``, ``"stream_state"`` (the carried state). Under DDP it is
             this process's view: rank 0's is the one saved.
         """
         scaler = self.scaler
@@ -632,6 +703,7 @@ class Trainer:
             "history": self.history.state_dict(),
             "batch_size": self.batch_size,
             "world_size": self.distributed.world_size,
+            **_stateful.state_entry(self.stream_carry),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
