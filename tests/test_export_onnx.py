@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit import Seq2SeqRegressor, SequenceClassifier
+from rnnkit import Seq2SeqRegressor, SequenceClassifier, SequenceTagger, Trainer
+from rnnkit.data import next_step, sine_wave
 from rnnkit.export import sidecar_path, to_onnx
 from rnnkit.models import RecurrentModel
 from rnnkit.models.readouts import apply_readout
@@ -30,6 +31,8 @@ def _build(kind: str, cell: str, bidirectional: bool, **options: Any) -> Recurre
     model: RecurrentModel
     if kind == "classifier":
         model = SequenceClassifier(3, 4, 5, **common, **options)
+    elif kind == "tagger":
+        model = SequenceTagger(3, 4, 5, **common, **options)
     else:
         model = Seq2SeqRegressor(3, 2, 5, **common, **options)
     return model.eval()
@@ -53,6 +56,15 @@ def _reference(
     if isinstance(model, Seq2SeqRegressor):
         y, h_n = model(x, state, lengths)
         return [y, *_flat(h_n)]
+    if isinstance(model, SequenceTagger):
+        output, h_n = model.encoder(x, state, lengths)
+        logits = model.head(output)
+        if lengths is not None:
+            steps = torch.arange(x.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+            logits = torch.where(steps.unsqueeze(-1), logits, torch.zeros_like(logits))
+        if state is None:  # the tagger's own forward, where it applies
+            torch.testing.assert_close(logits, model(x, lengths), rtol=0, atol=1e-6)
+        return [logits, *_flat(h_n)]
     assert isinstance(model, SequenceClassifier)
     output, h_n = model.encoder(x, state, lengths)
     features = apply_readout(model.readout, output, lengths, hidden=model.spec.output_size)
@@ -85,7 +97,7 @@ def _feed(
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+@pytest.mark.parametrize("kind", ["classifier", "regressor", "tagger"])
 def test_one_file_runs_every_batch_and_length(
     tmp_path: Path, kind: str, cell: str, bidirectional: bool
 ) -> None:
@@ -145,7 +157,10 @@ def test_time_first_regressor(tmp_path: Path) -> None:
 @pytest.mark.parametrize("cell", CELLS)
 def test_step_graph_generates_like_the_model(tmp_path: Path, cell: str) -> None:
     torch.manual_seed(4)
-    model = Seq2SeqRegressor(1, hidden_size=8, cell=cell, num_layers=2).eval()  # type: ignore[arg-type]
+    model = Seq2SeqRegressor(1, hidden_size=8, cell=cell, num_layers=2)  # type: ignore[arg-type]
+    # trained as the sine example trains it (next step of sin(linspace(0, 10, 101))), briefly
+    Trainer(max_epochs=60, lr=0.01, seed=0, progress=False).fit(model, next_step(sine_wave()))
+    model.eval()
     session = ort.InferenceSession(str(to_onnx(model, tmp_path / "step.onnx", mode="step")))
     names = [i.name for i in session.get_inputs()]
     assert names == (["x_t", "h", "c"] if cell == "lstm" else ["x_t", "h"])
@@ -173,6 +188,21 @@ def test_classifier_step_graph_streams(tmp_path: Path) -> None:
         logits, h, c = session.run(None, {"x_t": x[:, t].numpy(), "h": h, "c": c})
         with torch.no_grad():
             np.testing.assert_allclose(logits, model(x[:, : t + 1]).numpy(), rtol=0, atol=TOLERANCE)
+
+
+def test_tagger_step_graph_streams(tmp_path: Path) -> None:
+    model = _build("tagger", "gru", False)
+    session = ort.InferenceSession(str(to_onnx(model, tmp_path / "step.onnx", mode="step")))
+    x = torch.randn(3, 6, 3)
+    h = np.zeros((2, 3, 5), dtype=np.float32)
+    steps = []
+    for t in range(6):
+        logits, h = session.run(None, {"x_t": x[:, t].numpy(), "h": h})
+        steps.append(logits)
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            np.stack(steps, axis=1), model(x).numpy(), rtol=0, atol=TOLERANCE
+        )
 
 
 def test_sidecar_describes_the_file(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from rnnkit import Seq2SeqRegressor, SequenceClassifier
+from rnnkit import Seq2SeqRegressor, SequenceClassifier, SequenceTagger
 from rnnkit.export import to_torch_export
 from rnnkit.models import RecurrentModel
 from rnnkit.models.readouts import apply_readout
@@ -29,6 +29,11 @@ def _reference(
     if isinstance(model, Seq2SeqRegressor):
         y, h_n = model(x, state, lengths)
         return [y, *_flat(h_n)]
+    if isinstance(model, SequenceTagger):
+        output, h_n = model.encoder(x, state, lengths)
+        valid = torch.arange(x.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+        logits = model.head(output) * valid.unsqueeze(-1)
+        return [logits, *_flat(h_n)]
     assert isinstance(model, SequenceClassifier)
     output, h_n = model.encoder(x, state, lengths)
     features = apply_readout(model.readout, output, lengths, hidden=model.spec.output_size)
@@ -58,6 +63,7 @@ def _inputs(model: RecurrentModel, n: int, steps: int) -> tuple[dict[str, torch.
         ("regressor", "rnn", True, 1),
         ("regressor", "lstm", False, 2),
         ("classifier", "gru", True, 2),
+        ("tagger", "gru", False, 1),
     ],
 )
 def test_sequence_program_round_trip_matches_eager(
@@ -69,11 +75,11 @@ def test_sequence_program_round_trip_matches_eager(
         "num_layers": num_layers,
         "bidirectional": bidirectional,
     }
-    model: RecurrentModel = (
-        Seq2SeqRegressor(3, 2, 5, **options)
-        if kind == "regressor"
-        else SequenceClassifier(3, 4, 5, **options)
-    )
+    model: RecurrentModel = {
+        "regressor": Seq2SeqRegressor(3, 2, 5, **options),
+        "classifier": SequenceClassifier(3, 4, 5, **options),
+        "tagger": SequenceTagger(3, 4, 5, **options),
+    }[kind]
     model.eval()
     path = tmp_path / "model.pt2"
     torch.export.save(to_torch_export(model), path)

@@ -58,7 +58,8 @@ def to_onnx(
         initial state ``h0`` ``(D·num_layers, N, H_out)`` (and ``c0``
         ``(D·num_layers, N, H_cell)`` for an LSTM). Outputs: the model's result (``logits``
         ``(N, C)`` for a :class:`~rnnkit.SequenceClassifier`, ``y`` ``(N, L, H_y)`` for a
-        :class:`~rnnkit.Seq2SeqRegressor`, zero at padded steps), then ``h_n`` (and ``c_n``),
+        :class:`~rnnkit.Seq2SeqRegressor`, ``logits`` ``(N, L, C)`` for a
+        :class:`~rnnkit.SequenceTagger`, zero at padded steps), then ``h_n`` (and ``c_n``),
         each sequence's state at its last valid step.
 
     Step mode (``mode="step"``, unidirectional models only):
@@ -67,8 +68,8 @@ def to_onnx(
         zeros as the first state.
 
     Args:
-        model: A trained :class:`~rnnkit.SequenceClassifier` or :class:`~rnnkit.Seq2SeqRegressor`
-            (float32; an LSTM without ``proj_size``).
+        model: A trained :class:`~rnnkit.SequenceClassifier`, :class:`~rnnkit.Seq2SeqRegressor`
+            or :class:`~rnnkit.SequenceTagger` (float32; an LSTM without ``proj_size``).
         path: Where to write the ``.onnx`` file.
         mode: ``"sequence"`` or ``"step"``.
         lengths: Sequence mode: give the graph a ``lengths`` input.
@@ -110,7 +111,8 @@ def to_torch_export(
     (``proj_size``) and float64 models are supported. Save it with :func:`torch.export.save`.
 
     Args:
-        model: A :class:`~rnnkit.SequenceClassifier` or :class:`~rnnkit.Seq2SeqRegressor`.
+        model: A :class:`~rnnkit.SequenceClassifier`, :class:`~rnnkit.Seq2SeqRegressor` or
+            :class:`~rnnkit.SequenceTagger`.
         mode: ``"sequence"`` or ``"step"``.
         lengths: Sequence mode: take a ``lengths`` argument.
         initial_state: Sequence mode: take ``h0`` (and ``c0``) arguments.

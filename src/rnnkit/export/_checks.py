@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from rnnkit.export._signature import MODES
-from rnnkit.models import RecurrentModel, Seq2SeqRegressor, SequenceClassifier
+from rnnkit.models import RecurrentModel, Seq2SeqRegressor, SequenceClassifier, SequenceTagger
 
 __all__ = ["check_exportable", "check_streamable"]
 
@@ -14,14 +14,14 @@ def check_exportable(model: object, mode: object, *, onnx: bool = False) -> Recu
     """Return `model` if it can be exported in `mode`; raise otherwise.
 
     Raises:
-        TypeError: `model` is not a :class:`~rnnkit.SequenceClassifier` or
-            :class:`~rnnkit.Seq2SeqRegressor`.
+        TypeError: `model` is not a :class:`~rnnkit.SequenceClassifier`,
+            :class:`~rnnkit.Seq2SeqRegressor` or :class:`~rnnkit.SequenceTagger`.
         ValueError: `mode` is unknown, or the model has an option the target cannot express.
     """
-    if not isinstance(model, (SequenceClassifier, Seq2SeqRegressor)):
+    if not isinstance(model, SequenceClassifier | Seq2SeqRegressor | SequenceTagger):
         raise TypeError(
-            "Expected `model` to be a SequenceClassifier or a Seq2SeqRegressor, but got "
-            f"{type(model).__name__}."
+            "Expected `model` to be a SequenceClassifier, a Seq2SeqRegressor or a "
+            f"SequenceTagger, but got {type(model).__name__}."
         )
     if mode not in MODES:
         raise ValueError(f"Expected `mode` to be one of {MODES}, but got {mode!r}.")

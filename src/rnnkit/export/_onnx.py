@@ -20,7 +20,7 @@ from rnnkit.export._graph import OPSET, GraphBuilder
 from rnnkit.export._sidecar import sidecar, write_sidecar
 from rnnkit.export._signature import ExportMode, TensorSignature, inputs_of, outputs_of
 from rnnkit.export._stack import StackOutputs, add_stack
-from rnnkit.models import RecurrentModel, Seq2SeqRegressor, SequenceClassifier
+from rnnkit.models import RecurrentModel, Seq2SeqRegressor, SequenceClassifier, SequenceTagger
 
 __all__ = ["build_onnx", "write_onnx"]
 
@@ -78,8 +78,10 @@ def _readout(
     return g.op("ReduceMax", output, axes, keepdims=0)
 
 
-def _regression(g: GraphBuilder, model: Seq2SeqRegressor, output: str, lengths: str | None) -> str:
-    """Every step's prediction, time-major ``(L, N, H_y)``, zero at padded steps."""
+def _per_step(
+    g: GraphBuilder, model: Seq2SeqRegressor | SequenceTagger, output: str, lengths: str | None
+) -> str:
+    """Every step's head output, time-major ``(L, N, H_y)`` or ``(L, N, C)``, zero at padding."""
     y = _linear(g, output, model.head)
     if lengths is None:
         return y
@@ -97,8 +99,8 @@ def _sequence_graph(g: GraphBuilder, model: RecurrentModel, names: list[str]) ->
     if isinstance(model, SequenceClassifier):
         first = _linear(g, _readout(g, model, stack, lengths), model.head)
     else:
-        assert isinstance(model, Seq2SeqRegressor)
-        first = _regression(g, model, stack.output, lengths)
+        assert isinstance(model, Seq2SeqRegressor | SequenceTagger)
+        first = _per_step(g, model, stack.output, lengths)
         if model.batch_first:
             first = g.op("Transpose", first, perm=[1, 0, 2])
     return [first, stack.h_n] + ([] if stack.c_n is None else [stack.c_n])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from rnnkit.models import RecurrentModel, Seq2SeqRegressor, SequenceClassifier
+from rnnkit.models import RecurrentModel, Seq2SeqRegressor, SequenceClassifier, SequenceTagger
 
 __all__ = ["MODES", "ExportMode", "TensorSignature", "inputs_of", "outputs_of"]
 
@@ -96,7 +96,9 @@ def inputs_of(
 
 def outputs_of(model: RecurrentModel, mode: ExportMode) -> list[TensorSignature]:
     """The graph outputs for `model` in `mode`."""
-    if isinstance(model, SequenceClassifier):
+    if isinstance(model, SequenceTagger):
+        first = _tag_logits(model, mode)
+    elif isinstance(model, SequenceClassifier):
         c = model.num_classes
         doc = "class scores after this step" if mode == "step" else "class scores"
         first = TensorSignature("logits", ("N", "C"), (None, c), "float32", doc)
@@ -111,3 +113,12 @@ def outputs_of(model: RecurrentModel, mode: ExportMode) -> list[TensorSignature]
     if mode == "step":
         return [first, *_states(model, ("h_next", "c_next"), "after this step")]
     return [first, *_states(model, ("h_n", "c_n"), "at each sequence's last valid step")]
+
+
+def _tag_logits(model: SequenceTagger, mode: ExportMode) -> TensorSignature:
+    """A tagger's first output: this step's class scores, or every step's."""
+    c = model.num_classes
+    if mode == "step":
+        return TensorSignature("logits", ("N", "C"), (None, c), "float32", "this step's scores")
+    symbols = ("N", "L", "C") if model.batch_first else ("L", "N", "C")
+    return TensorSignature("logits", symbols, (None, None, c), "float32", "every step's scores")

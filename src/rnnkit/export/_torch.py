@@ -15,7 +15,7 @@ from torch.export import Dim, ExportedProgram
 from rnnkit.export._cells import run_stack, step_stack
 from rnnkit.export._checks import check_exportable
 from rnnkit.export._signature import ExportMode
-from rnnkit.models import RecurrentModel, Seq2SeqRegressor, SequenceClassifier
+from rnnkit.models import RecurrentModel, Seq2SeqRegressor, SequenceClassifier, SequenceTagger
 from rnnkit.models.readouts import max_over_valid, mean_over_valid
 
 __all__ = ["SequenceProgram", "StepProgram", "export_program"]
@@ -56,7 +56,7 @@ class SequenceProgram(nn.Module):
         self, output: Tensor, h_n: Tensor, lengths: Tensor | None, valid: Tensor | None
     ) -> Tensor:
         model, spec = self.model, self.model.spec
-        if isinstance(model, Seq2SeqRegressor):
+        if isinstance(model, Seq2SeqRegressor | SequenceTagger):
             y: Tensor = model.head(output)
             if valid is not None:
                 y = torch.where(valid, y, torch.zeros_like(y))
@@ -89,7 +89,7 @@ class StepProgram(nn.Module):
     def forward(self, x_t: Tensor, h: Tensor, c: Tensor | None = None) -> tuple[Tensor, ...]:
         """See :func:`rnnkit.export.to_torch_export`."""
         model = self.model
-        assert isinstance(model, (SequenceClassifier, Seq2SeqRegressor))
+        assert isinstance(model, SequenceClassifier | Seq2SeqRegressor | SequenceTagger)
         cell = torch.zeros_like(h) if c is None else c
         top, h_next, c_next = step_stack(model.encoder.rnn, x_t, h, cell)
         y: Tensor = model.head(top)
