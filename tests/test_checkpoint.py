@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 import rnnkit
-import rnnkit.io.checkpoint as checkpoint_module
+import rnnkit.io._safe_load as safe_load_module
 from rnnkit.errors import (
     CheckpointMismatchError,
     CheckpointNotFoundError,
@@ -244,7 +244,7 @@ def test_unreadable_file_says_so(
     def denied(*args: Any, **kwargs: Any) -> None:
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(checkpoint_module, "open", denied, raising=False)
+    monkeypatch.setattr(safe_load_module, "open", denied, raising=False)
     with pytest.raises(rnnkit.CheckpointError) as info:
         load_checkpoint(saved[0])
     assert type(info.value) is rnnkit.CheckpointError

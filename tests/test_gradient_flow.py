@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.callbacks import FlowRecord, GradientFlow, measure_gradient_flow
-from rnnkit.callbacks.gradient_flow import _stepwise, _Unroll
+from rnnkit.callbacks._unroll import Unroll, stepwise
 from rnnkit.models import Seq2SeqRegressor, SequenceClassifier
 from rnnkit.training import Trainer
 
@@ -52,7 +52,7 @@ def test_the_step_by_step_pass_equals_the_fused_layer(cell: str, layers: int) ->
     x = torch.randn(4, 9, 3)
     lengths = torch.tensor([9, 5, 9, 1])
     expected, expected_state = model(x, lengths=lengths)
-    with _stepwise(model.encoder, _Unroll(model.encoder)):
+    with stepwise(model.encoder, Unroll(model.encoder)):
         output, state = model(x, lengths=lengths)
     torch.testing.assert_close(output, expected, atol=1e-5, rtol=1e-5)
     if cell == "lstm":

@@ -17,13 +17,7 @@ subclass for each way it can be wrong.
 
 from __future__ import annotations
 
-import io
 import os
-import pickle
-import pickletools
-import re
-import stat
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,9 +29,7 @@ from rnnkit._version import __version__
 from rnnkit.errors import (
     CheckpointError,
     CheckpointMismatchError,
-    CheckpointNotFoundError,
     CheckpointVersionError,
-    CorruptCheckpointError,
     ForeignCheckpointError,
 )
 from rnnkit.io._atomic import (
@@ -47,6 +39,7 @@ from rnnkit.io._atomic import (
     check_plain,
 )
 from rnnkit.io._config_checks import build_on_meta, check_config_values, count_problems
+from rnnkit.io._safe_load import check_container, check_file, corrupt, torch_load
 from rnnkit.models.base import unwrap_model
 
 if TYPE_CHECKING:
@@ -122,178 +115,6 @@ def make_checkpoint(
 # Reading
 # ----------------------------------------------------------------------------------------
 
-_ZIP_MAGIC = b"PK\x03\x04"
-_PICKLE_MAGIC = b"\x80"
-_GLOBAL_RE = re.compile(r"(?:Unsupported global: |unsupported )GLOBAL (\S+)")
-_SCAN_LIMIT = 1 << 20  # bytes of a non-PyTorch file scanned for pickled objects
-
-
-def _check_file(path: Path) -> None:
-    """Refuse anything but a regular file, without opening it (a FIFO would block)."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise CheckpointNotFoundError(
-            f"Expected a checkpoint file at {str(path)!r}, but nothing is there. Hint: check "
-            f"the path; ModelCheckpoint writes '<dirpath>/last.ckpt' and one file per kept epoch."
-        ) from None
-    except OSError as exc:
-        raise CheckpointError(
-            f"Could not read the checkpoint {str(path)!r}: {exc}. Hint: check that this user "
-            f"may read it."
-        ) from exc
-    if stat.S_ISDIR(info.st_mode):
-        raise CheckpointNotFoundError(
-            f"Expected {str(path)!r} to be a checkpoint file, but it is a folder. Hint: pass a "
-            f"file inside it, e.g. {str(path / 'last.ckpt')!r}."
-        )
-    if not stat.S_ISREG(info.st_mode):
-        raise CheckpointNotFoundError(
-            f"Expected {str(path)!r} to be a checkpoint file, but it is not a regular file "
-            f"(it is {_special_kind(info.st_mode)}), so it was not read. Hint: pass the path "
-            f"of a checkpoint file, e.g. '<dirpath>/last.ckpt'."
-        )
-
-
-def _special_kind(mode: int) -> str:
-    kinds = (
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    )
-    return next((name for test, name in kinds if test(mode)), "a special file")
-
-
-_DAMAGED_HINT = (
-    "use an earlier checkpoint; rnnkit writes atomically, so a damaged file was cut or "
-    "altered after it was written (a copy, a transfer, a full disk elsewhere)"
-)
-
-
-def _corrupt(path: Path, what: str, hint: str = _DAMAGED_HINT) -> CorruptCheckpointError:
-    return CorruptCheckpointError(
-        f"Expected {str(path)!r} to be a complete rnnkit checkpoint, but it is {what}. "
-        f"Hint: {hint}."
-    )
-
-
-def _check_container(path: Path) -> None:
-    """Verify the bytes before unpickling: header, zip index and every member's CRC."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(256)
-    except OSError as exc:
-        raise CheckpointError(
-            f"Could not read the checkpoint {str(path)!r}: {exc}. Hint: check that this user "
-            f"may read it."
-        ) from exc
-    if not head:
-        raise _corrupt(path, "empty (0 bytes)")
-    if head.startswith(_PICKLE_MAGIC):  # PyTorch's legacy (pre-1.6) format; no checksums
-        return
-    if not head.startswith(_ZIP_MAGIC):
-        _refuse_plain_pickle(path)
-        raise _corrupt(
-            path,
-            f"not a PyTorch file (it starts with the bytes {head!r})",
-            "check that the path names a checkpoint written by rnnkit or torch.save",
-        )
-    _check_zip(path)
-
-
-def _pickled_global(data: bytes) -> str | None:
-    """The first object class a raw pickle would import, read without unpickling anything."""
-    try:
-        for opcode, arg, _ in pickletools.genops(io.BytesIO(data)):
-            if opcode.name in ("GLOBAL", "INST"):
-                return str(arg).replace(" ", ".")
-            if opcode.name in ("STACK_GLOBAL", "REDUCE", "OBJ", "NEWOBJ"):
-                return "an object built by its pickle"
-    except (ValueError, EOFError, UnicodeDecodeError, IndexError, KeyError):
-        return None
-    return None
-
-
-def _refuse_plain_pickle(path: Path) -> None:
-    """A plain pickle (no PyTorch container) that imports classes is foreign, not damaged."""
-    with open(path, "rb") as handle:
-        found = _pickled_global(handle.read(_SCAN_LIMIT))
-    if found is not None:
-        raise _refused_pickle(path, found)
-
-
-def _check_zip(path: Path) -> None:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise _corrupt(path, f"truncated or damaged (its zip index is unreadable: {exc})") from exc
-    if bad is not None:
-        raise _corrupt(path, f"damaged (the part {bad!r} fails its CRC check)")
-    if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in names):
-        raise ForeignCheckpointError(
-            f"Expected {str(path)!r} to be a PyTorch file, but it is a zip archive without "
-            f"PyTorch's data.pkl. Hint: check that the path names a checkpoint."
-        )
-
-
-def _refused_pickle(path: Path, found: str) -> ForeignCheckpointError:
-    return ForeignCheckpointError(
-        f"Expected {str(path)!r} to hold only tensors and plain values, like every rnnkit "
-        f"checkpoint, but it holds pickled Python objects ({found}), which a safe "
-        f"weights_only=True load refuses. It was not written by rnnkit. Hint: only if you "
-        f"trust its source, read it with torch.load(path, weights_only=False)."
-    )
-
-
-def _map_location_error(map_location: Any, why: str) -> CheckpointError:
-    return CheckpointError(
-        f"Expected `map_location` to name a device this machine has, but got "
-        f"{map_location!r}: {why}. The file itself was not judged. Hint: pass "
-        f"map_location='cpu' (the default), or a device listed by torch.cuda.device_count()."
-    )
-
-
-def _check_map_location(map_location: Any) -> None:
-    """Refuse a device that does not exist here before reading the file."""
-    if not isinstance(map_location, (str, torch.device)):
-        return  # a dict or a function: torch applies it per storage
-    try:
-        device = torch.device(map_location)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise _map_location_error(map_location, f"not a device ({exc})") from exc
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (device.index or 0) >= count:
-            raise _map_location_error(map_location, f"this machine has {count} CUDA device(s)")
-
-
-def _torch_load(path: Path, map_location: Any) -> object:
-    _check_map_location(map_location)
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:  # the safe unpickler refused the content
-        found = _GLOBAL_RE.search(str(exc))
-        raise _refused_pickle(path, found.group(1) if found else _last_line(exc)) from exc
-    except Exception as exc:
-        if "deserialize object on" in str(exc) or "device" in str(exc).lower():
-            raise _map_location_error(map_location, _first_line(exc)) from exc
-        raise _corrupt(
-            path, f"truncated or damaged (torch.load failed: {_first_line(exc)})"
-        ) from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _last_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
-
 
 def _describe_foreign(obj: object) -> tuple[str, str]:
     """What a foreign file holds, and how to read it."""
@@ -334,7 +155,7 @@ def _check_format(obj: object, path: Path) -> dict[str, Any]:
 def _check_version(obj: dict[str, Any], path: Path) -> None:
     version = obj.get("format_version")
     if type(version) is not int or version < 1:
-        raise _corrupt(path, f"malformed (its 'format_version' is {version!r})")
+        raise corrupt(path, f"malformed (its 'format_version' is {version!r})")
     if version > FORMAT_VERSION:
         raise CheckpointVersionError(
             f"The checkpoint {str(path)!r} has format version {version} (written by rnnkit "
@@ -362,7 +183,7 @@ def _check_layout(obj: dict[str, Any], path: Path) -> None:
         if not isinstance(value, kind):
             where = "checkpoint" + "".join(f"[{key!r}]" for key in keys)
             state = "missing" if value is _MISSING else f"a {_type_name(value)}"
-            raise _corrupt(path, f"malformed ({where} is {state})")
+            raise corrupt(path, f"malformed ({where} is {state})")
 
 
 _MISSING = object()
@@ -393,9 +214,9 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
         rnnkit.CheckpointVersionError: Written in a newer format than this rnnkit reads.
     """
     file = Path(path)
-    _check_file(file)
-    _check_container(file)
-    return _check_format(_torch_load(file, map_location), file)
+    check_file(file)
+    check_container(file)
+    return _check_format(torch_load(file, map_location), file)
 
 
 # ----------------------------------------------------------------------------------------
@@ -534,17 +355,17 @@ def _check_buildable(cls: type[RecurrentModel], saved: Mapping[str, Any], file: 
     """
     config = saved["config"]
     if config is None:
-        raise _corrupt(file, f"malformed (the {saved['class']} was saved without its config)")
+        raise corrupt(file, f"malformed (the {saved['class']} was saved without its config)")
     problems = check_config_values(cls.config_class, config)
     if problems:
-        raise _corrupt(file, f"malformed (its model config: {'; '.join(problems)})")
+        raise corrupt(file, f"malformed (its model config: {'; '.join(problems)})")
     diffs = count_problems(config, saved["state_dict"])
     if not diffs:
         try:
             meta = build_on_meta(cls, config)
         except CheckpointError as exc:
             what = f"malformed (its config cannot build a {cls.__name__}: {exc})"
-            raise _corrupt(file, what) from exc
+            raise corrupt(file, what) from exc
         diffs = _shape_diffs(saved["state_dict"], meta.state_dict())
     if diffs:
         shown = ", ".join(diffs[:8]) + (f", and {len(diffs) - 8} more" if len(diffs) > 8 else "")

@@ -42,18 +42,14 @@ a call cannot run through a kernel (a hook, autocast, a packed batch, another de
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Literal, cast, get_args
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.errors import KernelUnavailableError
-from rnnkit.kernels import _gru as _gru_kernel
-from rnnkit.kernels import _lstm as _lstm_kernel
-from rnnkit.kernels import _rnn as _rnn_kernel
+from rnnkit.models._encoder_kernels import APPLIES, REFUSALS, run_kernel, shares_saved_states
+from rnnkit.models._paths import extent, gather_last, pad_steps, valid_mask
 from rnnkit.models.initializers import InitScheme, check_init, init_recurrent_
 from rnnkit.shapes import CellType, RecurrentSpec, State
 
@@ -87,17 +83,6 @@ AUTO_CELLS: tuple[str, ...] = ("rnn",)
 LSTM kernels run with ``kernel="rnnkit"``; ``"auto"`` keeps torch's layer for them until they
 are measured faster on the shapes that matter (for a float32 LSTM torch runs oneDNN's
 fused layer)."""
-
-_REFUSALS: dict[str, Callable[[nn.RNNBase, object], str | None]] = {
-    "rnn": _rnn_kernel.refusal_reason,
-    "gru": _gru_kernel.refusal_reason,
-    "lstm": _lstm_kernel.refusal_reason,
-}
-_APPLIES: dict[str, Callable[[nn.RNNBase, object], bool]] = {
-    "rnn": _rnn_kernel.applies,
-    "gru": _gru_kernel.applies,
-    "lstm": _lstm_kernel.applies,
-}
 
 KERNELS: tuple[str, ...] = get_args(Kernel)
 """Every accepted ``kernel=`` name."""
@@ -219,7 +204,7 @@ class RecurrentEncoder(nn.Module):
         batched = self.validate(x, h0, lengths)
         xb, hb, lb = self.to_batch_major(x, h0, lengths, batched)
         output, state = self.run(xb, hb, lb)
-        if _shares_saved_states(output):
+        if shares_saved_states(output):
             output = output.clone()  # the user may modify it in place, as torch's allows
         return self.output_from_batch_major(output, batched), unbatch_state(state, batched)
 
@@ -313,10 +298,10 @@ class RecurrentEncoder(nn.Module):
         """
         if lengths is None:
             return self._call(x, h0)
-        shortest, longest = _extent(lengths, x.shape[1])
+        shortest, longest = extent(lengths, x.shape[1])
         if shortest == longest:
             output, state = self._call(x[:, :longest], h0)
-            return _pad_steps(output, x.shape[1]), state
+            return pad_steps(output, x.shape[1]), state
         if self._state_is_last_output():
             output = self._run_padded(x, h0, lengths, longest)
             return output, gather_last(output, lengths).unsqueeze(0)
@@ -345,14 +330,14 @@ class RecurrentEncoder(nn.Module):
         """
         if lengths is None or self.spec.bidirectional:
             return self.run(x, h0, lengths)[0]
-        shortest, longest = _extent(lengths, x.shape[1])
+        shortest, longest = extent(lengths, x.shape[1])
         if shortest == longest:
-            return _pad_steps(self._call(x[:, :longest], h0)[0], x.shape[1])
+            return pad_steps(self._call(x[:, :longest], h0)[0], x.shape[1])
         return self._run_padded(x, h0, lengths, longest)
 
     def _call(self, x: Any, h0: State | None) -> tuple[Any, State]:
         if self._runs_kernel(x):
-            return _run_kernel(self.rnn, x, h0)
+            return run_kernel(self.rnn, x, h0)
         output, state = self.rnn(x, h0)
         return output, state
 
@@ -360,7 +345,7 @@ class RecurrentEncoder(nn.Module):
         """Whether rnnkit's kernel runs this call; with ``kernel="rnnkit"``, raise if it cannot."""
         cell = self.spec.cell
         if self.kernel == "rnnkit":
-            reason = _REFUSALS[cell](self.rnn, x)
+            reason = REFUSALS[cell](self.rnn, x)
             if reason is not None:
                 raise KernelUnavailableError(
                     f"Expected rnnkit's {cell.upper()} kernel to run (kernel='rnnkit'), but it "
@@ -368,7 +353,7 @@ class RecurrentEncoder(nn.Module):
                     "kernel cannot run."
                 )
             return True
-        return self.kernel == "auto" and cell in AUTO_CELLS and _APPLIES[cell](self.rnn, x)
+        return self.kernel == "auto" and cell in AUTO_CELLS and APPLIES[cell](self.rnn, x)
 
     def _state_is_last_output(self) -> bool:
         spec = self.spec
@@ -377,7 +362,7 @@ class RecurrentEncoder(nn.Module):
     def _run_padded(self, x: Tensor, h0: State | None, lengths: Tensor, longest: int) -> Tensor:
         output = self._call(x[:, :longest], h0)[0]
         mask = valid_mask(lengths, longest, device=output.device)
-        return _pad_steps(output.masked_fill(~mask.unsqueeze(-1), 0.0), x.shape[1])
+        return pad_steps(output.masked_fill(~mask.unsqueeze(-1), 0.0), x.shape[1])
 
     def _run_packed(self, x: Tensor, h0: State | None, lengths: Tensor) -> tuple[Tensor, State]:
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
@@ -412,77 +397,6 @@ def shape_summary(spec: RecurrentSpec) -> str:
         f"output ({lead}, D·H_out) = ({lead}, {out}), "
         f"h_n (D·num_layers, N, H_out) = ({spec.D * spec.num_layers}, N, {spec.output_size})"
     )
-
-
-def valid_mask(lengths: Tensor, steps: int, *, device: torch.device) -> Tensor:
-    """Mark each sequence's valid steps.
-
-    Args:
-        lengths: Each sequence's valid length.
-        steps: The padded length L.
-        device: Where the mask is needed.
-
-    Returns:
-        A boolean mask, ``True`` at valid steps.
-
-    Shapes:
-        - ``lengths``: ``(N,)``; return: ``(N, L)``.
-    """
-    positions = torch.arange(steps, device=device)
-    return positions.unsqueeze(0) < lengths.to(device, non_blocking=True).unsqueeze(1)
-
-
-def gather_last(output: Tensor, lengths: Tensor) -> Tensor:
-    """Pick each sequence's output at its last valid step, ``lengths - 1``.
-
-    Args:
-        output: Per-step values.
-        lengths: Each sequence's valid length.
-
-    Returns:
-        The value at step ``lengths[n] - 1`` of every sequence ``n``.
-
-    Shapes:
-        - ``output``: ``(N, L, F)``; ``lengths``: ``(N,)``; return: ``(N, F)``.
-    """
-    index = (lengths.to(output.device, torch.long, non_blocking=True) - 1).view(-1, 1, 1)
-    return output.gather(1, index.expand(-1, 1, output.shape[-1])).squeeze(1)
-
-
-def _run_kernel(rnn: nn.RNNBase, x: Tensor, h0: State | None) -> tuple[Tensor, State]:
-    if isinstance(rnn, nn.LSTM):
-        assert h0 is None or isinstance(h0, tuple)
-        return _lstm_kernel.run_stack(rnn, x, h0)
-    assert not isinstance(h0, tuple)
-    if isinstance(rnn, nn.GRU):
-        return _gru_kernel.run_stack(rnn, x, h0)
-    assert isinstance(rnn, nn.RNN)
-    return _rnn_kernel.run_stack(rnn, x, h0)
-
-
-def _shares_saved_states(output: Tensor) -> bool:
-    """Whether ``output`` is a kernel's states buffer saved for backward (hand out a copy)."""
-    return (
-        _rnn_kernel.shares_saved_states(output)
-        or _gru_kernel.shares_saved_states(output)
-        or _lstm_kernel.shares_saved_states(output)
-    )
-
-
-def _extent(lengths: Tensor, steps: int) -> tuple[int, int]:
-    """The shortest and longest valid lengths, which choose the fastest path.
-
-    Reading them is a data-dependent graph break under ``torch.compile``; there the general
-    padded or packed path runs over all ``steps`` instead, which gives the same result.
-    """
-    if torch.compiler.is_compiling():
-        return 0, steps
-    return int(lengths.min()), int(lengths.max())
-
-
-def _pad_steps(output: Tensor, steps: int) -> Tensor:
-    missing = steps - output.shape[1]
-    return output if missing == 0 else F.pad(output, (0, 0, 0, missing))
 
 
 def batch_state(state: State | None, batched: bool) -> State | None:

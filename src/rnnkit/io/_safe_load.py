@@ -1,0 +1,201 @@
+"""Reading a checkpoint file safely: its kind, its bytes, then a ``weights_only`` load.
+
+Before anything is unpickled, :func:`check_file` refuses anything but a regular file (without
+opening it) and :func:`check_container` verifies the header, the zip index and every part's
+CRC, telling a foreign pickle from a damaged file. :func:`torch_load` then reads it with
+``torch.load(..., weights_only=True)`` and turns torch's errors into rnnkit's
+:class:`~rnnkit.errors.CheckpointError` subclasses; :func:`corrupt` builds the error for a
+damaged or malformed file.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import pickletools
+import re
+import stat
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnnkit.errors import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    CorruptCheckpointError,
+    ForeignCheckpointError,
+)
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_MAGIC = b"\x80"
+_GLOBAL_RE = re.compile(r"(?:Unsupported global: |unsupported )GLOBAL (\S+)")
+_SCAN_LIMIT = 1 << 20  # bytes of a non-PyTorch file scanned for pickled objects
+
+
+def check_file(path: Path) -> None:
+    """Refuse anything but a regular file, without opening it (a FIFO would block)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise CheckpointNotFoundError(
+            f"Expected a checkpoint file at {str(path)!r}, but nothing is there. Hint: check "
+            f"the path; ModelCheckpoint writes '<dirpath>/last.ckpt' and one file per kept epoch."
+        ) from None
+    except OSError as exc:
+        raise CheckpointError(
+            f"Could not read the checkpoint {str(path)!r}: {exc}. Hint: check that this user "
+            f"may read it."
+        ) from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise CheckpointNotFoundError(
+            f"Expected {str(path)!r} to be a checkpoint file, but it is a folder. Hint: pass a "
+            f"file inside it, e.g. {str(path / 'last.ckpt')!r}."
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckpointNotFoundError(
+            f"Expected {str(path)!r} to be a checkpoint file, but it is not a regular file "
+            f"(it is {_special_kind(info.st_mode)}), so it was not read. Hint: pass the path "
+            f"of a checkpoint file, e.g. '<dirpath>/last.ckpt'."
+        )
+
+
+def _special_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+_DAMAGED_HINT = (
+    "use an earlier checkpoint; rnnkit writes atomically, so a damaged file was cut or "
+    "altered after it was written (a copy, a transfer, a full disk elsewhere)"
+)
+
+
+def corrupt(path: Path, what: str, hint: str = _DAMAGED_HINT) -> CorruptCheckpointError:
+    return CorruptCheckpointError(
+        f"Expected {str(path)!r} to be a complete rnnkit checkpoint, but it is {what}. "
+        f"Hint: {hint}."
+    )
+
+
+def check_container(path: Path) -> None:
+    """Verify the bytes before unpickling: header, zip index and every member's CRC."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(256)
+    except OSError as exc:
+        raise CheckpointError(
+            f"Could not read the checkpoint {str(path)!r}: {exc}. Hint: check that this user "
+            f"may read it."
+        ) from exc
+    if not head:
+        raise corrupt(path, "empty (0 bytes)")
+    if head.startswith(_PICKLE_MAGIC):  # PyTorch's legacy (pre-1.6) format; no checksums
+        return
+    if not head.startswith(_ZIP_MAGIC):
+        _refuse_plain_pickle(path)
+        raise corrupt(
+            path,
+            f"not a PyTorch file (it starts with the bytes {head!r})",
+            "check that the path names a checkpoint written by rnnkit or torch.save",
+        )
+    _check_zip(path)
+
+
+def _pickled_global(data: bytes) -> str | None:
+    """The first object class a raw pickle would import, read without unpickling anything."""
+    try:
+        for opcode, arg, _ in pickletools.genops(io.BytesIO(data)):
+            if opcode.name in ("GLOBAL", "INST"):
+                return str(arg).replace(" ", ".")
+            if opcode.name in ("STACK_GLOBAL", "REDUCE", "OBJ", "NEWOBJ"):
+                return "an object built by its pickle"
+    except (ValueError, EOFError, UnicodeDecodeError, IndexError, KeyError):
+        return None
+    return None
+
+
+def _refuse_plain_pickle(path: Path) -> None:
+    """A plain pickle (no PyTorch container) that imports classes is foreign, not damaged."""
+    with open(path, "rb") as handle:
+        found = _pickled_global(handle.read(_SCAN_LIMIT))
+    if found is not None:
+        raise _refused_pickle(path, found)
+
+
+def _check_zip(path: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise corrupt(path, f"truncated or damaged (its zip index is unreadable: {exc})") from exc
+    if bad is not None:
+        raise corrupt(path, f"damaged (the part {bad!r} fails its CRC check)")
+    if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in names):
+        raise ForeignCheckpointError(
+            f"Expected {str(path)!r} to be a PyTorch file, but it is a zip archive without "
+            f"PyTorch's data.pkl. Hint: check that the path names a checkpoint."
+        )
+
+
+def _refused_pickle(path: Path, found: str) -> ForeignCheckpointError:
+    return ForeignCheckpointError(
+        f"Expected {str(path)!r} to hold only tensors and plain values, like every rnnkit "
+        f"checkpoint, but it holds pickled Python objects ({found}), which a safe "
+        f"weights_only=True load refuses. It was not written by rnnkit. Hint: only if you "
+        f"trust its source, read it with torch.load(path, weights_only=False)."
+    )
+
+
+def _map_location_error(map_location: Any, why: str) -> CheckpointError:
+    return CheckpointError(
+        f"Expected `map_location` to name a device this machine has, but got "
+        f"{map_location!r}: {why}. The file itself was not judged. Hint: pass "
+        f"map_location='cpu' (the default), or a device listed by torch.cuda.device_count()."
+    )
+
+
+def _check_map_location(map_location: Any) -> None:
+    """Refuse a device that does not exist here before reading the file."""
+    if not isinstance(map_location, (str, torch.device)):
+        return  # a dict or a function: torch applies it per storage
+    try:
+        device = torch.device(map_location)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise _map_location_error(map_location, f"not a device ({exc})") from exc
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise _map_location_error(map_location, f"this machine has {count} CUDA device(s)")
+
+
+def torch_load(path: Path, map_location: Any) -> object:
+    _check_map_location(map_location)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:  # the safe unpickler refused the content
+        found = _GLOBAL_RE.search(str(exc))
+        raise _refused_pickle(path, found.group(1) if found else _last_line(exc)) from exc
+    except Exception as exc:
+        if "deserialize object on" in str(exc) or "device" in str(exc).lower():
+            raise _map_location_error(map_location, _first_line(exc)) from exc
+        raise corrupt(
+            path, f"truncated or damaged (torch.load failed: {_first_line(exc)})"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
