@@ -13,10 +13,8 @@ and read what the steps return (:class:`~rnnkit.training.StepOutput`).
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,25 +24,14 @@ from torch import Tensor, nn
 from rnnkit.callbacks import Callback, ProgressBar
 from rnnkit.data import Batch
 from rnnkit.distributed import DistributedContext
-from rnnkit.io._atomic import atomic_save
-from rnnkit.io.checkpoint import make_checkpoint
 from rnnkit.metrics import Metric
-from rnnkit.tasks import Task, resolve_metrics, task_for
+from rnnkit.tasks import Task, resolve_metrics
 from rnnkit.training import _checkpointing as ckpt
-from rnnkit.training import _loops, _lr_find, _setup, _stateful, _steps
-from rnnkit.training._batches import BatchSource, as_source
-from rnnkit.training._checks import (
-    check_callbacks,
-    check_choice,
-    check_int,
-    check_misc,
-    check_optimizer,
-    check_ratio,
-    check_task_options,
-)
+from rnnkit.training import _evaluation, _loops, _lr_find, _options, _setup, _stateful, _steps
+from rnnkit.training._batches import BatchSource
 from rnnkit.training._divergence import NanGuard
 from rnnkit.training._interrupts import InterruptShield
-from rnnkit.training._optimizers import OPTIMIZERS, named_optimizer, resolve_device
+from rnnkit.training._optimizers import resolve_device
 from rnnkit.training._precision import Precision, resolve_precision
 from rnnkit.training._state import RunState
 from rnnkit.training._steps import StepOutput
@@ -52,7 +39,6 @@ from rnnkit.training.history import History
 
 __all__ = ["OptimizerFactory", "SchedulerFactory", "Trainer"]
 
-logger = logging.getLogger("rnnkit")
 
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 """Builds the optimizer from the model's parameters: ``factory(model.parameters())``."""
@@ -220,26 +206,7 @@ class Trainer:
         task: Task | None = None,
         stateful: bool = False,
     ) -> None:
-        check_task_options(
-            task,
-            loss=loss,
-            metrics=metrics,
-            tbptt_steps=tbptt_steps,
-            rollout_horizon=rollout_horizon,
-        )
-        check_int("max_epochs", max_epochs, 1)
-        check_int("batch_size", batch_size, 1)
-        check_int("log_every_n_steps", log_every_n_steps, 1)
-        check_int("tbptt_steps", tbptt_steps, 1, optional=True)
-        check_int("rollout_horizon", rollout_horizon, 1, optional=True)
-        check_int("overfit_batches", overfit_batches, 0)
-        check_int("seed", seed, 0, optional=True)
-        check_optimizer(optimizer, OPTIMIZERS)
-        check_choice("on_nan", on_nan, ("raise", "skip"))
-        check_choice("scheduler_interval", scheduler_interval, ("epoch", "step"))
-        check_ratio(teacher_forcing)
-        check_misc(lr, grad_clip_norm, fast_dev_run, scheduler)
-        check_callbacks(callbacks)
+        _options.check_arguments(locals())
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = float(lr)
@@ -408,18 +375,7 @@ class Trainer:
             - train/val ``x``: ``(N, L, H_in)``; ``y``: ``(N,)`` class indices or
               ``(N, L, H_y)`` per-step targets; ``lengths``: ``(N,)``.
         """
-        self.interrupted, self.interrupt_checkpoint = False, None
-        task = self._task_for(model)
-        if self.stateful:
-            _stateful.check_stateful(self, task, train, val)
-        _setup.prepare_fit(self, task, model, train, val)
-        self._fit_task = task
-        self.model = model.to(self.device)
-        self.distributed.setup()
-        checkpoint = _setup.read_resume_checkpoint(self, self.model, resume_from)
-        pending = self._pending_state
-        _setup.setup_run(self, checkpoint)
-        self.stream_carry = _stateful.fit_carry(self, pending)
+        _setup.start_fit(self, model, train, val, resume_from)
         return _loops.run_fit(self)
 
     def evaluate(self, model: nn.Module, data: Any) -> dict[str, float]:
@@ -447,13 +403,7 @@ class Trainer:
         Shapes:
             - ``x``: ``(N, L, H_in)``; ``y``: ``(N,)`` or ``(N, L, H_y)``.
         """
-        task = self._task_for(model)
-        source = as_source(data, "data")
-        _setup.check_task(self, task, model, [("data", source.info())])
-        _setup.check_distributed(self, task, [source], None)
-        self.distributed.setup()
-        with self._bound(model.to(self.device), task):
-            return _loops.evaluation_loop(self, source)
+        return _evaluation.evaluate(self, model, data)
 
     def predict(self, model: nn.Module, data: Any) -> Tensor:
         """Run ``model`` over ``data`` in order and return its outputs on the CPU.
@@ -480,11 +430,7 @@ class Trainer:
             - ``x``: ``(N, L, H_in)``.
             - return: ``(N, C)`` for a classifier; ``(N, L, H_y)`` for a regressor.
         """
-        task = self.task or task_for(model, tbptt_steps=self.tbptt_steps)
-        source = as_source(data, "data")
-        task.check_inputs(model, source.info(), "data")
-        with self._bound(model.to(self.device), task):
-            return _loops.prediction_loop(self, source)
+        return _evaluation.predict(self, model, data)
 
     def lr_find(
         self,
@@ -540,37 +486,9 @@ class Trainer:
         test = _lr_find.RangeTest(min_lr, max_lr, num_steps, smoothing, divergence_factor)
         return _lr_find.run_lr_find(self, model, train, test)
 
-    @contextlib.contextmanager
-    def _bound(self, model: nn.Module, task: Task) -> Iterator[None]:
-        """Run the evaluation or prediction steps on ``model`` and ``task``.
-
-        See :attr:`evaluated`: the fit's model and task are never touched.
-        """
-        outer, self._evaluating = self._evaluating, (model, task)
-        try:
-            yield
-        finally:
-            self._evaluating = outer
-
-    def _task_for(self, model: nn.Module) -> Task:
-        """The Trainer's ``task``, or the one of rnnkit's ``model`` with the Trainer's options."""
-        if self.task is not None:
-            return self.task
-        return task_for(
-            model,
-            loss=self.loss_fn,
-            metrics=self.metric_objects,
-            tbptt_steps=self.tbptt_steps,
-            rollout_horizon=self.rollout_horizon,
-        )
-
     def configure_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         """Build the optimizer for ``model`` (override for parameter groups and the like)."""
-        spec = self.optimizer_spec
-        if callable(spec):
-            return spec(model.parameters())
-        fused = ckpt.saved_fused(self._pending_state)
-        return named_optimizer(spec, list(model.parameters()), self.lr, fused)
+        return _setup.build_optimizer(self, model)
 
     # -- the overridable steps -----------------------------------------------------------------
 
@@ -615,20 +533,7 @@ class Trainer:
 
     def optimizer_step(self, loss: Tensor) -> None:
         """Back-propagate ``loss`` and take one optimizer step (scaled, clipped as set)."""
-        assert self.optimizer is not None
-        assert self.scaler is not None
-        assert self.model is not None
-        torch.autograd.backward(self.scaler.scale(loss))
-        if self.grad_clip_norm is not None:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
-        # From the update on, a Ctrl-C waits until the loop has committed the step.
-        self.interrupts.hold()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.run.global_step += 1
-        _loops.step_scheduler(self, {}, interval="step")
+        _loops.optimizer_step(self, loss)
 
     def validate(self) -> dict[str, float]:
         """Run the validation data; call ``on_validation_end`` with the (unprefixed) metrics.
@@ -636,11 +541,7 @@ class Trainer:
         Returns:
             The validation loss and metrics.
         """
-        assert self.val_source is not None
-        metrics = _loops.evaluation_loop(self, self.val_source)
-        self.last_val_metrics = metrics
-        _loops.call(self, "on_validation_end", metrics)
-        return metrics
+        return _loops.validate(self)
 
     def evaluation_step(self, batch: Batch) -> StepOutput:
         """One evaluation batch: loss and metrics (TBPTT windows carry the state).
@@ -668,11 +569,7 @@ class Trainer:
         Shapes:
             - ``batch.x``: ``(N, L, H_in)``; return: ``(N, C)`` or ``(N, L, H_y)``.
         """
-        model, task = self.evaluated
-        with self.precision_plugin.autocast():
-            if self.eval_carry is not None:
-                return _stateful.predict_stream_batch(task, model, batch, self.eval_carry)
-            return task.predict(model, batch)
+        return _steps.prediction_step(self, batch)
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -692,19 +589,7 @@ class Trainer:
             ``stateful=True``, ``"stream_state"`` (the carried state). Under DDP it is
             this process's view: rank 0's is the one saved.
         """
-        scaler = self.scaler
-        return {
-            "version": ckpt.STATE_VERSION,
-            **self.run.state_dict(self.device),
-            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
-            "optimizer_class": None if self.optimizer is None else type(self.optimizer).__name__,
-            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-            "scaler": None if scaler is None or not scaler.is_enabled() else scaler.state_dict(),
-            "history": self.history.state_dict(),
-            "batch_size": self.batch_size,
-            "world_size": self.distributed.world_size,
-            **_stateful.state_entry(self.stream_carry),
-        }
+        return ckpt.trainer_state(self)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` at the start of the next :meth:`fit`.
@@ -742,12 +627,7 @@ class Trainer:
             RuntimeError: No fit has started (there is no model).
             rnnkit.errors.CheckpointError: The write failed (the previous file stays intact).
         """
-        if self.model is None:
-            raise RuntimeError("Trainer.save_checkpoint: no model yet; call fit() first.")
-        if not self.distributed.is_global_zero:
-            return
-        checkpoint = make_checkpoint(self.model, self.state_dict(), self.callback_states())
-        atomic_save(checkpoint, path)
+        ckpt.save_checkpoint(self, path)
 
     def resolve_resume_path(self, resume_from: str | os.PathLike[str]) -> Path | None:
         """The file ``resume_from`` names; for ``"last"``, the latest one found, or ``None``."""
