@@ -1,14 +1,13 @@
 """The :class:`Trainer`: fit, evaluate and predict with callbacks, checkpoints and DDP.
 
-The Trainer is one object that owns its parts by composition: the run state
-(:class:`~rnnkit.training.RunState`, with its own ``state_dict``), the task that says what
-training means for the model (:class:`~rnnkit.tasks.Task`), and the callbacks. The loops are
-plain functions (``rnnkit.training._loops``) that call the Trainer's overridable steps::
+The Trainer owns its parts by composition (the run state, the task, the callbacks); its
+methods are thin: the loops (``_loops``), steps (``_steps``), set-up (``_setup``,
+``_options``), evaluation (``_evaluation``) and checkpoints (``_checkpointing``) are plain
+functions of the Trainer in the private modules beside this one, and the loops call back the
+Trainer's overridable steps::
 
     fit -> run_epoch -> train_loop -> training_step      (per training batch)
                      -> validate   -> evaluation_step    (per validation batch)
-
-and read what the steps return (:class:`~rnnkit.training.StepOutput`).
 """
 
 from __future__ import annotations
@@ -51,87 +50,76 @@ class Trainer:
     """Train, evaluate and run recurrent models: the training loop, written once.
 
     ``fit`` trains a :class:`~rnnkit.SequenceClassifier` (cross-entropy on class indices) or a
-    :class:`~rnnkit.Seq2SeqRegressor` (mean squared error on per-step targets, masked over
-    padding). Data may be a :class:`~rnnkit.data.SequenceDataset`, an ``(x, y)`` pair of
-    tensors or NumPy arrays, or any :class:`~torch.utils.data.DataLoader` / re-iterable of
-    batches. With a dataset or tensors the Trainer takes the fast path: one seeded permutation
-    per epoch and whole batches gathered by index (no per-sample ``__getitem__``, no collate).
-
-    Every argument is checked here, and the data against the model when ``fit`` starts, so a
-    bad set-up fails before the first step.
+    :class:`~rnnkit.Seq2SeqRegressor` (MSE on per-step targets, masked over padding) on a
+    :class:`~rnnkit.data.SequenceDataset`, an ``(x, y)`` pair of tensors or NumPy arrays, or
+    any :class:`~torch.utils.data.DataLoader` / re-iterable of batches. A dataset or tensors
+    take the fast path: one seeded permutation per epoch, whole batches gathered by index (no
+    per-sample ``__getitem__``, no collate). Every argument is checked here, and the data
+    against the model when ``fit`` starts, so a bad set-up fails before the first step.
 
     Args:
         max_epochs: Epochs to train (a resumed run continues up to this many in all).
-        batch_size: Sequences per batch (the fast path; a DataLoader keeps its own); per
-            process under DDP.
-        optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, ``"rmsprop"`` (built with ``lr``;
-            Adam and AdamW with ``fused=True`` when the parameters are floating point on the
-            CPU or CUDA), or a callable ``params -> torch.optim.Optimizer`` (then ``lr`` is not
-            used; e.g. ``lambda p: torch.optim.Adam(p, lr=1e-3)`` for torch's default Adam).
+        batch_size: Sequences per batch (fast path; a DataLoader keeps its own); per process
+            under DDP.
+        optimizer: ``"adam"``, ``"adamw"`` (both fused on floating-point CPU/CUDA
+            parameters), ``"sgd"``, ``"rmsprop"`` (built with ``lr``), or a callable
+            ``params -> torch.optim.Optimizer`` (``lr`` unused), e.g.
+            ``lambda p: torch.optim.Adam(p, lr=1e-3)`` for torch's default Adam.
         lr: Learning rate of a named optimizer.
-        scheduler: ``None`` or a callable ``optimizer -> LRScheduler``, stepped after every
-            epoch (``ReduceLROnPlateau`` gets ``val_loss``, or
-            ``loss`` without validation) or, with ``scheduler_interval="step"``, after every
-            optimizer step.
+        scheduler: ``None`` or ``optimizer -> LRScheduler``, stepped after every epoch
+            (``ReduceLROnPlateau`` gets ``val_loss``, or ``loss`` without validation) or,
+            with ``scheduler_interval="step"``, after every optimizer step.
         scheduler_interval: ``"epoch"`` or ``"step"``.
-        loss: ``None`` for the default (cross-entropy for classifiers, MSE over the valid steps
-            for regressors), or ``loss(output, target) -> Tensor``; a regressor's loss gets only
-            the valid steps of a padded batch, ``(M, H_y)``.
-        metrics: Metric names (see :func:`rnnkit.metrics.get_metric`) or
-            :class:`~rnnkit.metrics.Metric` objects; ``None``: ``["accuracy"]`` for classifiers,
-            ``["mae"]`` for regressors.
-        device: ``"auto"`` (CUDA when available, else the CPU), or a device. Under DDP on
-            GPUs each process takes ``cuda:LOCAL_RANK``; with a context as ``strategy``, the
-            context's device.
-        strategy: ``"auto"`` (data-parallel with
-            :class:`~torch.nn.parallel.DistributedDataParallel` when ``torchrun`` started
-            more than one process, else one process), ``"ddp"``, ``"single"``, or a
-            :class:`~rnnkit.distributed.DistributedContext` (e.g. for another process-group
-            timeout). Under DDP ``batch_size`` is per process: each step trains on
-            ``batch_size × world_size`` sequences (see :doc:`/scaling`).
-        precision: ``"32"``, ``"bf16-mixed"`` or ``"16-mixed"`` (CUDA only; with loss scaling).
+        loss: ``None`` (cross-entropy for classifiers, MSE over the valid steps for
+            regressors) or ``loss(output, target) -> Tensor``; a regressor's gets only the
+            valid steps of a padded batch, ``(M, H_y)``.
+        metrics: Names (see :func:`rnnkit.metrics.get_metric`) or
+            :class:`~rnnkit.metrics.Metric` objects; ``None``: ``["accuracy"]`` for
+            classifiers, ``["mae"]`` for regressors.
+        device: ``"auto"`` (CUDA when available, else the CPU) or a device; under DDP on
+            GPUs, ``cuda:LOCAL_RANK``; with a context as ``strategy``, the context's.
+        strategy: ``"auto"`` (:class:`~torch.nn.parallel.DistributedDataParallel` when
+            ``torchrun`` started several processes, else one), ``"ddp"``, ``"single"``, or a
+            :class:`~rnnkit.distributed.DistributedContext` (e.g. for another timeout). Each
+            DDP step trains on ``batch_size × world_size`` sequences (see :doc:`/scaling`).
+        precision: ``"32"``, ``"bf16-mixed"`` or ``"16-mixed"`` (CUDA only; loss scaling).
         grad_clip_norm: Clip the gradients' global 2-norm to this value; ``None``: no clipping.
-        seed: Seeds Python, NumPy and torch at the start of ``fit`` and the Trainer's own
-            generators (data order, teacher-forcing coins): the same seed and initial weights
-            give the same run, bitwise on the CPU. ``None`` draws the order from torch's
-            global generator (so :func:`torch.manual_seed` also makes runs repeatable).
+        seed: Seeds Python, NumPy and torch when ``fit`` starts, and the Trainer's generators
+            (data order, teacher-forcing coins): same seed and weights, same run (bitwise on
+            the CPU). ``None``: the order comes from torch's global generator (so
+            :func:`torch.manual_seed` also makes runs repeatable).
         callbacks: :class:`~rnnkit.Callback` objects, called in this order.
         progress: Add a :class:`~rnnkit.ProgressBar` (drawn only on a terminal).
-        log_every_n_steps: Batches between the moments the Trainer reads the loss from the
-            device (:attr:`logged_metrics`, the progress bar); no other per-step host
-            synchronisation happens on CUDA.
+        log_every_n_steps: Batches between reads of the loss from the device
+            (:attr:`logged_metrics`, the progress bar); on CUDA no other per-step sync.
         teacher_forcing: Regressors: the probability of feeding the true input at each step
-            (1.0, teacher forcing at every step; 0.0, free-running; in between, scheduled
-            sampling through :meth:`~rnnkit.Seq2SeqRegressor.rollout`), or a schedule
-            ``epoch -> ratio``.
-        tbptt_steps: Regressors: truncated back-propagation through time in windows of this
-            many steps, one optimizer step per window; the state is carried across windows
-            (detached between them), in validation too. ``None``: full BPTT.
-        rollout_horizon: Regressors: also score free-running generation over this many steps
-            in validation (``"val_rollout_mse"``): the model primes on the first
-            ``L - horizon + 1`` steps and generates the rest (see
-            :func:`rnnkit.metrics.rollout_error`).
-        fast_dev_run: ``True`` (or n): run one (n) batch(es) of training and validation for one
+            (1.0: always; 0.0: free-running; in between, scheduled sampling through
+            :meth:`~rnnkit.Seq2SeqRegressor.rollout`), or a schedule ``epoch -> ratio``.
+        tbptt_steps: Regressors: truncated BPTT in windows of this many steps, one optimizer
+            step per window, the state carried (detached) across windows, in validation
+            too. ``None``: full BPTT.
+        rollout_horizon: Regressors: also score free-running generation over this many
+            steps in validation (``"val_rollout_mse"``), primed on the first
+            ``L - horizon + 1`` steps (see :func:`rnnkit.metrics.rollout_error`).
+        fast_dev_run: ``True`` (or n): one (n) batch(es) of training and validation for one
             epoch, to smoke-test a set-up.
         overfit_batches: Train on the first n batches only, unshuffled, every epoch (a model
-            that cannot overfit them has a bug). 0 turns it off.
-        on_nan: ``"raise"``: a NaN/inf loss stops training with
-            :class:`~rnnkit.errors.TrainingDivergedError`; ``"skip"``: skip that batch's
-            update, count it (``"skipped_batches"`` in the History) and go on.
+            that cannot overfit them has a bug); 0: off.
+        on_nan: A NaN/inf loss: ``"raise"`` :class:`~rnnkit.errors.TrainingDivergedError`;
+            ``"skip"`` that batch's update, counted (``"skipped_batches"`` in the History).
         default_root_dir: Where an interrupted run saves its checkpoint when no
             :class:`~rnnkit.ModelCheckpoint` is among the callbacks.
         shuffle: Draw a new order every epoch (fast path only).
-        task: What training means for the model (a :class:`~rnnkit.tasks.Task`, e.g.
+        task: What training means for the model, a :class:`~rnnkit.tasks.Task` (e.g.
             :class:`~rnnkit.tasks.ClassificationTask` for any module returning ``(N, C)``
-            logits); ``None``: the task of each rnnkit model (:func:`rnnkit.tasks.task_for`)
-            with ``loss``, ``metrics``, ``tbptt_steps`` and ``rollout_horizon``. With a task,
-            those four go to the task instead (see :ref:`training-your-own-module`).
-        stateful: Carry each batch's final recurrent state (detached) into the next batch,
-            restarting it from zeros where a stream starts: the data must be the
-            :class:`~rnnkit.data.StreamBatches` of :func:`rnnkit.data.streams`, and the model
-            a :class:`~rnnkit.Seq2SeqRegressor`. Checkpoints hold the carried state, so a
-            resumed run continues exactly; ``evaluate`` and ``predict`` on streams carry the
-            state the same way (see :doc:`/stateful`).
+            logits), which then takes ``loss``, ``metrics``, ``tbptt_steps`` and
+            ``rollout_horizon`` instead (see :ref:`training-your-own-module`); ``None``:
+            each rnnkit model's own (:func:`rnnkit.tasks.task_for`) with those four.
+        stateful: Carry each batch's final state (detached) into the next, from zeros where
+            a stream starts: the data are :func:`rnnkit.data.streams`'
+            :class:`~rnnkit.data.StreamBatches`, the model a
+            :class:`~rnnkit.Seq2SeqRegressor`. Checkpoints hold the carried state (exact
+            resume); ``evaluate`` and ``predict`` on streams carry it too (:doc:`/stateful`).
 
     Raises:
         ValueError: An argument out of range; an unknown optimizer, precision, metric or
@@ -141,12 +129,11 @@ class Trainer:
     Attributes:
         model: The model of the current (or last) fit.
         run: The :class:`~rnnkit.training.RunState` of the current (or last) fit: epoch,
-            position in it, data order, partial sums, generators; it has its own
-            ``state_dict``.
-        train_model: What the training steps call: ``model``, or its DDP wrapper under DDP
-            (a forward through it averages the gradients over the processes).
-        distributed: The :class:`~rnnkit.distributed.DistributedContext`: rank, world size
-            and the collectives (which do nothing in one process).
+            position, data order, partial sums, generators; with its own ``state_dict``.
+        train_model: What the training steps call: ``model``, or its DDP wrapper (whose
+            forward averages the gradients over the processes).
+        distributed: The :class:`~rnnkit.distributed.DistributedContext`: rank, world size,
+            collectives (no-ops in one process).
         optimizer: Its optimizer, built when ``fit`` starts.
         scheduler: The learning-rate scheduler, or ``None``.
         scaler: The :class:`torch.amp.GradScaler` (a pass-through unless ``"16-mixed"``).
@@ -157,10 +144,9 @@ class Trainer:
         logged_metrics: The loss over the last ``log_every_n_steps`` batches, read at that
             interval, and the global step it was read at.
         interrupted: Whether the last ``fit`` ended by a KeyboardInterrupt.
-        interrupt_checkpoint: The checkpoint it saved then (rank 0 writes it under DDP), or
-            ``None``.
+        interrupt_checkpoint: The checkpoint it then saved (rank 0's under DDP), or ``None``.
         task: The ``task`` argument (``None``: each model's own, see :attr:`task_of_fit`).
-        train_source: The training batches of the current fit (after ``fast_dev_run`` and
+        train_source: The current fit's training batches (as ``fast_dev_run`` and
             ``overfit_batches`` cut them).
         val_source: The validation batches, or ``None``.
         precision_plugin: The autocast regions and gradient scaler of ``precision``.
