@@ -12,13 +12,19 @@ import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from rnnkit.callbacks import Callback
 from rnnkit.callbacks.model_checkpoint import LAST_NAME, ModelCheckpoint
 from rnnkit.errors import CheckpointError
+from rnnkit.io._atomic import atomic_save
+from rnnkit.io.checkpoint import make_checkpoint
+from rnnkit.training._stateful import state_entry
+
+if TYPE_CHECKING:
+    from rnnkit.training.trainer import Trainer
 
 __all__ = [
     "STATE_KEYS",
@@ -32,7 +38,9 @@ __all__ = [
     "load_optimizers",
     "resolve_resume_path",
     "resume_candidates",
+    "save_checkpoint",
     "saved_fused",
+    "trainer_state",
 ]
 
 logger = logging.getLogger("rnnkit")
@@ -57,6 +65,39 @@ STATE_KEYS = (
     "batch_size",
     "world_size",
 )
+
+
+def trainer_state(trainer: Trainer) -> dict[str, Any]:
+    """The body of ``Trainer.state_dict``: the run state, optimizers, History and layout."""
+    optimizer, scheduler, scaler = trainer.optimizer, trainer.scheduler, trainer.scaler
+    return {
+        "version": STATE_VERSION,
+        **trainer.run.state_dict(trainer.device),
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "optimizer_class": None if optimizer is None else type(optimizer).__name__,
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "scaler": None if scaler is None or not scaler.is_enabled() else scaler.state_dict(),
+        "history": trainer.history.state_dict(),
+        "batch_size": trainer.batch_size,
+        "world_size": trainer.distributed.world_size,
+        **state_entry(trainer.stream_carry),
+    }
+
+
+def save_checkpoint(trainer: Trainer, path: str | os.PathLike[str]) -> None:
+    """The body of ``Trainer.save_checkpoint``: rank 0 writes model and state atomically.
+
+    Raises:
+        RuntimeError: No fit has started (there is no model).
+        rnnkit.errors.CheckpointError: The write failed (the previous file stays intact).
+    """
+    if trainer.model is None:
+        raise RuntimeError("Trainer.save_checkpoint: no model yet; call fit() first.")
+    if not trainer.distributed.is_global_zero:
+        return
+    state = trainer.state_dict()  # through the method: a subclass may extend it
+    checkpoint = make_checkpoint(trainer.model, state, trainer.callback_states())
+    atomic_save(checkpoint, path)
 
 
 def check_state(state: Mapping[str, Any]) -> None:

@@ -35,7 +35,15 @@ from rnnkit.training.history import History
 if TYPE_CHECKING:
     from rnnkit.training.trainer import Trainer
 
-__all__ = ["evaluation_loop", "prediction_loop", "run_epoch", "run_fit", "train_loop"]
+__all__ = [
+    "evaluation_loop",
+    "optimizer_step",
+    "prediction_loop",
+    "run_epoch",
+    "run_fit",
+    "train_loop",
+    "validate",
+]
 
 logger = logging.getLogger("rnnkit")
 
@@ -192,6 +200,24 @@ def _finish_epoch_held(trainer: Trainer, epoch: int, record: dict[str, float]) -
     return logs
 
 
+def optimizer_step(trainer: Trainer, loss: Tensor) -> None:
+    """The body of ``Trainer.optimizer_step``: backward, clip, step, count, schedule."""
+    assert trainer.optimizer is not None
+    assert trainer.scaler is not None
+    assert trainer.model is not None
+    torch.autograd.backward(trainer.scaler.scale(loss))
+    if trainer.grad_clip_norm is not None:
+        trainer.scaler.unscale_(trainer.optimizer)
+        torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.grad_clip_norm)
+    # From the update on, a Ctrl-C waits until the loop has committed the step.
+    trainer.interrupts.hold()
+    trainer.scaler.step(trainer.optimizer)
+    trainer.scaler.update()
+    trainer.optimizer.zero_grad(set_to_none=True)
+    trainer.run.global_step += 1
+    step_scheduler(trainer, {}, interval="step")
+
+
 def step_scheduler(trainer: Trainer, record: dict[str, float], interval: str) -> None:
     """Step the scheduler if it runs at ``interval`` (``"epoch"`` or ``"step"``)."""
     scheduler = trainer.scheduler
@@ -201,6 +227,15 @@ def step_scheduler(trainer: Trainer, record: dict[str, float], interval: str) ->
         scheduler.step(record.get("val_loss", record.get("loss", math.nan)))
     else:
         scheduler.step()
+
+
+def validate(trainer: Trainer) -> dict[str, float]:
+    """The body of ``Trainer.validate``: the validation data's metrics, then the hook."""
+    assert trainer.val_source is not None
+    metrics = evaluation_loop(trainer, trainer.val_source)
+    trainer.last_val_metrics = metrics
+    call(trainer, "on_validation_end", metrics)
+    return metrics
 
 
 def evaluation_loop(trainer: Trainer, source: BatchSource) -> dict[str, float]:

@@ -23,6 +23,7 @@ from torch import nn
 from rnnkit.data import Batch
 from rnnkit.shapes import State
 from rnnkit.tasks import Task, detach_state
+from rnnkit.training import _setup
 from rnnkit.training._batches import BatchSource, IndexedSource, as_source, to_device
 from rnnkit.training._rng import capture_rng, restore_rng
 
@@ -275,7 +276,7 @@ def run_lr_find(trainer: Trainer, model: nn.Module, train: Any, test: RangeTest)
             first step's loss is already NaN or infinite.
     """
     check_range(test)
-    task = trainer._task_for(model)
+    task = _setup.trainer_task(trainer, model)
     source = as_source(train, "train")
     task.check_setup(model, [("train", source.info())])
     rng = capture_rng()

@@ -14,15 +14,18 @@ import torch
 from torch import nn
 
 from rnnkit.io.checkpoint import check_compatible, load_checkpoint
-from rnnkit.tasks import DataInfo, Task
+from rnnkit.tasks import DataInfo, Task, task_for
+from rnnkit.training import _stateful
 from rnnkit.training._batches import BatchSource, as_source
 from rnnkit.training._checkpointing import (
     check_resume_layout,
     load_callback_states,
     load_optimizers,
     resolve_resume_path,
+    saved_fused,
 )
 from rnnkit.training._checks import check_shardable, check_val_like_train
+from rnnkit.training._optimizers import named_optimizer
 from rnnkit.training._resume_checks import check_data, check_optimizer_state, data_signature
 from rnnkit.training._rng import seed_everything
 from rnnkit.training._state import RunState
@@ -31,12 +34,59 @@ if TYPE_CHECKING:
     from rnnkit.training.trainer import Trainer
 
 __all__ = [
+    "build_optimizer",
     "check_distributed",
     "check_task",
     "prepare_fit",
     "read_resume_checkpoint",
     "setup_run",
+    "start_fit",
+    "trainer_task",
 ]
+
+
+def trainer_task(trainer: Trainer, model: nn.Module) -> Task:
+    """The Trainer's ``task``, or the one of rnnkit's ``model`` with the Trainer's options."""
+    if trainer.task is not None:
+        return trainer.task
+    return task_for(
+        model,
+        loss=trainer.loss_fn,
+        metrics=trainer.metric_objects,
+        tbptt_steps=trainer.tbptt_steps,
+        rollout_horizon=trainer.rollout_horizon,
+    )
+
+
+def start_fit(
+    trainer: Trainer,
+    model: nn.Module,
+    train: Any,
+    val: Any,
+    resume_from: str | os.PathLike[str] | None,
+) -> None:
+    """Everything ``fit`` does before the first epoch: checks, model, resume or seeding."""
+    trainer.interrupted, trainer.interrupt_checkpoint = False, None
+    task = trainer_task(trainer, model)
+    if trainer.stateful:
+        _stateful.check_stateful(trainer, task, train, val)
+    prepare_fit(trainer, task, model, train, val)
+    trainer._fit_task = task
+    trainer.model = model.to(trainer.device)
+    trainer.distributed.setup()
+    checkpoint = read_resume_checkpoint(trainer, trainer.model, resume_from)
+    pending = trainer._pending_state
+    setup_run(trainer, checkpoint)
+    trainer.stream_carry = _stateful.fit_carry(trainer, pending)
+
+
+def build_optimizer(trainer: Trainer, model: nn.Module) -> torch.optim.Optimizer:
+    """The body of ``Trainer.configure_optimizer``: the factory's, or the named one."""
+    spec = trainer.optimizer_spec
+    if callable(spec):
+        return spec(model.parameters())
+    fused = saved_fused(trainer._pending_state)
+    return named_optimizer(spec, list(model.parameters()), trainer.lr, fused)
 
 
 def check_task(

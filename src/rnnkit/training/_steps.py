@@ -20,6 +20,7 @@ from rnnkit.shapes import State
 from rnnkit.tasks import Chunk, Parts, detach_state
 from rnnkit.training._checkpointing import last_candidates
 from rnnkit.training._divergence import diverged
+from rnnkit.training._stateful import predict_stream_batch
 
 if TYPE_CHECKING:
     from rnnkit.training.trainer import Trainer
@@ -31,6 +32,7 @@ __all__ = [
     "evaluation_step",
     "global_mean",
     "parts_of",
+    "prediction_step",
     "training_step",
 ]
 
@@ -200,3 +202,12 @@ def _diverged(trainer: Trainer, value: float, step: int) -> Exception:
         global_step=run.global_step,
         kept=[path for path in candidates if path.is_file()],
     )
+
+
+def prediction_step(trainer: Trainer, batch: Batch) -> Tensor:
+    """The body of ``Trainer.prediction_step``: the task's prediction, carried on streams."""
+    model, task = trainer.evaluated
+    with trainer.precision_plugin.autocast():
+        if trainer.eval_carry is not None:
+            return predict_stream_batch(task, model, batch, trainer.eval_carry)
+        return task.predict(model, batch)

@@ -1,22 +1,19 @@
 """The :class:`Trainer`: fit, evaluate and predict with callbacks, checkpoints and DDP.
 
-The Trainer is one object that owns its parts by composition: the run state
-(:class:`~rnnkit.training.RunState`, with its own ``state_dict``), the task that says what
-training means for the model (:class:`~rnnkit.tasks.Task`), and the callbacks. The loops are
-plain functions (``rnnkit.training._loops``) that call the Trainer's overridable steps::
+The Trainer owns its parts by composition (the run state, the task, the callbacks); its
+methods are thin: the loops (``_loops``), steps (``_steps``), set-up (``_setup``,
+``_options``), evaluation (``_evaluation``) and checkpoints (``_checkpointing``) are plain
+functions of the Trainer in the private modules beside this one, and the loops call back the
+Trainer's overridable steps::
 
     fit -> run_epoch -> train_loop -> training_step      (per training batch)
                      -> validate   -> evaluation_step    (per validation batch)
-
-and read what the steps return (:class:`~rnnkit.training.StepOutput`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,25 +23,14 @@ from torch import Tensor, nn
 from rnnkit.callbacks import Callback, ProgressBar
 from rnnkit.data import Batch
 from rnnkit.distributed import DistributedContext
-from rnnkit.io._atomic import atomic_save
-from rnnkit.io.checkpoint import make_checkpoint
 from rnnkit.metrics import Metric
-from rnnkit.tasks import Task, resolve_metrics, task_for
+from rnnkit.tasks import Task, resolve_metrics
 from rnnkit.training import _checkpointing as ckpt
-from rnnkit.training import _loops, _lr_find, _setup, _stateful, _steps
-from rnnkit.training._batches import BatchSource, as_source
-from rnnkit.training._checks import (
-    check_callbacks,
-    check_choice,
-    check_int,
-    check_misc,
-    check_optimizer,
-    check_ratio,
-    check_task_options,
-)
+from rnnkit.training import _evaluation, _loops, _lr_find, _options, _setup, _stateful, _steps
+from rnnkit.training._batches import BatchSource
 from rnnkit.training._divergence import NanGuard
 from rnnkit.training._interrupts import InterruptShield
-from rnnkit.training._optimizers import OPTIMIZERS, named_optimizer, resolve_device
+from rnnkit.training._optimizers import resolve_device
 from rnnkit.training._precision import Precision, resolve_precision
 from rnnkit.training._state import RunState
 from rnnkit.training._steps import StepOutput
@@ -52,7 +38,6 @@ from rnnkit.training.history import History
 
 __all__ = ["OptimizerFactory", "SchedulerFactory", "Trainer"]
 
-logger = logging.getLogger("rnnkit")
 
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 """Builds the optimizer from the model's parameters: ``factory(model.parameters())``."""
@@ -65,87 +50,76 @@ class Trainer:
     """Train, evaluate and run recurrent models: the training loop, written once.
 
     ``fit`` trains a :class:`~rnnkit.SequenceClassifier` (cross-entropy on class indices) or a
-    :class:`~rnnkit.Seq2SeqRegressor` (mean squared error on per-step targets, masked over
-    padding). Data may be a :class:`~rnnkit.data.SequenceDataset`, an ``(x, y)`` pair of
-    tensors or NumPy arrays, or any :class:`~torch.utils.data.DataLoader` / re-iterable of
-    batches. With a dataset or tensors the Trainer takes the fast path: one seeded permutation
-    per epoch and whole batches gathered by index (no per-sample ``__getitem__``, no collate).
-
-    Every argument is checked here, and the data against the model when ``fit`` starts, so a
-    bad set-up fails before the first step.
+    :class:`~rnnkit.Seq2SeqRegressor` (MSE on per-step targets, masked over padding) on a
+    :class:`~rnnkit.data.SequenceDataset`, an ``(x, y)`` pair of tensors or NumPy arrays, or
+    any :class:`~torch.utils.data.DataLoader` / re-iterable of batches. A dataset or tensors
+    take the fast path: one seeded permutation per epoch, whole batches gathered by index (no
+    per-sample ``__getitem__``, no collate). Every argument is checked here, and the data
+    against the model when ``fit`` starts, so a bad set-up fails before the first step.
 
     Args:
         max_epochs: Epochs to train (a resumed run continues up to this many in all).
-        batch_size: Sequences per batch (the fast path; a DataLoader keeps its own); per
-            process under DDP.
-        optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, ``"rmsprop"`` (built with ``lr``;
-            Adam and AdamW with ``fused=True`` when the parameters are floating point on the
-            CPU or CUDA), or a callable ``params -> torch.optim.Optimizer`` (then ``lr`` is not
-            used; e.g. ``lambda p: torch.optim.Adam(p, lr=1e-3)`` for torch's default Adam).
+        batch_size: Sequences per batch (fast path; a DataLoader keeps its own); per process
+            under DDP.
+        optimizer: ``"adam"``, ``"adamw"`` (both fused on floating-point CPU/CUDA
+            parameters), ``"sgd"``, ``"rmsprop"`` (built with ``lr``), or a callable
+            ``params -> torch.optim.Optimizer`` (``lr`` unused), e.g.
+            ``lambda p: torch.optim.Adam(p, lr=1e-3)`` for torch's default Adam.
         lr: Learning rate of a named optimizer.
-        scheduler: ``None`` or a callable ``optimizer -> LRScheduler``, stepped after every
-            epoch (``ReduceLROnPlateau`` gets ``val_loss``, or
-            ``loss`` without validation) or, with ``scheduler_interval="step"``, after every
-            optimizer step.
+        scheduler: ``None`` or ``optimizer -> LRScheduler``, stepped after every epoch
+            (``ReduceLROnPlateau`` gets ``val_loss``, or ``loss`` without validation) or,
+            with ``scheduler_interval="step"``, after every optimizer step.
         scheduler_interval: ``"epoch"`` or ``"step"``.
-        loss: ``None`` for the default (cross-entropy for classifiers, MSE over the valid steps
-            for regressors), or ``loss(output, target) -> Tensor``; a regressor's loss gets only
-            the valid steps of a padded batch, ``(M, H_y)``.
-        metrics: Metric names (see :func:`rnnkit.metrics.get_metric`) or
-            :class:`~rnnkit.metrics.Metric` objects; ``None``: ``["accuracy"]`` for classifiers,
-            ``["mae"]`` for regressors.
-        device: ``"auto"`` (CUDA when available, else the CPU), or a device. Under DDP on
-            GPUs each process takes ``cuda:LOCAL_RANK``; with a context as ``strategy``, the
-            context's device.
-        strategy: ``"auto"`` (data-parallel with
-            :class:`~torch.nn.parallel.DistributedDataParallel` when ``torchrun`` started
-            more than one process, else one process), ``"ddp"``, ``"single"``, or a
-            :class:`~rnnkit.distributed.DistributedContext` (e.g. for another process-group
-            timeout). Under DDP ``batch_size`` is per process: each step trains on
-            ``batch_size × world_size`` sequences (see :doc:`/scaling`).
-        precision: ``"32"``, ``"bf16-mixed"`` or ``"16-mixed"`` (CUDA only; with loss scaling).
+        loss: ``None`` (cross-entropy for classifiers, MSE over the valid steps for
+            regressors) or ``loss(output, target) -> Tensor``; a regressor's gets only the
+            valid steps of a padded batch, ``(M, H_y)``.
+        metrics: Names (see :func:`rnnkit.metrics.get_metric`) or
+            :class:`~rnnkit.metrics.Metric` objects; ``None``: ``["accuracy"]`` for
+            classifiers, ``["mae"]`` for regressors.
+        device: ``"auto"`` (CUDA when available, else the CPU) or a device; under DDP on
+            GPUs, ``cuda:LOCAL_RANK``; with a context as ``strategy``, the context's.
+        strategy: ``"auto"`` (:class:`~torch.nn.parallel.DistributedDataParallel` when
+            ``torchrun`` started several processes, else one), ``"ddp"``, ``"single"``, or a
+            :class:`~rnnkit.distributed.DistributedContext` (e.g. for another timeout). Each
+            DDP step trains on ``batch_size × world_size`` sequences (see :doc:`/scaling`).
+        precision: ``"32"``, ``"bf16-mixed"`` or ``"16-mixed"`` (CUDA only; loss scaling).
         grad_clip_norm: Clip the gradients' global 2-norm to this value; ``None``: no clipping.
-        seed: Seeds Python, NumPy and torch at the start of ``fit`` and the Trainer's own
-            generators (data order, teacher-forcing coins): the same seed and initial weights
-            give the same run, bitwise on the CPU. ``None`` draws the order from torch's
-            global generator (so :func:`torch.manual_seed` also makes runs repeatable).
+        seed: Seeds Python, NumPy and torch when ``fit`` starts, and the Trainer's generators
+            (data order, teacher-forcing coins): same seed and weights, same run (bitwise on
+            the CPU). ``None``: the order comes from torch's global generator (so
+            :func:`torch.manual_seed` also makes runs repeatable).
         callbacks: :class:`~rnnkit.Callback` objects, called in this order.
         progress: Add a :class:`~rnnkit.ProgressBar` (drawn only on a terminal).
-        log_every_n_steps: Batches between the moments the Trainer reads the loss from the
-            device (:attr:`logged_metrics`, the progress bar); no other per-step host
-            synchronisation happens on CUDA.
+        log_every_n_steps: Batches between reads of the loss from the device
+            (:attr:`logged_metrics`, the progress bar); on CUDA no other per-step sync.
         teacher_forcing: Regressors: the probability of feeding the true input at each step
-            (1.0, teacher forcing at every step; 0.0, free-running; in between, scheduled
-            sampling through :meth:`~rnnkit.Seq2SeqRegressor.rollout`), or a schedule
-            ``epoch -> ratio``.
-        tbptt_steps: Regressors: truncated back-propagation through time in windows of this
-            many steps, one optimizer step per window; the state is carried across windows
-            (detached between them), in validation too. ``None``: full BPTT.
-        rollout_horizon: Regressors: also score free-running generation over this many steps
-            in validation (``"val_rollout_mse"``): the model primes on the first
-            ``L - horizon + 1`` steps and generates the rest (see
-            :func:`rnnkit.metrics.rollout_error`).
-        fast_dev_run: ``True`` (or n): run one (n) batch(es) of training and validation for one
+            (1.0: always; 0.0: free-running; in between, scheduled sampling through
+            :meth:`~rnnkit.Seq2SeqRegressor.rollout`), or a schedule ``epoch -> ratio``.
+        tbptt_steps: Regressors: truncated BPTT in windows of this many steps, one optimizer
+            step per window, the state carried (detached) across windows, in validation
+            too. ``None``: full BPTT.
+        rollout_horizon: Regressors: also score free-running generation over this many
+            steps in validation (``"val_rollout_mse"``), primed on the first
+            ``L - horizon + 1`` steps (see :func:`rnnkit.metrics.rollout_error`).
+        fast_dev_run: ``True`` (or n): one (n) batch(es) of training and validation for one
             epoch, to smoke-test a set-up.
         overfit_batches: Train on the first n batches only, unshuffled, every epoch (a model
-            that cannot overfit them has a bug). 0 turns it off.
-        on_nan: ``"raise"``: a NaN/inf loss stops training with
-            :class:`~rnnkit.errors.TrainingDivergedError`; ``"skip"``: skip that batch's
-            update, count it (``"skipped_batches"`` in the History) and go on.
+            that cannot overfit them has a bug); 0: off.
+        on_nan: A NaN/inf loss: ``"raise"`` :class:`~rnnkit.errors.TrainingDivergedError`;
+            ``"skip"`` that batch's update, counted (``"skipped_batches"`` in the History).
         default_root_dir: Where an interrupted run saves its checkpoint when no
             :class:`~rnnkit.ModelCheckpoint` is among the callbacks.
         shuffle: Draw a new order every epoch (fast path only).
-        task: What training means for the model (a :class:`~rnnkit.tasks.Task`, e.g.
+        task: What training means for the model, a :class:`~rnnkit.tasks.Task` (e.g.
             :class:`~rnnkit.tasks.ClassificationTask` for any module returning ``(N, C)``
-            logits); ``None``: the task of each rnnkit model (:func:`rnnkit.tasks.task_for`)
-            with ``loss``, ``metrics``, ``tbptt_steps`` and ``rollout_horizon``. With a task,
-            those four go to the task instead (see :ref:`training-your-own-module`).
-        stateful: Carry each batch's final recurrent state (detached) into the next batch,
-            restarting it from zeros where a stream starts: the data must be the
-            :class:`~rnnkit.data.StreamBatches` of :func:`rnnkit.data.streams`, and the model
-            a :class:`~rnnkit.Seq2SeqRegressor`. Checkpoints hold the carried state, so a
-            resumed run continues exactly; ``evaluate`` and ``predict`` on streams carry the
-            state the same way (see :doc:`/stateful`).
+            logits), which then takes ``loss``, ``metrics``, ``tbptt_steps`` and
+            ``rollout_horizon`` instead (see :ref:`training-your-own-module`); ``None``:
+            each rnnkit model's own (:func:`rnnkit.tasks.task_for`) with those four.
+        stateful: Carry each batch's final state (detached) into the next, from zeros where
+            a stream starts: the data are :func:`rnnkit.data.streams`'
+            :class:`~rnnkit.data.StreamBatches`, the model a
+            :class:`~rnnkit.Seq2SeqRegressor`. Checkpoints hold the carried state (exact
+            resume); ``evaluate`` and ``predict`` on streams carry it too (:doc:`/stateful`).
 
     Raises:
         ValueError: An argument out of range; an unknown optimizer, precision, metric or
@@ -155,12 +129,11 @@ class Trainer:
     Attributes:
         model: The model of the current (or last) fit.
         run: The :class:`~rnnkit.training.RunState` of the current (or last) fit: epoch,
-            position in it, data order, partial sums, generators; it has its own
-            ``state_dict``.
-        train_model: What the training steps call: ``model``, or its DDP wrapper under DDP
-            (a forward through it averages the gradients over the processes).
-        distributed: The :class:`~rnnkit.distributed.DistributedContext`: rank, world size
-            and the collectives (which do nothing in one process).
+            position, data order, partial sums, generators; with its own ``state_dict``.
+        train_model: What the training steps call: ``model``, or its DDP wrapper (whose
+            forward averages the gradients over the processes).
+        distributed: The :class:`~rnnkit.distributed.DistributedContext`: rank, world size,
+            collectives (no-ops in one process).
         optimizer: Its optimizer, built when ``fit`` starts.
         scheduler: The learning-rate scheduler, or ``None``.
         scaler: The :class:`torch.amp.GradScaler` (a pass-through unless ``"16-mixed"``).
@@ -171,10 +144,9 @@ class Trainer:
         logged_metrics: The loss over the last ``log_every_n_steps`` batches, read at that
             interval, and the global step it was read at.
         interrupted: Whether the last ``fit`` ended by a KeyboardInterrupt.
-        interrupt_checkpoint: The checkpoint it saved then (rank 0 writes it under DDP), or
-            ``None``.
+        interrupt_checkpoint: The checkpoint it then saved (rank 0's under DDP), or ``None``.
         task: The ``task`` argument (``None``: each model's own, see :attr:`task_of_fit`).
-        train_source: The training batches of the current fit (after ``fast_dev_run`` and
+        train_source: The current fit's training batches (as ``fast_dev_run`` and
             ``overfit_batches`` cut them).
         val_source: The validation batches, or ``None``.
         precision_plugin: The autocast regions and gradient scaler of ``precision``.
@@ -220,26 +192,7 @@ class Trainer:
         task: Task | None = None,
         stateful: bool = False,
     ) -> None:
-        check_task_options(
-            task,
-            loss=loss,
-            metrics=metrics,
-            tbptt_steps=tbptt_steps,
-            rollout_horizon=rollout_horizon,
-        )
-        check_int("max_epochs", max_epochs, 1)
-        check_int("batch_size", batch_size, 1)
-        check_int("log_every_n_steps", log_every_n_steps, 1)
-        check_int("tbptt_steps", tbptt_steps, 1, optional=True)
-        check_int("rollout_horizon", rollout_horizon, 1, optional=True)
-        check_int("overfit_batches", overfit_batches, 0)
-        check_int("seed", seed, 0, optional=True)
-        check_optimizer(optimizer, OPTIMIZERS)
-        check_choice("on_nan", on_nan, ("raise", "skip"))
-        check_choice("scheduler_interval", scheduler_interval, ("epoch", "step"))
-        check_ratio(teacher_forcing)
-        check_misc(lr, grad_clip_norm, fast_dev_run, scheduler)
-        check_callbacks(callbacks)
+        _options.check_arguments(locals())
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = float(lr)
@@ -408,18 +361,7 @@ class Trainer:
             - train/val ``x``: ``(N, L, H_in)``; ``y``: ``(N,)`` class indices or
               ``(N, L, H_y)`` per-step targets; ``lengths``: ``(N,)``.
         """
-        self.interrupted, self.interrupt_checkpoint = False, None
-        task = self._task_for(model)
-        if self.stateful:
-            _stateful.check_stateful(self, task, train, val)
-        _setup.prepare_fit(self, task, model, train, val)
-        self._fit_task = task
-        self.model = model.to(self.device)
-        self.distributed.setup()
-        checkpoint = _setup.read_resume_checkpoint(self, self.model, resume_from)
-        pending = self._pending_state
-        _setup.setup_run(self, checkpoint)
-        self.stream_carry = _stateful.fit_carry(self, pending)
+        _setup.start_fit(self, model, train, val, resume_from)
         return _loops.run_fit(self)
 
     def evaluate(self, model: nn.Module, data: Any) -> dict[str, float]:
@@ -447,13 +389,7 @@ class Trainer:
         Shapes:
             - ``x``: ``(N, L, H_in)``; ``y``: ``(N,)`` or ``(N, L, H_y)``.
         """
-        task = self._task_for(model)
-        source = as_source(data, "data")
-        _setup.check_task(self, task, model, [("data", source.info())])
-        _setup.check_distributed(self, task, [source], None)
-        self.distributed.setup()
-        with self._bound(model.to(self.device), task):
-            return _loops.evaluation_loop(self, source)
+        return _evaluation.evaluate(self, model, data)
 
     def predict(self, model: nn.Module, data: Any) -> Tensor:
         """Run ``model`` over ``data`` in order and return its outputs on the CPU.
@@ -480,11 +416,7 @@ class Trainer:
             - ``x``: ``(N, L, H_in)``.
             - return: ``(N, C)`` for a classifier; ``(N, L, H_y)`` for a regressor.
         """
-        task = self.task or task_for(model, tbptt_steps=self.tbptt_steps)
-        source = as_source(data, "data")
-        task.check_inputs(model, source.info(), "data")
-        with self._bound(model.to(self.device), task):
-            return _loops.prediction_loop(self, source)
+        return _evaluation.predict(self, model, data)
 
     def lr_find(
         self,
@@ -540,37 +472,9 @@ class Trainer:
         test = _lr_find.RangeTest(min_lr, max_lr, num_steps, smoothing, divergence_factor)
         return _lr_find.run_lr_find(self, model, train, test)
 
-    @contextlib.contextmanager
-    def _bound(self, model: nn.Module, task: Task) -> Iterator[None]:
-        """Run the evaluation or prediction steps on ``model`` and ``task``.
-
-        See :attr:`evaluated`: the fit's model and task are never touched.
-        """
-        outer, self._evaluating = self._evaluating, (model, task)
-        try:
-            yield
-        finally:
-            self._evaluating = outer
-
-    def _task_for(self, model: nn.Module) -> Task:
-        """The Trainer's ``task``, or the one of rnnkit's ``model`` with the Trainer's options."""
-        if self.task is not None:
-            return self.task
-        return task_for(
-            model,
-            loss=self.loss_fn,
-            metrics=self.metric_objects,
-            tbptt_steps=self.tbptt_steps,
-            rollout_horizon=self.rollout_horizon,
-        )
-
     def configure_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         """Build the optimizer for ``model`` (override for parameter groups and the like)."""
-        spec = self.optimizer_spec
-        if callable(spec):
-            return spec(model.parameters())
-        fused = ckpt.saved_fused(self._pending_state)
-        return named_optimizer(spec, list(model.parameters()), self.lr, fused)
+        return _setup.build_optimizer(self, model)
 
     # -- the overridable steps -----------------------------------------------------------------
 
@@ -615,20 +519,7 @@ class Trainer:
 
     def optimizer_step(self, loss: Tensor) -> None:
         """Back-propagate ``loss`` and take one optimizer step (scaled, clipped as set)."""
-        assert self.optimizer is not None
-        assert self.scaler is not None
-        assert self.model is not None
-        torch.autograd.backward(self.scaler.scale(loss))
-        if self.grad_clip_norm is not None:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
-        # From the update on, a Ctrl-C waits until the loop has committed the step.
-        self.interrupts.hold()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.run.global_step += 1
-        _loops.step_scheduler(self, {}, interval="step")
+        _loops.optimizer_step(self, loss)
 
     def validate(self) -> dict[str, float]:
         """Run the validation data; call ``on_validation_end`` with the (unprefixed) metrics.
@@ -636,11 +527,7 @@ class Trainer:
         Returns:
             The validation loss and metrics.
         """
-        assert self.val_source is not None
-        metrics = _loops.evaluation_loop(self, self.val_source)
-        self.last_val_metrics = metrics
-        _loops.call(self, "on_validation_end", metrics)
-        return metrics
+        return _loops.validate(self)
 
     def evaluation_step(self, batch: Batch) -> StepOutput:
         """One evaluation batch: loss and metrics (TBPTT windows carry the state).
@@ -668,11 +555,7 @@ class Trainer:
         Shapes:
             - ``batch.x``: ``(N, L, H_in)``; return: ``(N, C)`` or ``(N, L, H_y)``.
         """
-        model, task = self.evaluated
-        with self.precision_plugin.autocast():
-            if self.eval_carry is not None:
-                return _stateful.predict_stream_batch(task, model, batch, self.eval_carry)
-            return task.predict(model, batch)
+        return _steps.prediction_step(self, batch)
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -692,19 +575,7 @@ class Trainer:
             ``stateful=True``, ``"stream_state"`` (the carried state). Under DDP it is
             this process's view: rank 0's is the one saved.
         """
-        scaler = self.scaler
-        return {
-            "version": ckpt.STATE_VERSION,
-            **self.run.state_dict(self.device),
-            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
-            "optimizer_class": None if self.optimizer is None else type(self.optimizer).__name__,
-            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-            "scaler": None if scaler is None or not scaler.is_enabled() else scaler.state_dict(),
-            "history": self.history.state_dict(),
-            "batch_size": self.batch_size,
-            "world_size": self.distributed.world_size,
-            **_stateful.state_entry(self.stream_carry),
-        }
+        return ckpt.trainer_state(self)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` at the start of the next :meth:`fit`.
@@ -742,12 +613,7 @@ class Trainer:
             RuntimeError: No fit has started (there is no model).
             rnnkit.errors.CheckpointError: The write failed (the previous file stays intact).
         """
-        if self.model is None:
-            raise RuntimeError("Trainer.save_checkpoint: no model yet; call fit() first.")
-        if not self.distributed.is_global_zero:
-            return
-        checkpoint = make_checkpoint(self.model, self.state_dict(), self.callback_states())
-        atomic_save(checkpoint, path)
+        ckpt.save_checkpoint(self, path)
 
     def resolve_resume_path(self, resume_from: str | os.PathLike[str]) -> Path | None:
         """The file ``resume_from`` names; for ``"last"``, the latest one found, or ``None``."""
