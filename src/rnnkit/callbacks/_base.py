@@ -20,7 +20,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Literal, TextIO
 
 import torch
@@ -43,8 +43,12 @@ class Callback:
     read its ``model``, ``optimizer``, ``scheduler``, ``history``
     (:class:`~rnnkit.History`), ``epoch`` (0-based, current), ``global_step``,
     ``device``, ``callbacks``, ``is_global_zero`` (True on rank 0 or in a single process),
-    ``last_train_metrics`` and ``last_val_metrics`` (``dict[str, float]``), and set
-    ``trainer.should_stop = True`` to stop after the current epoch.
+    ``last_train_metrics`` and ``last_val_metrics`` (``dict[str, float]``),
+    ``expected_log_keys`` (set before :meth:`on_fit_start`: the keys the epoch logs will
+    hold), and set ``trainer.should_stop = True`` to stop after the current epoch.
+
+    A callback whose :meth:`on_epoch_end` adds keys to the logs declares them in
+    :meth:`log_keys`, so that other callbacks can rely on them from the fit's start.
 
     A callback with state (counters, best scores) overrides :meth:`state_dict` and
     :meth:`load_state_dict`; checkpoints store it under the class name, so a resumed run
@@ -53,6 +57,15 @@ class Callback:
 
     def on_fit_start(self, trainer: Any) -> None:
         """Called once before the first epoch (also when resuming)."""
+
+    def log_keys(self, trainer: Any) -> Collection[str] | None:
+        """The keys :meth:`on_epoch_end` adds to the epoch logs; ``None``: not known.
+
+        The default: none when :meth:`on_epoch_end` is not overridden, else ``None`` (it
+        may add any key). Override it to declare the keys (``()`` for none); it is called
+        before :meth:`on_fit_start`, after the optimizer is built.
+        """
+        return () if type(self).on_epoch_end is Callback.on_epoch_end else None
 
     def on_fit_end(self, trainer: Any) -> None:
         """Called once after the last epoch, when the fit ends without an exception."""
@@ -169,6 +182,10 @@ class EarlyStopping(Callback):
         """Start afresh, unless the trainer resumes a run (``global_step > 0``)."""
         if getattr(trainer, "global_step", 0) == 0:
             self.reset()
+
+    def log_keys(self, trainer: Any) -> Collection[str]:
+        """None: it reads the epoch logs without adding to them."""
+        return ()
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         """Compare the monitored value with the best; ask the trainer to stop when patient.
@@ -428,6 +445,10 @@ class ProgressBar(Callback):
             return {}
         return {"samples/s": f"{self._samples / elapsed:,.0f}"}
 
+    def log_keys(self, trainer: Any) -> Collection[str]:
+        """None: it reads the epoch logs without adding to them."""
+        return ()
+
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         """Show the epoch's final metrics: on its bar (then closed), or as one line."""
         if self.mode == "lines":
@@ -489,6 +510,11 @@ class LearningRateMonitor(Callback):
         """The current learning rate of each parameter group, keyed as they are logged."""
         lrs = [float(group["lr"]) for group in optimizer.param_groups]
         return {self.key if i == 0 else f"{self.key}_pg{i}": lr for i, lr in enumerate(lrs)}
+
+    def log_keys(self, trainer: Any) -> Collection[str]:
+        """``key``, and ``f"{key}_pg{i}"`` for every further parameter group."""
+        optimizer = getattr(trainer, "optimizer", None)
+        return [self.key] if optimizer is None else list(self.read(optimizer))
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         """Write the rates into ``logs`` and the History's record of this epoch."""

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.callbacks import Callback, ProgressBar
+from rnnkit.callbacks._log_keys import LogKeys
 from rnnkit.data import Batch
 from rnnkit.distributed import DistributedContext
 from rnnkit.io._atomic import atomic_save
@@ -283,6 +284,7 @@ class Trainer:
         self.last_val_metrics: dict[str, float] = {}
         self.logged_metrics: dict[str, float] = {}
         self.num_training_batches: int | None = None
+        self.expected_log_keys: LogKeys | None = None
         self.nan_guard = NanGuard(self.on_nan, self.device, self.distributed)
 
     # -- the run state, as attributes ----------------------------------------------------------
@@ -437,6 +439,7 @@ class Trainer:
         source = as_source(data, "data")
         _setup.check_task(self, task, model, [("data", source.info())])
         _setup.check_distributed(self, task, [source], None)
+        _setup.check_each_batch(task, model, [source])
         self.distributed.setup()
         with self._bound(model.to(self.device), task):
             return _loops.evaluation_loop(self, source)
