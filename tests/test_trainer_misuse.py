@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Collection
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +162,7 @@ def test_a_float64_model_trains_like_a_float64_hand_loop() -> None:
     sgd = lambda params: torch.optim.SGD(params, lr=0.5)  # noqa: E731
     _trainer(batch_size=16, optimizer=sgd).fit(model, (x, y))
     optimizer = torch.optim.SGD(reference.parameters(), lr=0.5)
-    F.cross_entropy(reference(x.double()), y).backward()
+    F.cross_entropy(reference(x.double()), y).backward()  # type: ignore[no-untyped-call]
     optimizer.step()
     for p, q in zip(model.parameters(), reference.parameters(), strict=True):
         assert p.dtype == torch.float64
@@ -192,28 +192,33 @@ def test_expected_log_keys_are_the_keys_an_epoch_logs(tmp_path: Path) -> None:
     )
     history = trainer.fit(_model(classes=6), (x, y), (x, y))
     expected = trainer.expected_log_keys
-    assert expected is not None and expected.complete and expected.has_val
+    assert expected is not None
+    assert expected.complete
+    assert expected.has_val
     assert expected.keys == set(history[-1])
 
 
-def _refused(tmp_path: Path, **options: Any) -> None:
+def _refused(tmp_path: Path, **options: Any) -> ValueError:
     x, y = _data()
     trainer = _trainer(callbacks=[ModelCheckpoint(tmp_path / "ck", **options)])
     with pytest.raises(ValueError, match=r"ModelCheckpoint.*will not hold") as info:
         trainer.fit(_model(), (x, y))
-    assert trainer.global_step == 0 and len(trainer.history) == 0
+    assert trainer.global_step == 0
+    assert len(trainer.history) == 0
     assert not (tmp_path / "ck").exists()
-    return info.value  # type: ignore[return-value]
+    return info.value
 
 
 def test_monitoring_val_loss_without_validation_data_fails_at_fit_start(tmp_path: Path) -> None:
     error = _refused(tmp_path, monitor="val_loss")
-    assert "`monitor` key 'val_loss'" in str(error) and "`val=`" in str(error)
+    assert "`monitor` key 'val_loss'" in str(error)
+    assert "`val=`" in str(error)
 
 
 def test_a_filename_field_no_epoch_logs_fails_at_fit_start(tmp_path: Path) -> None:
     error = _refused(tmp_path, filename="{epoch}-{f1:.2f}")
-    assert "`filename` key 'f1'" in str(error) and "metrics=" in str(error)
+    assert "`filename` key 'f1'" in str(error)
+    assert "metrics=" in str(error)
 
 
 class _Adds(Callback):
@@ -222,7 +227,7 @@ class _Adds(Callback):
     def __init__(self, declare: bool) -> None:
         self.declare = declare
 
-    def log_keys(self, trainer: Any) -> Collection[str] | None:
+    def log_keys(self, trainer: Any) -> Sequence[str] | None:
         return ["score"] if self.declare else super().log_keys(trainer)
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:

@@ -20,7 +20,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TextIO
 
 import torch
@@ -58,7 +58,7 @@ class Callback:
     def on_fit_start(self, trainer: Any) -> None:
         """Called once before the first epoch (also when resuming)."""
 
-    def log_keys(self, trainer: Any) -> Collection[str] | None:
+    def log_keys(self, trainer: Any) -> Sequence[str] | None:
         """The keys :meth:`on_epoch_end` adds to the epoch logs; ``None``: not known.
 
         The default: none when :meth:`on_epoch_end` is not overridden, else ``None`` (it
@@ -183,7 +183,7 @@ class EarlyStopping(Callback):
         if getattr(trainer, "global_step", 0) == 0:
             self.reset()
 
-    def log_keys(self, trainer: Any) -> Collection[str]:
+    def log_keys(self, trainer: Any) -> Sequence[str]:
         """None: it reads the epoch logs without adding to them."""
         return ()
 
@@ -445,7 +445,7 @@ class ProgressBar(Callback):
             return {}
         return {"samples/s": f"{self._samples / elapsed:,.0f}"}
 
-    def log_keys(self, trainer: Any) -> Collection[str]:
+    def log_keys(self, trainer: Any) -> Sequence[str]:
         """None: it reads the epoch logs without adding to them."""
         return ()
 
@@ -511,7 +511,7 @@ class LearningRateMonitor(Callback):
         lrs = [float(group["lr"]) for group in optimizer.param_groups]
         return {self.key if i == 0 else f"{self.key}_pg{i}": lr for i, lr in enumerate(lrs)}
 
-    def log_keys(self, trainer: Any) -> Collection[str]:
+    def log_keys(self, trainer: Any) -> Sequence[str]:
         """``key``, and ``f"{key}_pg{i}"`` for every further parameter group."""
         optimizer = getattr(trainer, "optimizer", None)
         return [self.key] if optimizer is None else list(self.read(optimizer))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,7 @@ class CSVLogger(Callback):
         if _writes(trainer):
             self._catch_up(trainer)
 
-    def log_keys(self, trainer: Any) -> Collection[str]:
+    def log_keys(self, trainer: Any) -> Sequence[str]:
         """None: it reads the epoch logs without adding to them."""
         return ()
 
@@ -246,7 +246,7 @@ class TensorBoardLogger(Callback):
         if lr is not None:
             self.writer.add_scalar("step/lr", lr, step)
 
-    def log_keys(self, trainer: Any) -> Collection[str]:
+    def log_keys(self, trainer: Any) -> Sequence[str]:
         """None: it reads the epoch logs without adding to them."""
         return ()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -169,7 +169,7 @@ class ModelCheckpoint(Callback):
         self._started = False
         self._start()
 
-    def log_keys(self, trainer: Any) -> Collection[str]:
+    def log_keys(self, trainer: Any) -> Sequence[str]:
         """None: it reads the epoch logs without adding to them."""
         return ()
 
