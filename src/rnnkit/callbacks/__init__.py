@@ -10,7 +10,8 @@ receives the Trainer at run time, it does not import it).
 
 from __future__ import annotations
 
-from rnnkit.callbacks._base import Callback, EarlyStopping, LearningRateMonitor, ProgressBar
+from rnnkit.callbacks._base import Callback, LearningRateMonitor, ProgressBar
+from rnnkit.callbacks._early_stopping import EarlyStopping
 from rnnkit.callbacks.gradient_flow import FlowRecord, GradientFlow, measure_gradient_flow
 from rnnkit.callbacks.loggers import CSVLogger, TensorBoardLogger
 from rnnkit.callbacks.model_checkpoint import ModelCheckpoint

@@ -20,17 +20,14 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TextIO
 
 import torch
-from torch import Tensor, nn
-
-from rnnkit.metrics import resolve_mode
+from torch import Tensor
 
 __all__ = [
     "Callback",
-    "EarlyStopping",
     "LearningRateMonitor",
     "ProgressBar",
 ]
@@ -43,8 +40,12 @@ class Callback:
     read its ``model``, ``optimizer``, ``scheduler``, ``history``
     (:class:`~rnnkit.History`), ``epoch`` (0-based, current), ``global_step``,
     ``device``, ``callbacks``, ``is_global_zero`` (True on rank 0 or in a single process),
-    ``last_train_metrics`` and ``last_val_metrics`` (``dict[str, float]``), and set
-    ``trainer.should_stop = True`` to stop after the current epoch.
+    ``last_train_metrics`` and ``last_val_metrics`` (``dict[str, float]``),
+    ``expected_log_keys`` (set before :meth:`on_fit_start`: the keys the epoch logs will
+    hold), and set ``trainer.should_stop = True`` to stop after the current epoch.
+
+    A callback whose :meth:`on_epoch_end` adds keys to the logs declares them in
+    :meth:`log_keys`, so that other callbacks can rely on them from the fit's start.
 
     A callback with state (counters, best scores) overrides :meth:`state_dict` and
     :meth:`load_state_dict`; checkpoints store it under the class name, so a resumed run
@@ -53,6 +54,15 @@ class Callback:
 
     def on_fit_start(self, trainer: Any) -> None:
         """Called once before the first epoch (also when resuming)."""
+
+    def log_keys(self, trainer: Any) -> Sequence[str] | None:
+        """The keys :meth:`on_epoch_end` adds to the epoch logs; ``None``: not known.
+
+        The default: none when :meth:`on_epoch_end` is not overridden, else ``None`` (it
+        may add any key). Override it to declare the keys (``()`` for none); it is called
+        before :meth:`on_fit_start`, after the optimizer is built.
+        """
+        return () if type(self).on_epoch_end is Callback.on_epoch_end else None
 
     def on_fit_end(self, trainer: Any) -> None:
         """Called once after the last epoch, when the fit ends without an exception."""
@@ -94,153 +104,6 @@ class Callback:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned; stateless callbacks ignore it."""
-
-
-def _copy_weights(model: nn.Module) -> dict[str, Tensor]:
-    return {key: value.detach().clone() for key, value in model.state_dict().items()}
-
-
-class EarlyStopping(Callback):
-    """Stop training when a monitored metric stops improving; restore the best weights.
-
-    After each epoch the value of ``monitor`` in the epoch logs is compared with the best so
-    far. An epoch improves when the value beats the best by more than ``min_delta``; after
-    ``patience`` consecutive epochs without improvement the callback sets
-    ``trainer.should_stop``, so training ends after that epoch. A NaN value never improves.
-
-    With ``restore_best_weights`` the model weights of the best epoch are kept (a copy on the
-    model's device) and loaded back into the model when the fit ends, whether it stopped early
-    or ran all its epochs.
-
-    Args:
-        monitor: Key of the epoch logs to watch, e.g. ``"val_loss"`` or ``"val_accuracy"``.
-        mode: ``"min"`` when lower is better (losses), ``"max"`` when higher is (accuracy);
-            ``"auto"`` (the default) picks it from ``monitor``, see
-            :func:`rnnkit.metrics.resolve_mode`.
-        patience: Epochs without improvement to wait before stopping (at least 1).
-        min_delta: Smallest change that counts as an improvement (at least 0).
-        restore_best_weights: Load the best epoch's weights into the model at the end.
-        strict: Raise when ``monitor`` is missing from the logs; when False, skip that epoch.
-
-    Raises:
-        ValueError: If an argument is out of range.
-
-    Attributes:
-        best: The best value seen (``inf`` or ``-inf`` before the first epoch).
-        best_epoch: The epoch (0-based) of the best value, -1 before the first.
-        wait: Consecutive epochs without improvement.
-        stopped_epoch: The epoch in which it asked to stop, -1 if it has not.
-        best_weights: Copy of the model's ``state_dict`` at the best epoch, or None.
-    """
-
-    def __init__(
-        self,
-        monitor: str = "val_loss",
-        mode: Literal["min", "max", "auto"] = "auto",
-        patience: int = 3,
-        min_delta: float = 0.0,
-        restore_best_weights: bool = True,
-        strict: bool = True,
-    ) -> None:
-        self.mode = resolve_mode(monitor, mode)  # checks `mode` first
-        _check_early_stopping_args(patience, min_delta)
-        self.monitor = monitor
-        self.patience = patience
-        self.min_delta = float(min_delta)
-        self.restore_best_weights = restore_best_weights
-        self.strict = strict
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the best value, the counter and the saved weights."""
-        self.best = math.inf if self.mode == "min" else -math.inf
-        self.best_epoch = -1
-        self.wait = 0
-        self.stopped_epoch = -1
-        self.best_weights: dict[str, Tensor] | None = None
-
-    def improved(self, value: float) -> bool:
-        """Whether ``value`` beats :attr:`best` by more than ``min_delta``."""
-        if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
-
-    def on_fit_start(self, trainer: Any) -> None:
-        """Start afresh, unless the trainer resumes a run (``global_step > 0``)."""
-        if getattr(trainer, "global_step", 0) == 0:
-            self.reset()
-
-    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
-        """Compare the monitored value with the best; ask the trainer to stop when patient.
-
-        Raises:
-            KeyError: If ``monitor`` is not in ``logs`` and ``strict`` is True.
-        """
-        value = self._read(logs)
-        if value is None:
-            return
-        if self.improved(value):
-            self.best, self.best_epoch, self.wait = value, epoch, 0
-            if self.restore_best_weights:
-                self.best_weights = _copy_weights(trainer.model)
-            return
-        self.wait += 1
-        if self.wait >= self.patience:
-            trainer.should_stop = True
-            self.stopped_epoch = epoch
-
-    def _read(self, logs: Mapping[str, float]) -> float | None:
-        if self.monitor in logs:
-            return float(logs[self.monitor])
-        if not self.strict:
-            return None
-        raise KeyError(
-            f"EarlyStopping monitors {self.monitor!r}, but the epoch logs hold only "
-            f"{sorted(logs)}. Hint: validation metrics exist only when fit() gets `val=` data; "
-            "monitor a key from the list or pass strict=False."
-        )
-
-    def on_fit_end(self, trainer: Any) -> None:
-        """Load the best epoch's weights into the model (with ``restore_best_weights``)."""
-        if self.restore_best_weights and self.best_weights is not None:
-            trainer.model.load_state_dict(self.best_weights)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Counters, best value and epoch, and the best weights (tensors) or None."""
-        weights = None if self.best_weights is None else dict(self.best_weights)
-        return {
-            "monitor": self.monitor,
-            "mode": self.mode,
-            "best": self.best,
-            "best_epoch": self.best_epoch,
-            "wait": self.wait,
-            "stopped_epoch": self.stopped_epoch,
-            "best_weights": weights,
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a :meth:`state_dict`.
-
-        Raises:
-            ValueError: If the state monitors another key or mode than this callback.
-        """
-        if (state["monitor"], state["mode"]) != (self.monitor, self.mode):
-            raise ValueError(
-                f"Expected an EarlyStopping state for monitor={self.monitor!r}, "
-                f"mode={self.mode!r}, but got monitor={state['monitor']!r}, "
-                f"mode={state['mode']!r}. Hint: resume with the callback configured as before."
-            )
-        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
-        self.wait, self.stopped_epoch = int(state["wait"]), int(state["stopped_epoch"])
-        weights = state["best_weights"]
-        self.best_weights = None if weights is None else dict(weights)
-
-
-def _check_early_stopping_args(patience: object, min_delta: float) -> None:
-    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-        raise ValueError(f"Expected `patience` to be an int >= 1, but got {patience!r}.")
-    if not min_delta >= 0:
-        raise ValueError(f"Expected `min_delta` to be >= 0, but got {min_delta!r}.")
 
 
 _TQDM_NOTE = (
@@ -428,6 +291,10 @@ class ProgressBar(Callback):
             return {}
         return {"samples/s": f"{self._samples / elapsed:,.0f}"}
 
+    def log_keys(self, trainer: Any) -> Sequence[str]:
+        """None: it reads the epoch logs without adding to them."""
+        return ()
+
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         """Show the epoch's final metrics: on its bar (then closed), or as one line."""
         if self.mode == "lines":
@@ -489,6 +356,11 @@ class LearningRateMonitor(Callback):
         """The current learning rate of each parameter group, keyed as they are logged."""
         lrs = [float(group["lr"]) for group in optimizer.param_groups]
         return {self.key if i == 0 else f"{self.key}_pg{i}": lr for i, lr in enumerate(lrs)}
+
+    def log_keys(self, trainer: Any) -> Sequence[str]:
+        """``key``, and ``f"{key}_pg{i}"`` for every further parameter group."""
+        optimizer = getattr(trainer, "optimizer", None)
+        return [self.key] if optimizer is None else list(self.read(optimizer))
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         """Write the rates into ``logs`` and the History's record of this epoch."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rnnkit.io._run_folder import LAST_NAME
 
-__all__ = ["check_template", "fill_template", "unique_name"]
+__all__ = ["check_template", "fill_template", "log_fields", "unique_name"]
 
 _INT_FIELDS = ("epoch", "step")
 _EXAMPLE = "Hint: e.g. 'epoch={epoch:03d}-{val_loss:.4f}'."
@@ -86,6 +86,12 @@ def check_template(template: object) -> str:
             f"hidden and without '/', but got {template!r}. {_EXAMPLE}"
         )
     return template
+
+
+def log_fields(template: str) -> list[str]:
+    """The fields of a checked template that come from the epoch logs (not epoch or step)."""
+    fields = (field for _, field, _, _ in string.Formatter().parse(template) if field)
+    return [field for field in dict.fromkeys(fields) if field not in _INT_FIELDS]
 
 
 def fill_template(template: str, epoch: int, step: int, logs: Mapping[str, float]) -> str:

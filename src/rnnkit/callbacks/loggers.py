@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,10 @@ class CSVLogger(Callback):
         """Take the final version of the previous epoch's record into its row."""
         if _writes(trainer):
             self._catch_up(trainer)
+
+    def log_keys(self, trainer: Any) -> Sequence[str]:
+        """None: it reads the epoch logs without adding to them."""
+        return ()
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         """Write the epoch's row."""
@@ -241,6 +245,10 @@ class TensorBoardLogger(Callback):
         lr = self._lr[1] if self._lr[0] == step else _first_lr(trainer)
         if lr is not None:
             self.writer.add_scalar("step/lr", lr, step)
+
+    def log_keys(self, trainer: Any) -> Sequence[str]:
+        """None: it reads the epoch logs without adding to them."""
+        return ()
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         """Log the epoch's metrics (and the last interval's loss), then flush."""

@@ -9,12 +9,18 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from rnnkit.callbacks._base import Callback
-from rnnkit.callbacks._checkpoint_names import check_template, fill_template, unique_name
+from rnnkit.callbacks._checkpoint_names import (
+    check_template,
+    fill_template,
+    log_fields,
+    unique_name,
+)
+from rnnkit.callbacks._log_keys import check_log_keys
 from rnnkit.errors import CheckpointError, CheckpointWriteError
 from rnnkit.io._atomic import atomic_copy
 from rnnkit.io._run_folder import (
@@ -142,15 +148,30 @@ class ModelCheckpoint(Callback):
     def on_fit_start(self, trainer: Any) -> None:
         """Create ``dirpath`` and claim it for this run (rank 0), before the first epoch.
 
+        First the ``monitor`` key and the filename template's fields are checked against
+        the keys the fit's epoch logs will hold (``trainer.expected_log_keys``; see
+        :meth:`rnnkit.Callback.log_keys`): a key that cannot appear is refused, one that
+        only a callback of unknown keys could add gets a warning.
+
         Raises:
+            ValueError: ``monitor`` or a filename field is a key the epoch logs cannot hold
+                (e.g. ``"val_loss"`` without validation data).
             rnnkit.errors.CheckpointWriteError: The folder cannot be created.
             rnnkit.errors.CheckpointError: The folder belongs to another run (see
                 ``overwrite``).
         """
+        wanted = {field: "filename" for field in log_fields(self.filename)}
+        if self.monitor is not None:
+            wanted[self.monitor] = "monitor"
+        check_log_keys(trainer, "ModelCheckpoint", wanted)
         if not trainer.is_global_zero:
             return
         self._started = False
         self._start()
+
+    def log_keys(self, trainer: Any) -> Sequence[str]:
+        """None: it reads the epoch logs without adding to them."""
+        return ()
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         """Save this epoch's checkpoint(s) when it is a save epoch, on rank 0."""

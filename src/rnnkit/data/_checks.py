@@ -28,11 +28,14 @@ __all__ = [
 def as_tensor(value: Any, name: str) -> Tensor:
     """Return ``value`` (a tensor or an ndarray) as a CPU-or-device tensor, sharing memory.
 
+    A tensor is detached from any autograd graph: data are constants to the model, and a
+    tensor with ``requires_grad=True`` would tie every batch drawn from it to one graph.
+
     Raises:
         TypeError: ``value`` is neither a :class:`torch.Tensor` nor a :class:`numpy.ndarray`.
     """
     if isinstance(value, Tensor):
-        return value
+        return value.detach()
     if isinstance(value, np.ndarray):
         if not value.flags.writeable or any(s < 0 for s in value.strides):
             value = np.array(value)  # torch cannot share read-only or reversed memory

@@ -191,13 +191,21 @@ def zero_padded_steps(values: Tensor, lengths: Tensor | None) -> Tensor:
 
 
 def check_num_classes(num_classes: object) -> None:
-    """Raise unless ``num_classes`` is an int >= 1.
+    """Raise unless ``num_classes`` is an int >= 2.
+
+    One class would train to a loss of 0 whatever the model does (the softmax of one logit is
+    always 1), so it is refused.
 
     Raises:
         TypeError: Not an int.
-        ValueError: Below 1.
+        ValueError: Below 2.
     """
     check_int("num_classes", num_classes, 1)
+    if num_classes == 1:
+        raise ValueError(
+            "Expected `num_classes` >= 2, but got 1: with one class the loss is 0 whatever the "
+            "model predicts. Hint: binary classification uses num_classes=2 (labels 0 and 1)."
+        )
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -9,17 +9,19 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from rnnkit.data import Batch
+from rnnkit._validate import fmt_shape
+from rnnkit.data import IGNORE_INDEX, Batch
 from rnnkit.errors import ShapeError
 from rnnkit.metrics import Metric, get_metric
 from rnnkit.shapes import RecurrentSpec, State
-from rnnkit.tasks._info import DataInfo
+from rnnkit.tasks._info import DataInfo, info_from_batch
 
 __all__ = [
     "Chunk",
     "LossFn",
     "Parts",
     "Task",
+    "check_user_loss",
     "detach_state",
     "resolve_metrics",
 ]
@@ -116,6 +118,52 @@ def resolve_metrics(metrics: Sequence[str | Metric] | None) -> list[Metric] | No
                 f"rnnkit.metrics.Metric, but got {metric!r}."
             )
     return resolved
+
+
+def check_user_loss(value: object) -> Tensor:
+    """Return ``value`` when it is a 0-dim tensor, as a user ``loss`` must return.
+
+    A one-element tensor (e.g. shape ``(1,)``) is accepted as its 0-dim view. No value is read,
+    so the check costs no host synchronisation.
+
+    Raises:
+        TypeError: ``value`` is not a tensor.
+        ValueError: ``value`` has more than one element.
+    """
+    if not isinstance(value, Tensor):
+        raise TypeError(
+            f"Expected `loss` to return a 0-dim torch.Tensor (the batch's mean loss), but it "
+            f"returned {type(value).__name__} {value!r}. Hint: compute it with torch "
+            "operations on the output and the targets, so that it can be back-propagated."
+        )
+    if value.numel() != 1:
+        raise ValueError(
+            f"Expected `loss` to return a 0-dim tensor (the batch's mean loss), but it returned "
+            f"a tensor of shape {fmt_shape(value)}. Hint: reduce it to one value, e.g. "
+            "reduction='mean' in torch.nn.functional losses, or .mean() at the end."
+        )
+    return value.reshape(())
+
+
+def _check_labels(batch: Batch, kind: str) -> None:
+    """Raise unless class labels (``kind`` ``"class"`` or ``"tag"``) are valid indices."""
+    y = batch.y
+    if y is None or kind not in ("class", "tag"):
+        return
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(
+            f"Expected integer class labels (torch.int64), but got {y.dtype} labels of shape "
+            f"{fmt_shape(y)}. Hint: convert them with y.long() (after rounding, if they are "
+            "whole numbers stored as floats)."
+        )
+    skipped = IGNORE_INDEX if kind == "tag" else None
+    bad = (y < 0) if skipped is None else (y < 0) & (y != skipped)
+    if y.numel() and bool(bad.any()):
+        allowed = "0..C-1, or -100 for a step to skip" if skipped is not None else "0..C-1"
+        raise ValueError(
+            f"Expected class labels in {allowed}, but got {int(y[bad][0])}. Hint: map the "
+            "labels to 0..C-1 first (rnnkit.data.encode_labels(...) does)."
+        )
 
 
 def _positional_arity(model: nn.Module) -> int | None:
@@ -266,6 +314,38 @@ class Task:
                 "torch.nn.utils.rnn.pack_padded_sequence), or pass unpadded sequences."
             )
 
+    def check_batch(self, model: nn.Module, batch: Batch, name: str, index: int) -> None:
+        """Check one batch of a DataLoader or list as it is drawn, before a step runs on it.
+
+        Data the Trainer can index (a :class:`~rnnkit.data.SequenceDataset` or an ``(x, y)``
+        pair) are checked once, as a whole, before training; a DataLoader's batches are seen
+        only one at a time, so each is checked as :meth:`check_data` checks a data set (its
+        layout, its width, its labels against the model's ``num_classes``), and class labels
+        must be integers, ``>= 0`` (or ``-100`` for a per-step label to skip). The checks
+        read a few numbers of the batch (its largest and smallest label): no step's work is
+        lost to a bad batch.
+
+        Args:
+            model: The model the batch is for.
+            batch: The batch, on the CPU (as the DataLoader made it).
+            name: The argument the data came in (``"train"``, ``"val"``, ``"data"``).
+            index: The batch's position in the epoch, 0-based.
+
+        Raises:
+            ValueError: Labels that are not integers, negative or beyond ``num_classes``, or
+                targets of another kind than the model predicts.
+            rnnkit.errors.ShapeError: The wrong layout or sequence width.
+        """
+        try:
+            info = info_from_batch(batch, None, name)
+            if info.target_kind == self.target_kind:
+                _check_labels(batch, self.target_kind)
+            self.check_data(model, info, name)
+        except ValueError as exc:  # ShapeError included: same type, with the batch named
+            raise type(exc)(
+                f"Batch {index} (0-based) of `{name}` does not fit the model: {exc}"
+            ) from None
+
     padded_arguments: ClassVar[int] = 2
     """Positional arguments ``forward`` needs for padded batches (``x, lengths``)."""
 
@@ -304,6 +384,16 @@ class Task:
     def loss(self, output: Tensor, chunk: Chunk) -> Tensor:
         """The chunk's mean loss (a 0-dim tensor), over :attr:`Chunk.elements` units."""
         raise NotImplementedError
+
+    def user_loss(self, output: Tensor, target: Tensor) -> Tensor:
+        """The user's ``loss(output, target)``, checked to be a 0-dim tensor.
+
+        Raises:
+            TypeError: The loss returned something other than a tensor.
+            ValueError: The loss returned a tensor with more than one element.
+        """
+        assert self.loss_fn is not None
+        return check_user_loss(self.loss_fn(output, target))
 
     def aligned(self, output: Tensor, chunk: Chunk) -> Tensor:
         """The part of ``output`` the targets refer to (all of it, by default)."""

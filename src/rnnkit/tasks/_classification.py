@@ -63,5 +63,5 @@ class ClassificationTask(Task):
     def loss(self, output: Tensor, chunk: Chunk) -> Tensor:
         """Cross-entropy over the batch, or the user's loss."""
         if self.loss_fn is not None:
-            return self.loss_fn(output, chunk.target)
+            return self.user_loss(output, chunk.target)
         return F.cross_entropy(output, chunk.target)

@@ -168,7 +168,7 @@ class RegressionTask(Task):
         if self.loss_fn is not None:
             if mask is not None:  # boolean indexing: one host synchronisation on CUDA
                 pred, target = pred[mask], target[mask]
-            return self.loss_fn(pred, target)
+            return self.user_loss(pred, target)
         if mask is None:
             return F.mse_loss(pred.float(), target.float())
         squared = (pred.float() - target.float()).square()

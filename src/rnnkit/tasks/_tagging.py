@@ -99,7 +99,7 @@ class TaggingTask(Task):
         """Mean cross-entropy over the labelled steps, or the user's loss on them."""
         if self.loss_fn is not None:
             keep = _keep(chunk.target, chunk.mask)
-            return self.loss_fn(output[keep], chunk.target[keep])
+            return self.user_loss(output[keep], chunk.target[keep])
         targets = chunk.target
         if chunk.mask is not None:
             targets = targets.masked_fill(~chunk.mask, IGNORE_INDEX)

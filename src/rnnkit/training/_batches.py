@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -29,12 +29,18 @@ from rnnkit.data import Batch, SequenceDataset
 from rnnkit.tasks import DataInfo, info_from_batch
 
 __all__ = [
+    "BatchCheck",
     "BatchSource",
     "IndexedSource",
     "IterableSource",
     "as_source",
+    "input_dtype",
     "to_device",
 ]
+
+
+BatchCheck = Callable[[Batch, int], None]
+"""Checks one batch drawn from an iterable source: ``check(batch, index)``; raises when bad."""
 
 
 class BatchSource:
@@ -185,10 +191,17 @@ class IterableSource(BatchSource):
         limit: Yield at most ``limit`` batches per epoch.
     """
 
-    def __init__(self, iterable: Iterable[Any], name: str, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        iterable: Iterable[Any],
+        name: str,
+        limit: int | None = None,
+        check: BatchCheck | None = None,
+    ) -> None:
         super().__init__(name)
         self.iterable = iterable
         self.limit = limit
+        self.check = check
 
     def num_batches(self, batch_size: int) -> int | None:
         """``len(iterable)`` (capped by the limit), or ``None``."""
@@ -201,14 +214,21 @@ class IterableSource(BatchSource):
     def batches(
         self, batch_size: int, order: Tensor | None = None, start: int = 0
     ) -> Iterator[Batch]:
-        """Iterate the source afresh, skipping ``start`` batches, converting each item."""
+        """Iterate the source afresh, skipping ``start`` batches, converting each item.
+
+        Each batch is checked with :attr:`check` (when set) as it is drawn, before any step
+        runs on it.
+        """
         items: Iterator[Any] = iter(self.iterable)
-        for item in itertools.islice(items, start, self.limit):
-            yield as_batch(item)
+        for index, item in enumerate(itertools.islice(items, start, self.limit), start):
+            batch = as_batch(item, self.name, index)
+            if self.check is not None:
+                self.check(batch, index)
+            yield batch
 
     def limited(self, batches: int, batch_size: int) -> IterableSource:
         """At most ``batches`` batches per epoch."""
-        return IterableSource(self.iterable, self.name, batches)
+        return IterableSource(self.iterable, self.name, batches, self.check)
 
     def info(self) -> DataInfo:
         """Layout and labels of the first batch the iterable yields.
@@ -216,38 +236,76 @@ class IterableSource(BatchSource):
         Raises:
             ValueError: If the iterable yields nothing.
         """
-        for batch in self.batches(0):
-            return info_from_batch(batch, None, self.name)
+        for item in itertools.islice(self.iterable, 1):
+            return info_from_batch(as_batch(item, self.name, 0), None, self.name)
         raise ValueError(
             f"Expected `{self.name}` to yield at least one batch, but it is empty. Hint: check "
             "the dataset behind the DataLoader (and drop_last with a small dataset)."
         )
 
 
-def as_batch(item: Any) -> Batch:
+def as_batch(item: Any, name: str = "data", index: int = 0) -> Batch:
     """Convert one item of an iterable source into a :class:`~rnnkit.data.Batch`.
+
+    NumPy arrays become tensors, every tensor is detached from any autograd graph (data are
+    constants to the model), ``x`` becomes floating point and integer labels ``int64``.
+
+    Args:
+        item: The item the iterable yielded.
+        name: The argument the data came in, for messages.
+        index: The item's position in the epoch (0-based), for messages.
 
     Raises:
         TypeError: If the item has none of the accepted forms.
+        ValueError: A mapping without the key ``"x"``.
     """
+    x: Any
     if isinstance(item, Batch):
-        return item
-    if isinstance(item, Tensor):
-        return Batch(_float_x(item), None, None)
-    if isinstance(item, Mapping):
-        return Batch(_float_x(item["x"]), item.get("y"), item.get("lengths"))
-    if isinstance(item, tuple | list) and 1 <= len(item) <= 3:
-        parts = list(item) + [None] * (3 - len(item))
-        return Batch(_float_x(parts[0]), parts[1], parts[2])
-    raise TypeError(
-        f"Expected each batch to be a Batch, an (x, y) or (x, y, lengths) tuple, a mapping with "
-        f"keys 'x', 'y', 'lengths', or a tensor x, but got {type(item).__name__}. Hint: "
-        "rnnkit.data.collate_padded builds such batches from variable-length samples."
-    )
+        x, y, lengths = item
+    elif isinstance(item, Tensor | np.ndarray):
+        x, y, lengths = item, None, None
+    elif isinstance(item, Mapping):
+        x, y, lengths = _from_mapping(item, name, index)
+    elif isinstance(item, tuple | list) and 1 <= len(item) <= 3:
+        x, y, lengths = list(item) + [None] * (3 - len(item))
+    else:
+        raise TypeError(
+            f"Expected batch {index} of `{name}` to be a Batch, an (x, y) or (x, y, lengths) "
+            f"tuple, a mapping with keys 'x', 'y', 'lengths', or a tensor x, but got "
+            f"{type(item).__name__}. Hint: rnnkit.data.collate_padded builds such batches "
+            "from variable-length samples."
+        )
+    return Batch(_float_x(x), _labels(y), _plain(lengths))
+
+
+def _from_mapping(item: Mapping[Any, Any], name: str, index: int) -> tuple[Any, Any, Any]:
+    if "x" not in item:
+        raise ValueError(
+            f"Expected batch {index} of `{name}` (a mapping) to hold the inputs under 'x' "
+            f"(and the targets under 'y', the lengths under 'lengths'), but its keys are "
+            f"{sorted(map(str, item))}. Hint: rename the keys in the dataset or the "
+            "DataLoader's collate_fn, e.g. {'x': inputs, 'y': targets}."
+        )
+    return item["x"], item.get("y"), item.get("lengths")
+
+
+def _plain(value: Any) -> Tensor | None:
+    """``value`` as a tensor detached from autograd (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    return torch.as_tensor(value).detach()
+
+
+def _labels(y: Any) -> Tensor | None:
+    """Targets as a detached tensor; integer labels as ``int64``, which the losses need."""
+    t = _plain(y)
+    if t is None or t.is_floating_point() or t.is_complex() or t.dtype in (torch.int64, torch.bool):
+        return t
+    return t.long()
 
 
 def _float_x(x: Any) -> Tensor:
-    t = torch.as_tensor(x)
+    t = torch.as_tensor(x).detach()
     return t if t.is_floating_point() else t.float()
 
 
@@ -297,16 +355,39 @@ def _iterable_source(data: Any, name: str) -> IterableSource:
     return IterableSource(data, name)
 
 
-def to_device(batch: Batch, device: torch.device) -> Batch:
+def input_dtype(model: torch.nn.Module) -> torch.dtype | None:
+    """The dtype of the model's first floating-point parameter (``None``: it has none).
+
+    The Trainer casts floating inputs and targets to it, so that a model converted with
+    ``model.double()`` trains on the same data as a ``float32`` one.
+    """
+    for parameter in model.parameters():
+        if parameter.is_floating_point():
+            return parameter.dtype
+    return None
+
+
+def to_device(batch: Batch, device: torch.device, dtype: torch.dtype | None = None) -> Batch:
     """Move ``x`` and ``y`` to ``device`` once; ``lengths`` stay on the CPU.
 
     On CUDA, CPU tensors are pinned and copied with ``non_blocking=True``, so the copy overlaps
-    the previous step's kernels.
+    the previous step's kernels. With ``dtype``, floating ``x`` and ``y`` are cast to it (after
+    the copy; integer labels are kept).
     """
     x, y, lengths = batch
     if lengths is not None and lengths.device.type != "cpu":
         lengths = lengths.cpu()
-    return Batch(_move(x, device), None if y is None else _move(y, device), lengths)
+    return Batch(
+        _cast(_move(x, device), dtype),
+        None if y is None else _cast(_move(y, device), dtype),
+        lengths,
+    )
+
+
+def _cast(t: Tensor, dtype: torch.dtype | None) -> Tensor:
+    if dtype is None or not t.is_floating_point() or t.dtype == dtype:
+        return t
+    return t.to(dtype)
 
 
 def _move(t: Tensor, device: torch.device) -> Tensor:

@@ -42,6 +42,7 @@ def evaluate(trainer: Trainer, model: nn.Module, data: Any) -> dict[str, float]:
     source = as_source(data, "data")
     _setup.check_task(trainer, task, model, [("data", source.info())])
     _setup.check_distributed(trainer, task, [source], None)
+    _setup.check_each_batch(task, model, [source])
     trainer.distributed.setup()
     with bound(trainer, model.to(trainer.device), task):
         return _loops.evaluation_loop(trainer, source)

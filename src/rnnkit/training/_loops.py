@@ -25,7 +25,7 @@ from torch import Tensor
 
 from rnnkit.data import Batch
 from rnnkit.models.base import evaluating
-from rnnkit.training._batches import BatchSource, IndexedSource, to_device
+from rnnkit.training._batches import BatchSource, IndexedSource, input_dtype, to_device
 from rnnkit.training._checkpointing import interrupt_path
 from rnnkit.training._stateful import join_stream_predictions, streaming
 from rnnkit.training._steps import check_divergence, parts_of
@@ -119,11 +119,11 @@ def train_loop(trainer: Trainer) -> dict[str, float]:
     """The epoch's training batches from the resume position, averaged (``train_loop``)."""
     assert trainer.train_model is not None
     trainer.train_model.train()
-    run = trainer.run
+    run, dtype = trainer.run, input_dtype(trainer.train_model)
     for batch_idx, batch in _training_batches(trainer):
         call(trainer, "on_batch_start", batch_idx)
         run.begin_step(trainer.device)
-        outputs = trainer.training_step(to_device(batch, trainer.device), batch_idx)
+        outputs = trainer.training_step(to_device(batch, trainer.device, dtype), batch_idx)
         for name, total, count in parts_of(outputs, "training_step"):
             run.totals.add(name, total, count)
         run.end_step(batch_idx + 1)
@@ -244,7 +244,7 @@ def evaluation_loop(trainer: Trainer, source: BatchSource) -> dict[str, float]:
     totals = EpochTotals()
     with evaluating(model), streaming(trainer, source):
         for batch in source.batches(trainer.batch_size, _evaluation_part(trainer, source)):
-            outputs = trainer.evaluation_step(to_device(batch, trainer.device))
+            outputs = trainer.evaluation_step(to_device(batch, trainer.device, input_dtype(model)))
             for name, total, count in parts_of(outputs, "evaluation_step"):
                 totals.add(name, total, count)
     return totals.compute(trainer.distributed.all_reduce_named_sums)
@@ -261,10 +261,10 @@ def _evaluation_part(trainer: Trainer, source: BatchSource) -> Tensor | None:
 def prediction_loop(trainer: Trainer, source: BatchSource) -> Tensor:
     """The model's outputs over ``source`` in order, on the CPU (see ``predict``)."""
     model, task = trainer.evaluated
-    outputs = []
+    outputs, dtype = [], input_dtype(model)
     with evaluating(model), streaming(trainer, source):
         for batch in source.batches(trainer.batch_size):
-            outputs.append(trainer.prediction_step(to_device(batch, trainer.device)))
+            outputs.append(trainer.prediction_step(to_device(batch, trainer.device, dtype)))
         if trainer.eval_carry is not None:  # a stream: lay the outputs along the streams
             return join_stream_predictions(outputs)
     return task.join_predictions(outputs)

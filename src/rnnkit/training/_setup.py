@@ -7,16 +7,18 @@ before the first step.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from rnnkit.data import Batch
 from rnnkit.io.checkpoint import check_compatible, load_checkpoint
 from rnnkit.tasks import DataInfo, Task, task_for
 from rnnkit.training import _stateful
-from rnnkit.training._batches import BatchSource, as_source
+from rnnkit.training._batches import BatchSource, IterableSource, as_source
 from rnnkit.training._checkpointing import (
     check_resume_layout,
     load_callback_states,
@@ -25,6 +27,7 @@ from rnnkit.training._checkpointing import (
     saved_fused,
 )
 from rnnkit.training._checks import check_shardable, check_val_like_train
+from rnnkit.training._log_keys import expected_log_keys
 from rnnkit.training._optimizers import named_optimizer
 from rnnkit.training._resume_checks import check_data, check_optimizer_state, data_signature
 from rnnkit.training._rng import seed_everything
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "build_optimizer",
     "check_distributed",
+    "check_each_batch",
     "check_task",
     "prepare_fit",
     "read_resume_checkpoint",
@@ -116,6 +120,22 @@ def prepare_fit(trainer: Trainer, task: Task, model: nn.Module, train: Any, val:
     check_task(trainer, task, model, infos)
     check_distributed(trainer, task, [train_source, val_source], infos[0][1])
     trainer.train_source, trainer.val_source = _limit_sources(trainer, train_source, val_source)
+    check_each_batch(task, model, [trainer.train_source, trainer.val_source])
+
+
+def check_each_batch(task: Task, model: nn.Module, sources: list[BatchSource | None]) -> None:
+    """Have every batch of a DataLoader or list checked by the task as it is drawn.
+
+    Indexed data were checked as a whole by :func:`check_task`, so the fast path pays nothing
+    per batch.
+    """
+    for source in sources:
+        if isinstance(source, IterableSource):
+            source.check = functools.partial(_check_batch, task, model, source.name)
+
+
+def _check_batch(task: Task, model: nn.Module, name: str, batch: Batch, index: int) -> None:
+    task.check_batch(model, batch, name, index)
 
 
 def _limit_sources(
@@ -181,6 +201,7 @@ def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
         trainer.history.load_state_dict(pending["history"])
         trainer.run.load_state_dict(pending)
     trainer.train_model = trainer.distributed.wrap_model(model)
+    trainer.expected_log_keys = expected_log_keys(trainer)  # read by callbacks' on_fit_start
 
 
 def _seed_run(trainer: Trainer, run: RunState) -> None:

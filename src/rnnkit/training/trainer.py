@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.callbacks import Callback, ProgressBar
+from rnnkit.callbacks._log_keys import LogKeys
 from rnnkit.data import Batch
 from rnnkit.distributed import DistributedContext
 from rnnkit.metrics import Metric
@@ -141,6 +142,12 @@ class Trainer:
         callbacks: The callbacks, the progress bar included.
         last_train_metrics: The last epoch's training metrics.
         last_val_metrics: The last validation metrics.
+        expected_log_keys: Set when ``fit`` starts, before ``on_fit_start``: the keys the
+            epoch logs will hold (``keys``), whether nothing else can add one
+            (``complete``: no overridden step, no task defined outside rnnkit, no callback
+            whose :meth:`~rnnkit.Callback.log_keys` is ``None``) and whether there is
+            validation data (``has_val``). :class:`~rnnkit.ModelCheckpoint` checks its
+            ``monitor`` and file name fields against it.
         logged_metrics: The loss over the last ``log_every_n_steps`` batches, read at that
             interval, and the global step it was read at.
         interrupted: Whether the last ``fit`` ended by a KeyboardInterrupt.
@@ -246,6 +253,7 @@ class Trainer:
         self.last_val_metrics: dict[str, float] = {}
         self.logged_metrics: dict[str, float] = {}
         self.num_training_batches: int | None = None
+        self.expected_log_keys: LogKeys | None = None
         self.nan_guard = NanGuard(self.on_nan, self.device, self.distributed)
 
     # -- the run state, as attributes ----------------------------------------------------------
@@ -339,6 +347,14 @@ class Trainer:
                 model is touched. The optimizer's saved hyperparameters win over the
                 Trainer's (a different ``lr`` is not used, with a warning naming both
                 values), so that the run continues exactly.
+
+        The data are constants to the model: tensors that require grad are detached, and
+        floating inputs and targets are cast to the dtype of the model's first floating
+        parameter (so a model converted with ``model.double()`` trains on the same data).
+        Indexed data (a dataset, an ``(x, y)`` pair) are checked as a whole before training;
+        the batches of a DataLoader or list are checked one by one as they are drawn
+        (:meth:`rnnkit.tasks.Task.check_batch`), so a bad batch is named before a step runs
+        on it.
 
         Returns:
             The :class:`~rnnkit.History`, one record per epoch. After a KeyboardInterrupt the
