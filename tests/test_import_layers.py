@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,3 +54,20 @@ def test_an_upward_import_breaks_the_contract(
     assert done.returncode == 1, done.stdout
     assert f"{broken}" in done.stdout
     assert "BROKEN" in done.stdout
+
+
+def test_no_package_imports_another_packages_private_module() -> None:
+    """An underscore module is private to its package: ``rnnkit.a._b`` is imported only in ``a``."""
+    src = ROOT / "src" / "rnnkit"
+    private = re.compile(
+        r"^\s*(?:from|import) rnnkit\.(\w+)\.(_\w+)|^\s*from rnnkit\.(\w+) import (_\w+)"
+    )
+    offenders = []
+    for path in sorted(src.rglob("*.py")):
+        package = path.relative_to(src).parts[0]
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            match = private.match(line)
+            owner = match and (match.group(1) or match.group(3))
+            if owner and not owner.startswith("_") and owner != package:
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == []

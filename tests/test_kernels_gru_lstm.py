@@ -16,7 +16,8 @@ from rnnkit import (
     SequenceTagger,
     Trainer,
 )
-from rnnkit.kernels import _gru, _lstm
+from rnnkit.kernels import gru as _gru
+from rnnkit.kernels import lstm as _lstm
 from rnnkit.models.encoder import RecurrentEncoder
 from rnnkit.shapes import State
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from rnnkit import SequenceClassifier
-from rnnkit.kernels import _rnn as kernel
+from rnnkit.kernels import rnn as kernel
 from rnnkit.models.encoder import Kernel, RecurrentEncoder
 
 

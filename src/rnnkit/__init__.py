@@ -3,8 +3,9 @@
 The public names are listed in ``__all__``; everything else is internal. The subpackages are
 the layers, lowest first: :mod:`rnnkit.errors`; :mod:`rnnkit.shapes`, :mod:`rnnkit.data` and
 :mod:`rnnkit.metrics`; :mod:`rnnkit.kernels`; :mod:`rnnkit.models`; :mod:`rnnkit.io`;
-:mod:`rnnkit.tasks` and :mod:`rnnkit.distributed`; :mod:`rnnkit.callbacks`; and
-:mod:`rnnkit.training`. A module imports only from its own layer and those below it.
+:mod:`rnnkit.tasks`, :mod:`rnnkit.distributed` and :mod:`rnnkit.export`;
+:mod:`rnnkit.callbacks`; and :mod:`rnnkit.training`. A module imports only from its own layer
+and those below it; ``rnnkit._validate`` (argument checks) sits beside :mod:`rnnkit.errors`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from rnnkit.callbacks._base import Callback, LearningRateMonitor, ProgressBar
 from rnnkit.callbacks._early_stopping import EarlyStopping
+from rnnkit.callbacks._log_keys import LogKeys
 from rnnkit.callbacks.gradient_flow import FlowRecord, GradientFlow, measure_gradient_flow
 from rnnkit.callbacks.loggers import CSVLogger, TensorBoardLogger
 from rnnkit.callbacks.model_checkpoint import ModelCheckpoint
@@ -23,6 +24,7 @@ __all__ = [
     "FlowRecord",
     "GradientFlow",
     "LearningRateMonitor",
+    "LogKeys",
     "ModelCheckpoint",
     "ProgressBar",
     "TensorBoardLogger",

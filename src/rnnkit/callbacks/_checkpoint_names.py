@@ -13,7 +13,7 @@ import string
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
-from rnnkit.io._run_folder import LAST_NAME
+from rnnkit.io.run_folder import LAST_NAME
 
 __all__ = ["check_template", "fill_template", "log_fields", "unique_name"]
 

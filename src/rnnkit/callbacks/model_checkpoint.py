@@ -22,8 +22,8 @@ from rnnkit.callbacks._checkpoint_names import (
 )
 from rnnkit.callbacks._log_keys import check_log_keys
 from rnnkit.errors import CheckpointError, CheckpointWriteError
-from rnnkit.io._atomic import atomic_copy
-from rnnkit.io._run_folder import (
+from rnnkit.io.checkpoint import atomic_copy
+from rnnkit.io.run_folder import (
     LAST_NAME,
     MARKER_NAME,
     RunOwner,

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from rnnkit.kernels import _gru as _gru_kernel
-from rnnkit.kernels import _lstm as _lstm_kernel
-from rnnkit.kernels import _rnn as _rnn_kernel
+from rnnkit.kernels import gru as _gru_kernel
+from rnnkit.kernels import lstm as _lstm_kernel
+from rnnkit.kernels import rnn as _rnn_kernel
 from rnnkit.shapes import State
 
 REFUSALS: dict[str, Callable[[nn.RNNBase, object], str | None]] = {

@@ -19,8 +19,7 @@ import torch
 from rnnkit.callbacks import Callback
 from rnnkit.callbacks.model_checkpoint import LAST_NAME, ModelCheckpoint
 from rnnkit.errors import CheckpointError
-from rnnkit.io._atomic import atomic_save
-from rnnkit.io.checkpoint import make_checkpoint
+from rnnkit.io.checkpoint import atomic_save, make_checkpoint
 from rnnkit.training._stateful import state_entry
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rnnkit.callbacks._log_keys import LogKeys
+from rnnkit.callbacks import LogKeys
 
 if TYPE_CHECKING:
     from rnnkit.training.trainer import Trainer

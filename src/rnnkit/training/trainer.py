@@ -20,8 +20,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from rnnkit.callbacks import Callback, ProgressBar
-from rnnkit.callbacks._log_keys import LogKeys
+from rnnkit.callbacks import Callback, LogKeys, ProgressBar
 from rnnkit.data import Batch
 from rnnkit.distributed import DistributedContext
 from rnnkit.metrics import Metric
