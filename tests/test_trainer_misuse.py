@@ -14,7 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnnkit.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from rnnkit.callbacks import (
+    Callback,
+    EarlyStopping,
+    GradientFlow,
+    LearningRateMonitor,
+    ModelCheckpoint,
+)
 from rnnkit.errors import ShapeError
 from rnnkit.models import SequenceClassifier, SequenceTagger
 from rnnkit.tasks import ClassificationTask
@@ -219,6 +225,25 @@ def test_a_filename_field_no_epoch_logs_fails_at_fit_start(tmp_path: Path) -> No
     error = _refused(tmp_path, filename="{epoch}-{f1:.2f}")
     assert "`filename` key 'f1'" in str(error)
     assert "metrics=" in str(error)
+
+
+def test_early_stopping_on_val_loss_without_validation_data_fails_at_fit_start() -> None:
+    x, y = _data()
+    trainer = _trainer(max_epochs=3, callbacks=[EarlyStopping(monitor="val_loss")])
+    with pytest.raises(ValueError, match=r"EarlyStopping.*`monitor` key 'val_loss'"):
+        trainer.fit(_model(), (x, y))
+    assert trainer.global_step == 0
+
+
+def test_gradient_flow_declares_its_key_so_a_checkpoint_may_monitor_it(tmp_path: Path) -> None:
+    x, y = _data()
+    flow = GradientFlow(x[:4], y[:4], warn=False)
+    checkpoint = ModelCheckpoint(tmp_path / "ck", monitor="grad_flow_ratio", mode="max")
+    trainer = _trainer(callbacks=[flow, checkpoint])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # neither refused nor warned about
+        trainer.fit(_model(), (x, y))
+    assert "grad_flow_ratio" in trainer.history[0]
 
 
 class _Adds(Callback):

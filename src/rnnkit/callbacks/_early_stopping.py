@@ -9,6 +9,7 @@ from typing import Any, Literal
 from torch import Tensor, nn
 
 from rnnkit.callbacks._base import Callback
+from rnnkit.callbacks._log_keys import check_log_keys
 from rnnkit.metrics import resolve_mode
 
 __all__ = ["EarlyStopping"]
@@ -84,7 +85,13 @@ class EarlyStopping(Callback):
         return value > self.best + self.min_delta
 
     def on_fit_start(self, trainer: Any) -> None:
-        """Start afresh, unless the trainer resumes a run (``global_step > 0``)."""
+        """Check ``monitor``; start afresh unless the trainer resumes a run (``global_step > 0``).
+
+        Raises:
+            ValueError: ``monitor`` is a key the epoch logs cannot hold (e.g. ``"val_loss"``
+                without validation data).
+        """
+        check_log_keys(trainer, "EarlyStopping", {self.monitor: "monitor"})
         if getattr(trainer, "global_step", 0) == 0:
             self.reset()
 

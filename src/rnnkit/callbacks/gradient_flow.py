@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -265,6 +265,10 @@ class GradientFlow(Callback):
         self.warn = warn
         self.records: list[FlowRecord] = []
         self._warned: set[str] = set()
+
+    def log_keys(self, trainer: Any) -> Sequence[str]:
+        """``log_key``, the ratio it adds to each measured epoch's logs (none without one)."""
+        return () if self.log_key is None else (self.log_key,)
 
     def on_fit_start(self, trainer: Any) -> None:
         """Check the model can be measured; start afresh unless the fit resumes."""
