@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +230,9 @@ class Scores(Callback):
     def __init__(self, scores: list[float]) -> None:
         self.scores = scores
         self.weights: list[dict[str, Tensor]] = []
+
+    def log_keys(self, trainer: Any) -> Sequence[str]:
+        return ("score",)  # declared, so EarlyStopping may monitor it without a warning
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         logs["score"] = self.scores[epoch]
