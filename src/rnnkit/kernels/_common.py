@@ -10,12 +10,24 @@ same masks).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 from torch.autograd import forward_ad
 from torch.nn.modules import module as _module_hooks
 
-__all__ = ["FLOATS", "hooked", "layer_weights", "order", "refusal", "special_mode"]
+__all__ = [
+    "FLOATS",
+    "Direction",
+    "hooked",
+    "layer_weights",
+    "made_by",
+    "order",
+    "refusal",
+    "run_directions",
+    "special_mode",
+]
 
 FLOATS = (torch.float32, torch.float64)
 """The dtypes the kernels compute in."""
@@ -108,3 +120,37 @@ def layer_weights(rnn: nn.RNNBase, layer: int, reverse: bool) -> tuple[Tensor, .
 def order(steps: int, reverse: bool) -> range:
     """The steps in the order a direction visits them."""
     return range(steps - 1, -1, -1) if reverse else range(steps)
+
+
+Direction = Callable[[Tensor, Tensor | None, tuple[Tensor, ...], bool], tuple[Tensor, Tensor]]
+"""``(inputs, h0, weights, reverse) -> (states, h_n)`` for one layer and direction, time-major."""
+
+
+def run_directions(
+    rnn: nn.RNNBase, x: Tensor, h0: Tensor | None, direction: Direction
+) -> tuple[Tensor, Tensor]:
+    """Run every layer and direction of ``rnn`` as torch's layer stacks them.
+
+    Shapes:
+        - ``x``: ``(N, L, H_in)``; ``h0``, ``h_n``: ``(D·num_layers, N, H)``.
+        - ``output``: ``(N, L, D·H)``, a batch-first view of a time-major buffer.
+    """
+    directions = 2 if rnn.bidirectional else 1
+    inputs = x.transpose(0, 1)
+    finals: list[Tensor] = []
+    for layer in range(rnn.num_layers):
+        outputs = []
+        for index in range(directions):
+            start = None if h0 is None else h0[layer * directions + index]
+            weights = layer_weights(rnn, layer, index == 1)
+            states, final = direction(inputs, start, weights, index == 1)
+            outputs.append(states)
+            finals.append(final)
+        inputs = outputs[0] if directions == 1 else torch.cat(outputs, dim=2)
+    return inputs.transpose(0, 1), torch.stack(finals)
+
+
+def made_by(output: Tensor, function: type[torch.autograd.Function]) -> bool:
+    """Whether ``output`` is (a view of) the states buffer ``function`` saved for backward."""
+    base = output if output._base is None else output._base
+    return isinstance(base.grad_fn, function._backward_cls)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from rnnkit.kernels._common import layer_weights, order, refusal
+from rnnkit.kernels._common import layer_weights, made_by, order, refusal
 
 __all__ = ["MIN_STEPS", "applies", "refusal_reason", "run_stack", "shares_saved_states"]
 
@@ -56,8 +56,7 @@ def applies(rnn: nn.RNNBase, x: object) -> bool:
 
 def shares_saved_states(output: Tensor) -> bool:
     """Whether ``output`` is (a view of) the states buffer a call saved for backward."""
-    base = output if output._base is None else output._base
-    return isinstance(base.grad_fn, _Direction._backward_cls)
+    return made_by(output, _Direction)
 
 
 def run_stack(

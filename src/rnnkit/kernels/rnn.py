@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from rnnkit.kernels._common import layer_weights, order, refusal
+from rnnkit.kernels._common import made_by, order, refusal, run_directions
 
 __all__ = ["MIN_STEPS", "applies", "refusal_reason", "run_stack", "shares_saved_states"]
 
@@ -67,8 +67,7 @@ def shares_saved_states(output: Tensor) -> bool:
     Modifying such a tensor in place would corrupt the backward pass, which autograd refuses,
     so :meth:`rnnkit.RecurrentEncoder.forward` hands the user a copy instead.
     """
-    base = output if output._base is None else output._base
-    return isinstance(base.grad_fn, _Direction._backward_cls)
+    return made_by(output, _Direction)
 
 
 def run_stack(rnn: nn.RNN, x: Tensor, h0: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -88,19 +87,14 @@ def run_stack(rnn: nn.RNN, x: Tensor, h0: Tensor | None) -> tuple[Tensor, Tensor
         - ``output``: ``(N, L, D·H_out)``.
     """
     relu = rnn.nonlinearity == "relu"
-    directions = 2 if rnn.bidirectional else 1
-    inputs = x.transpose(0, 1)
-    finals: list[Tensor] = []
-    for layer in range(rnn.num_layers):
-        outputs = []
-        for direction in range(directions):
-            start = None if h0 is None else h0[layer * directions + direction]
-            weights = layer_weights(rnn, layer, direction == 1)
-            states, final = _Direction.apply(inputs, start, *weights, relu, direction == 1)
-            outputs.append(states)
-            finals.append(final)
-        inputs = outputs[0] if directions == 1 else torch.cat(outputs, dim=2)
-    return inputs.transpose(0, 1), torch.stack(finals)
+
+    def direction(
+        inputs: Tensor, start: Tensor | None, weights: tuple[Tensor, ...], reverse: bool
+    ) -> tuple[Tensor, Tensor]:
+        states, final = _Direction.apply(inputs, start, *weights, relu, reverse)
+        return states, final
+
+    return run_directions(rnn, x, h0, direction)
 
 
 class _Direction(torch.autograd.Function):
