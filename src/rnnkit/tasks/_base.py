@@ -21,6 +21,7 @@ __all__ = [
     "LossFn",
     "Parts",
     "Task",
+    "check_labels_fit",
     "check_user_loss",
     "detach_state",
     "resolve_metrics",
@@ -163,6 +164,22 @@ def _check_labels(batch: Batch, kind: str) -> None:
         raise ValueError(
             f"Expected class labels in {allowed}, but got {int(y[bad][0])}. Hint: map the "
             "labels to 0..C-1 first (rnnkit.data.encode_labels(...) does)."
+        )
+
+
+def check_labels_fit(model: nn.Module, info: DataInfo, name: str) -> None:
+    """Raise unless the labels of ``name`` fit the model's ``num_classes`` (when it has one).
+
+    Raises:
+        ValueError: A label beyond ``num_classes - 1``.
+    """
+    num_classes = getattr(model, "num_classes", None)
+    labels = info.num_classes
+    if isinstance(num_classes, int) and labels is not None and labels > num_classes:
+        raise ValueError(
+            f"Expected the labels of `{name}` in 0..C-1 = 0..{num_classes - 1} (the model's "
+            f"num_classes = {num_classes}), but they go up to {labels - 1}. Hint: "
+            f"build the model with num_classes = {labels} (the largest label + 1)."
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.tasks._base import Chunk, Task
+from rnnkit.tasks._base import Chunk, Task, check_labels_fit
 from rnnkit.tasks._info import DataInfo
 
 __all__ = ["ClassificationTask"]
@@ -40,15 +40,7 @@ class ClassificationTask(Task):
             rnnkit.errors.ShapeError: The wrong sequence width.
         """
         super().check_data(model, info, name)
-        num_classes = getattr(model, "num_classes", None)
-        if not isinstance(num_classes, int) or info.num_classes is None:
-            return
-        if info.num_classes > num_classes:
-            raise ValueError(
-                f"Expected the labels of `{name}` in 0..C-1 = 0..{num_classes - 1} (the model's "
-                f"num_classes = {num_classes}), but they go up to {info.num_classes - 1}. Hint: "
-                f"build the model with num_classes = {info.num_classes} (the largest label + 1)."
-            )
+        check_labels_fit(model, info, name)
 
     def describe_targets(self) -> str:
         """``"class indices (N,)"``."""

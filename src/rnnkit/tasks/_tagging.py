@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from rnnkit.data import IGNORE_INDEX, Batch
 from rnnkit.shapes import State
-from rnnkit.tasks._base import Chunk, Parts, Task, time_major
+from rnnkit.tasks._base import Chunk, Parts, Task, check_labels_fit, time_major
 from rnnkit.tasks._info import DataInfo
 
 __all__ = ["TaggingTask"]
@@ -54,14 +54,7 @@ class TaggingTask(Task):
                 f"but got (?, {info.target_len}). Hint: label padded steps -100 so that every "
                 "sequence's labels are as long as its inputs."
             )
-        num_classes = getattr(model, "num_classes", None)
-        labels = info.num_classes
-        if isinstance(num_classes, int) and labels is not None and labels > num_classes:
-            raise ValueError(
-                f"Expected the labels of `{name}` in 0..C-1 = 0..{num_classes - 1} (the model's "
-                f"num_classes = {num_classes}), but they go up to {labels - 1}. Hint: "
-                f"build the model with num_classes = {labels} (the largest label + 1)."
-            )
+        check_labels_fit(model, info, name)
 
     def describe_targets(self) -> str:
         """``"per-step class labels (N, L)"``."""
