@@ -31,6 +31,7 @@ from mnist_rnn import (
     common_options,
     load_mnist,
     plot_accuracy,
+    plot_suffix,
     time_loop,
     train_classifier,
 )
@@ -120,7 +121,8 @@ def main(
         for run in runs:
             run.tutorial_loop_seconds = seconds
     if launch.rank == 0:
-        print(f"plot: {plot_accuracy(runs, folder / f'mnist_birnn_{cell}.png', hidden_size)}")
+        plot = folder / f"mnist_birnn_{cell}{plot_suffix(schedule)}.png"
+        print(f"plot: {plot_accuracy(runs, plot, hidden_size)}")
         print(summarize(runs))
     return runs
 

@@ -202,11 +202,16 @@ class _TutorialRNN(nn.Module):
         return self.linear(out[:, -1, :])  # type: ignore[no-any-return]
 
 
+def plot_suffix(schedule: str) -> str:
+    """The plot file's suffix: none for the default schedule, ``_constant_lr`` otherwise."""
+    return "" if schedule == "cosine" else f"_{schedule}_lr"
+
+
 def cosine_decay(epochs: int) -> Callable[[torch.optim.Optimizer], LRScheduler]:
     """The learning rate decayed to zero along a cosine over ``epochs`` (stepped per epoch).
 
-    Adam at the tutorial's constant 1e-3 never settles: the test accuracy swings by up to half
-    a point from one epoch to the next, so the 20th epoch's figure is partly luck. Decaying the
+    Adam at the tutorial's constant 1e-3 never settles: the test accuracy swings by up to a point
+    or more from one epoch to the next, so the 20th epoch's figure is partly luck. Decaying the
     rate lets the last epochs settle (the same finding as for the sine wave).
     """
 
@@ -337,7 +342,8 @@ def main(
     if time_tutorial_loop and launch.world_size == 1:
         run.tutorial_loop_seconds = time_loop(source, run, hidden_size, batch_size, device, smoke)
     if launch.rank == 0:
-        print(f"plot: {plot_accuracy([run], folder / f'mnist_rnn_{cell}.png', hidden_size)}")
+        plot = folder / f"mnist_rnn_{cell}{plot_suffix(schedule)}.png"
+        print(f"plot: {plot_accuracy([run], plot, hidden_size)}")
         print(run.summary())
     return run
 

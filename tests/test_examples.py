@@ -151,6 +151,20 @@ def test_mnist_rnn_smoke_on_standin(
     assert _is_png(tmp_path / "mnist_rnn_rnn.png")
 
 
+def test_mnist_rnn_constant_schedule_keeps_the_default_plot(
+    standin_root: Path, tmp_path: Path
+) -> None:
+    mnist_rnn.main(
+        data_dir=standin_root,
+        out=tmp_path,
+        smoke=True,
+        lr_schedule="constant",
+        time_tutorial_loop=False,
+    )
+    assert _is_png(tmp_path / "mnist_rnn_rnn_constant_lr.png")
+    assert not (tmp_path / "mnist_rnn_rnn.png").exists()  # the cosine run's plot is not replaced
+
+
 def test_mnist_rnn_epoch_report_matches_evaluate(standin_root: Path) -> None:
     """The printed per-epoch test accuracy is the Trainer's evaluation of the final model."""
     source = standin.MnistSource(standin_root, standin=True)
