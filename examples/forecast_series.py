@@ -252,6 +252,8 @@ def main(
     hidden_size: int = 16,
     epochs: int = 30,
     window: int = 36,
+    ensemble: int = 1,
+    backtest: bool = False,
     out: str | Path = "runs/forecast_series",
     smoke: bool = False,
 ) -> list[Forecast]:
@@ -269,6 +271,10 @@ def main(
         hidden_size: Hidden units.
         epochs: Training epochs per network (cosine decay of the learning rate).
         window: Steps per training window.
+        ensemble: Networks per seed (seeds ``seed * 1000 + k``); their forecasts are
+            averaged (geometric mean).
+        backtest: Leave the holdout out entirely and forecast the ``horizon`` values before
+            it from the values before those: for choosing settings without the holdout.
         out: Folder for the plot.
         smoke: A few epochs and one seed, for CI.
 
@@ -276,10 +282,11 @@ def main(
         Every method's :class:`Forecast` (baselines first, then one per seed).
     """
     y = load_series(dataset, csv_path, column)
+    y = y[:-horizon] if backtest else y
     if len(y) <= horizon + 2 * season + 2 or np.any(y <= 0):
         raise SystemExit("need a positive series longer than the horizon plus two seasons")
     history, holdout = y[:-horizon], y[-horizon:]
-    name = Path(csv_path).stem if csv_path else dataset
+    name = (Path(csv_path).stem if csv_path else dataset) + ("_backtest" if backtest else "")
     forecasts = [
         score("seasonal_naive", seasonal_naive(history, horizon, season), history, holdout, season),
         # the last year-on-year growth kept: what the network gives when it predicts no change
@@ -300,17 +307,21 @@ def main(
     mapes = []
     for seed in seeds:
         started = time.perf_counter()
-        values = network_forecast(
-            history,
-            horizon,
-            season=season,
-            target=target,
-            seed=seed,
-            cell=cell,
-            hidden_size=hidden_size,
-            epochs=epochs,
-            window=window,
-        )
+        members = [
+            network_forecast(
+                history,
+                horizon,
+                season=season,
+                target=target,
+                seed=seed * 1000 + k if ensemble > 1 else seed,
+                cell=cell,
+                hidden_size=hidden_size,
+                epochs=epochs,
+                window=window,
+            )
+            for k in range(ensemble)
+        ]
+        values = np.exp(np.mean(np.log(np.stack(members)), axis=0))
         result = score(f"rnnkit_{cell}_seed{seed}", values, history, holdout, season)
         result = Forecast(**{**result.__dict__, "seconds": time.perf_counter() - started})
         print(result.report(), flush=True)
@@ -324,7 +335,8 @@ def main(
     )
     print(
         f"summary: forecast_series dataset={name} horizon={horizon} target={target} cell={cell} "
-        f"epochs={epochs} rnnkit_mape=[{','.join(f'{m:.2f}' for m in mapes)}] "
+        f"epochs={epochs} hidden={hidden_size} ensemble={ensemble} "
+        f"rnnkit_mape=[{','.join(f'{m:.2f}' for m in mapes)}] "
         f"rnnkit_median_mape={statistics.median(mapes):.2f} rnnkit_worst_mape={max(mapes):.2f} "
         f"{baselines}"
     )
@@ -345,6 +357,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hidden-size", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--window", type=int, default=36)
+    parser.add_argument("--ensemble", type=int, default=1, help="networks averaged per seed")
+    parser.add_argument(
+        "--backtest",
+        action="store_true",
+        help="never read the holdout: forecast the horizon before it, to choose settings",
+    )
     parser.add_argument("--out", default="runs/forecast_series")
     parser.add_argument("--smoke", action="store_true", help="a few epochs, one seed, for CI")
     return parser.parse_args(argv)
@@ -366,6 +384,8 @@ def cli(argv: Sequence[str] | None = None) -> list[Forecast]:
         hidden_size=args.hidden_size,
         epochs=args.epochs,
         window=args.window,
+        ensemble=args.ensemble,
+        backtest=args.backtest,
         out=args.out,
         smoke=args.smoke,
     )
