@@ -210,9 +210,9 @@ def network_forecast(
         progress=False,
         metrics=[],
     )
+    model.input_scaler = model.target_scaler = scaler  # saved with any checkpoint of it
     trainer.fit(model, data)
-    predicted, _ = model.generate(scaled.unsqueeze(0), horizon)
-    steps = scaler.inverse_transform(predicted[0]).flatten().numpy()
+    steps = model.forecast(series.unsqueeze(0), horizon)[0].flatten().numpy()  # target units
     return from_target(steps.astype(np.float64), history, season, target)
 
 

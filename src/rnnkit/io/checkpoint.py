@@ -5,7 +5,11 @@ A checkpoint is one ``torch.save`` file holding only plain values, so that it lo
 
     {"format": "rnnkit-checkpoint", "format_version": 1, "rnnkit_version": "0.1.0",
      "model": {"class": "SequenceClassifier", "config": {...}, "state_dict": {...}},
-     "trainer": Trainer.state_dict(), "callbacks": {"EarlyStopping": {...}, ...}}
+     "trainer": Trainer.state_dict(), "callbacks": {"EarlyStopping": {...}, ...},
+     "data": {"classes": [...], "input_scaler": {...}, "target_scaler": {...}}}
+
+The ``"data"`` section is optional: the model's original class labels and scalers, present
+only when the model has some (see :attr:`rnnkit.models.base.RecurrentModel.classes`).
 
 :func:`~rnnkit.io.checkpoint.atomic_save` writes a temporary file
 in the target's folder, flushes and fsyncs it, renames it over the target with
@@ -39,6 +43,12 @@ from rnnkit.io._atomic import (
     check_plain,
 )
 from rnnkit.io._config_checks import build_on_meta, check_config_values, count_problems
+from rnnkit.io._data_card import (
+    check_data_section,
+    data_section,
+    restore_data_card,
+    saved_data_card,
+)
 from rnnkit.io._safe_load import check_container, check_file, corrupt, torch_load
 from rnnkit.models.base import unwrap_model
 
@@ -55,6 +65,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "make_checkpoint",
+    "saved_data_card",
 ]
 
 FORMAT = "rnnkit-checkpoint"
@@ -94,10 +105,11 @@ def make_checkpoint(
 
     Returns:
         ``{"format", "format_version", "rnnkit_version", "model": {"class", "config",
-        "state_dict"}, "trainer", "callbacks"}``.
+        "state_dict"}, "trainer", "callbacks"}``, and ``"data"`` when the model has
+        ``classes``, an ``input_scaler`` or a ``target_scaler``.
     """
     inner = unwrap_model(model)
-    return {
+    checkpoint: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "rnnkit_version": __version__,
@@ -109,6 +121,10 @@ def make_checkpoint(
         "trainer": dict(trainer_state),
         "callbacks": dict(callback_states),
     }
+    data = data_section(inner)
+    if data is not None:
+        checkpoint["data"] = data
+    return checkpoint
 
 
 # ----------------------------------------------------------------------------------------
@@ -149,6 +165,7 @@ def _check_format(obj: object, path: Path) -> dict[str, Any]:
         )
     _check_version(obj, path)
     _check_layout(obj, path)
+    check_data_section(obj, path)
     return obj
 
 
@@ -208,7 +225,10 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
             a FIFO, a device); a special file is never opened.
         rnnkit.errors.CheckpointError: The file exists but cannot be read (permissions), or
             ``map_location`` names a device this machine does not have.
-        rnnkit.CorruptCheckpointError: The file is empty, truncated, damaged or not a PyTorch file.
+        rnnkit.CorruptCheckpointError: The file is empty, truncated, damaged or not a PyTorch
+            file, or its optional ``"data"`` section is malformed (labels that are not
+            ``str``/``int``/``float``/``bool`` or not ``num_classes`` of them, scalers of the
+            wrong size, not finite, or with a ``std`` <= 0).
         rnnkit.ForeignCheckpointError: A valid PyTorch file that is not an rnnkit checkpoint (a bare
             state_dict, another dict, pickled objects); the message says how to read it.
         rnnkit.CheckpointVersionError: Written in a newer format than this rnnkit reads.
@@ -319,7 +339,9 @@ def load_model(path: str | os.PathLike[str], *, map_location: Any = "cpu") -> nn
     and the model is built on the ``meta`` device (shapes only) to compare its parameter
     shapes with the saved weights. Only then is it built with
     ``from_config(checkpoint['model']['config'])``, loaded with the saved weights (strict)
-    and put in evaluation mode (``model.eval()``).
+    and put in evaluation mode (``model.eval()``). Saved class labels and scalers are set
+    on it (``classes``, ``input_scaler``, ``target_scaler``), so ``predict_labels`` and
+    ``forecast`` work in the original units at once.
 
     Args:
         path: The checkpoint file.
@@ -343,6 +365,7 @@ def load_model(path: str | os.PathLike[str], *, map_location: Any = "cpu") -> nn
     model = cls.from_config(saved["config"])
     check_compatible(checkpoint, model)
     model.load_state_dict(saved["state_dict"])
+    restore_data_card(checkpoint, model)
     return model.eval()
 
 

@@ -6,12 +6,15 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from typing_extensions import Self
 
 from rnnkit._validate import check_int
+from rnnkit.data import Standardizer
 from rnnkit.errors import ShapeError
+from rnnkit.models._data_card import check_classes, check_scaler
 from rnnkit.models.config import ModelConfig
 from rnnkit.models.encoder import RecurrentEncoder, unbatch_state, valid_mask
 from rnnkit.shapes import RecurrentSpec, State
@@ -24,6 +27,11 @@ class RecurrentModel(nn.Module):
 
     Subclasses set :attr:`config_class`, build ``self.encoder`` and store ``self.config``.
 
+    Besides its weights, a model can carry what it needs to read and write data in their
+    original units: :attr:`classes`, :attr:`input_scaler` and :attr:`target_scaler`. The
+    :class:`~rnnkit.Trainer` fills them from the training data, checkpoints save them and
+    :func:`~rnnkit.load_model` restores them.
+
     Attributes:
         config: The options the model was built with (see :mod:`rnnkit.models.config`).
         encoder: The recurrent layers.
@@ -32,6 +40,73 @@ class RecurrentModel(nn.Module):
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     config: ModelConfig
     encoder: RecurrentEncoder
+    # Plain attributes, not parameters or buffers: the state_dict and the config stay as they
+    # were, and checkpoints without them load as before.
+    _classes: np.ndarray[Any, Any] | None = None
+    _input_scaler: Standardizer | None = None
+    _target_scaler: Standardizer | None = None
+
+    @property
+    def classes(self) -> np.ndarray[Any, Any] | None:
+        """The original label of each class index (``classes[k]`` is class ``k``), or ``None``.
+
+        Set by :meth:`rnnkit.Trainer.fit` from a training
+        :class:`~rnnkit.data.SequenceDataset`'s ``classes``, saved in checkpoints and used by
+        ``predict_labels``. Set it by hand with C distinct ``str``, ``int``, ``float`` or
+        ``bool`` labels; only classifiers and taggers take it (``ValueError`` otherwise).
+        """
+        return self._classes
+
+    @classes.setter
+    def classes(self, value: Any) -> None:
+        num_classes = getattr(self.config, "num_classes", None)
+        self._classes = check_classes(value, num_classes, type(self).__name__)
+
+    @property
+    def input_scaler(self) -> Standardizer | None:
+        """The statistics the inputs are standardised with (H_in features), or ``None``.
+
+        Set by :meth:`rnnkit.Trainer.fit` from a training dataset normalised by
+        :meth:`rnnkit.data.Standardizer.apply` (or any ``scale``/``mean``/``std``), saved in
+        checkpoints, and applied to raw inputs by ``predict_labels`` and ``forecast``.
+        Setting it stores a copy.
+        """
+        return self._input_scaler
+
+    @input_scaler.setter
+    def input_scaler(self, value: Standardizer | None) -> None:
+        size = self.encoder.spec.input_size
+        self._input_scaler = check_scaler(value, "input_scaler", size, type(self).__name__)
+
+    @property
+    def target_scaler(self) -> Standardizer | None:
+        """A regressor's output statistics (H_y features), or ``None``.
+
+        Set it by hand to the standardizer the targets were standardised with;
+        :meth:`~rnnkit.Seq2SeqRegressor.forecast` maps predictions back to the original units
+        with it, and checkpoints save it. Setting it stores a copy.
+        """
+        return self._target_scaler
+
+    @target_scaler.setter
+    def target_scaler(self, value: Standardizer | None) -> None:
+        size = getattr(self.config, "output_size", None)
+        self._target_scaler = check_scaler(value, "target_scaler", size, type(self).__name__)
+
+    def _model_inputs(self, x: Tensor) -> Tensor:
+        """Raw ``x`` in the model's units: standardised with :attr:`input_scaler` when set."""
+        return x if self._input_scaler is None else self._input_scaler.transform(x)
+
+    def _require_classes(self) -> np.ndarray[Any, Any]:
+        """:attr:`classes`, or a ``ValueError`` saying how to set them."""
+        if self._classes is None:
+            raise ValueError(
+                f"Expected the {type(self).__name__} to know its `classes` to return labels, "
+                "but `model.classes` is None. Hint: train it with rnnkit.Trainer on a dataset "
+                "built by rnnkit.data.from_arrays (or set `model.classes = train.classes`), "
+                "or use `predict` for class indices."
+            )
+        return self._classes
 
     @property
     def spec(self) -> RecurrentSpec:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from rnnkit.data import decode_labels
 from rnnkit.models.base import RecurrentModel, check_num_classes, evaluating
 from rnnkit.models.config import ClassifierConfig
 from rnnkit.models.encoder import Kernel, Nonlinearity, RecurrentEncoder
@@ -117,6 +118,8 @@ class SequenceClassifier(RecurrentModel):
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Compute class logits for every sequence (zero initial state).
 
+        ``x`` is in the model's units (standardised, as in training); see :meth:`predict_labels`.
+
         Args:
             x: The input sequences.
             lengths: Each sequence's valid length (int64, on the CPU, each in ``1..L``) for a
@@ -159,7 +162,7 @@ class SequenceClassifier(RecurrentModel):
     def predict_proba(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Class probabilities (softmax of the logits), in eval mode and without autograd.
 
-        The model's train/eval mode is restored afterwards.
+        The model's train/eval mode is restored afterwards. ``x`` is in the model's units.
 
         Args:
             x: The input sequences, as for :meth:`forward`.
@@ -178,6 +181,8 @@ class SequenceClassifier(RecurrentModel):
     def predict(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """The most likely class of every sequence, in eval mode and without autograd.
 
+        ``x`` is in the model's units; :meth:`predict_labels` takes raw data.
+
         Args:
             x: The input sequences, as for :meth:`forward`.
             lengths: The valid lengths, as for :meth:`forward`.
@@ -191,6 +196,31 @@ class SequenceClassifier(RecurrentModel):
         with evaluating(self):
             logits: Tensor = self(x, lengths)
             return logits.argmax(dim=-1)
+
+    def predict_labels(self, x: Tensor, lengths: Tensor | None = None) -> Any:
+        """The most likely original label of every sequence, from raw inputs.
+
+        Standardises ``x`` with the model's
+        :attr:`~rnnkit.models.base.RecurrentModel.input_scaler` (when set), predicts,
+        and maps the class indices to its :attr:`~rnnkit.models.base.RecurrentModel.classes`:
+        the labels the training data had, also after :func:`~rnnkit.load_model`.
+
+        Args:
+            x: The input sequences in the units of the raw training data.
+            lengths: The valid lengths, as for :meth:`forward`.
+
+        Returns:
+            A :class:`numpy.ndarray` of labels (one label, unbatched).
+
+        Raises:
+            ValueError: The model has no :attr:`~rnnkit.models.base.RecurrentModel.classes`.
+            rnnkit.errors.ShapeError: ``x`` or ``lengths`` break the shape contract.
+
+        Shapes:
+            - ``x``: as for :meth:`forward`; return: ``(N,)`` (a scalar unbatched).
+        """
+        classes = self._require_classes()
+        return decode_labels(self.predict(self._model_inputs(x), lengths), classes)
 
     def _check_step(self) -> None:
         super()._check_step()

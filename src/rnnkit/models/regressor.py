@@ -194,6 +194,46 @@ class Seq2SeqRegressor(RecurrentModel):
             y, state = self._generate(xb, hb, steps, step_input)
         return encoder.output_from_batch_major(y, batched), unbatch_state(state, batched)
 
+    def forecast(
+        self,
+        history: Tensor,
+        steps: int,
+        h0: State | None = None,
+        feedback: Feedback | None = None,
+    ) -> Tensor:
+        """Forecast ``steps`` values after ``history``, both in original units.
+
+        :meth:`generate` between the model's scalers: ``history`` is standardised with
+        :attr:`~rnnkit.models.base.RecurrentModel.input_scaler` and the predictions are
+        mapped back with :attr:`~rnnkit.models.base.RecurrentModel.target_scaler`
+        (each only when set), so the model needs no manual transforms after
+        :func:`~rnnkit.load_model`. ``feedback`` works in the model's units, as for
+        :meth:`generate`.
+
+        Args:
+            history: The observed series, in the units of the raw data.
+            steps: How many values to forecast (>= 1).
+            h0: The state before ``history``; zeros when omitted.
+            feedback: Maps a prediction ``(N, H_y)`` to the next input ``(N, H_in)``, both in
+                the model's units; needed when ``output_size != input_size``.
+
+        Returns:
+            The ``steps`` values that follow ``history``.
+
+        Shapes:
+            - ``history``: ``(N, P, H_in)`` (``(P, N, H_in)`` if not ``batch_first``;
+              ``(P, H_in)`` unbatched).
+            - return: ``(N, steps, H_y)`` (``(steps, N, H_y)`` if not ``batch_first``;
+              ``(steps, H_y)`` unbatched).
+
+        Raises:
+            ValueError: As for :meth:`generate`.
+            rnnkit.errors.ShapeError: ``history`` or ``h0`` break the shape contract.
+        """
+        predictions, _ = self.generate(self._model_inputs(history), steps, h0, feedback)
+        scaler = self.target_scaler
+        return predictions if scaler is None else scaler.inverse_transform(predictions)
+
     def rollout(
         self,
         x: Tensor,

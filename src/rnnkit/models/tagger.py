@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from rnnkit.data import decode_labels
 from rnnkit.models.base import RecurrentModel, check_num_classes, evaluating, zero_padded_steps
 from rnnkit.models.config import TaggerConfig
 from rnnkit.models.encoder import Kernel, Nonlinearity, RecurrentEncoder
@@ -114,6 +115,8 @@ class SequenceTagger(RecurrentModel):
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Compute class logits at every step (zero initial state).
 
+        ``x`` is in the model's units (standardised, as in training); see :meth:`predict_labels`.
+
         Args:
             x: The input sequences.
             lengths: Each sequence's valid length (int64, on the CPU, each in ``1..L``) for a
@@ -140,7 +143,7 @@ class SequenceTagger(RecurrentModel):
     def predict_proba(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Class probabilities at every step, in eval mode and without autograd.
 
-        The model's train/eval mode is restored afterwards.
+        The model's train/eval mode is restored afterwards. ``x`` is in the model's units.
 
         Args:
             x: The input sequences, as for :meth:`forward`.
@@ -160,6 +163,8 @@ class SequenceTagger(RecurrentModel):
     def predict(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """The most likely class at every step, in eval mode and without autograd.
 
+        ``x`` is in the model's units; :meth:`predict_labels` takes raw data.
+
         Args:
             x: The input sequences, as for :meth:`forward`.
             lengths: The valid lengths, as for :meth:`forward`.
@@ -173,6 +178,32 @@ class SequenceTagger(RecurrentModel):
         with evaluating(self):
             logits: Tensor = self(x, lengths)
             return logits.argmax(dim=-1)
+
+    def predict_labels(self, x: Tensor, lengths: Tensor | None = None) -> Any:
+        """The most likely original label at every step, from raw inputs.
+
+        Standardises ``x`` with the model's
+        :attr:`~rnnkit.models.base.RecurrentModel.input_scaler` (when set), predicts,
+        and maps the class indices to its :attr:`~rnnkit.models.base.RecurrentModel.classes`,
+        also after :func:`~rnnkit.load_model`. Padded steps (beyond ``lengths``) get a label
+        too; ignore them.
+
+        Args:
+            x: The input sequences in the units of the raw training data.
+            lengths: The valid lengths, as for :meth:`forward`.
+
+        Returns:
+            A :class:`numpy.ndarray` of labels.
+
+        Raises:
+            ValueError: The model has no :attr:`~rnnkit.models.base.RecurrentModel.classes`.
+            rnnkit.errors.ShapeError: ``x`` or ``lengths`` break the shape contract.
+
+        Shapes:
+            - return: ``(N, L)`` (``(L, N)`` if not ``batch_first``; ``(L,)`` unbatched).
+        """
+        classes = self._require_classes()
+        return decode_labels(self.predict(self._model_inputs(x), lengths), classes)
 
     def _step_output(self, top: Tensor) -> Tensor:
         logits: Tensor = self.head(top)

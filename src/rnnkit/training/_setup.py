@@ -27,6 +27,7 @@ from rnnkit.training._checkpointing import (
     saved_fused,
 )
 from rnnkit.training._checks import check_shardable, check_val_like_train
+from rnnkit.training._data_card import fill_data_card
 from rnnkit.training._log_keys import expected_log_keys
 from rnnkit.training._optimizers import named_optimizer
 from rnnkit.training._resume_checks import check_data, check_optimizer_state, data_signature
@@ -79,6 +80,7 @@ def start_fit(
     trainer.model = model.to(trainer.device)
     trainer.distributed.setup()
     checkpoint = read_resume_checkpoint(trainer, trainer.model, resume_from)
+    fill_data_card(trainer.model, train, checkpoint)  # labels and scalers saved with it
     pending = trainer._pending_state
     setup_run(trainer, checkpoint)
     trainer.stream_carry = _stateful.fit_carry(trainer, pending)

@@ -1,0 +1,310 @@
+"""Class labels and scalers travel with the model: set by the Trainer, saved, loaded, used.
+
+A model trained on string labels and standardised inputs returns, after ``load_model``, the
+same original labels from raw inputs as the manual path (standardise, predict, decode with the
+training set's mapping); a regressor's ``forecast`` equals standardise, ``generate``, invert.
+The checkpoint's section is data: each malformed field is refused with its own message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor
+
+from rnnkit import (
+    ModelCheckpoint,
+    Seq2SeqRegressor,
+    SequenceClassifier,
+    SequenceTagger,
+    Trainer,
+    load_model,
+)
+from rnnkit.data import SequenceDataset, Standardizer, from_arrays, next_step
+from rnnkit.errors import CorruptCheckpointError
+from rnnkit.io.checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from rnnkit.training._data_card import dataset_card
+
+LABELS = np.array(["walk", "run", "sit", "walk", "run", "stand"] * 4)
+
+
+def _raw(seed: int = 0) -> Tensor:
+    """24 raw series (N, L, H_in) = (24, 5, 3), far from standardised."""
+    gen = torch.Generator().manual_seed(seed)
+    return 10.0 + 3.0 * torch.randn(24, 5, 3, generator=gen)
+
+
+def _prepared() -> tuple[Tensor, SequenceDataset, Standardizer]:
+    raw = _raw()
+    train = from_arrays(raw, LABELS)
+    scaler = Standardizer().fit(train)
+    return raw, scaler.apply(train), scaler
+
+
+def _labels(classes: np.ndarray[Any, Any] | None) -> list[Any]:
+    assert classes is not None
+    return list(classes.tolist())
+
+
+def _fit(model: Any, data: Any, folder: Path, epochs: int = 1, **kwargs: Any) -> Trainer:
+    trainer = Trainer(max_epochs=epochs, batch_size=8, seed=0, progress=False)
+    trainer.callbacks.append(ModelCheckpoint(folder))
+    trainer.fit(model, data, **kwargs)
+    return trainer
+
+
+# -- label encoding and scaler round trips ----------------------------------------------------
+
+
+def test_predict_labels_after_load_model_returns_the_original_labels(tmp_path: Path) -> None:
+    raw, data, _scaler = _prepared()
+    torch.manual_seed(0)
+    model = SequenceClassifier(3, 4, 8, cell="gru")
+    _fit(model, data, tmp_path)
+    expected = data.decode(model.predict(data.batch(range(len(data))).x))
+    assert _labels(model.classes) == ["run", "sit", "stand", "walk"]
+
+    loaded = load_model(tmp_path / "last.ckpt")
+    assert isinstance(loaded, SequenceClassifier)
+    assert _labels(loaded.classes) == _labels(data.classes)
+    labels = loaded.predict_labels(raw)
+    assert isinstance(labels, np.ndarray)
+    assert labels.shape == (24,)
+    np.testing.assert_array_equal(labels, expected)
+    assert set(labels.tolist()) <= set(LABELS.tolist())
+    assert loaded.predict_labels(raw[3]) == expected[3]  # unbatched: one label
+
+
+def test_the_input_scaler_round_trip_equals_the_manual_path(tmp_path: Path) -> None:
+    raw, data, scaler = _prepared()
+    torch.manual_seed(0)
+    model = SequenceClassifier(3, 4, 8, cell="gru")
+    _fit(model, data, tmp_path)
+    loaded = load_model(tmp_path / "last.ckpt")
+    assert isinstance(loaded, SequenceClassifier)
+    assert loaded.input_scaler is not None
+    torch.testing.assert_close(loaded.input_scaler.mean, scaler.mean, rtol=0, atol=0)
+    torch.testing.assert_close(loaded.input_scaler.std, scaler.std, rtol=0, atol=0)
+    manual = data.decode(loaded.predict(scaler.transform(raw)))
+    np.testing.assert_array_equal(loaded.predict_labels(raw), manual)
+    # and the raw inputs alone would give other logits: the scaler is really applied
+    assert not torch.allclose(loaded(raw), loaded(scaler.transform(raw)))
+
+
+def test_forecast_after_load_model_equals_standardise_generate_invert(tmp_path: Path) -> None:
+    t = torch.linspace(0, 12, 60)
+    series = (50.0 + 8.0 * torch.sin(t)).unsqueeze(-1)  # (T, 1), original units
+    scaler = Standardizer().fit(series[:48])
+    torch.manual_seed(0)
+    model = Seq2SeqRegressor(1, hidden_size=8, cell="gru")
+    model.input_scaler = model.target_scaler = scaler
+    _fit(model, next_step(scaler.transform(series[:48])), tmp_path)
+
+    loaded = load_model(tmp_path / "last.ckpt")
+    assert isinstance(loaded, Seq2SeqRegressor)
+    assert loaded.target_scaler is not None
+    history = series[:48].unsqueeze(0)
+    predicted, _ = loaded.generate(scaler.transform(history), steps=12)
+    manual = scaler.inverse_transform(predicted)
+    forecast = loaded.forecast(history, steps=12)
+    assert forecast.shape == (1, 12, 1)
+    torch.testing.assert_close(forecast, manual, rtol=0, atol=0)
+    torch.testing.assert_close(forecast, model.forecast(history, steps=12))
+    assert float(forecast.mean()) > 30.0  # original units, not standardised ones
+    torch.testing.assert_close(loaded.forecast(series[:48], steps=3), forecast[0, :3])
+
+
+def test_forecast_without_scalers_is_generate(tmp_path: Path) -> None:
+    model = Seq2SeqRegressor(2, hidden_size=4)
+    prime = torch.randn(3, 6, 2)
+    torch.testing.assert_close(model.forecast(prime, 4), model.generate(prime, 4)[0])
+
+
+def test_a_tagger_returns_its_labels_per_step_after_load_model(tmp_path: Path) -> None:
+    gen = torch.Generator().manual_seed(0)
+    x, tags = torch.randn(16, 6, 3, generator=gen), torch.randint(0, 3, (16, 6), generator=gen)
+    torch.manual_seed(0)
+    model = SequenceTagger(3, 3, 8, cell="gru")
+    model.classes = np.array(["B", "I", "O"])
+    _fit(model, (x, tags), tmp_path)
+    loaded = load_model(tmp_path / "last.ckpt")
+    assert isinstance(loaded, SequenceTagger)
+    expected = np.array(["B", "I", "O"])[loaded.predict(x).numpy()]
+    np.testing.assert_array_equal(loaded.predict_labels(x), expected)
+    assert loaded.predict_labels(x[0]).shape == (6,)
+
+
+# -- resume ------------------------------------------------------------------------------------
+
+
+def test_resume_restores_the_saved_labels_and_scalers(tmp_path: Path) -> None:
+    _, data, scaler = _prepared()
+    torch.manual_seed(0)
+    _fit(SequenceClassifier(3, 4, 8, cell="gru"), data, tmp_path)
+    resumed = SequenceClassifier(3, 4, 8, cell="gru")
+    # class indices in the model's units: the labels and scaler can only come from the file
+    x, y = data.batch(range(len(data)))[:2]
+    _fit(resumed, (x, y), tmp_path, epochs=2, resume_from=tmp_path / "last.ckpt")
+    assert _labels(resumed.classes) == _labels(data.classes)
+    assert resumed.input_scaler is not None
+    torch.testing.assert_close(resumed.input_scaler.std, scaler.std, rtol=0, atol=0)
+
+
+def test_a_regressor_keeps_its_target_scaler_on_resume(tmp_path: Path) -> None:
+    scaler = Standardizer().fit(torch.linspace(5, 9, 40).unsqueeze(-1))
+    data = next_step(scaler.transform(torch.linspace(5, 9, 40).unsqueeze(-1)))
+    model = Seq2SeqRegressor(1, hidden_size=4)
+    model.target_scaler = scaler
+    _fit(model, data, tmp_path)
+    resumed = Seq2SeqRegressor(1, hidden_size=4)
+    _fit(resumed, data, tmp_path, epochs=2, resume_from=tmp_path / "last.ckpt")
+    assert resumed.target_scaler is not None
+    assert resumed.input_scaler is None
+    torch.testing.assert_close(resumed.target_scaler.mean, scaler.mean, rtol=0, atol=0)
+
+
+# -- conflicts are refused before any step -----------------------------------------------------
+
+
+def test_a_model_with_other_classes_is_refused_before_any_step(tmp_path: Path) -> None:
+    _, data, _ = _prepared()
+    model = SequenceClassifier(3, 4, 8)
+    model.classes = ["a", "b", "c", "d"]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = Trainer(max_epochs=1, batch_size=8, progress=False)
+    with pytest.raises(ValueError, match=r"training data to have the model's `classes`"):
+        trainer.fit(model, data)
+    assert trainer.global_step == 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert _labels(model.classes) == ["a", "b", "c", "d"]
+
+
+def test_resuming_on_data_with_other_classes_is_refused(tmp_path: Path) -> None:
+    raw, data, scaler = _prepared()
+    _fit(SequenceClassifier(3, 4, 8), data, tmp_path)
+    other = scaler.apply(from_arrays(raw, np.char.upper(LABELS)))
+    with pytest.raises(ValueError, match=r"training data to have the model's `classes`"):
+        _fit(SequenceClassifier(3, 4, 8), other, tmp_path, 2, resume_from=tmp_path / "last.ckpt")
+
+
+def test_other_statistics_than_the_models_input_scaler_are_refused() -> None:
+    raw, data, _scaler = _prepared()
+    model = SequenceClassifier(3, 4, 8)
+    model.input_scaler = Standardizer().fit(raw * 2.0)
+    with pytest.raises(ValueError, match=r"`input_scaler` \(mean"):
+        Trainer(max_epochs=1, progress=False).fit(model, data)
+
+
+# -- the section in the file is checked ---------------------------------------------------------
+
+
+def _good_checkpoint() -> dict[str, Any]:
+    model = SequenceClassifier(3, 2, 4)
+    model.classes = ["no", "yes"]
+    model.input_scaler = Standardizer().fit(torch.randn(20, 3))
+    return make_checkpoint(model, {}, {})
+
+
+_STATS = {"mean": torch.zeros(3), "std": torch.ones(3)}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("classes", ["no", "yes", "maybe"], r"\['classes'\] holds 3 labels, but num_classes is 2"),
+        ("classes", ["no", ("y", 1)], r"\['classes'\]\[1\] is a tuple"),
+        ("classes", ["no", "no"], r"\['classes'\] holds a label twice"),
+        ("classes", ["no", float("nan")], r"\['classes'\]\[1\] is nan"),
+        ("classes", "no,yes", r"\['classes'\] is a str, not a non-empty list"),
+        ("input_scaler", {**_STATS, "std": torch.zeros(3)}, r"\['std'\] holds a value <= 0"),
+        ("input_scaler", {**_STATS, "mean": torch.full((3,), float("nan"))}, r"NaN or infinite"),
+        ("input_scaler", {"mean": torch.zeros(4), "std": torch.ones(4)}, r"shape \(4,\), but"),
+        ("input_scaler", {"mean": torch.zeros(3)}, r"exactly the keys 'mean' and 'std'"),
+        ("input_scaler", {**_STATS, "std": torch.ones(3, dtype=torch.int64)}, r"floating-point"),
+        ("target_scaler", _STATS, r"without an int 'output_size'"),
+        ("steps", 3, r"checkpoint\['data'\] is a dict with keys \['classes', 'input_scaler'"),
+    ],
+)
+def test_a_malformed_data_section_is_refused(
+    tmp_path: Path, key: str, value: Any, message: str
+) -> None:
+    checkpoint = _good_checkpoint()
+    checkpoint["data"][key] = value
+    path = tmp_path / "bad.ckpt"
+    atomic_save(checkpoint, path)
+    with pytest.raises(CorruptCheckpointError, match=message):
+        load_checkpoint(path)
+    with pytest.raises(CorruptCheckpointError, match=message):
+        load_model(path)
+
+
+def test_a_data_section_that_is_not_a_dict_is_refused(tmp_path: Path) -> None:
+    checkpoint = _good_checkpoint()
+    checkpoint["data"] = ["no", "yes"]
+    atomic_save(checkpoint, tmp_path / "bad.ckpt")
+    with pytest.raises(CorruptCheckpointError, match=r"checkpoint\['data'\] is a list"):
+        load_model(tmp_path / "bad.ckpt")
+
+
+def test_a_checkpoint_without_the_section_loads_as_before(tmp_path: Path) -> None:
+    checkpoint = make_checkpoint(SequenceClassifier(3, 2, 4), {}, {})
+    assert "data" not in checkpoint
+    atomic_save(checkpoint, tmp_path / "old.ckpt")
+    model = load_model(tmp_path / "old.ckpt")
+    assert isinstance(model, SequenceClassifier)
+    assert model.classes is None
+    assert model.input_scaler is None
+    with pytest.raises(ValueError, match=r"`model.classes` is None. Hint: train it"):
+        model.predict_labels(torch.randn(2, 4, 3))
+
+
+def test_the_saved_section_is_plain_data(tmp_path: Path) -> None:
+    model = SequenceClassifier(3, 3, 4)
+    model.classes = np.array([1, 5, 7], dtype=np.int32)
+    checkpoint = make_checkpoint(model, {}, {})
+    assert checkpoint["data"] == {"classes": [1, 5, 7]}
+    assert all(type(label) is int for label in checkpoint["data"]["classes"])
+    atomic_save(checkpoint, tmp_path / "ints.ckpt")
+    loaded = load_model(tmp_path / "ints.ckpt")
+    assert isinstance(loaded, SequenceClassifier)
+    assert _labels(loaded.classes) == [1, 5, 7]
+
+
+# -- setting the attributes by hand is checked -------------------------------------------------
+
+
+def test_setting_the_attributes_checks_them() -> None:
+    classifier, regressor = SequenceClassifier(3, 2, 4), Seq2SeqRegressor(2, 1)
+    with pytest.raises(ValueError, match=r"shape \(C,\) = \(2,\), one label per class"):
+        classifier.classes = ["a", "b", "c"]
+    with pytest.raises(ValueError, match=r"distinct"):
+        classifier.classes = ["a", "a"]
+    with pytest.raises(TypeError, match=r"`classes\[1\]` is a dict"):
+        classifier.classes = np.array(["a", {}], dtype=object)
+    with pytest.raises(ValueError, match=r"a Seq2SeqRegressor predicts values"):
+        regressor.classes = ["a", "b"]
+    fitted = Standardizer().fit(torch.randn(10, 3))
+    with pytest.raises(ValueError, match=r"a SequenceClassifier predicts classes"):
+        classifier.target_scaler = fitted
+    with pytest.raises(ValueError, match=r"shape \(F,\) = \(2,\), but got \(3,\)"):
+        regressor.input_scaler = fitted
+    with pytest.raises(ValueError, match=r"fitted"):
+        classifier.input_scaler = Standardizer()
+    with pytest.raises(TypeError, match=r"Standardizer or None"):
+        classifier.input_scaler = {"mean": 0.0}  # type: ignore[assignment]
+    classifier.input_scaler = fitted
+    fitted.fit(torch.randn(10, 3) + 100.0)  # the model keeps its own copy
+    assert classifier.input_scaler is not None
+    assert float(classifier.input_scaler.mean.max()) < 50
+
+
+def test_a_dataset_with_scale_gives_a_scaler_for_its_raw_storage() -> None:
+    pixels = torch.randint(0, 256, (6, 4, 3), dtype=torch.uint8)
+    data = SequenceDataset(pixels, torch.arange(6) % 2, scale=1 / 255, mean=0.5, std=0.25)
+    scaler = dataset_card(data)["input_scaler"]
+    torch.testing.assert_close(scaler.transform(pixels), data.batch(range(6)).x)
+    assert dataset_card((pixels, torch.zeros(6))) == {}
