@@ -18,7 +18,7 @@ from rnnkit.data.arrays import SeriesLayout, from_arrays
 from rnnkit.data.dataset import Batch, SequenceDataset, TargetKind
 from rnnkit.data.frames import from_dataframe
 from rnnkit.data.images import IMAGE_ORDERS, NORMALIZE_PRESETS, ImageOrder, image_sequences
-from rnnkit.data.labels import decode_labels, encode_labels
+from rnnkit.data.labels import LABEL_TYPES, decode_labels, encode_labels, plain_label
 from rnnkit.data.missing import MissingPolicy
 from rnnkit.data.padding import BucketBatchSampler, collate_padded, pad
 from rnnkit.data.series import WindowMode, as_series_batch, next_step, sine_wave, windows
@@ -28,6 +28,7 @@ from rnnkit.data.streaming import StreamBatches, streams
 __all__ = [
     "IGNORE_INDEX",
     "IMAGE_ORDERS",
+    "LABEL_TYPES",
     "NORMALIZE_PRESETS",
     "Batch",
     "BucketBatchSampler",
@@ -48,6 +49,7 @@ __all__ = [
     "image_sequences",
     "next_step",
     "pad",
+    "plain_label",
     "sine_wave",
     "streams",
     "windows",

@@ -14,7 +14,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["decode_labels", "encode_labels"]
+__all__ = ["LABEL_TYPES", "decode_labels", "encode_labels", "plain_label"]
+
+LABEL_TYPES = (str, int, float, bool)
+"""The Python types a class label is saved as (numpy's scalar types count as their kin)."""
 
 
 def encode_labels(
@@ -84,6 +87,19 @@ def decode_labels(indices: Any, classes: np.ndarray[Any, Any]) -> Any:
         )
     decoded = classes[idx]
     return decoded.item() if decoded.ndim == 0 else decoded
+
+
+def plain_label(value: Any) -> Any:
+    """``value`` as a plain Python ``bool``/``int``/``float``/``str`` where it is one.
+
+    A numpy scalar becomes its Python value and a subclass of a label type becomes the plain
+    type, so that labels can be saved as plain data; anything else is returned unchanged.
+    """
+    value = value.item() if isinstance(value, np.generic) else value
+    for kind in LABEL_TYPES[::-1]:  # bool first: a bool is also an int
+        if isinstance(value, kind):
+            return kind(value)
+    return value
 
 
 def _as_array(values: Any) -> np.ndarray[Any, Any]:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnkit.data import Standardizer
+from rnnkit.data import LABEL_TYPES, Standardizer, plain_label
 from rnnkit.errors import CorruptCheckpointError
 from rnnkit.io._safe_load import corrupt
 from rnnkit.models.base import RecurrentModel, unwrap_model
@@ -30,7 +30,6 @@ __all__ = ["check_data_section", "data_section", "restore_data_card", "saved_dat
 
 SCALERS = ("input_scaler", "target_scaler")
 KEYS = ("classes", *SCALERS)
-LABEL_TYPES = (str, int, float, bool)
 # Which config field gives each entry's size: C for the labels, H_in and H_y for the scalers.
 _SIZE_FIELD = {
     "classes": "num_classes",
@@ -46,7 +45,7 @@ def data_section(model: nn.Module) -> dict[str, Any] | None:
         return None
     section: dict[str, Any] = {}
     if inner.classes is not None:
-        section["classes"] = [_python(label) for label in inner.classes.tolist()]
+        section["classes"] = [plain_label(label) for label in inner.classes.tolist()]
     for key in SCALERS:
         scaler: Standardizer | None = getattr(inner, key)
         if scaler is not None:
@@ -105,18 +104,6 @@ def restore_data_card(checkpoint: dict[str, Any], model: nn.Module) -> None:
     if isinstance(inner, RecurrentModel):
         for key, value in saved_data_card(checkpoint).items():
             setattr(inner, key, value)
-
-
-def _python(value: Any) -> Any:
-    """A numpy scalar as its Python value; subclasses of str, int, float as the plain type.
-
-    The model checked its labels when they were set, so every one converts.
-    """
-    value = value.item() if isinstance(value, np.generic) else value
-    for kind in LABEL_TYPES[::-1]:  # bool first: a bool is also an int
-        if isinstance(value, kind):
-            return kind(value)
-    return value
 
 
 def _bad(path: Path, what: str) -> CorruptCheckpointError:

@@ -12,12 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit.data import Standardizer
+from rnnkit.data import LABEL_TYPES, Standardizer, plain_label
 
-__all__ = ["LABEL_TYPES", "check_classes", "check_scaler", "plain_labels"]
-
-LABEL_TYPES: tuple[type, ...] = (str, int, float, bool)
-"""The Python types a class label may have (numpy's scalar types count as their Python kin)."""
+__all__ = ["check_classes", "check_scaler", "plain_labels"]
 
 
 def plain_labels(classes: np.ndarray[Any, Any]) -> list[Any]:
@@ -27,7 +24,7 @@ def plain_labels(classes: np.ndarray[Any, Any]) -> list[Any]:
         TypeError: A label of another type (e.g. a date or a tuple).
         ValueError: A float label that is NaN or infinite.
     """
-    values = [_python(value) for value in classes.tolist()]
+    values = [plain_label(value) for value in classes.tolist()]
     for k, value in enumerate(values):
         if type(value) not in LABEL_TYPES:
             raise TypeError(
@@ -38,15 +35,6 @@ def plain_labels(classes: np.ndarray[Any, Any]) -> list[Any]:
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"Expected finite class labels, but `classes[{k}]` is {value!r}.")
     return values
-
-
-def _python(value: Any) -> Any:
-    """A numpy scalar as its Python value; str and float subclasses as the plain type."""
-    value = value.item() if isinstance(value, np.generic) else value
-    for kind in (bool, int, float, str):  # bool first: a bool is also an int
-        if isinstance(value, kind):
-            return kind(value)
-    return value
 
 
 def check_classes(classes: Any, num_classes: int | None, model: str) -> np.ndarray[Any, Any] | None:
