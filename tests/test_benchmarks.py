@@ -51,6 +51,20 @@ def test_trainer_vs_loop_sequential_prints_every_run_and_both_ratios(
     assert re.search(r"^targets (met|NOT met) \(best times;", out, re.MULTILINE)
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_trainer_vs_loop_runs_each_loop_with_the_chosen_cell(
+    mnist_root: Path, capsys: pytest.CaptureFixture[str], cell: str
+) -> None:
+    args = ["--root", str(mnist_root), "--max-batches", "2", "--repeats", "1", "--cell", cell]
+    assert trainer_vs_loop.main(args) == 0
+    out = capsys.readouterr().out
+    assert f"cell {cell}" in out
+    target = trainer_vs_loop.TUTORIAL_TARGETS[cell]
+    assert re.search(rf"trainer / tutorial = \d+\.\d{{3}}, .*\(target <= {target}\)", out)
+    model, _ = trainer_vs_loop.tutorial_model(torch.device("cpu"), cell)
+    assert isinstance(model.rnn, trainer_vs_loop.CELLS[cell])  # the loops train that layer too
+
+
 def test_trainer_vs_loop_interleaved_is_the_cpu_default_and_prints_paired_ratios(
     mnist_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
