@@ -14,7 +14,7 @@ import torch
 from rnnkit.callbacks import ProgressBar
 from rnnkit.models import SequenceClassifier
 from rnnkit.training import TrainerOptions
-from rnnkit.training._options import TrainerKeywords
+from rnnkit.training._options import _TrainerKeywords
 from rnnkit.training.trainer import Trainer
 
 # Every keyword argument Trainer(...) has taken, with a value other than its default. The
@@ -65,8 +65,8 @@ def test_every_keyword_is_a_parameter_or_an_option() -> None:
 
 def test_the_typed_keywords_match_the_options() -> None:
     fields = [field.name for field in dataclasses.fields(TrainerOptions)]
-    assert list(TrainerKeywords.__annotations__) == fields
-    assert TrainerKeywords.__total__ is False
+    assert list(_TrainerKeywords.__annotations__) == fields
+    assert _TrainerKeywords.__total__ is False
 
 
 def test_every_old_keyword_still_trains() -> None:

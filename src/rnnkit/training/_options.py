@@ -1,8 +1,8 @@
 """The Trainer's settings: the less common ones as one record, every argument checked first.
 
 :class:`TrainerOptions` holds the keyword arguments of :class:`~rnnkit.Trainer` that most runs
-leave at their defaults; ``TrainerKeywords`` types them as keywords of ``Trainer(...)`` (so a
-type checker still checks each one). :func:`build_options` checks every argument of
+leave at their defaults; ``_TrainerKeywords`` types them as keywords of ``Trainer(...)``, so a
+type checker still checks each one. :func:`build_options` checks every argument of
 ``Trainer(...)`` by name, so a bad set-up fails at construction with an error naming the
 argument, long before the first step.
 """
@@ -34,7 +34,6 @@ from rnnkit.training._precision import PrecisionName, resolve_precision
 __all__ = [
     "OptimizerFactory",
     "SchedulerFactory",
-    "TrainerKeywords",
     "TrainerOptions",
     "build_options",
     "check_arguments",
@@ -120,7 +119,7 @@ class TrainerOptions:
     stateful: bool = False
 
 
-class TrainerKeywords(TypedDict, total=False):
+class _TrainerKeywords(TypedDict, total=False):
     """The keyword arguments that become :class:`TrainerOptions`, as ``Trainer(...)`` takes them.
 
     The same names as the fields of :class:`TrainerOptions` (a test holds them equal), with

@@ -31,7 +31,7 @@ from rnnkit.training._batches import BatchSource
 from rnnkit.training._divergence import NanGuard
 from rnnkit.training._interrupts import InterruptShield
 from rnnkit.training._optimizers import resolve_device
-from rnnkit.training._options import OptimizerFactory, SchedulerFactory, TrainerKeywords
+from rnnkit.training._options import OptimizerFactory, SchedulerFactory, _TrainerKeywords
 from rnnkit.training._precision import Precision
 from rnnkit.training._state import RunState
 from rnnkit.training._steps import StepOutput
@@ -116,7 +116,7 @@ class Trainer:
         callbacks: Sequence[Callback] | None = None,
         progress: bool = True,
         task: Task | None = None,
-        **options: Unpack[TrainerKeywords],
+        **options: Unpack[_TrainerKeywords],
     ) -> None:
         self.options = _options.build_options(locals(), options)
         self.max_epochs = max_epochs
