@@ -118,7 +118,7 @@ class Trainer:
         task: Task | None = None,
         **options: Unpack[_TrainerKeywords],
     ) -> None:
-        self.options = _options.build_options(locals(), options)
+        opts = self.options = _options.build_options(locals(), options)
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = float(lr)
@@ -126,11 +126,9 @@ class Trainer:
         self.scheduler_factory = scheduler
         self.loss_fn = loss
         self.metric_objects = resolve_metrics(metrics)
-        self.distributed = DistributedContext.from_strategy(
-            self.options.strategy, device=self.options.device
-        )
+        self.distributed = DistributedContext.from_strategy(opts.strategy, device=opts.device)
         self.device = resolve_device(self.distributed.device)
-        self.precision_plugin = Precision(self.options.precision, self.device)
+        self.precision_plugin = Precision(opts.precision, self.device)
         self.seed = seed
         self.task = task
         self.stream_carry: _stateful.StreamCarry | None = None
@@ -391,9 +389,10 @@ class Trainer:
         return _loops.run_epoch(self, epoch)
 
     def train_loop(self) -> dict[str, float]:
-        """Run the epoch's training batches (from the resume position); return their averages.
+        """Run the epoch's training batches (from the resume position) and average them.
 
-        The averages are the epoch's training loss and metrics.
+        Returns:
+            The epoch's training loss and metrics.
         """
         return _loops.train_loop(self)
 
@@ -415,9 +414,10 @@ class Trainer:
         _loops.optimizer_step(self, loss)
 
     def validate(self) -> dict[str, float]:
-        """Run the validation data; return its loss and metrics (unprefixed).
+        """Run the validation data; call ``on_validation_end`` with the (unprefixed) metrics.
 
-        Callbacks get them through ``on_validation_end``.
+        Returns:
+            The validation loss and metrics.
         """
         return _loops.validate(self)
 
