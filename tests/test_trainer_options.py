@@ -69,6 +69,40 @@ def test_the_typed_keywords_match_the_options() -> None:
     assert _TrainerKeywords.__total__ is False
 
 
+def test_every_old_keyword_type_checks_as_before() -> None:
+    # Spelled out so that mypy checks each keyword against the type it always had.
+    trainer = Trainer(
+        max_epochs=1,
+        batch_size=8,
+        optimizer="sgd",
+        lr=0.1,
+        scheduler=None,
+        scheduler_interval="epoch",
+        loss=None,
+        metrics=None,
+        device=torch.device("cpu"),
+        strategy="single",
+        precision=32,
+        grad_clip_norm=None,
+        seed=0,
+        callbacks=None,
+        progress=False,
+        log_every_n_steps=50,
+        teacher_forcing=lambda epoch: 1.0,
+        tbptt_steps=None,
+        rollout_horizon=None,
+        fast_dev_run=False,
+        overfit_batches=0,
+        on_nan="raise",
+        default_root_dir=Path("runs"),
+        shuffle=True,
+        task=None,
+        stateful=False,
+    )
+    assert trainer.options.device == torch.device("cpu")
+    assert callable(trainer.options.teacher_forcing)
+
+
 def test_every_old_keyword_still_trains() -> None:
     trainer = Trainer(**EVERY_KEYWORD)
     history = trainer.fit(SequenceClassifier(3, 2, 8), _data())
@@ -129,3 +163,10 @@ def test_the_progress_bar_reads_log_every_n_steps_from_the_options() -> None:
     trainer = Trainer(max_epochs=1, batch_size=8, callbacks=[bar], log_every_n_steps=3)
     trainer.fit(SequenceClassifier(3, 2, 8), _data())
     assert bar._every == 3
+
+
+def test_a_wrongly_typed_option_is_caught_by_the_type_checker_and_at_construction() -> None:
+    # The ignore comment is itself checked: mypy (warn_unused_ignores) fails if the keyword
+    # were not typed.
+    with pytest.raises(TypeError, match="tbptt_steps"):
+        Trainer(tbptt_steps="4")  # type: ignore[arg-type]
