@@ -18,7 +18,7 @@ from rnnkit.shapes import RecurrentSpec, State
 
 __all__ = ["RecurrentModel", "unwrap_model"]
 
-BatchMajorRun: TypeAlias = Callable[[Tensor, State | None, Tensor | None], tuple[Tensor, State]]
+_BatchMajorRun: TypeAlias = Callable[[Tensor, State | None, Tensor | None], tuple[Tensor, State]]
 """What a model computes in the internal layout: ``(x, h0, lengths) -> (values, state)``."""
 
 
@@ -96,7 +96,7 @@ class RecurrentModel(nn.Module):
 
     def _in_user_layout(
         self,
-        run: BatchMajorRun,
+        run: _BatchMajorRun,
         x: Tensor,
         h0: State | None = None,
         lengths: Tensor | None = None,
@@ -106,8 +106,9 @@ class RecurrentModel(nn.Module):
     ) -> tuple[Tensor, State]:
         """Validate a call, compute it in the internal layout, return it in the user's.
 
-        Every public call of a model goes through here, so the contract is checked and the
-        layouts (``batch_first``, unbatched inputs) are handled in one place.
+        The regressor's calls and :meth:`step` go through here (the classifier's and the
+        tagger's through :meth:`_top_outputs`, which shares the first half), so the contract
+        is checked and the user's layout (``batch_first``, unbatched) restored in one place.
 
         Args:
             run: Computes ``(values, state)`` from ``(x, h0, lengths)``, all batched and
