@@ -183,9 +183,9 @@ class Seq2SeqRegressor(RecurrentModel):
         _check_steps(steps)
         step_input = self._feedback(feedback)
 
-        def free_running(x: Tensor, state: State | None, _: Tensor | None) -> tuple[Tensor, State]:
+        def free_running(xb: Tensor, hb: State | None, _: Tensor | None) -> tuple[Tensor, State]:
             with evaluating(self):
-                generated = self._generate(x, state, steps, step_input)
+                generated = self._generate(xb, hb, steps, step_input)
             return generated
 
         return self._in_user_layout(free_running, prime, h0, name="prime")
@@ -245,9 +245,9 @@ class Seq2SeqRegressor(RecurrentModel):
             teacher_forced: tuple[Tensor, State] = self(x, h0)
             return teacher_forced
 
-        def closed_loop(x: Tensor, state: State | None, _: Tensor | None) -> tuple[Tensor, State]:
-            teacher = _coin_flips(x.shape[0], x.shape[1], ratio, generator)
-            return self._rollout(x, state, teacher, step_input)
+        def closed_loop(xb: Tensor, hb: State | None, _: Tensor | None) -> tuple[Tensor, State]:
+            teacher = _coin_flips(xb.shape[0], xb.shape[1], ratio, generator)
+            return self._rollout(xb, hb, teacher, step_input)
 
         return self._in_user_layout(closed_loop, x, h0)
 
