@@ -179,8 +179,11 @@ def _refuse_keyword(name: str, known: list[str]) -> None:
     """Raise the TypeError Python raises for an unknown keyword, with the closest names."""
     known = [option for option in known if option not in ("self", "options")]
     close = difflib.get_close_matches(name, known, n=3)
-    hint = f" Hint: did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise TypeError(f"Trainer() got an unexpected keyword argument {name!r}.{hint}")
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else "see help(Trainer)."
+    raise TypeError(
+        f"Trainer() got an unexpected keyword argument {name!r}: expected one of its named "
+        f"parameters or a field of rnnkit.training.TrainerOptions. Hint: {hint}"
+    )
 
 
 def check_arguments(args: Mapping[str, Any]) -> None:
