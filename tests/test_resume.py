@@ -7,6 +7,7 @@ a NEW process: this file doubles as that process's script (see ``_worker``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -372,7 +373,7 @@ def test_resume_from_last_never_takes_another_experiments_file_in_the_default_ro
     assert old.interrupt_checkpoint == tmp_path / "runs" / "last.ckpt"
     fresh = _fit("classifier", tmp_path / "fresh", epochs=1)
     new = _trainer("classifier", tmp_path / "new", epochs=1)
-    new.default_root_dir = tmp_path / "runs"
+    new.options = dataclasses.replace(new.options, default_root_dir=tmp_path / "runs")
     history = new.fit(_model("classifier"), (x, y), val=(x[:20], y[:20]), resume_from="last")
     assert [r["epoch"] for r in history] == [0]
     assert new.global_step == 4

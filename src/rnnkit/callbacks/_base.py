@@ -247,7 +247,8 @@ class ProgressBar(Callback):
             self._tqdm = _import_tqdm(notebook=self.mode == "notebook")
             if self._tqdm is None:
                 self.mode = "lines"
-        default_every = getattr(trainer, "log_every_n_steps", None) or 50
+        settings = getattr(trainer, "options", trainer)  # rnnkit's Trainer keeps it there
+        default_every = getattr(settings, "log_every_n_steps", None) or 50
         self._every = self.refresh_every_n_steps or int(default_every)
 
     def _choose_mode(self, trainer: Any, stream: TextIO) -> _Mode:

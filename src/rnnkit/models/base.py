@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from rnnkit.models.encoder import RecurrentEncoder, unbatch_state, valid_mask
 from rnnkit.shapes import RecurrentSpec, State
 
 __all__ = ["RecurrentModel", "unwrap_model"]
+
+_BatchMajorRun: TypeAlias = Callable[[Tensor, State | None, Tensor | None], tuple[Tensor, State]]
+"""What a model computes in the internal layout: ``(x, h0, lengths) -> (values, state)``."""
 
 
 class RecurrentModel(nn.Module):
@@ -156,10 +159,55 @@ class RecurrentModel(nn.Module):
         Shapes:
             - ``x``: the user's layout; ``output``: ``(N, L, D·H_out)``.
         """
-        encoder = self.encoder
-        batched = encoder.validate(x, None, lengths)
-        xb, _, lb = encoder.to_batch_major(x, None, lengths, batched)
-        return encoder.run_outputs(xb, None, lb), lb, batched
+        xb, _, lb, batched = self._to_batch_major(x, None, lengths)
+        return self.encoder.run_outputs(xb, None, lb), lb, batched
+
+    def _to_batch_major(
+        self, x: Tensor, h0: State | None, lengths: Tensor | None, name: str = "x"
+    ) -> tuple[Tensor, State | None, Tensor | None, bool]:
+        """Validate a call and bring it to the internal layout; also say if it was batched."""
+        batched = self.encoder.validate(x, h0, lengths, name=name)
+        return *self.encoder.to_batch_major(x, h0, lengths, batched), batched
+
+    def _in_user_layout(
+        self,
+        run: _BatchMajorRun,
+        x: Tensor,
+        h0: State | None = None,
+        lengths: Tensor | None = None,
+        *,
+        name: str = "x",
+        per_step: bool = True,
+    ) -> tuple[Tensor, State]:
+        """Validate a call, compute it in the internal layout, return it in the user's.
+
+        The regressor's calls and :meth:`step` go through here (the classifier's and the
+        tagger's through :meth:`_top_outputs`, which shares the first half), so the contract
+        is checked and the user's layout (``batch_first``, unbatched) restored in one place.
+
+        Args:
+            run: Computes ``(values, state)`` from ``(x, h0, lengths)``, all batched and
+                batch-first.
+            x: The input sequences, in the user's layout.
+            h0: The initial state, or ``None``.
+            lengths: The valid lengths, or ``None``.
+            name: What the caller calls ``x`` (error messages name it).
+            per_step: ``values`` hold a time dimension, ``(N, L, F)``, laid out as ``x`` is;
+                else they hold one row per sequence, ``(N, F)`` (``(F,)`` unbatched).
+
+        Returns:
+            ``(values, state)`` in the user's layout.
+
+        Raises:
+            rnnkit.errors.ShapeError: ``x``, ``h0`` or ``lengths`` break the shape contract.
+        """
+        xb, hb, lb, batched = self._to_batch_major(x, h0, lengths, name)
+        values, state = run(xb, hb, lb)
+        if per_step:
+            values = self.encoder.output_from_batch_major(values, batched)
+        elif not batched:
+            values = values.squeeze(0)
+        return values, unbatch_state(state, batched)
 
     def step(self, x_t: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """Run one time step: streaming inference, one input at a time.
@@ -190,15 +238,17 @@ class RecurrentModel(nn.Module):
             rnnkit.errors.ShapeError: ``x_t`` or ``state`` break the shape contract.
         """
         self._check_step()
-        encoder = self.encoder
         _check_step_input(x_t, self.spec)
         unbatched_or_time_first = x_t.dim() == 1 or not self.batch_first
         sequence = x_t.unsqueeze(0) if unbatched_or_time_first else x_t.unsqueeze(1)
-        batched = encoder.validate(sequence, state)
-        xb, hb, _ = encoder.to_batch_major(sequence, state, None, batched)
-        output, new_state = encoder.run(xb, hb)
-        y = self._step_output(output[:, 0])
-        return (y if batched else y.squeeze(0)), unbatch_state(new_state, batched)
+        return self._in_user_layout(self._one_step, sequence, state, per_step=False)
+
+    def _one_step(
+        self, x: Tensor, state: State | None, lengths: Tensor | None
+    ) -> tuple[Tensor, State]:
+        """:meth:`step` in the internal layout: ``x`` is ``(N, 1, H_in)``."""
+        output, new_state = self.encoder.run(x, state, lengths)
+        return self._step_output(output[:, 0]), new_state
 
     def _check_step(self) -> None:
         """Raise unless the model can run one step at a time (see :meth:`step`)."""

@@ -12,7 +12,7 @@ from rnnkit._validate import check_int
 from rnnkit.errors import ShapeError
 from rnnkit.models.base import RecurrentModel, evaluating, zero_padded_steps
 from rnnkit.models.config import RegressorConfig
-from rnnkit.models.encoder import Kernel, Nonlinearity, RecurrentEncoder, unbatch_state
+from rnnkit.models.encoder import Kernel, Nonlinearity, RecurrentEncoder
 from rnnkit.models.initializers import InitScheme
 from rnnkit.shapes import CellType, State
 
@@ -139,12 +139,7 @@ class Seq2SeqRegressor(RecurrentModel):
         Raises:
             rnnkit.errors.ShapeError: ``x``, ``h0`` or ``lengths`` break the shape contract.
         """
-        encoder = self.encoder
-        batched = encoder.validate(x, h0, lengths)
-        xb, hb, lb = encoder.to_batch_major(x, h0, lengths, batched)
-        output, state = encoder.run(xb, hb, lb)
-        y = zero_padded_steps(self.head(output), lb)
-        return encoder.output_from_batch_major(y, batched), unbatch_state(state, batched)
+        return self._in_user_layout(self._teacher_forced, x, h0, lengths)
 
     def generate(
         self,
@@ -187,12 +182,13 @@ class Seq2SeqRegressor(RecurrentModel):
         self._check_causal("generate")
         _check_steps(steps)
         step_input = self._feedback(feedback)
-        encoder = self.encoder
-        batched = encoder.validate(prime, h0, name="prime")
-        xb, hb, _ = encoder.to_batch_major(prime, h0, None, batched)
-        with evaluating(self):
-            y, state = self._generate(xb, hb, steps, step_input)
-        return encoder.output_from_batch_major(y, batched), unbatch_state(state, batched)
+
+        def free_running(xb: Tensor, hb: State | None, _: Tensor | None) -> tuple[Tensor, State]:
+            with evaluating(self):
+                generated = self._generate(xb, hb, steps, step_input)
+            return generated
+
+        return self._in_user_layout(free_running, prime, h0, name="prime")
 
     def forecast(
         self,
@@ -288,12 +284,19 @@ class Seq2SeqRegressor(RecurrentModel):
         if ratio == 1.0:
             teacher_forced: tuple[Tensor, State] = self(x, h0)
             return teacher_forced
-        encoder = self.encoder
-        batched = encoder.validate(x, h0)
-        xb, hb, _ = encoder.to_batch_major(x, h0, None, batched)
-        teacher = _coin_flips(xb.shape[0], xb.shape[1], ratio, generator)
-        y, state = self._rollout(xb, hb, teacher, step_input)
-        return encoder.output_from_batch_major(y, batched), unbatch_state(state, batched)
+
+        def closed_loop(xb: Tensor, hb: State | None, _: Tensor | None) -> tuple[Tensor, State]:
+            teacher = _coin_flips(xb.shape[0], xb.shape[1], ratio, generator)
+            return self._rollout(xb, hb, teacher, step_input)
+
+        return self._in_user_layout(closed_loop, x, h0)
+
+    def _teacher_forced(
+        self, x: Tensor, h0: State | None, lengths: Tensor | None
+    ) -> tuple[Tensor, State]:
+        """:meth:`forward` in the internal layout: the head on every step, zero at padding."""
+        output, state = self.encoder.run(x, h0, lengths)
+        return zero_padded_steps(self.head(output), lengths), state
 
     def _generate(
         self, x: Tensor, state: State | None, steps: int, step_input: Feedback

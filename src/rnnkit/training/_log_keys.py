@@ -28,9 +28,9 @@ def expected_log_keys(trainer: Trainer) -> LogKeys:
         keys.update(f"val_{name}" for name in measured)
         if getattr(task, "rollout_horizon", None) is not None:
             keys.add("val_rollout_mse")
-    if trainer.teacher_forcing != 1.0:
+    if trainer.options.teacher_forcing != 1.0:
         keys.add("teacher_forcing")
-    if trainer.on_nan == "skip":
+    if trainer.options.on_nan == "skip":
         keys.add("skipped_batches")
     complete = _own(type(task)) and all(_own_method(trainer, name) for name in _STEPS)
     for callback in trainer.callbacks:

@@ -56,7 +56,7 @@ def call(trainer: Trainer, hook: str, *args: Any) -> None:
 
 def run_fit(trainer: Trainer) -> History:
     """The epochs, framed by on_fit_start/on_fit_end; interrupts and errors handled."""
-    epochs = 1 if trainer.fast_dev_run else trainer.max_epochs
+    epochs = 1 if trainer.options.fast_dev_run else trainer.max_epochs
     run = trainer.run
     trainer.interrupts.install()
     try:
@@ -99,13 +99,13 @@ def _begin_epoch(trainer: Trainer, epoch: int) -> None:
     run.teacher_ratio = _teacher_ratio(trainer, epoch)
     if run.resume_epoch(epoch, trainer.device, trainer.distributed.is_global_zero):
         return
-    source = trainer.train_source
-    if trainer.shuffle and not trainer.overfit_batches and isinstance(source, IndexedSource):
+    source, options = trainer.train_source, trainer.options
+    if options.shuffle and not options.overfit_batches and isinstance(source, IndexedSource):
         run.order = torch.randperm(source.num_samples, generator=run.shuffle_gen)
 
 
 def _teacher_ratio(trainer: Trainer, epoch: int) -> float:
-    schedule = trainer.teacher_forcing
+    schedule = trainer.options.teacher_forcing
     ratio = float(schedule(epoch)) if callable(schedule) else float(schedule)
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(
@@ -129,7 +129,7 @@ def train_loop(trainer: Trainer) -> dict[str, float]:
         run.end_step(batch_idx + 1)
         trainer.interrupts.release()  # a Ctrl-C during the update lands here, step committed
         call(trainer, "on_batch_end", batch_idx, outputs)
-        if (batch_idx + 1) % trainer.log_every_n_steps == 0:
+        if (batch_idx + 1) % trainer.options.log_every_n_steps == 0:
             _log_interval(trainer)
     check_divergence(trainer)
     return run.totals.compute(trainer.distributed.all_reduce_named_sums)
@@ -169,9 +169,9 @@ def _epoch_record(
     record: dict[str, float] = {"epoch": epoch, **train}
     record.update({f"val_{key}": value for key, value in val.items()})
     record["lr"] = lr
-    if trainer.teacher_forcing != 1.0:
+    if trainer.options.teacher_forcing != 1.0:
         record["teacher_forcing"] = trainer.run.teacher_ratio
-    if trainer.on_nan == "skip":
+    if trainer.options.on_nan == "skip":
         record["skipped_batches"] = trainer.run.skipped_batches
     return record
 
@@ -206,9 +206,9 @@ def optimizer_step(trainer: Trainer, loss: Tensor) -> None:
     assert trainer.scaler is not None
     assert trainer.model is not None
     torch.autograd.backward(trainer.scaler.scale(loss))
-    if trainer.grad_clip_norm is not None:
+    if trainer.options.grad_clip_norm is not None:
         trainer.scaler.unscale_(trainer.optimizer)
-        torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.grad_clip_norm)
+        torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.options.grad_clip_norm)
     # From the update on, a Ctrl-C waits until the loop has committed the step.
     trainer.interrupts.hold()
     trainer.scaler.step(trainer.optimizer)
@@ -221,7 +221,7 @@ def optimizer_step(trainer: Trainer, loss: Tensor) -> None:
 def step_scheduler(trainer: Trainer, record: dict[str, float], interval: str) -> None:
     """Step the scheduler if it runs at ``interval`` (``"epoch"`` or ``"step"``)."""
     scheduler = trainer.scheduler
-    if scheduler is None or trainer.scheduler_interval != interval:
+    if scheduler is None or trainer.options.scheduler_interval != interval:
         return
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         scheduler.step(record.get("val_loss", record.get("loss", math.nan)))
@@ -281,7 +281,7 @@ def handle_interrupt(trainer: Trainer, exc: KeyboardInterrupt) -> None:
         )
     trainer.interrupts.uninstall()
     check_divergence(trainer)
-    path = interrupt_path(trainer.callbacks, trainer.default_root_dir)
+    path = interrupt_path(trainer.callbacks, trainer.options.default_root_dir)
     if trainer.distributed.is_global_zero:
         path.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(path)

@@ -223,9 +223,9 @@ def _train_batch(
             output, state = task.forward(model, chunk, state)
             loss = task.loss(output, chunk)
         torch.autograd.backward(scaler.scale(loss))
-        if trainer.grad_clip_norm is not None:
+        if trainer.options.grad_clip_norm is not None:
             scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip_norm)
+            nn.utils.clip_grad_norm_(model.parameters(), trainer.options.grad_clip_norm)
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
@@ -243,7 +243,7 @@ def _sweep(
     optimizer.zero_grad(set_to_none=True)
     scaler = trainer.precision_plugin.make_scaler()
     generator = torch.Generator().manual_seed(0 if trainer.seed is None else trainer.seed)
-    batches = _endless_batches(source, trainer.batch_size, generator, trainer.shuffle)
+    batches = _endless_batches(source, trainer.batch_size, generator, trainer.options.shuffle)
     result = LRFinderResult([], [], [])
     average, best = 0.0, math.inf
     for step, batch in zip(range(test.num_steps), batches, strict=False):

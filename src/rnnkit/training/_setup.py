@@ -58,8 +58,8 @@ def trainer_task(trainer: Trainer, model: nn.Module) -> Task:
         model,
         loss=trainer.loss_fn,
         metrics=trainer.metric_objects,
-        tbptt_steps=trainer.tbptt_steps,
-        rollout_horizon=trainer.rollout_horizon,
+        tbptt_steps=trainer.options.tbptt_steps,
+        rollout_horizon=trainer.options.rollout_horizon,
     )
 
 
@@ -73,7 +73,7 @@ def start_fit(
     """Everything ``fit`` does before the first epoch: checks, model, resume or seeding."""
     trainer.interrupted, trainer.interrupt_checkpoint = False, None
     task = trainer_task(trainer, model)
-    if trainer.stateful:
+    if trainer.options.stateful:
         _stateful.check_stateful(trainer, task, train, val)
     prepare_fit(trainer, task, model, train, val)
     trainer._fit_task = task
@@ -99,7 +99,7 @@ def check_task(
     trainer: Trainer, task: Task, model: nn.Module, infos: list[tuple[str, DataInfo]]
 ) -> None:
     """The task's checks of the model and the data sets, with the Trainer's options."""
-    task.check_setup(model, infos, teacher_forcing=trainer.teacher_forcing != 1.0)
+    task.check_setup(model, infos, teacher_forcing=trainer.options.teacher_forcing != 1.0)
 
 
 def check_distributed(
@@ -144,11 +144,11 @@ def _limit_sources(
     trainer: Trainer, train: BatchSource, val: BatchSource | None
 ) -> tuple[BatchSource, BatchSource | None]:
     size = trainer.global_batch_size
-    if trainer.fast_dev_run:
-        n = trainer.fast_dev_run
+    if trainer.options.fast_dev_run:
+        n = trainer.options.fast_dev_run
         return train.limited(n, size), None if val is None else val.limited(n, size)
-    if trainer.overfit_batches:
-        return train.limited(trainer.overfit_batches, size), val
+    if trainer.options.overfit_batches:
+        return train.limited(trainer.options.overfit_batches, size), val
     return train, val
 
 
@@ -164,7 +164,7 @@ def read_resume_checkpoint(
     """
     path = None
     if resume_from is not None and trainer.distributed.is_global_zero:
-        path = resolve_resume_path(resume_from, trainer.callbacks, trainer.default_root_dir)
+        path = resolve_resume_path(resume_from, trainer.callbacks, trainer.options.default_root_dir)
     path = trainer.distributed.broadcast_object(path)
     if path is None:
         return None

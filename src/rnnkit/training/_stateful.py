@@ -137,7 +137,7 @@ def fit_carry(trainer: Trainer, pending: Mapping[str, Any] | None) -> StreamCarr
             saved without the carried state.
     """
     stream = stream_of(trainer.train_source)
-    if not trainer.stateful or stream is None:
+    if not trainer.options.stateful or stream is None:
         return None
     carry = StreamCarry(stream.resets)
     if pending is None:
@@ -163,7 +163,7 @@ def state_entry(carry: StreamCarry | None) -> dict[str, Any]:
 def streaming(trainer: Trainer, source: BatchSource) -> Iterator[None]:
     """Carry the state over ``source`` in evaluation and prediction, if it is a stream."""
     stream = stream_of(source)
-    carry = StreamCarry(stream.resets) if trainer.stateful and stream is not None else None
+    carry = StreamCarry(stream.resets) if trainer.options.stateful and stream is not None else None
     outer, trainer.eval_carry = trainer.eval_carry, carry
     try:
         yield

@@ -192,7 +192,7 @@ def check_divergence(trainer: Trainer) -> None:
 
 
 def _diverged(trainer: Trainer, value: float, step: int) -> Exception:
-    candidates = last_candidates(trainer.callbacks, trainer.default_root_dir)[:-1]
+    candidates = last_candidates(trainer.callbacks, trainer.options.default_root_dir)[:-1]
     run = trainer.run
     return diverged(
         value,

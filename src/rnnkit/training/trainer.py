@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor, nn
@@ -31,7 +31,8 @@ from rnnkit.training._batches import BatchSource
 from rnnkit.training._divergence import NanGuard
 from rnnkit.training._interrupts import InterruptShield
 from rnnkit.training._optimizers import resolve_device
-from rnnkit.training._precision import Precision, resolve_precision
+from rnnkit.training._options import OptimizerFactory, SchedulerFactory, _TrainerKeywords
+from rnnkit.training._precision import Precision
 from rnnkit.training._state import RunState
 from rnnkit.training._steps import StepOutput
 from rnnkit.training.history import History
@@ -39,22 +40,13 @@ from rnnkit.training.history import History
 __all__ = ["OptimizerFactory", "SchedulerFactory", "Trainer"]
 
 
-OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
-"""Builds the optimizer from the model's parameters: ``factory(model.parameters())``."""
-
-SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
-"""Builds a learning-rate scheduler from the optimizer: ``factory(optimizer)``."""
-
-
 class Trainer:
     """Train, evaluate and run recurrent models: the training loop, written once.
 
-    ``fit`` trains a :class:`~rnnkit.SequenceClassifier` (cross-entropy on class indices) or a
-    :class:`~rnnkit.Seq2SeqRegressor` (MSE on per-step targets, masked over padding) on a
-    :class:`~rnnkit.data.SequenceDataset`, an ``(x, y)`` pair of tensors or NumPy arrays, or
-    any :class:`~torch.utils.data.DataLoader` / re-iterable of batches. A dataset or tensors
-    take the fast path: one seeded permutation per epoch, whole batches gathered by index (no
-    per-sample ``__getitem__``, no collate). Every argument is checked here, and the data
+    ``fit`` trains rnnkit's models, or any module a ``task`` describes, on a
+    :class:`~rnnkit.data.SequenceDataset`, tensors or arrays (the fast path: one seeded
+    permutation per epoch, whole batches gathered by index) or any re-iterable of batches such
+    as a :class:`~torch.utils.data.DataLoader`. Every argument is checked here, and the data
     against the model when ``fit`` starts, so a bad set-up fails before the first step.
 
     Args:
@@ -66,97 +58,39 @@ class Trainer:
             ``params -> torch.optim.Optimizer`` (``lr`` unused), e.g.
             ``lambda p: torch.optim.Adam(p, lr=1e-3)`` for torch's default Adam.
         lr: Learning rate of a named optimizer.
-        scheduler: ``None`` or ``optimizer -> LRScheduler``, stepped after every epoch
-            (``ReduceLROnPlateau`` gets ``val_loss``, or ``loss`` without validation) or,
-            with ``scheduler_interval="step"``, after every optimizer step.
-        scheduler_interval: ``"epoch"`` or ``"step"``.
+        scheduler: ``None`` or ``optimizer -> LRScheduler``, stepped after every epoch or
+            after every optimizer step (``scheduler_interval``).
         loss: ``None`` (cross-entropy for classifiers, MSE over the valid steps for
             regressors) or ``loss(output, target) -> Tensor``; a regressor's gets only the
             valid steps of a padded batch, ``(M, H_y)``.
         metrics: Names (see :func:`rnnkit.metrics.get_metric`) or
             :class:`~rnnkit.metrics.Metric` objects; ``None``: ``["accuracy"]`` for
             classifiers, ``["mae"]`` for regressors.
-        device: ``"auto"`` (CUDA when available, else the CPU) or a device; under DDP on
-            GPUs, ``cuda:LOCAL_RANK``; with a context as ``strategy``, the context's.
-        strategy: ``"auto"`` (:class:`~torch.nn.parallel.DistributedDataParallel` when
-            ``torchrun`` started several processes, else one), ``"ddp"``, ``"single"``, or a
-            :class:`~rnnkit.distributed.DistributedContext` (e.g. for another timeout). Each
-            DDP step trains on ``batch_size × world_size`` sequences (see :doc:`/scaling`).
-        precision: ``"32"``, ``"bf16-mixed"`` or ``"16-mixed"`` (CUDA only; loss scaling).
-        grad_clip_norm: Clip the gradients' global 2-norm to this value; ``None``: no clipping.
         seed: Seeds Python, NumPy and torch when ``fit`` starts, and the Trainer's generators
             (data order, teacher-forcing coins): same seed and weights, same run (bitwise on
             the CPU). ``None``: the order comes from torch's global generator (so
             :func:`torch.manual_seed` also makes runs repeatable).
         callbacks: :class:`~rnnkit.Callback` objects, called in this order.
         progress: Add a :class:`~rnnkit.ProgressBar` (drawn only on a terminal).
-        log_every_n_steps: Batches between reads of the loss from the device
-            (:attr:`logged_metrics`, the progress bar); on CUDA no other per-step sync.
-        teacher_forcing: Regressors: the probability of feeding the true input at each step
-            (1.0: always; 0.0: free-running; in between, scheduled sampling through
-            :meth:`~rnnkit.Seq2SeqRegressor.rollout`), or a schedule ``epoch -> ratio``.
-        tbptt_steps: Regressors: truncated BPTT in windows of this many steps, one optimizer
-            step per window, the state carried (detached) across windows, in validation
-            too. ``None``: full BPTT.
-        rollout_horizon: Regressors: also score free-running generation over this many
-            steps in validation (``"val_rollout_mse"``), primed on the first
-            ``L - horizon + 1`` steps (see :func:`rnnkit.metrics.rollout_error`).
-        fast_dev_run: ``True`` (or n): one (n) batch(es) of training and validation for one
-            epoch, to smoke-test a set-up.
-        overfit_batches: Train on the first n batches only, unshuffled, every epoch (a model
-            that cannot overfit them has a bug); 0: off.
-        on_nan: A NaN/inf loss: ``"raise"`` :class:`~rnnkit.errors.TrainingDivergedError`;
-            ``"skip"`` that batch's update, counted (``"skipped_batches"`` in the History).
-        default_root_dir: Where an interrupted run saves its checkpoint when no
-            :class:`~rnnkit.ModelCheckpoint` is among the callbacks.
-        shuffle: Draw a new order every epoch (fast path only).
         task: What training means for the model, a :class:`~rnnkit.tasks.Task` (e.g.
             :class:`~rnnkit.tasks.ClassificationTask` for any module returning ``(N, C)``
             logits), which then takes ``loss``, ``metrics``, ``tbptt_steps`` and
             ``rollout_horizon`` instead (see :ref:`training-your-own-module`); ``None``:
             each rnnkit model's own (:func:`rnnkit.tasks.task_for`) with those four.
-        stateful: Carry each batch's final state (detached) into the next, from zeros where
-            a stream starts: the data are :func:`rnnkit.data.streams`'
-            :class:`~rnnkit.data.StreamBatches`, the model a
-            :class:`~rnnkit.Seq2SeqRegressor`. Checkpoints hold the carried state (exact
-            resume); ``evaluate`` and ``predict`` on streams carry it too (:doc:`/stateful`).
+        **options: The less common settings, each a field of
+            :class:`~rnnkit.training.TrainerOptions` (which describes it and its default):
+            ``device``, ``strategy``, ``precision``, ``scheduler_interval``, ``grad_clip_norm``,
+            ``log_every_n_steps``, ``teacher_forcing``, ``tbptt_steps``, ``rollout_horizon``,
+            ``fast_dev_run``, ``overfit_batches``, ``on_nan``, ``default_root_dir``,
+            ``shuffle`` and ``stateful``. They are kept in :attr:`options`.
 
     Raises:
         ValueError: An argument out of range; an unknown optimizer, precision, metric or
             strategy; ``strategy="ddp"`` outside ``torchrun``.
-        TypeError: An argument of the wrong type.
+        TypeError: An argument of the wrong type, or a keyword the Trainer does not take.
 
-    Attributes:
-        model: The model of the current (or last) fit.
-        run: The :class:`~rnnkit.training.RunState` of the current (or last) fit: epoch,
-            position, data order, partial sums, generators; with its own ``state_dict``.
-        train_model: What the training steps call: ``model``, or its DDP wrapper (whose
-            forward averages the gradients over the processes).
-        distributed: The :class:`~rnnkit.distributed.DistributedContext`: rank, world size,
-            collectives (no-ops in one process).
-        optimizer: Its optimizer, built when ``fit`` starts.
-        scheduler: The learning-rate scheduler, or ``None``.
-        scaler: The :class:`torch.amp.GradScaler` (a pass-through unless ``"16-mixed"``).
-        history: The :class:`~rnnkit.History` of the current fit.
-        callbacks: The callbacks, the progress bar included.
-        last_train_metrics: The last epoch's training metrics.
-        last_val_metrics: The last validation metrics.
-        expected_log_keys: Set when ``fit`` starts, before ``on_fit_start``: the keys the
-            epoch logs will hold (``keys``), whether nothing else can add one
-            (``complete``: no overridden step, no task defined outside rnnkit, no callback
-            whose :meth:`~rnnkit.Callback.log_keys` is ``None``) and whether there is
-            validation data (``has_val``). :class:`~rnnkit.ModelCheckpoint` checks its
-            ``monitor`` and file name fields against it.
-        logged_metrics: The loss over the last ``log_every_n_steps`` batches, read at that
-            interval, and the global step it was read at.
-        interrupted: Whether the last ``fit`` ended by a KeyboardInterrupt.
-        interrupt_checkpoint: The checkpoint it then saved (rank 0's under DDP), or ``None``.
-        task: The ``task`` argument (``None``: each model's own, see :attr:`task_of_fit`).
-        train_source: The current fit's training batches (as ``fast_dev_run`` and
-            ``overfit_batches`` cut them).
-        val_source: The validation batches, or ``None``.
-        precision_plugin: The autocast regions and gradient scaler of ``precision``.
-        nan_guard: Watches the losses for NaN or infinity (``on_nan``).
+    Its attributes (:attr:`model`, :attr:`run`, :attr:`optimizer`, :attr:`history`, ...)
+    are described with the class in the API reference.
 
     Example:
         >>> import torch
@@ -176,54 +110,27 @@ class Trainer:
         optimizer: str | OptimizerFactory = "adam",
         lr: float = 1e-3,
         scheduler: SchedulerFactory | None = None,
-        scheduler_interval: Literal["epoch", "step"] = "epoch",
         loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         metrics: Sequence[str | Metric] | None = None,
-        device: str | torch.device = "auto",
-        strategy: str | DistributedContext = "auto",
-        precision: str | int = "32",
-        grad_clip_norm: float | None = None,
         seed: int | None = None,
         callbacks: Sequence[Callback] | None = None,
         progress: bool = True,
-        log_every_n_steps: int = 50,
-        teacher_forcing: float | Callable[[int], float] = 1.0,
-        tbptt_steps: int | None = None,
-        rollout_horizon: int | None = None,
-        fast_dev_run: bool | int = False,
-        overfit_batches: int = 0,
-        on_nan: Literal["raise", "skip"] = "raise",
-        default_root_dir: str | os.PathLike[str] = "runs",
-        shuffle: bool = True,
         task: Task | None = None,
-        stateful: bool = False,
+        **options: Unpack[_TrainerKeywords],
     ) -> None:
-        _options.check_arguments(locals())
+        opts = self.options = _options.build_options(locals(), options)
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = float(lr)
         self.optimizer_spec = optimizer
         self.scheduler_factory = scheduler
-        self.scheduler_interval = scheduler_interval
         self.loss_fn = loss
         self.metric_objects = resolve_metrics(metrics)
-        self.distributed = DistributedContext.from_strategy(strategy, device=device)
+        self.distributed = DistributedContext.from_strategy(opts.strategy, device=opts.device)
         self.device = resolve_device(self.distributed.device)
-        self.precision = resolve_precision(precision)
-        self.precision_plugin = Precision(self.precision, self.device)
-        self.grad_clip_norm = grad_clip_norm
+        self.precision_plugin = Precision(opts.precision, self.device)
         self.seed = seed
-        self.log_every_n_steps = log_every_n_steps
-        self.teacher_forcing = teacher_forcing
-        self.tbptt_steps = tbptt_steps
-        self.rollout_horizon = rollout_horizon
-        self.fast_dev_run = int(fast_dev_run)
-        self.overfit_batches = overfit_batches
-        self.on_nan = on_nan
-        self.default_root_dir = Path(default_root_dir)
-        self.shuffle = shuffle
         self.task = task
-        self.stateful = bool(stateful)
         self.stream_carry: _stateful.StreamCarry | None = None
         self.eval_carry: _stateful.StreamCarry | None = None
         self.callbacks = list(callbacks or [])
@@ -253,7 +160,7 @@ class Trainer:
         self.logged_metrics: dict[str, float] = {}
         self.num_training_batches: int | None = None
         self.expected_log_keys: LogKeys | None = None
-        self.nan_guard = NanGuard(self.on_nan, self.device, self.distributed)
+        self.nan_guard = NanGuard(self.options.on_nan, self.device, self.distributed)
 
     # -- the run state, as attributes ----------------------------------------------------------
 
@@ -335,25 +242,17 @@ class Trainer:
             train: A :class:`~rnnkit.data.SequenceDataset`, an ``(x, y)`` or
                 ``(x, y, lengths)`` tuple of tensors/arrays, or a re-iterable of batches.
             val: Validation data, in any of the same forms, or ``None``.
-            resume_from: A checkpoint to continue from exactly (weights, optimizer, scheduler,
-                epoch and position within it, RNG states, History, callback states), or
-                ``"last"``: the latest checkpoint in this run's folder, i.e. of the
-                :class:`~rnnkit.ModelCheckpoint` among the callbacks, or, only when there is
-                none, of an interrupted run in ``default_root_dir``; with none there yet,
-                training starts afresh. The checkpoint must come from the same run: the model
-                class and config, the training data (sizes and a fingerprint of a few
-                samples) and the kind of optimizer must match, or it is refused before the
-                model is touched. The optimizer's saved hyperparameters win over the
-                Trainer's (a different ``lr`` is not used, with a warning naming both
-                values), so that the run continues exactly.
+            resume_from: A checkpoint to continue from exactly, or ``"last"``: the latest in
+                this run's folder (the :class:`~rnnkit.ModelCheckpoint`'s, else
+                ``default_root_dir``'s), training afresh while there is none. Only the run
+                that wrote it may resume it: another model, training data or kind of
+                optimizer is refused before the model is touched, and the saved optimizer
+                settings win over the Trainer's (see :doc:`/checkpoints`).
 
         The data are constants to the model: tensors that require grad are detached, and
-        floating inputs and targets are cast to the dtype of the model's first floating
-        parameter (so a model converted with ``model.double()`` trains on the same data).
-        Indexed data (a dataset, an ``(x, y)`` pair) are checked as a whole before training;
-        the batches of a DataLoader or list are checked one by one as they are drawn
-        (:meth:`rnnkit.tasks.Task.check_batch`), so a bad batch is named before a step runs
-        on it.
+        floating inputs and targets take the dtype of the model's first floating parameter.
+        Indexed data (a dataset, an ``(x, y)`` pair) are checked as a whole before training,
+        the batches of an iterable as they are drawn (:meth:`rnnkit.tasks.Task.check_batch`).
 
         Returns:
             The :class:`~rnnkit.History`, one record per epoch. After a KeyboardInterrupt the
@@ -368,9 +267,8 @@ class Trainer:
             rnnkit.errors.ShapeError: The data have the wrong sequence width or target size.
             rnnkit.errors.TrainingDivergedError: The loss became NaN or infinite
                 (``on_nan="raise"``).
-            rnnkit.errors.CheckpointError: ``resume_from`` cannot be read or does not match.
-            rnnkit.errors.CheckpointMismatchError: ``resume_from`` was written by another run:
-                another model, training data or optimizer.
+            rnnkit.errors.CheckpointError: ``resume_from`` cannot be read, or (a
+                :class:`~rnnkit.errors.CheckpointMismatchError`) was written by another run.
 
         Shapes:
             - train/val ``x``: ``(N, L, H_in)``; ``y``: ``(N,)`` class indices or
@@ -448,11 +346,9 @@ class Trainer:
 
         A copy of ``model`` takes up to ``num_steps`` optimizer steps (one per batch, or per
         TBPTT window) with the Trainer's optimizer, loss, precision and clipping, the rate
-        growing geometrically from ``min_lr`` to ``max_lr``. The loss of every step is smoothed
-        by a bias-corrected exponential moving average; the test stops early once the smoothed
-        loss exceeds ``divergence_factor`` times the best so far, or a loss is NaN or infinite.
-        ``model``, an optimizer from an earlier ``fit``, the run state and the global random
-        generators are left exactly as they were. See :doc:`/lr_find`.
+        growing geometrically from ``min_lr`` to ``max_lr``, until the smoothed loss diverges.
+        ``model``, the Trainer's state and the global random generators are left exactly as
+        they were. The guide is :doc:`/lr_find`.
 
         Args:
             model: The model to probe (not modified).
@@ -474,15 +370,6 @@ class Trainer:
             ValueError: Settings out of range, data that do not fit the model, or a first
                 loss that is already NaN or infinite.
             rnnkit.errors.ShapeError: The data have the wrong sequence width or target size.
-
-        Example:
-            >>> import torch
-            >>> from rnnkit import SequenceClassifier, Trainer
-            >>> x, y = torch.randn(64, 5, 3), torch.randint(0, 2, (64,))
-            >>> trainer = Trainer(batch_size=16, progress=False, seed=0)
-            >>> result = trainer.lr_find(SequenceClassifier(3, 2, 8), (x, y), num_steps=20)
-            >>> len(result.lrs) <= 20 and result.lrs[0] == 1e-7
-            True
         """
         test = _lr_find.RangeTest(min_lr, max_lr, num_steps, smoothing, divergence_factor)
         return _lr_find.run_lr_find(self, model, train, test)
@@ -494,10 +381,7 @@ class Trainer:
     # -- the overridable steps -----------------------------------------------------------------
 
     def run_epoch(self, epoch: int) -> dict[str, float]:
-        """Train one epoch, validate, record it in the History, call the epoch hooks.
-
-        Args:
-            epoch: The epoch, 0-based.
+        """Train epoch ``epoch`` (0-based), validate, record it in the History, call the hooks.
 
         Returns:
             The epoch's logs: the History record plus what callbacks added.
@@ -515,20 +399,13 @@ class Trainer:
     def training_step(self, batch: Batch, batch_idx: int) -> StepOutput:
         """One batch: forward, loss, backward and optimizer step (one per TBPTT window).
 
-        An override must return the :class:`~rnnkit.training.StepOutput` of
-        ``super().training_step(...)`` (or one it built): the epoch's loss and metrics are
-        made of its ``"parts"``; add an average of your own with its ``record``. The values
-        stay on the device (no host synchronisation).
+        It returns a :class:`~rnnkit.training.StepOutput` (the batch's mean loss, its size,
+        and the ``"parts"`` that make the epoch's loss and metrics, kept on the device); an
+        override returns that of ``super()``, or one it built.
 
         Args:
             batch: The batch, already on the Trainer's device.
             batch_idx: Its index in the epoch.
-
-        Returns:
-            ``{"loss": mean loss of the batch (0-dim tensor), "batch_size": N, "parts": ...}``.
-
-        Shapes:
-            - ``batch.x``: ``(N, L, H_in)``; ``batch.y``: ``(N,)`` or ``(N, L, H_y)``.
         """
         return _steps.training_step(self, batch, batch_idx)
 
@@ -547,28 +424,16 @@ class Trainer:
     def evaluation_step(self, batch: Batch) -> StepOutput:
         """One evaluation batch: loss and metrics (TBPTT windows carry the state).
 
-        It runs the model and task of :attr:`evaluated`. An override returns the
-        :class:`~rnnkit.training.StepOutput` of ``super().evaluation_step(batch)``, with any
-        average of its own added by ``record``.
-
-        Args:
-            batch: The batch, on the Trainer's device.
-
-        Returns:
-            ``{"loss": mean loss of the batch, "batch_size": N, "parts": ...}``.
-
-        Shapes:
-            - ``batch.x``: ``(N, L, H_in)``; ``batch.y``: ``(N,)`` or ``(N, L, H_y)``.
+        It runs the model and task of :attr:`evaluated` on ``batch`` (on the Trainer's device)
+        and returns a :class:`~rnnkit.training.StepOutput`, as :meth:`training_step` does.
         """
         return _steps.evaluation_step(self, batch)
 
     def prediction_step(self, batch: Batch) -> Tensor:
         """The model's output for one batch, float32 on the CPU.
 
-        The task decides what that is: see :meth:`rnnkit.tasks.Task.predict`.
-
-        Shapes:
-            - ``batch.x``: ``(N, L, H_in)``; return: ``(N, C)`` or ``(N, L, H_y)``.
+        The task decides what that is (see :meth:`rnnkit.tasks.Task.predict`): for rnnkit's
+        models ``(N, C)`` logits, ``(N, L, C)`` per-step logits or ``(N, L, H_y)`` values.
         """
         return _steps.prediction_step(self, batch)
 
@@ -581,14 +446,12 @@ class Trainer:
         step's start, so that a resumed run repeats the step.
 
         Returns:
-            A dict with ``"version"``, ``"epoch"`` and ``"position"`` (where to resume:
-            batches done in that epoch), ``"global_step"``, ``"permutation"`` (this epoch's
-            order or ``None``), ``"totals"`` (the epoch's partial sums), ``"optimizer"``,
-            ``"scheduler"``, ``"scaler"``, ``"history"``, ``"rng"``, ``"should_stop"``,
-            ``"skipped_batches"``, ``"batch_size"``, ``"world_size"``, ``"optimizer_class"``,
-            ``"data"`` (the training data's sizes and fingerprint) and, with
-            ``stateful=True``, ``"stream_state"`` (the carried state). Under DDP it is
-            this process's view: rank 0's is the one saved.
+            The keys of :meth:`RunState.state_dict <rnnkit.training.RunState.state_dict>`
+            (where to resume, the epoch's order and partial sums, the generators) and
+            ``"version"``, ``"optimizer"``, ``"optimizer_class"``, ``"scheduler"``,
+            ``"scaler"``, ``"history"``, ``"batch_size"``, ``"world_size"`` and, with
+            ``stateful=True``, ``"stream_state"`` (the carried state). Under DDP it is this
+            process's view: rank 0's is the one saved.
         """
         return ckpt.trainer_state(self)
 
@@ -632,4 +495,4 @@ class Trainer:
 
     def resolve_resume_path(self, resume_from: str | os.PathLike[str]) -> Path | None:
         """The file ``resume_from`` names; for ``"last"``, the latest one found, or ``None``."""
-        return ckpt.resolve_resume_path(resume_from, self.callbacks, self.default_root_dir)
+        return ckpt.resolve_resume_path(resume_from, self.callbacks, self.options.default_root_dir)
