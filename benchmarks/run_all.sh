@@ -2,6 +2,7 @@
 # Run every benchmark once and write its output, with the command and the machine, to
 # benchmarks/results/NAME.txt: the logs that docs/benchmarks.rst quotes.
 # Usage: bash benchmarks/run_all.sh DATA_DIR [PYTHON]
+#   ONLY="gru_lstm_kernel trainer_vs_loop_gru" bash benchmarks/run_all.sh DATA_DIR: those logs only.
 #   DATA_DIR: a folder holding MNIST/raw (e.g. ./data after `examples/mnist_rnn.py --download`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +18,9 @@ machine() {
 }
 
 run() {
-  local name=$1
+  local name=$1 log=${LOG:-$1}
   shift
+  if [[ -n ${ONLY:-} && " $ONLY " != *" $log "* ]]; then return 0; fi
   {
     echo "# command: python benchmarks/$name.py $*"
     echo "# date: $(date -u +%Y-%m-%d)"
@@ -26,7 +28,7 @@ run() {
     echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
     "$python" "benchmarks/$name.py" "$@" 2>&1
-  } >"benchmarks/results/$name.txt"
+  } >"benchmarks/results/$log.txt"
 }
 
 run data_vs_dataloader --root "$root"
@@ -35,3 +37,5 @@ run rnn_kernel --steps 60
 run gru_lstm_kernel --steps 40
 run step_pairs --root "$root" --max-batches 150
 run trainer_vs_loop --root "$root" --max-batches 100 --repeats 3
+LOG=trainer_vs_loop_gru run trainer_vs_loop --root "$root" --max-batches 100 --repeats 3 --cell gru
+LOG=trainer_vs_loop_lstm run trainer_vs_loop --root "$root" --max-batches 100 --repeats 3 --cell lstm
