@@ -13,8 +13,10 @@ products. This kernel is one autograd node per layer and direction. The forward 
 
 in place into preallocated buffers; the backward pass carries :math:`\partial h_{t-1}` back
 step by step and then forms each weight's gradient with one matrix product over all steps.
-Same arithmetic, other rounding: results agree with :class:`torch.nn.GRU` to float rounding,
-not bitwise.
+Each step's elementwise work (everything but the product) runs as one compiled loop where
+rnnkit's C++ step can be built on this machine (``_fused``), else as torch operations (the
+same results). Same arithmetic, other rounding: results agree with :class:`torch.nn.GRU` to
+float rounding, not bitwise.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from rnnkit.kernels import _fused_loops
 from rnnkit.kernels._common import made_by, order, refusal, run_directions
 
 __all__ = ["MIN_STEPS", "applies", "refusal_reason", "run_stack", "shares_saved_states"]
@@ -107,11 +110,16 @@ class _Direction(torch.autograd.Function):
         gates = torch.addmm(b_ih, rows, w_ih.t()).view(steps, batch, 3 * hidden)
         recurrent = x.new_empty(steps, batch, 3 * hidden)  # W_hh h_{t-1} + b_hh per step
         states = x.new_empty(steps, batch, hidden)
-        start = x.new_zeros(batch, hidden) if h0 is None else h0
-        previous = start
-        for t in order(steps, reverse):
-            _step(gates[t], recurrent[t], states[t], previous, w_hh, b_hh, hidden)
-            previous = states[t]
+        start = x.new_zeros(batch, hidden) if h0 is None else h0.contiguous()
+        ctx.loops = loops = _fused_loops.usable(x, start)
+        if loops is None:
+            previous = start
+            for t in order(steps, reverse):
+                _step(gates[t], recurrent[t], states[t], previous, w_hh, b_hh, hidden)
+                previous = states[t]
+        else:
+            buffers = (gates, recurrent, states)
+            _fused_loops.gru_forward(loops, buffers, start, (w_hh, b_hh), reverse)
         ctx.save_for_backward(rows, start, w_ih, w_hh, gates, recurrent, states)
         ctx.reverse, ctx.x_shape, ctx.given_h0 = reverse, x.shape, h0 is not None
         return states, states[0 if reverse else -1].clone()
@@ -122,9 +130,20 @@ class _Direction(torch.autograd.Function):
         rows, start, w_ih, w_hh, gates, recurrent, states = ctx.saved_tensors
         hidden = w_hh.shape[1]
         wants_h0 = bool(ctx.needs_input_grad[1])
-        grads, grad_h0 = _carry_back(
-            grad_states, grad_final, gates, recurrent, states, start, w_hh, ctx.reverse, wants_h0
-        )
+        if ctx.loops is None:
+            grads, grad_h0 = _carry_back(
+                grad_states, grad_final, gates, recurrent, states, start, w_hh, ctx.reverse,
+                wants_h0,
+            )
+        else:
+            grads, grad_h0 = _fused_loops.gru_backward(
+                ctx.loops,
+                (grad_states, grad_final),
+                (gates, recurrent, states, start),
+                w_hh,
+                ctx.reverse,
+                wants_h0,
+            )
         flat = grads.view(-1, 4 * hidden)
         grad_input, grad_recurrent = flat[:, : 3 * hidden], flat[:, hidden:]  # (n,r,z), (r,z,n')
         grad_w_ih = _from_nrz(grad_input.t() @ rows, hidden)

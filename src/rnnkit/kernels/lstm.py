@@ -12,8 +12,9 @@ torch's recurrence
 in place into preallocated buffers (the gates kept in the order ``i, f, o, g``, so the three
 sigmoids are one call); the backward pass carries :math:`\partial h_{t-1}` and
 :math:`\partial c_{t-1}` back step by step and then forms each weight's gradient with one
-matrix product over all steps. Results agree with :class:`torch.nn.LSTM` to float rounding,
-not bitwise.
+matrix product over all steps. Each step's elementwise work runs as one compiled loop where
+rnnkit's C++ step can be built on this machine (``_fused``), else as torch operations (the
+same results). Results agree with :class:`torch.nn.LSTM` to float rounding, not bitwise.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from rnnkit.kernels import _fused_loops
 from rnnkit.kernels._common import layer_weights, made_by, order, refusal
 
 __all__ = ["MIN_STEPS", "applies", "refusal_reason", "run_stack", "shares_saved_states"]
@@ -119,11 +121,16 @@ class _Direction(torch.autograd.Function):
         squashed = x.new_empty(steps, batch, hidden)  # tanh(c_t)
         states = x.new_empty(steps, batch, hidden)
         h_start = x.new_zeros(batch, hidden) if h0 is None else h0
-        c_start = x.new_zeros(batch, hidden) if c0 is None else c0
-        h, c = h_start, c_start
-        for t in order(steps, reverse):
-            _step(gates[t], cells[t], squashed[t], states[t], h, c, w_hh_ifog, hidden)
-            h, c = states[t], cells[t]
+        c_start = x.new_zeros(batch, hidden) if c0 is None else c0.contiguous()
+        ctx.loops = loops = _fused_loops.usable(x, c_start)
+        if loops is None:
+            h, c = h_start, c_start
+            for t in order(steps, reverse):
+                _step(gates[t], cells[t], squashed[t], states[t], h, c, w_hh_ifog, hidden)
+                h, c = states[t], cells[t]
+        else:
+            buffers = (gates, cells, squashed, states)
+            _fused_loops.lstm_forward(loops, buffers, (h_start, c_start), w_hh_ifog, reverse)
         ctx.save_for_backward(
             rows, h_start, c_start, w_ih_ifog, w_hh_ifog, gates, cells, squashed, states
         )
@@ -139,14 +146,16 @@ class _Direction(torch.autograd.Function):
         rows, h_start, c_start, w_ih, w_hh, gates, cells, squashed, states = ctx.saved_tensors
         hidden = w_hh.shape[1]
         wants = bool(ctx.needs_input_grad[1]), bool(ctx.needs_input_grad[2])
-        grads, grad_h0, grad_c0 = _carry_back(
-            (grad_states, grad_final, grad_cell),
-            (gates, cells, squashed, states),
-            (h_start, c_start),
-            w_hh,
-            ctx.reverse,
-            wants,
-        )
+        grads_out = (grad_states, grad_final, grad_cell)
+        saved = (gates, cells, squashed, states)
+        if ctx.loops is None:
+            grads, grad_h0, grad_c0 = _carry_back(
+                grads_out, saved, (h_start, c_start), w_hh, ctx.reverse, wants
+            )
+        else:
+            grads, grad_h0, grad_c0 = _fused_loops.lstm_backward(
+                ctx.loops, grads_out, saved, c_start, w_hh, ctx.reverse, wants
+            )
         flat = grads.view(-1, 4 * hidden)
         grad_w_ih = _from_ifog(flat.t() @ rows, hidden)
         grad_b = _from_ifog(flat.sum(0), hidden)

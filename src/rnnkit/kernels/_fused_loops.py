@@ -1,0 +1,171 @@
+"""The GRU and LSTM kernels' step loops with each step's elementwise work compiled.
+
+Each loop here does, per step, the step's matrix product (a torch call writing into a
+preallocated buffer) and one call of a compiled loop from :mod:`rnnkit.kernels._fused` for all
+of the step's elementwise work. They read and write the same buffers, in the same layouts, as
+the kernels' torch-operation steps, which they replace when the compiled loops are available.
+Every buffer whose pointer they pass is contiguous and of the loops' dtype: the kernels
+allocate them so, and :func:`usable` checks the caller's initial states.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rnnkit.kernels import _fused
+from rnnkit.kernels._common import order
+
+__all__ = ["gru_backward", "gru_forward", "lstm_backward", "lstm_forward", "usable"]
+
+
+def usable(x: Tensor, *starts: Tensor) -> _fused.Steps | None:
+    """The compiled loops for ``x``'s dtype, if they exist and every start can be passed."""
+    if x.device.type != "cpu":
+        return None
+    if any(s.dtype != x.dtype or s.device != x.device or not s.is_contiguous() for s in starts):
+        return None  # torch's operations raise (or cope) as torch's layer would
+    return _fused.steps(x.dtype)
+
+
+def _at(tensor: Tensor) -> tuple[int, int]:
+    """The data pointer and the byte stride between steps of a time-major buffer."""
+    return tensor.data_ptr(), tensor.stride(0) * tensor.element_size()
+
+
+def gru_forward(
+    loops: _fused.Steps,
+    buffers: tuple[Tensor, Tensor, Tensor],
+    start: Tensor,
+    recurrent_weights: tuple[Tensor, Tensor],
+    reverse: bool,
+) -> None:
+    """Fill ``(gates, recurrent, states)`` (gates holding ``W_ih x + b_ih``), as ``gru._step``."""
+    gates, recurrent, states = buffers
+    w_hh, b_hh = recurrent_weights
+    steps, batch, hidden = states.shape
+    (gates_at, gates_step), (rec_at, rec_step), (states_at, states_step) = map(_at, buffers)
+    weight, outs, views = w_hh.t(), recurrent.unbind(0), states.unbind(0)
+    previous, previous_at = start, start.data_ptr()
+    for t in order(steps, reverse):
+        torch.addmm(b_hh, previous, weight, out=outs[t])
+        state_at = states_at + t * states_step
+        loops.gru_forward(
+            gates_at + t * gates_step, rec_at + t * rec_step, previous_at, state_at, batch, hidden
+        )
+        previous, previous_at = views[t], state_at
+
+
+def gru_backward(
+    loops: _fused.Steps,
+    grads_out: tuple[Tensor, Tensor],
+    saved: tuple[Tensor, Tensor, Tensor, Tensor],
+    w_hh: Tensor,
+    reverse: bool,
+    wants_h0: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """Every step's gate gradients (as ``gru._carry_back`` lays them out), and ``h0``'s.
+
+    The compiled step adds ``∂h_t ⊙ z_t`` (kept in ``carry``) to the next step's product
+    itself, so each step is one product and one compiled call.
+    """
+    grad_states, grad_final = grads_out
+    gates, recurrent, states, start = saved
+    steps, batch, hidden = states.shape
+    grads = states.new_empty(steps, batch, 4 * hidden)
+    carried, carry = states.new_empty(batch, hidden), states.new_empty(batch, hidden)
+    (gates_at, gates_step), (rec_at, rec_step) = _at(gates), _at(recurrent)
+    (states_at, states_step), (grads_at, grads_step) = _at(states), _at(grads)
+    recurrent_side = grads[..., hidden:].unbind(0)
+    visits = list(order(steps, reverse))
+    torch.add(grad_final, grad_states[visits[-1]], out=carried)
+    for position in range(steps - 1, -1, -1):
+        t = visits[position]
+        before = states_at + visits[position - 1] * states_step if position else start.data_ptr()
+        loops.gru_backward(
+            carried.data_ptr(),
+            carry.data_ptr(),
+            int(position < steps - 1),
+            gates_at + t * gates_step,
+            rec_at + t * rec_step,
+            before,
+            grads_at + t * grads_step,
+            batch,
+            hidden,
+        )
+        if position:
+            below = grad_states[visits[position - 1]]
+            torch.addmm(below, recurrent_side[t], w_hh, out=carried)
+        elif wants_h0:
+            return grads, torch.mm(recurrent_side[t], w_hh).add_(carry)
+    return grads, None
+
+
+def lstm_forward(
+    loops: _fused.Steps,
+    buffers: tuple[Tensor, Tensor, Tensor, Tensor],
+    starts: tuple[Tensor, Tensor],
+    w_hh: Tensor,
+    reverse: bool,
+) -> None:
+    """Fill ``(gates, cells, squashed, states)`` (gates holding ``W_ih x + b``), as ``lstm._step``."""
+    gates, cells, squashed, states = buffers
+    steps, batch, hidden = states.shape
+    (gates_at, gates_step), (cells_at, step), (squashed_at, _), (states_at, _) = map(_at, buffers)
+    weight, gate_rows, views = w_hh.t(), gates.unbind(0), states.unbind(0)
+    h, c_at = starts[0], starts[1].data_ptr()
+    for t in order(steps, reverse):
+        gate_rows[t].addmm_(h, weight)
+        offset = t * step  # cells, squashed and states share one layout
+        loops.lstm_forward(
+            gates_at + t * gates_step,
+            c_at,
+            cells_at + offset,
+            squashed_at + offset,
+            states_at + offset,
+            batch,
+            hidden,
+        )
+        h, c_at = views[t], cells_at + offset
+
+
+def lstm_backward(
+    loops: _fused.Steps,
+    grads_out: tuple[Tensor, Tensor, Tensor],
+    saved: tuple[Tensor, Tensor, Tensor, Tensor],
+    c_start: Tensor,
+    w_hh: Tensor,
+    reverse: bool,
+    wants: tuple[bool, bool],
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Every step's gate gradients (as ``lstm._carry_back`` lays them out), ``h0``'s and ``c0``'s."""
+    grad_states, grad_final, grad_cell = grads_out
+    gates, cells, squashed, states = saved
+    steps, batch, hidden = states.shape
+    grads = states.new_empty(steps, batch, 4 * hidden)
+    carried, cell_grad = states.new_empty(batch, hidden), states.new_empty(batch, hidden)
+    cell_grad.copy_(grad_cell)
+    (gates_at, gates_step), (cells_at, step) = _at(gates), _at(cells)
+    squashed_at, (grads_at, grads_step) = squashed.data_ptr(), _at(grads)
+    rows = grads.unbind(0)
+    visits = list(order(steps, reverse))
+    torch.add(grad_final, grad_states[visits[-1]], out=carried)
+    grad_h0 = None
+    for position in range(steps - 1, -1, -1):
+        t = visits[position]
+        before = cells_at + visits[position - 1] * step if position else c_start.data_ptr()
+        loops.lstm_backward(
+            carried.data_ptr(),
+            cell_grad.data_ptr(),
+            gates_at + t * gates_step,
+            squashed_at + t * step,
+            before,
+            grads_at + t * grads_step,
+            batch,
+            hidden,
+        )
+        if position:
+            torch.addmm(grad_states[visits[position - 1]], rows[t], w_hh, out=carried)
+        elif wants[0]:
+            grad_h0 = torch.mm(rows[t], w_hh)
+    return grads, grad_h0, cell_grad if wants[1] else None
