@@ -185,16 +185,17 @@ def test_the_environment_can_turn_the_build_off(monkeypatch: pytest.MonkeyPatch)
     assert "RNNKIT_FUSED=0" in str(_fused.unavailable_reason())
 
 
-def test_an_initial_state_of_another_dtype_raises_as_torchs_layer_does(
-    compiled: _fused.Steps,
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_an_initial_state_of_another_dtype_raises_and_is_never_read_as_raw_memory(
+    cell: str, compiled: _fused.Steps
 ) -> None:
-    fast, slow = twins("gru")
-    x = torch.randn(2, 5, H_IN, dtype=torch.float64)
-    h0 = torch.zeros(1, 2, H)  # float32
-    with pytest.raises(RuntimeError):
-        slow(x, h0)
-    with pytest.raises(RuntimeError):
-        fast(x, h0)
+    gates = 3 if cell == "gru" else 4
+    x = torch.randn(5, 2, H_IN, dtype=torch.float64)
+    weights = [torch.randn(gates * H, n, dtype=torch.float64) for n in (H_IN, H)]
+    weights += [torch.randn(gates * H, dtype=torch.float64) for _ in range(2)]
+    starts = [torch.zeros(2, H)] * (1 if cell == "gru" else 2)  # float32
+    with pytest.raises(RuntimeError, match="dtype|Float|Double"):
+        DIRECTIONS[cell].apply(x, *starts, *weights, False)
 
 
 def test_a_strided_initial_state_is_read_as_torchs_layer_reads_it(compiled: _fused.Steps) -> None:

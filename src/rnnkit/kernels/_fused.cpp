@@ -103,44 +103,51 @@ inline T tanh(T x) {
 }
 
 // gates (N, 3H): W_ih x_t + b_ih in torch's (r, z, n) blocks, overwritten with r, z, n.
-// recurrent (N, 3H): W_hh h_{t-1} + b_hh. previous, state (N, H): h_{t-1}, h_t.
+// recurrent (N, 3H): W_hh h_{t-1}, to which bias (3H) b_hh is added here (so the product needs no
+// copy of the bias); its n block keeps W_hn h_{t-1} + b_hn for the backward pass.
+// previous, state (N, H): h_{t-1}, h_t.
 template <typename T>
-void gru_forward(T* __restrict gates, const T* __restrict recurrent,
+void gru_forward(T* __restrict gates, T* __restrict recurrent, const T* __restrict bias,
                  const T* __restrict previous, T* __restrict state, std::int64_t batch,
                  std::int64_t hidden) {
     for (std::int64_t b = 0; b < batch; ++b) {
         T* __restrict g = gates + b * 3 * hidden;
-        const T* __restrict rec = recurrent + b * 3 * hidden;
+        T* __restrict rec = recurrent + b * 3 * hidden;
         const T* __restrict prev = previous + b * hidden;
         T* __restrict h = state + b * hidden;
         for (std::int64_t j = 0; j < hidden; ++j) {
-            const T r = sigmoid(g[j] + rec[j]);
-            const T z = sigmoid(g[hidden + j] + rec[hidden + j]);
-            const T n = tanh(g[2 * hidden + j] + r * rec[2 * hidden + j]);
+            const T r = sigmoid(g[j] + rec[j] + bias[j]);
+            const T z = sigmoid(g[hidden + j] + rec[hidden + j] + bias[hidden + j]);
+            const T rec_n = rec[2 * hidden + j] + bias[2 * hidden + j];
+            const T n = tanh(g[2 * hidden + j] + r * rec_n);
             g[j] = r;
             g[hidden + j] = z;
             g[2 * hidden + j] = n;
+            rec[2 * hidden + j] = rec_n;
             h[j] = n + z * (prev[j] - n);
         }
     }
 }
 
-// carried (N, H): dh_t from the output and W_hh's product, to which carry (N, H) adds
-// dh_{t+1} * z_{t+1} when `Carry`; carry becomes dh_t * z_t. grads (N, 4H): the gradients at
-// the pre-activations of n, r, z, then dn_pre * r (the recurrent side's n block).
+// dh_t is carried (N, H; the product of later gate gradients with W_hh) + below (N rows of H,
+// `below_stride` apart: the gradient at the output h_t) + carry (N, H) when `Carry`, which
+// holds dh_{t+1} * z_{t+1} and becomes dh_t * z_t. grads (N, 4H): the gradients at the
+// pre-activations of n, r, z, then dn_pre * r (the recurrent side's n block).
 template <typename T, bool Carry>
-void gru_backward(const T* __restrict carried, T* __restrict carry, const T* __restrict gates,
+void gru_backward(const T* __restrict carried, const T* __restrict below,
+                  std::int64_t below_stride, T* __restrict carry, const T* __restrict gates,
                   const T* __restrict recurrent, const T* __restrict previous,
                   T* __restrict grads, std::int64_t batch, std::int64_t hidden) {
     for (std::int64_t b = 0; b < batch; ++b) {
         const T* __restrict dh = carried + b * hidden;
+        const T* __restrict out_grad = below + b * below_stride;
         T* __restrict c = carry + b * hidden;
         const T* __restrict g = gates + b * 3 * hidden;
         const T* __restrict rec = recurrent + b * 3 * hidden;
         const T* __restrict prev = previous + b * hidden;
         T* __restrict out = grads + b * 4 * hidden;
         for (std::int64_t j = 0; j < hidden; ++j) {
-            const T d = Carry ? dh[j] + c[j] : dh[j];
+            const T d = Carry ? dh[j] + out_grad[j] + c[j] : dh[j] + out_grad[j];
             const T r = g[j], z = g[hidden + j], n = g[2 * hidden + j];
             const T grad_n = d * (T(1) - z) * (T(1) - n * n);
             out[j] = grad_n;
@@ -182,27 +189,31 @@ void lstm_forward(T* __restrict gates, const T* __restrict c_prev, T* __restrict
     }
 }
 
-// carried (N, H): dh_t. cell_grad (N, H): dc_t from later steps, becomes dc_{t-1}.
-// grads (N, 4H): the gradients at the pre-activations of i, f, o, g.
+// dh_t is carried (N, H; the product of later gate gradients with W_hh) + below (N rows of H,
+// `below_stride` apart: the gradient at the output h_t). cell_grad (N, H): dc_t from later
+// steps, becomes dc_{t-1}. grads (N, 4H): the gradients at the pre-activations of i, f, o, g.
 template <typename T>
-void lstm_backward(const T* __restrict carried, T* __restrict cell_grad,
+void lstm_backward(const T* __restrict carried, const T* __restrict below,
+                   std::int64_t below_stride, T* __restrict cell_grad,
                    const T* __restrict gates, const T* __restrict squashed,
                    const T* __restrict c_prev, T* __restrict grads, std::int64_t batch,
                    std::int64_t hidden) {
     for (std::int64_t b = 0; b < batch; ++b) {
         const T* __restrict dh = carried + b * hidden;
+        const T* __restrict out_grad = below + b * below_stride;
         T* __restrict dc = cell_grad + b * hidden;
         const T* __restrict g = gates + b * 4 * hidden;
         const T* __restrict s = squashed + b * hidden;
         const T* __restrict cp = c_prev + b * hidden;
         T* __restrict out = grads + b * 4 * hidden;
         for (std::int64_t j = 0; j < hidden; ++j) {
+            const T d = dh[j] + out_grad[j];
             const T i = g[j], f = g[hidden + j], o = g[2 * hidden + j], u = g[3 * hidden + j];
             const T st = s[j];
-            const T grad_c = dh[j] * o * (T(1) - st * st) + dc[j];
+            const T grad_c = d * o * (T(1) - st * st) + dc[j];
             out[j] = grad_c * u * i * (T(1) - i);
             out[hidden + j] = grad_c * cp[j] * f * (T(1) - f);
-            out[2 * hidden + j] = dh[j] * st * o * (T(1) - o);
+            out[2 * hidden + j] = d * st * o * (T(1) - o);
             out[3 * hidden + j] = grad_c * i * (T(1) - u * u);
             dc[j] = grad_c * f;
         }
@@ -213,35 +224,37 @@ void lstm_backward(const T* __restrict carried, T* __restrict cell_grad,
 
 #define RNNKIT_FUSED_EXPORT extern "C" __attribute__((visibility("default")))
 
-#define RNNKIT_FUSED_DEFINE(suffix, T)                                                      \
-    RNNKIT_FUSED_EXPORT void rnnkit_gru_forward_##suffix(T* gates, const T* recurrent,      \
-                                                         const T* previous, T* state,       \
-                                                         std::int64_t batch,                \
-                                                         std::int64_t hidden) {             \
-        gru_forward<T>(gates, recurrent, previous, state, batch, hidden);                   \
-    }                                                                                       \
-    RNNKIT_FUSED_EXPORT void rnnkit_gru_backward_##suffix(                                  \
-        const T* carried, T* carry, std::int32_t has_carry, const T* gates,                 \
-        const T* recurrent, const T* previous, T* grads, std::int64_t batch,                \
-        std::int64_t hidden) {                                                              \
-        if (has_carry) {                                                                    \
-            gru_backward<T, true>(carried, carry, gates, recurrent, previous, grads, batch, \
-                                  hidden);                                                  \
-        } else {                                                                            \
-            gru_backward<T, false>(carried, carry, gates, recurrent, previous, grads,       \
-                                   batch, hidden);                                          \
-        }                                                                                   \
-    }                                                                                       \
-    RNNKIT_FUSED_EXPORT void rnnkit_lstm_forward_##suffix(T* gates, const T* c_prev,        \
-                                                          T* cell, T* squashed, T* state,   \
-                                                          std::int64_t batch,               \
-                                                          std::int64_t hidden) {            \
-        lstm_forward<T>(gates, c_prev, cell, squashed, state, batch, hidden);               \
-    }                                                                                       \
-    RNNKIT_FUSED_EXPORT void rnnkit_lstm_backward_##suffix(                                 \
-        const T* carried, T* cell_grad, const T* gates, const T* squashed, const T* c_prev, \
-        T* grads, std::int64_t batch, std::int64_t hidden) {                                \
-        lstm_backward<T>(carried, cell_grad, gates, squashed, c_prev, grads, batch, hidden);\
+#define RNNKIT_FUSED_DEFINE(suffix, T)                                                       \
+    RNNKIT_FUSED_EXPORT void rnnkit_gru_forward_##suffix(T* gates, T* recurrent, const T* bias, \
+                                                         const T* previous, T* state,        \
+                                                         std::int64_t batch,                 \
+                                                         std::int64_t hidden) {              \
+        gru_forward<T>(gates, recurrent, bias, previous, state, batch, hidden);              \
+    }                                                                                        \
+    RNNKIT_FUSED_EXPORT void rnnkit_gru_backward_##suffix(                                   \
+        const T* carried, const T* below, std::int64_t below_stride, T* carry,               \
+        std::int32_t has_carry, const T* gates, const T* recurrent, const T* previous,       \
+        T* grads, std::int64_t batch, std::int64_t hidden) {                                 \
+        if (has_carry) {                                                                     \
+            gru_backward<T, true>(carried, below, below_stride, carry, gates, recurrent,     \
+                                  previous, grads, batch, hidden);                           \
+        } else {                                                                             \
+            gru_backward<T, false>(carried, below, below_stride, carry, gates, recurrent,    \
+                                   previous, grads, batch, hidden);                          \
+        }                                                                                    \
+    }                                                                                        \
+    RNNKIT_FUSED_EXPORT void rnnkit_lstm_forward_##suffix(T* gates, const T* c_prev,         \
+                                                          T* cell, T* squashed, T* state,    \
+                                                          std::int64_t batch,                \
+                                                          std::int64_t hidden) {             \
+        lstm_forward<T>(gates, c_prev, cell, squashed, state, batch, hidden);                \
+    }                                                                                        \
+    RNNKIT_FUSED_EXPORT void rnnkit_lstm_backward_##suffix(                                  \
+        const T* carried, const T* below, std::int64_t below_stride, T* cell_grad,           \
+        const T* gates, const T* squashed, const T* c_prev, T* grads, std::int64_t batch,    \
+        std::int64_t hidden) {                                                               \
+        lstm_backward<T>(carried, below, below_stride, cell_grad, gates, squashed, c_prev,   \
+                         grads, batch, hidden);                                              \
     }
 
 RNNKIT_FUSED_DEFINE(f32, float)

@@ -27,6 +27,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -48,10 +49,12 @@ _NAME = "rnnkit_fused"
 _POINTER = ctypes.c_void_p
 _SIZE = ctypes.c_int64
 _SIGNATURES: dict[str, list[type]] = {
-    "gru_forward": [_POINTER] * 4 + [_SIZE] * 2,
-    "gru_backward": [_POINTER, _POINTER, ctypes.c_int32] + [_POINTER] * 4 + [_SIZE] * 2,
+    "gru_forward": [_POINTER] * 5 + [_SIZE] * 2,
+    "gru_backward": [_POINTER, _POINTER, _SIZE, _POINTER, ctypes.c_int32]
+    + [_POINTER] * 4
+    + [_SIZE] * 2,
     "lstm_forward": [_POINTER] * 5 + [_SIZE] * 2,
-    "lstm_backward": [_POINTER] * 6 + [_SIZE] * 2,
+    "lstm_backward": [_POINTER, _POINTER, _SIZE] + [_POINTER] * 5 + [_SIZE] * 2,
 }
 _SUFFIXES = {torch.float32: "f32", torch.float64: "f64"}
 _log = logging.getLogger("rnnkit.kernels")
@@ -94,7 +97,7 @@ def build() -> str:
     digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(_flags()).encode()).hexdigest()
     if library.exists() and stamp.exists() and stamp.read_text() == digest:
         return str(library)  # built before from this source: no compiler needed to load it
-    from torch.utils import cpp_extension  # imported only when a build is needed
+    cpp_extension = _import_quietly()
 
     folder.mkdir(parents=True, exist_ok=True)
     with _NinjaOnPath():
@@ -107,6 +110,18 @@ def build() -> str:
         )
     stamp.write_text(digest)
     return str(library)
+
+
+def _import_quietly() -> Any:
+    """Import :mod:`torch.utils.cpp_extension` without its note on a missing CUDA runtime."""
+    torch_logger = logging.getLogger("torch.utils.cpp_extension")
+    level = torch_logger.level
+    torch_logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        torch_logger.setLevel(level)
+    return cpp_extension
 
 
 def _cpu_tag() -> str:
@@ -123,7 +138,7 @@ def _cpu_tag() -> str:
 
 def _flags() -> list[str]:
     """Optimise and vectorise the loops (on x86-64 with this CPU's vector width)."""
-    flags = ["-O3", "-fno-math-errno"]
+    flags = ["-O3", "-fno-math-errno", "-fno-trapping-math"]  # lets the loops vectorise
     if platform.machine().lower() in ("x86_64", "amd64"):
         flags.append("-march=native")
     return flags

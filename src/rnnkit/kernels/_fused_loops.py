@@ -2,10 +2,12 @@
 
 Each loop here does, per step, the step's matrix product (a torch call writing into a
 preallocated buffer) and one call of a compiled loop from :mod:`rnnkit.kernels._fused` for all
-of the step's elementwise work. They read and write the same buffers, in the same layouts, as
-the kernels' torch-operation steps, which they replace when the compiled loops are available.
-Every buffer whose pointer they pass is contiguous and of the loops' dtype: the kernels
-allocate them so, and :func:`usable` checks the caller's initial states.
+of the step's elementwise work, including every addition a product with a bias term would
+otherwise make (``torch.addmm`` into another tensor first copies its bias there). They leave
+the same buffers, in the same layouts, as the kernels' torch-operation steps, which they
+replace where the compiled loops are available. Every pointer they pass is to a tensor whose
+rows are contiguous and whose dtype is the loops': the kernels allocate their buffers so, and
+:func:`usable` and :func:`_rows` check the rest.
 """
 
 from __future__ import annotations
@@ -33,6 +35,18 @@ def _at(tensor: Tensor) -> tuple[int, int]:
     return tensor.data_ptr(), tensor.stride(0) * tensor.element_size()
 
 
+def _rows(grad_states: Tensor) -> tuple[Tensor, int, int, int]:
+    """An incoming ``(L, N, H)`` gradient with contiguous rows, its pointer and its strides.
+
+    Returns ``(tensor, pointer, step stride in bytes, row stride in elements)``; a gradient
+    whose rows are not contiguous (an expanded one, say) is copied once.
+    """
+    if grad_states.stride(2) != 1:
+        grad_states = grad_states.contiguous()
+    pointer, step = _at(grad_states)
+    return grad_states, pointer, step, grad_states.stride(1)
+
+
 def gru_forward(
     loops: _fused.Steps,
     buffers: tuple[Tensor, Tensor, Tensor],
@@ -43,15 +57,22 @@ def gru_forward(
     """Fill ``(gates, recurrent, states)`` (gates holding ``W_ih x + b_ih``), as ``gru._step``."""
     gates, recurrent, states = buffers
     w_hh, b_hh = recurrent_weights
+    bias = b_hh.contiguous()
     steps, batch, hidden = states.shape
     (gates_at, gates_step), (rec_at, rec_step), (states_at, states_step) = map(_at, buffers)
     weight, outs, views = w_hh.t(), recurrent.unbind(0), states.unbind(0)
     previous, previous_at = start, start.data_ptr()
     for t in order(steps, reverse):
-        torch.addmm(b_hh, previous, weight, out=outs[t])
+        torch.mm(previous, weight, out=outs[t])
         state_at = states_at + t * states_step
         loops.gru_forward(
-            gates_at + t * gates_step, rec_at + t * rec_step, previous_at, state_at, batch, hidden
+            gates_at + t * gates_step,
+            rec_at + t * rec_step,
+            bias.data_ptr(),
+            previous_at,
+            state_at,
+            batch,
+            hidden,
         )
         previous, previous_at = views[t], state_at
 
@@ -66,24 +87,26 @@ def gru_backward(
 ) -> tuple[Tensor, Tensor | None]:
     """Every step's gate gradients (as ``gru._carry_back`` lays them out), and ``h0``'s.
 
-    The compiled step adds ``∂h_t ⊙ z_t`` (kept in ``carry``) to the next step's product
-    itself, so each step is one product and one compiled call.
+    The compiled step adds the output's gradient and ``∂h_{t+1} ⊙ z_{t+1}`` (kept in
+    ``carry``) to the product itself, so each step is one product and one compiled call.
     """
-    grad_states, grad_final = grads_out
     gates, recurrent, states, start = saved
     steps, batch, hidden = states.shape
+    grad_states, below_at, below_step, below_stride = _rows(grads_out[0])
     grads = states.new_empty(steps, batch, 4 * hidden)
     carried, carry = states.new_empty(batch, hidden), states.new_empty(batch, hidden)
+    carried.copy_(grads_out[1])  # ∂h_n; later, each step's product writes here
     (gates_at, gates_step), (rec_at, rec_step) = _at(gates), _at(recurrent)
     (states_at, states_step), (grads_at, grads_step) = _at(states), _at(grads)
     recurrent_side = grads[..., hidden:].unbind(0)
     visits = list(order(steps, reverse))
-    torch.add(grad_final, grad_states[visits[-1]], out=carried)
     for position in range(steps - 1, -1, -1):
         t = visits[position]
         before = states_at + visits[position - 1] * states_step if position else start.data_ptr()
         loops.gru_backward(
             carried.data_ptr(),
+            below_at + t * below_step,
+            below_stride,
             carry.data_ptr(),
             int(position < steps - 1),
             gates_at + t * gates_step,
@@ -94,8 +117,7 @@ def gru_backward(
             hidden,
         )
         if position:
-            below = grad_states[visits[position - 1]]
-            torch.addmm(below, recurrent_side[t], w_hh, out=carried)
+            torch.mm(recurrent_side[t], w_hh, out=carried)
         elif wants_h0:
             return grads, torch.mm(recurrent_side[t], w_hh).add_(carry)
     return grads, None
@@ -115,7 +137,7 @@ def lstm_forward(
     weight, gate_rows, views = w_hh.t(), gates.unbind(0), states.unbind(0)
     h, c_at = starts[0], starts[1].data_ptr()
     for t in order(steps, reverse):
-        gate_rows[t].addmm_(h, weight)
+        gate_rows[t].addmm_(h, weight)  # in place: no copy of the bias
         offset = t * step  # cells, squashed and states share one layout
         loops.lstm_forward(
             gates_at + t * gates_step,
@@ -139,23 +161,25 @@ def lstm_backward(
     wants: tuple[bool, bool],
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Every step's gate gradients (as ``lstm._carry_back`` lays them out), ``h0``'s and ``c0``'s."""
-    grad_states, grad_final, grad_cell = grads_out
     gates, cells, squashed, states = saved
     steps, batch, hidden = states.shape
+    grad_states, below_at, below_step, below_stride = _rows(grads_out[0])
     grads = states.new_empty(steps, batch, 4 * hidden)
     carried, cell_grad = states.new_empty(batch, hidden), states.new_empty(batch, hidden)
-    cell_grad.copy_(grad_cell)
+    carried.copy_(grads_out[1])  # ∂h_n; later, each step's product writes here
+    cell_grad.copy_(grads_out[2])  # ∂c_n; each step turns ∂c_t into ∂c_{t-1} in place
     (gates_at, gates_step), (cells_at, step) = _at(gates), _at(cells)
     squashed_at, (grads_at, grads_step) = squashed.data_ptr(), _at(grads)
     rows = grads.unbind(0)
     visits = list(order(steps, reverse))
-    torch.add(grad_final, grad_states[visits[-1]], out=carried)
     grad_h0 = None
     for position in range(steps - 1, -1, -1):
         t = visits[position]
         before = cells_at + visits[position - 1] * step if position else c_start.data_ptr()
         loops.lstm_backward(
             carried.data_ptr(),
+            below_at + t * below_step,
+            below_stride,
             cell_grad.data_ptr(),
             gates_at + t * gates_step,
             squashed_at + t * step,
@@ -165,7 +189,7 @@ def lstm_backward(
             hidden,
         )
         if position:
-            torch.addmm(grad_states[visits[position - 1]], rows[t], w_hh, out=carried)
+            torch.mm(rows[t], w_hh, out=carried)
         elif wants[0]:
             grad_h0 = torch.mm(rows[t], w_hh)
     return grads, grad_h0, cell_grad if wants[1] else None
