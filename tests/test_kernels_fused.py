@@ -206,3 +206,29 @@ def test_a_strided_initial_state_is_read_as_torchs_layer_reads_it(compiled: _fus
         state: State = (h0, h0.clone()) if cell == "lstm" else h0
         with torch.no_grad():
             torch.testing.assert_close(fast(x, state)[0], slow(x, state)[0])
+
+
+LOSSES = {
+    "final state only": lambda output, state: state.sum(),
+    "outputs only, an expanded gradient": lambda output, state: output.sum(),
+    "outputs and final state": lambda output, state: (output * output).sum() + state.sum(),
+}
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+@pytest.mark.parametrize("path", ["compiled", "refused"])
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_unused_outputs_and_expanded_gradients_give_torchs_gradients(
+    cell: str, path: str, loss: str, request: pytest.FixtureRequest
+) -> None:
+    request.getfixturevalue(path)
+    grads = []
+    for encoder in twins(cell, num_layers=2, bidirectional=True):
+        x = torch.randn(3, 5, H_IN, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+        x.requires_grad_(True)
+        output, state = encoder(x)
+        final = state[1] if isinstance(state, tuple) else state  # c_n for an LSTM
+        LOSSES[loss](output, final).backward()
+        grads.append([x.grad, *(p.grad for p in encoder.parameters())])
+    for got, want in zip(*grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)

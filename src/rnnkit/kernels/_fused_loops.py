@@ -35,16 +35,26 @@ def _at(tensor: Tensor) -> tuple[int, int]:
     return tensor.data_ptr(), tensor.stride(0) * tensor.element_size()
 
 
-def _rows(grad_states: Tensor) -> tuple[Tensor, int, int, int]:
+def _rows(grad_states: Tensor | None, like: Tensor) -> tuple[Tensor, int, int, int]:
     """An incoming ``(L, N, H)`` gradient with contiguous rows, its pointer and its strides.
 
     Returns ``(tensor, pointer, step stride in bytes, row stride in elements)``; a gradient
-    whose rows are not contiguous (an expanded one, say) is copied once.
+    whose rows are not contiguous (an expanded one, say) is copied once, and a missing one
+    (the outputs were not used) is one row of zeros that every step and row reads.
     """
+    if grad_states is None:
+        zeros = like.new_zeros(like.shape[-1])
+        return zeros, zeros.data_ptr(), 0, 0
     if grad_states.stride(2) != 1:
         grad_states = grad_states.contiguous()
     pointer, step = _at(grad_states)
     return grad_states, pointer, step, grad_states.stride(1)
+
+
+def _copy_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
+    """A contiguous copy of ``grad`` (the loops write into it), or zeros where it is ``None``."""
+    copy = torch.zeros_like(like, memory_format=torch.contiguous_format)
+    return copy if grad is None else copy.copy_(grad)
 
 
 def gru_forward(
@@ -79,7 +89,7 @@ def gru_forward(
 
 def gru_backward(
     loops: _fused.Steps,
-    grads_out: tuple[Tensor, Tensor],
+    grads_out: tuple[Tensor | None, Tensor | None],
     saved: tuple[Tensor, Tensor, Tensor, Tensor],
     w_hh: Tensor,
     reverse: bool,
@@ -92,10 +102,9 @@ def gru_backward(
     """
     gates, recurrent, states, start = saved
     steps, batch, hidden = states.shape
-    grad_states, below_at, below_step, below_stride = _rows(grads_out[0])
+    kept, below_at, below_step, below_stride = _rows(grads_out[0], states)  # kept: alive
     grads = states.new_empty(steps, batch, 4 * hidden)
-    carried, carry = states.new_empty(batch, hidden), states.new_empty(batch, hidden)
-    carried.copy_(grads_out[1])  # ∂h_n; later, each step's product writes here
+    carried, carry = _copy_or_zeros(grads_out[1], start), states.new_empty(batch, hidden)
     (gates_at, gates_step), (rec_at, rec_step) = _at(gates), _at(recurrent)
     (states_at, states_step), (grads_at, grads_step) = _at(states), _at(grads)
     recurrent_side = grads[..., hidden:].unbind(0)
@@ -153,7 +162,7 @@ def lstm_forward(
 
 def lstm_backward(
     loops: _fused.Steps,
-    grads_out: tuple[Tensor, Tensor, Tensor],
+    grads_out: tuple[Tensor | None, Tensor | None, Tensor | None],
     saved: tuple[Tensor, Tensor, Tensor, Tensor],
     c_start: Tensor,
     w_hh: Tensor,
@@ -163,11 +172,10 @@ def lstm_backward(
     """Every step's gate gradients (as ``lstm._carry_back`` lays them out), ``h0``'s and ``c0``'s."""
     gates, cells, squashed, states = saved
     steps, batch, hidden = states.shape
-    grad_states, below_at, below_step, below_stride = _rows(grads_out[0])
+    kept, below_at, below_step, below_stride = _rows(grads_out[0], states)  # kept: alive
     grads = states.new_empty(steps, batch, 4 * hidden)
-    carried, cell_grad = states.new_empty(batch, hidden), states.new_empty(batch, hidden)
-    carried.copy_(grads_out[1])  # ∂h_n; later, each step's product writes here
-    cell_grad.copy_(grads_out[2])  # ∂c_n; each step turns ∂c_t into ∂c_{t-1} in place
+    carried = _copy_or_zeros(grads_out[1], c_start)  # each step's product writes here later
+    cell_grad = _copy_or_zeros(grads_out[2], c_start)  # each step turns ∂c_t into ∂c_{t-1}
     (gates_at, gates_step), (cells_at, step) = _at(gates), _at(cells)
     squashed_at, (grads_at, grads_step) = squashed.data_ptr(), _at(grads)
     rows = grads.unbind(0)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from rnnkit.kernels import _fused_loops
-from rnnkit.kernels._common import made_by, order, refusal, run_directions
+from rnnkit.kernels._common import made_by, order, refusal, run_directions, zeros_if_none
 
 __all__ = ["MIN_STEPS", "applies", "refusal_reason", "run_stack", "shares_saved_states"]
 
@@ -122,17 +122,27 @@ class _Direction(torch.autograd.Function):
             _fused_loops.gru_forward(loops, buffers, start, (w_hh, b_hh), reverse)
         ctx.save_for_backward(rows, start, w_ih, w_hh, gates, recurrent, states)
         ctx.reverse, ctx.x_shape, ctx.given_h0 = reverse, x.shape, h0 is not None
+        ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None
         return states, states[0 if reverse else -1].clone()
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_states: Tensor, grad_final: Tensor) -> tuple[Tensor | None, ...]:
+    def backward(
+        ctx: Any, grad_states: Tensor | None, grad_final: Tensor | None
+    ) -> tuple[Tensor | None, ...]:
         rows, start, w_ih, w_hh, gates, recurrent, states = ctx.saved_tensors
         hidden = w_hh.shape[1]
         wants_h0 = bool(ctx.needs_input_grad[1])
         if ctx.loops is None:
             grads, grad_h0 = _carry_back(
-                grad_states, grad_final, gates, recurrent, states, start, w_hh, ctx.reverse,
+                zeros_if_none(grad_states, states),
+                zeros_if_none(grad_final, start),
+                gates,
+                recurrent,
+                states,
+                start,
+                w_hh,
+                ctx.reverse,
                 wants_h0,
             )
         else:
@@ -145,11 +155,11 @@ class _Direction(torch.autograd.Function):
                 wants_h0,
             )
         flat = grads.view(-1, 4 * hidden)
-        grad_input, grad_recurrent = flat[:, : 3 * hidden], flat[:, hidden:]  # (n,r,z), (r,z,n')
+        grad_input = flat[:, : 3 * hidden]  # (n, r, z); columns hidden: are (r, z, n')
         grad_w_ih = _from_nrz(grad_input.t() @ rows, hidden)
-        grad_b_ih = _from_nrz(grad_input.sum(0), hidden)
+        sums = flat.sum(0)  # one pass for both biases' gradients
+        grad_b_ih, grad_b_hh = _from_nrz(sums[: 3 * hidden], hidden), sums[hidden:]
         grad_w_hh = _recurrent_weight_grad(grads[..., hidden:], states, start, ctx)
-        grad_b_hh = grad_recurrent.sum(0)
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = (grad_input @ _to_nrz(w_ih, hidden)).view(ctx.x_shape)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from rnnkit.kernels import _fused_loops
-from rnnkit.kernels._common import layer_weights, made_by, order, refusal
+from rnnkit.kernels._common import layer_weights, made_by, order, refusal, zeros_if_none
 
 __all__ = ["MIN_STEPS", "applies", "refusal_reason", "run_stack", "shares_saved_states"]
 
@@ -135,13 +135,14 @@ class _Direction(torch.autograd.Function):
             rows, h_start, c_start, w_ih_ifog, w_hh_ifog, gates, cells, squashed, states
         )
         ctx.reverse, ctx.x_shape, ctx.given_h0 = reverse, x.shape, h0 is not None
+        ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None
         last = 0 if reverse else -1
         return states, states[last].clone(), cells[last].clone()
 
     @staticmethod
     @once_differentiable
     def backward(
-        ctx: Any, grad_states: Tensor, grad_final: Tensor, grad_cell: Tensor
+        ctx: Any, grad_states: Tensor | None, grad_final: Tensor | None, grad_cell: Tensor | None
     ) -> tuple[Tensor | None, ...]:
         rows, h_start, c_start, w_ih, w_hh, gates, cells, squashed, states = ctx.saved_tensors
         hidden = w_hh.shape[1]
@@ -149,8 +150,13 @@ class _Direction(torch.autograd.Function):
         grads_out = (grad_states, grad_final, grad_cell)
         saved = (gates, cells, squashed, states)
         if ctx.loops is None:
+            filled = (
+                zeros_if_none(grad_states, states),
+                zeros_if_none(grad_final, h_start),
+                zeros_if_none(grad_cell, c_start),
+            )
             grads, grad_h0, grad_c0 = _carry_back(
-                grads_out, saved, (h_start, c_start), w_hh, ctx.reverse, wants
+                filled, saved, (h_start, c_start), w_hh, ctx.reverse, wants
             )
         else:
             grads, grad_h0, grad_c0 = _fused_loops.lstm_backward(
