@@ -102,28 +102,33 @@ inline T tanh(T x) {
     return magnitude < Math<T>::small ? series : wide;
 }
 
-// gates (N, 3H): W_ih x_t + b_ih in torch's (r, z, n) blocks, overwritten with r, z, n.
-// recurrent (N, 3H): W_hh h_{t-1}, to which bias (3H) b_hh is added here (so the product needs no
-// copy of the bias); its n block keeps W_hn h_{t-1} + b_hn for the backward pass.
-// previous, state (N, H): h_{t-1}, h_t.
+// gates (N, 3H): W_ih x_t in torch's (r, z, n) blocks, overwritten with r, z, n.
+// recurrent (N, 3H): W_hh h_{t-1}. The biases (3H each) are added here, so neither product
+// needs a copy of its bias first. rec_n (N, H) receives W_hn h_{t-1} + b_hn for the backward
+// pass. previous, state (N, H): h_{t-1}, h_t.
 template <typename T>
-void gru_forward(T* __restrict gates, T* __restrict recurrent, const T* __restrict bias,
-                 const T* __restrict previous, T* __restrict state, std::int64_t batch,
-                 std::int64_t hidden) {
+void gru_forward(T* __restrict gates, const T* __restrict recurrent,
+                 const T* __restrict bias_ih, const T* __restrict bias_hh,
+                 const T* __restrict previous, T* __restrict state, T* __restrict rec_n,
+                 std::int64_t batch, std::int64_t hidden) {
+    const T* __restrict bi = bias_ih;
+    const T* __restrict bh = bias_hh;
     for (std::int64_t b = 0; b < batch; ++b) {
         T* __restrict g = gates + b * 3 * hidden;
-        T* __restrict rec = recurrent + b * 3 * hidden;
+        const T* __restrict rec = recurrent + b * 3 * hidden;
         const T* __restrict prev = previous + b * hidden;
         T* __restrict h = state + b * hidden;
+        T* __restrict kept = rec_n + b * hidden;
         for (std::int64_t j = 0; j < hidden; ++j) {
-            const T r = sigmoid(g[j] + rec[j] + bias[j]);
-            const T z = sigmoid(g[hidden + j] + rec[hidden + j] + bias[hidden + j]);
-            const T rec_n = rec[2 * hidden + j] + bias[2 * hidden + j];
-            const T n = tanh(g[2 * hidden + j] + r * rec_n);
+            const T r = sigmoid(g[j] + bi[j] + (rec[j] + bh[j]));
+            const T z =
+                sigmoid(g[hidden + j] + bi[hidden + j] + (rec[hidden + j] + bh[hidden + j]));
+            const T hn = rec[2 * hidden + j] + bh[2 * hidden + j];
+            const T n = tanh(g[2 * hidden + j] + bi[2 * hidden + j] + r * hn);
             g[j] = r;
             g[hidden + j] = z;
             g[2 * hidden + j] = n;
-            rec[2 * hidden + j] = rec_n;
+            kept[j] = hn;
             h[j] = n + z * (prev[j] - n);
         }
     }
@@ -131,19 +136,20 @@ void gru_forward(T* __restrict gates, T* __restrict recurrent, const T* __restri
 
 // dh_t is carried (N, H; the product of later gate gradients with W_hh) + below (N rows of H,
 // `below_stride` apart: the gradient at the output h_t) + carry (N, H) when `Carry`, which
-// holds dh_{t+1} * z_{t+1} and becomes dh_t * z_t. grads (N, 4H): the gradients at the
-// pre-activations of n, r, z, then dn_pre * r (the recurrent side's n block).
+// holds dh_{t+1} * z_{t+1} and becomes dh_t * z_t. rec_n (N, H): W_hn h_{t-1} + b_hn.
+// grads (N, 4H): the gradients at the pre-activations of n, r, z, then dn_pre * r (the
+// recurrent side's n block).
 template <typename T, bool Carry>
 void gru_backward(const T* __restrict carried, const T* __restrict below,
                   std::int64_t below_stride, T* __restrict carry, const T* __restrict gates,
-                  const T* __restrict recurrent, const T* __restrict previous,
+                  const T* __restrict rec_n, const T* __restrict previous,
                   T* __restrict grads, std::int64_t batch, std::int64_t hidden) {
     for (std::int64_t b = 0; b < batch; ++b) {
         const T* __restrict dh = carried + b * hidden;
         const T* __restrict out_grad = below + b * below_stride;
         T* __restrict c = carry + b * hidden;
         const T* __restrict g = gates + b * 3 * hidden;
-        const T* __restrict rec = recurrent + b * 3 * hidden;
+        const T* __restrict hn = rec_n + b * hidden;
         const T* __restrict prev = previous + b * hidden;
         T* __restrict out = grads + b * 4 * hidden;
         for (std::int64_t j = 0; j < hidden; ++j) {
@@ -151,7 +157,7 @@ void gru_backward(const T* __restrict carried, const T* __restrict below,
             const T r = g[j], z = g[hidden + j], n = g[2 * hidden + j];
             const T grad_n = d * (T(1) - z) * (T(1) - n * n);
             out[j] = grad_n;
-            out[hidden + j] = grad_n * rec[2 * hidden + j] * r * (T(1) - r);
+            out[hidden + j] = grad_n * hn[j] * r * (T(1) - r);
             out[2 * hidden + j] = d * (prev[j] - n) * z * (T(1) - z);
             out[3 * hidden + j] = grad_n * r;
             c[j] = d * z;
@@ -159,10 +165,12 @@ void gru_backward(const T* __restrict carried, const T* __restrict below,
     }
 }
 
-// gates (N, 4H): all pre-activations in the order (i, f, o, g), overwritten with the gates.
+// gates (N, 4H): W_ih x_t + W_hh h_{t-1} in the order (i, f, o, g), to which bias (4H, the
+// sum of both biases) is added here; overwritten with the gates.
 // c_prev, cell, squashed, state (N, H): c_{t-1}, c_t, tanh(c_t), h_t.
 template <typename T>
-void lstm_forward(T* __restrict gates, const T* __restrict c_prev, T* __restrict cell,
+void lstm_forward(T* __restrict gates, const T* __restrict bias, const T* __restrict c_prev,
+                  T* __restrict cell,
                   T* __restrict squashed, T* __restrict state, std::int64_t batch,
                   std::int64_t hidden) {
     for (std::int64_t b = 0; b < batch; ++b) {
@@ -172,10 +180,10 @@ void lstm_forward(T* __restrict gates, const T* __restrict c_prev, T* __restrict
         T* __restrict s = squashed + b * hidden;
         T* __restrict h = state + b * hidden;
         for (std::int64_t j = 0; j < hidden; ++j) {
-            const T i = sigmoid(g[j]);
-            const T f = sigmoid(g[hidden + j]);
-            const T o = sigmoid(g[2 * hidden + j]);
-            const T u = tanh(g[3 * hidden + j]);
+            const T i = sigmoid(g[j] + bias[j]);
+            const T f = sigmoid(g[hidden + j] + bias[hidden + j]);
+            const T o = sigmoid(g[2 * hidden + j] + bias[2 * hidden + j]);
+            const T u = tanh(g[3 * hidden + j] + bias[3 * hidden + j]);
             g[j] = i;
             g[hidden + j] = f;
             g[2 * hidden + j] = o;
@@ -225,29 +233,28 @@ void lstm_backward(const T* __restrict carried, const T* __restrict below,
 #define RNNKIT_FUSED_EXPORT extern "C" __attribute__((visibility("default")))
 
 #define RNNKIT_FUSED_DEFINE(suffix, T)                                                       \
-    RNNKIT_FUSED_EXPORT void rnnkit_gru_forward_##suffix(T* gates, T* recurrent, const T* bias, \
-                                                         const T* previous, T* state,        \
-                                                         std::int64_t batch,                 \
-                                                         std::int64_t hidden) {              \
-        gru_forward<T>(gates, recurrent, bias, previous, state, batch, hidden);              \
+    RNNKIT_FUSED_EXPORT void rnnkit_gru_forward_##suffix(                                    \
+        T* gates, const T* recurrent, const T* bias_ih, const T* bias_hh, const T* previous, \
+        T* state, T* rec_n, std::int64_t batch, std::int64_t hidden) {                       \
+        gru_forward<T>(gates, recurrent, bias_ih, bias_hh, previous, state, rec_n, batch,    \
+                       hidden);                                                              \
     }                                                                                        \
     RNNKIT_FUSED_EXPORT void rnnkit_gru_backward_##suffix(                                   \
         const T* carried, const T* below, std::int64_t below_stride, T* carry,               \
-        std::int32_t has_carry, const T* gates, const T* recurrent, const T* previous,       \
-        T* grads, std::int64_t batch, std::int64_t hidden) {                                 \
+        std::int32_t has_carry, const T* gates, const T* rec_n, const T* previous, T* grads, \
+        std::int64_t batch, std::int64_t hidden) {                                           \
         if (has_carry) {                                                                     \
-            gru_backward<T, true>(carried, below, below_stride, carry, gates, recurrent,     \
+            gru_backward<T, true>(carried, below, below_stride, carry, gates, rec_n,         \
                                   previous, grads, batch, hidden);                           \
         } else {                                                                             \
-            gru_backward<T, false>(carried, below, below_stride, carry, gates, recurrent,    \
+            gru_backward<T, false>(carried, below, below_stride, carry, gates, rec_n,        \
                                    previous, grads, batch, hidden);                          \
         }                                                                                    \
     }                                                                                        \
-    RNNKIT_FUSED_EXPORT void rnnkit_lstm_forward_##suffix(T* gates, const T* c_prev,         \
-                                                          T* cell, T* squashed, T* state,    \
-                                                          std::int64_t batch,                \
-                                                          std::int64_t hidden) {             \
-        lstm_forward<T>(gates, c_prev, cell, squashed, state, batch, hidden);                \
+    RNNKIT_FUSED_EXPORT void rnnkit_lstm_forward_##suffix(                                   \
+        T* gates, const T* bias, const T* c_prev, T* cell, T* squashed, T* state,            \
+        std::int64_t batch, std::int64_t hidden) {                                           \
+        lstm_forward<T>(gates, bias, c_prev, cell, squashed, state, batch, hidden);          \
     }                                                                                        \
     RNNKIT_FUSED_EXPORT void rnnkit_lstm_backward_##suffix(                                  \
         const T* carried, const T* below, std::int64_t below_stride, T* cell_grad,           \

@@ -49,11 +49,11 @@ _NAME = "rnnkit_fused"
 _POINTER = ctypes.c_void_p
 _SIZE = ctypes.c_int64
 _SIGNATURES: dict[str, list[type]] = {
-    "gru_forward": [_POINTER] * 5 + [_SIZE] * 2,
+    "gru_forward": [_POINTER] * 7 + [_SIZE] * 2,
     "gru_backward": [_POINTER, _POINTER, _SIZE, _POINTER, ctypes.c_int32]
     + [_POINTER] * 4
     + [_SIZE] * 2,
-    "lstm_forward": [_POINTER] * 5 + [_SIZE] * 2,
+    "lstm_forward": [_POINTER] * 6 + [_SIZE] * 2,
     "lstm_backward": [_POINTER, _POINTER, _SIZE] + [_POINTER] * 5 + [_SIZE] * 2,
 }
 _SUFFIXES = {torch.float32: "f32", torch.float64: "f64"}

@@ -12,6 +12,8 @@ rows are contiguous and whose dtype is the loops': the kernels allocate their bu
 
 from __future__ import annotations
 
+import threading
+
 import torch
 from torch import Tensor
 
@@ -51,6 +53,24 @@ def _rows(grad_states: Tensor | None, like: Tensor) -> tuple[Tensor, int, int, i
     return grad_states, pointer, step, grad_states.stride(1)
 
 
+_SCRATCH = threading.local()
+
+
+def _workspace(states: Tensor, width: int) -> Tensor:
+    """An ``(L, N, width)`` buffer for the gate gradients, reused by this thread's next call.
+
+    The backward passes read it only until they return (its products are new tensors), so one
+    buffer per thread serves every call of the same shape; reusing it spares the operating
+    system mapping (and zeroing) fresh memory for megabytes of gradients on every call.
+    """
+    shape = (*states.shape[:2], width)
+    held: Tensor | None = getattr(_SCRATCH, "grads", None)
+    if held is None or held.shape != shape or held.dtype != states.dtype:
+        held = states.new_empty(shape)
+        _SCRATCH.grads = held
+    return held
+
+
 def _copy_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
     """A contiguous copy of ``grad`` (the loops write into it), or zeros where it is ``None``."""
     copy = torch.zeros_like(like, memory_format=torch.contiguous_format)
@@ -59,32 +79,43 @@ def _copy_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
 
 def gru_forward(
     loops: _fused.Steps,
-    buffers: tuple[Tensor, Tensor, Tensor],
+    rows: Tensor,
     start: Tensor,
-    recurrent_weights: tuple[Tensor, Tensor],
+    weights: tuple[Tensor, ...],
     reverse: bool,
-) -> None:
-    """Fill ``(gates, recurrent, states)`` (gates holding ``W_ih x + b_ih``), as ``gru._step``."""
-    gates, recurrent, states = buffers
-    w_hh, b_hh = recurrent_weights
-    bias = b_hh.contiguous()
-    steps, batch, hidden = states.shape
-    (gates_at, gates_step), (rec_at, rec_step), (states_at, states_step) = map(_at, buffers)
-    weight, outs, views = w_hh.t(), recurrent.unbind(0), states.unbind(0)
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The forward steps: ``(gates, rec_n, states)``, time-major.
+
+    ``gates`` holds ``r, z, n`` as ``gru._run_steps`` leaves them; ``rec_n``, ``(L, N, H)``,
+    only the ``n`` block of its ``recurrent`` buffer, which is all the backward pass reads.
+    Each step's product goes to one reused ``(N, 3H)`` buffer.
+    """
+    w_ih, w_hh, b_ih, b_hh = weights
+    batch, hidden = start.shape
+    steps = rows.shape[0] // batch
+    gates = torch.mm(rows, w_ih.t()).view(steps, batch, 3 * hidden)
+    states, rec_n = rows.new_empty(steps, batch, hidden), rows.new_empty(steps, batch, hidden)
+    product = rows.new_empty(batch, 3 * hidden)
+    biases = b_ih.contiguous(), b_hh.contiguous()
+    (gates_at, gates_step), (states_at, step), (rec_at, _) = map(_at, (gates, states, rec_n))
+    weight, views = w_hh.t(), states.unbind(0)
     previous, previous_at = start, start.data_ptr()
     for t in order(steps, reverse):
-        torch.mm(previous, weight, out=outs[t])
-        state_at = states_at + t * states_step
+        torch.mm(previous, weight, out=product)
+        state_at = states_at + t * step
         loops.gru_forward(
             gates_at + t * gates_step,
-            rec_at + t * rec_step,
-            bias.data_ptr(),
+            product.data_ptr(),
+            biases[0].data_ptr(),
+            biases[1].data_ptr(),
             previous_at,
             state_at,
+            rec_at + t * step,
             batch,
             hidden,
         )
         previous, previous_at = views[t], state_at
+    return gates, rec_n, states
 
 
 def gru_backward(
@@ -100,13 +131,13 @@ def gru_backward(
     The compiled step adds the output's gradient and ``∂h_{t+1} ⊙ z_{t+1}`` (kept in
     ``carry``) to the product itself, so each step is one product and one compiled call.
     """
-    gates, recurrent, states, start = saved
+    gates, rec_n, states, start = saved
     steps, batch, hidden = states.shape
     kept, below_at, below_step, below_stride = _rows(grads_out[0], states)  # kept: alive
-    grads = states.new_empty(steps, batch, 4 * hidden)
+    grads = _workspace(states, 4 * hidden)
     carried, carry = _copy_or_zeros(grads_out[1], start), states.new_empty(batch, hidden)
-    (gates_at, gates_step), (rec_at, rec_step) = _at(gates), _at(recurrent)
-    (states_at, states_step), (grads_at, grads_step) = _at(states), _at(grads)
+    (gates_at, gates_step), (states_at, states_step) = _at(gates), _at(states)
+    rec_at, (grads_at, grads_step) = rec_n.data_ptr(), _at(grads)
     recurrent_side = grads[..., hidden:].unbind(0)
     visits = list(order(steps, reverse))
     for position in range(steps - 1, -1, -1):
@@ -119,7 +150,7 @@ def gru_backward(
             carry.data_ptr(),
             int(position < steps - 1),
             gates_at + t * gates_step,
-            rec_at + t * rec_step,
+            rec_at + t * states_step,
             before,
             grads_at + t * grads_step,
             batch,
@@ -134,22 +165,28 @@ def gru_backward(
 
 def lstm_forward(
     loops: _fused.Steps,
-    buffers: tuple[Tensor, Tensor, Tensor, Tensor],
+    rows: Tensor,
     starts: tuple[Tensor, Tensor],
-    w_hh: Tensor,
+    weights: tuple[Tensor, Tensor, Tensor],
     reverse: bool,
-) -> None:
-    """Fill ``(gates, cells, squashed, states)`` (gates holding ``W_ih x + b``), as ``lstm._step``."""
-    gates, cells, squashed, states = buffers
-    steps, batch, hidden = states.shape
-    (gates_at, gates_step), (cells_at, step), (squashed_at, _), (states_at, _) = map(_at, buffers)
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The forward steps: ``(gates, cells, squashed, states)`` as ``lstm._run_steps`` leaves them."""
+    w_ih, w_hh, bias = weights
+    batch, hidden = starts[1].shape
+    steps = rows.shape[0] // batch
+    gates = torch.mm(rows, w_ih.t()).view(steps, batch, 4 * hidden)
+    cells, squashed, states = (rows.new_empty(steps, batch, hidden) for _ in range(3))
+    bias = bias.contiguous()
+    (gates_at, gates_step), (cells_at, step) = _at(gates), _at(cells)
+    squashed_at, states_at = squashed.data_ptr(), states.data_ptr()
     weight, gate_rows, views = w_hh.t(), gates.unbind(0), states.unbind(0)
     h, c_at = starts[0], starts[1].data_ptr()
     for t in order(steps, reverse):
-        gate_rows[t].addmm_(h, weight)  # in place: no copy of the bias
+        gate_rows[t].addmm_(h, weight)  # in place: no copy of a bias
         offset = t * step  # cells, squashed and states share one layout
         loops.lstm_forward(
             gates_at + t * gates_step,
+            bias.data_ptr(),
             c_at,
             cells_at + offset,
             squashed_at + offset,
@@ -158,6 +195,7 @@ def lstm_forward(
             hidden,
         )
         h, c_at = views[t], cells_at + offset
+    return gates, cells, squashed, states
 
 
 def lstm_backward(
@@ -173,7 +211,7 @@ def lstm_backward(
     gates, cells, squashed, states = saved
     steps, batch, hidden = states.shape
     kept, below_at, below_step, below_stride = _rows(grads_out[0], states)  # kept: alive
-    grads = states.new_empty(steps, batch, 4 * hidden)
+    grads = _workspace(states, 4 * hidden)
     carried = _copy_or_zeros(grads_out[1], c_start)  # each step's product writes here later
     cell_grad = _copy_or_zeros(grads_out[2], c_start)  # each step turns ∂c_t into ∂c_{t-1}
     (gates_at, gates_step), (cells_at, step) = _at(gates), _at(cells)

@@ -106,20 +106,13 @@ class _Direction(torch.autograd.Function):
         steps, batch, width = x.shape
         hidden = w_hh.shape[1]
         rows = x.reshape(steps * batch, width)  # kept for backward's weight gradient
-        # the gates buffer: input parts of all steps in one product, then r, z, n in place
-        gates = torch.addmm(b_ih, rows, w_ih.t()).view(steps, batch, 3 * hidden)
-        recurrent = x.new_empty(steps, batch, 3 * hidden)  # W_hh h_{t-1} + b_hh per step
-        states = x.new_empty(steps, batch, hidden)
         start = x.new_zeros(batch, hidden) if h0 is None else h0.contiguous()
+        weights = (w_ih, w_hh, b_ih, b_hh)
         ctx.loops = loops = _fused_loops.usable(x, start)
         if loops is None:
-            previous = start
-            for t in order(steps, reverse):
-                _step(gates[t], recurrent[t], states[t], previous, w_hh, b_hh, hidden)
-                previous = states[t]
-        else:
-            buffers = (gates, recurrent, states)
-            _fused_loops.gru_forward(loops, buffers, start, (w_hh, b_hh), reverse)
+            gates, recurrent, states = _run_steps(rows, start, weights, steps, reverse)
+        else:  # recurrent: only W_hn h_{t-1} + b_hn, (L, N, H)
+            gates, recurrent, states = _fused_loops.gru_forward(loops, rows, start, weights, reverse)
         ctx.save_for_backward(rows, start, w_ih, w_hh, gates, recurrent, states)
         ctx.reverse, ctx.x_shape, ctx.given_h0 = reverse, x.shape, h0 is not None
         ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None
@@ -164,6 +157,23 @@ class _Direction(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = (grad_input @ _to_nrz(w_ih, hidden)).view(ctx.x_shape)
         return grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, None
+
+
+def _run_steps(
+    rows: Tensor, start: Tensor, weights: tuple[Tensor, ...], steps: int, reverse: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The forward steps as torch operations: ``(gates, recurrent, states)`` buffers."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    batch, hidden = start.shape
+    # the gates buffer: input parts of all steps in one product, then r, z, n in place
+    gates = torch.addmm(b_ih, rows, w_ih.t()).view(steps, batch, 3 * hidden)
+    recurrent = rows.new_empty(steps, batch, 3 * hidden)  # W_hh h_{t-1} + b_hh per step
+    states = rows.new_empty(steps, batch, hidden)
+    previous = start
+    for t in order(steps, reverse):
+        _step(gates[t], recurrent[t], states[t], previous, w_hh, b_hh, hidden)
+        previous = states[t]
+    return gates, recurrent, states
 
 
 def _step(

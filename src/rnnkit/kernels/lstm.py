@@ -115,22 +115,17 @@ class _Direction(torch.autograd.Function):
         hidden = w_hh.shape[1]
         rows = x.reshape(steps * batch, width)  # kept for backward's weight gradient
         w_ih_ifog, w_hh_ifog = _to_ifog(w_ih, hidden), _to_ifog(w_hh, hidden)
-        bias = _to_ifog(b_ih + b_hh, hidden)
-        gates = torch.addmm(bias, rows, w_ih_ifog.t()).view(steps, batch, 4 * hidden)
-        cells = x.new_empty(steps, batch, hidden)
-        squashed = x.new_empty(steps, batch, hidden)  # tanh(c_t)
-        states = x.new_empty(steps, batch, hidden)
+        weights = (w_ih_ifog, w_hh_ifog, _to_ifog(b_ih + b_hh, hidden))
         h_start = x.new_zeros(batch, hidden) if h0 is None else h0
         c_start = x.new_zeros(batch, hidden) if c0 is None else c0.contiguous()
+        starts = (h_start, c_start)
         ctx.loops = loops = _fused_loops.usable(x, c_start)
         if loops is None:
-            h, c = h_start, c_start
-            for t in order(steps, reverse):
-                _step(gates[t], cells[t], squashed[t], states[t], h, c, w_hh_ifog, hidden)
-                h, c = states[t], cells[t]
+            gates, cells, squashed, states = _run_steps(rows, starts, weights, steps, reverse)
         else:
-            buffers = (gates, cells, squashed, states)
-            _fused_loops.lstm_forward(loops, buffers, (h_start, c_start), w_hh_ifog, reverse)
+            gates, cells, squashed, states = _fused_loops.lstm_forward(
+                loops, rows, starts, weights, reverse
+            )
         ctx.save_for_backward(
             rows, h_start, c_start, w_ih_ifog, w_hh_ifog, gates, cells, squashed, states
         )
@@ -168,6 +163,27 @@ class _Direction(torch.autograd.Function):
         grad_w_hh = _from_ifog(_recurrent_weight_grad(grads, states, h_start, ctx), hidden)
         grad_x = (flat @ w_ih).view(ctx.x_shape) if ctx.needs_input_grad[0] else None
         return grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b, grad_b.clone(), None
+
+
+def _run_steps(
+    rows: Tensor,
+    starts: tuple[Tensor, Tensor],
+    weights: tuple[Tensor, Tensor, Tensor],
+    steps: int,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The forward steps as torch operations: ``(gates, cells, squashed, states)`` buffers."""
+    w_ih, w_hh, bias = weights
+    batch, hidden = starts[1].shape
+    gates = torch.addmm(bias, rows, w_ih.t()).view(steps, batch, 4 * hidden)
+    cells = rows.new_empty(steps, batch, hidden)
+    squashed = rows.new_empty(steps, batch, hidden)  # tanh(c_t)
+    states = rows.new_empty(steps, batch, hidden)
+    h, c = starts
+    for t in order(steps, reverse):
+        _step(gates[t], cells[t], squashed[t], states[t], h, c, w_hh, hidden)
+        h, c = states[t], cells[t]
+    return gates, cells, squashed, states
 
 
 def _step(
