@@ -194,7 +194,7 @@ def test_an_initial_state_of_another_dtype_raises_and_is_never_read_as_raw_memor
     weights = [torch.randn(gates * H, n, dtype=torch.float64) for n in (H_IN, H)]
     weights += [torch.randn(gates * H, dtype=torch.float64) for _ in range(2)]
     starts = [torch.zeros(2, H)] * (1 if cell == "gru" else 2)  # float32
-    with pytest.raises(RuntimeError, match="dtype|Float|Double"):
+    with pytest.raises(RuntimeError, match=r"dtype|Float|Double"):
         DIRECTIONS[cell].apply(x, *starts, *weights, False)
 
 

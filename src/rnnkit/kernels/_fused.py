@@ -48,7 +48,7 @@ SOURCE = Path(__file__).with_name("_fused.cpp")
 _NAME = "rnnkit_fused"
 _POINTER = ctypes.c_void_p
 _SIZE = ctypes.c_int64
-_SIGNATURES: dict[str, list[type]] = {
+_SIGNATURES: dict[str, list[type[ctypes._CData]]] = {
     "gru_forward": [_POINTER] * 7 + [_SIZE] * 2,
     "gru_backward": [_POINTER, _POINTER, _SIZE, _POINTER, ctypes.c_int32]
     + [_POINTER] * 4

@@ -133,7 +133,7 @@ def gru_backward(
     """
     gates, rec_n, states, start = saved
     steps, batch, hidden = states.shape
-    kept, below_at, below_step, below_stride = _rows(grads_out[0], states)  # kept: alive
+    _held, below_at, below_step, below_stride = _rows(grads_out[0], states)  # read via pointer
     grads = _workspace(states, 4 * hidden)
     carried, carry = _copy_or_zeros(grads_out[1], start), states.new_empty(batch, hidden)
     (gates_at, gates_step), (states_at, states_step) = _at(gates), _at(states)
@@ -170,7 +170,7 @@ def lstm_forward(
     weights: tuple[Tensor, Tensor, Tensor],
     reverse: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The forward steps: ``(gates, cells, squashed, states)`` as ``lstm._run_steps`` leaves them."""
+    """Forward: ``(gates, cells, squashed, states)``, as ``lstm._run_steps`` fills them."""
     w_ih, w_hh, bias = weights
     batch, hidden = starts[1].shape
     steps = rows.shape[0] // batch
@@ -207,10 +207,10 @@ def lstm_backward(
     reverse: bool,
     wants: tuple[bool, bool],
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """Every step's gate gradients (as ``lstm._carry_back`` lays them out), ``h0``'s and ``c0``'s."""
+    """Every step's gate gradients (laid out as ``lstm._carry_back``'s), ``h0``'s and ``c0``'s."""
     gates, cells, squashed, states = saved
     steps, batch, hidden = states.shape
-    kept, below_at, below_step, below_stride = _rows(grads_out[0], states)  # kept: alive
+    _held, below_at, below_step, below_stride = _rows(grads_out[0], states)  # read via pointer
     grads = _workspace(states, 4 * hidden)
     carried = _copy_or_zeros(grads_out[1], c_start)  # each step's product writes here later
     cell_grad = _copy_or_zeros(grads_out[2], c_start)  # each step turns ∂c_t into ∂c_{t-1}

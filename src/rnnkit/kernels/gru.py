@@ -112,7 +112,9 @@ class _Direction(torch.autograd.Function):
         if loops is None:
             gates, recurrent, states = _run_steps(rows, start, weights, steps, reverse)
         else:  # recurrent: only W_hn h_{t-1} + b_hn, (L, N, H)
-            gates, recurrent, states = _fused_loops.gru_forward(loops, rows, start, weights, reverse)
+            gates, recurrent, states = _fused_loops.gru_forward(
+                loops, rows, start, weights, reverse
+            )
         ctx.save_for_backward(rows, start, w_ih, w_hh, gates, recurrent, states)
         ctx.reverse, ctx.x_shape, ctx.given_h0 = reverse, x.shape, h0 is not None
         ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None
