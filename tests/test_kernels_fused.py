@@ -232,3 +232,28 @@ def test_unused_outputs_and_expanded_gradients_give_torchs_gradients(
         grads.append([x.grad, *(p.grad for p in encoder.parameters())])
     for got, want in zip(*grads, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_saved_buffers_are_reused_only_once_their_graph_is_gone(
+    cell: str, compiled: _fused.Steps
+) -> None:
+    fast, slow = twins(cell)
+    inputs = [torch.randn(3, 5, H_IN, dtype=torch.float64) for _ in range(3)]
+
+    def losses(encoder: RecurrentEncoder) -> list[Tensor]:  # three graphs alive at once
+        return [encoder(x)[0].pow(2).sum() for x in inputs]
+
+    got = [torch.autograd.grad(loss, list(fast.parameters())) for loss in losses(fast)]
+    want = [torch.autograd.grad(loss, list(slow.parameters())) for loss in losses(slow)]
+    for g, w in zip(got, want, strict=True):
+        for a, b in zip(g, w, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    pool = _fused_loops._SCRATCH.pool
+    held = [b for (role, shape, _), buffers in pool.items() if shape[:2] == (5, 3) for b in buffers]
+    assert len(held) >= 3 * (2 if cell == "gru" else 3)  # one set per graph that was alive
+    assert all(b._use_count() == 1 for b in held)  # free again, to be reused
+    fast(inputs[0])[0].sum().backward()
+    assert len([b for buffers in pool.values() for b in buffers if b.shape[:2] == (5, 3)]) == len(
+        held
+    )

@@ -71,6 +71,36 @@ def _workspace(states: Tensor, width: int) -> Tensor:
     return held
 
 
+def _saved_buffer(like: Tensor, shape: tuple[int, ...], role: str) -> Tensor:
+    """A buffer for a forward pass to save for backward: a free one of this thread's, or new.
+
+    A buffer is free when nothing but the pool holds it (the graph that saved it is gone). Only
+    buffers that never leave the kernel (never returned, never viewed by a caller) come from
+    here, so that count is exact; reusing them spares the operating system mapping fresh
+    memory for every call. Where the count is not available, every call gets a new buffer.
+    """
+    pool: dict[tuple[str, tuple[int, ...], torch.dtype], list[Tensor]]
+    pool = _SCRATCH.__dict__.setdefault("pool", {})
+    key = (role, shape, like.dtype)
+    held = pool.setdefault(key, [])
+    for buffer in held:
+        if _unshared(buffer):
+            return buffer
+    buffer = like.new_empty(shape)
+    if len(held) < _POOLED:
+        held.append(buffer)
+    return buffer
+
+
+_POOLED = 8
+"""Buffers kept per role and shape and thread (one per layer and direction in flight)."""
+
+
+def _unshared(buffer: Tensor) -> bool:
+    use_count = getattr(buffer, "_use_count", None)
+    return use_count is not None and use_count() == 1
+
+
 def _copy_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
     """A contiguous copy of ``grad`` (the loops write into it), or zeros where it is ``None``."""
     copy = torch.zeros_like(like, memory_format=torch.contiguous_format)
@@ -93,8 +123,10 @@ def gru_forward(
     w_ih, w_hh, b_ih, b_hh = weights
     batch, hidden = start.shape
     steps = rows.shape[0] // batch
-    gates = torch.mm(rows, w_ih.t()).view(steps, batch, 3 * hidden)
-    states, rec_n = rows.new_empty(steps, batch, hidden), rows.new_empty(steps, batch, hidden)
+    gates = _saved_buffer(rows, (steps, batch, 3 * hidden), "gru gates")
+    torch.mm(rows, w_ih.t(), out=gates.view(-1, 3 * hidden))
+    states = rows.new_empty(steps, batch, hidden)
+    rec_n = _saved_buffer(rows, (steps, batch, hidden), "gru rec_n")
     product = rows.new_empty(batch, 3 * hidden)
     biases = b_ih.contiguous(), b_hh.contiguous()
     (gates_at, gates_step), (states_at, step), (rec_at, _) = map(_at, (gates, states, rec_n))
@@ -174,8 +206,11 @@ def lstm_forward(
     w_ih, w_hh, bias = weights
     batch, hidden = starts[1].shape
     steps = rows.shape[0] // batch
-    gates = torch.mm(rows, w_ih.t()).view(steps, batch, 4 * hidden)
-    cells, squashed, states = (rows.new_empty(steps, batch, hidden) for _ in range(3))
+    gates = _saved_buffer(rows, (steps, batch, 4 * hidden), "lstm gates")
+    torch.mm(rows, w_ih.t(), out=gates.view(-1, 4 * hidden))
+    cells = _saved_buffer(rows, (steps, batch, hidden), "lstm cells")
+    squashed = _saved_buffer(rows, (steps, batch, hidden), "lstm squashed")
+    states = rows.new_empty(steps, batch, hidden)
     bias = bias.contiguous()
     (gates_at, gates_step), (cells_at, step) = _at(gates), _at(cells)
     squashed_at, states_at = squashed.data_ptr(), states.data_ptr()
