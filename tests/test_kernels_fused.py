@@ -257,3 +257,19 @@ def test_saved_buffers_are_reused_only_once_their_graph_is_gone(
     assert len([b for buffers in pool.values() for b in buffers if b.shape[:2] == (5, 3)]) == len(
         held
     )
+
+
+def test_a_failed_build_logs_one_warning_that_says_why(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> str:
+        raise OSError("c++: not found")
+
+    monkeypatch.setattr(_fused, "LOADER", _fused.Loader(broken))
+    with caplog.at_level("WARNING", logger="rnnkit.kernels"):
+        _fused.steps(torch.float32)
+        _fused.steps(torch.float64)
+    assert [r.getMessage() for r in caplog.records] == [
+        "rnnkit's compiled GRU/LSTM step could not be built (OSError: c++: not found); the "
+        "kernels run their steps as torch operations, with the same results, more slowly"
+    ]
