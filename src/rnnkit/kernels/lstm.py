@@ -46,13 +46,15 @@ def applies(rnn: nn.RNNBase, x: object) -> bool:
     """Whether ``kernel="auto"`` runs ``rnn(x)`` through this kernel.
 
     Where it can (:func:`refusal_reason` is ``None``), while autograd records, on sequences
-    of at least :data:`MIN_STEPS` steps.
+    of at least :data:`MIN_STEPS` steps, and where its compiled step is available (with its
+    steps as torch operations it is slower than torch's layer).
     """
     return (
         torch.is_grad_enabled()
         and refusal_reason(rnn, x) is None
         and isinstance(x, Tensor)
         and x.shape[1] >= MIN_STEPS
+        and _fused_loops.usable(x) is not None
     )
 
 
