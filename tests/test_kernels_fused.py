@@ -273,3 +273,15 @@ def test_a_failed_build_logs_one_warning_that_says_why(
         "rnnkit's compiled GRU/LSTM step could not be built (OSError: c++: not found); the "
         "kernels run their steps as torch operations, with the same results, more slowly"
     ]
+
+
+# torch warns from inside its own tracer when it resumes after the kernel's node
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
+@pytest.mark.slow
+def test_torch_compile_traces_the_torch_operation_steps(fused_calls: list[str]) -> None:
+    torch._dynamo.reset()
+    fast, slow = twins("gru")
+    x = torch.randn(2, 5, H_IN, dtype=torch.float64)
+    compiled = torch.compile(fast, backend="eager")
+    torch.testing.assert_close(compiled(x)[0], slow(x)[0], rtol=1e-10, atol=1e-12)
+    assert fused_calls == []

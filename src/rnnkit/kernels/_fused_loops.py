@@ -24,8 +24,12 @@ __all__ = ["gru_backward", "gru_forward", "lstm_backward", "lstm_forward", "usab
 
 
 def usable(x: Tensor, *starts: Tensor) -> _fused.Steps | None:
-    """The compiled loops for ``x``'s dtype, if they exist and every start can be passed."""
-    if x.device.type != "cpu":
+    """The compiled loops for ``x``'s dtype, if they exist and every start can be passed.
+
+    Never while ``torch.compile`` traces (it cannot trace a call through raw pointers; the
+    torch-operation steps trace, as the plain RNN kernel's do).
+    """
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
         return None
     if any(s.dtype != x.dtype or s.device != x.device or not s.is_contiguous() for s in starts):
         return None  # torch's operations raise (or cope) as torch's layer would
