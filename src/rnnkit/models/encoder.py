@@ -113,8 +113,8 @@ class RecurrentEncoder(nn.Module):
         init: ``"default"``, ``"orthogonal"`` or ``"identity"``; see
             :mod:`rnnkit.models.initializers`.
         kernel: ``"auto"`` (default): a plain RNN or a GRU trains on the CPU through
-            rnnkit's kernel (see above); ``"torch"``: always torch's layer; ``"rnnkit"``: always rnnkit's
-            kernel (RNN, GRU or LSTM), raising
+            rnnkit's kernel (see above); ``"torch"``: always torch's layer; ``"rnnkit"``:
+            always rnnkit's kernel (RNN, GRU or LSTM), raising
             :class:`~rnnkit.errors.KernelUnavailableError` where it cannot run. It changes no
             parameter, so it is not part of a model's config; set :attr:`kernel` on a built
             encoder to switch.
