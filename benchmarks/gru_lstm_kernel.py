@@ -7,14 +7,17 @@ turns on the same random batches (A then B, then B then A, ...), so both meet th
 slow spells alike. The script prints both median step times (forward, backward and Adam), the
 median of the per-step ratios rnnkit / torch (below 1: rnnkit's kernel is faster), and the
 floor: the step's matrix-product FLOPs divided by this machine's GEMM rate, measured in the
-same run on the recurrent product's shape. No data set is needed.
+same run on the recurrent product's shape. It also says whether the kernels run their steps
+compiled (the first run on a machine builds them); ``--torch-steps`` adds a third contender,
+rnnkit's kernel with its steps as torch operations (as where the compiled step cannot be
+built). No data set is needed.
 
 Shapes (N, L, H_in -> H, options): ``mnist`` 128, 28, 28 -> 128 (the tutorial's MNIST rows);
 ``mnist-bi`` the same, bidirectional; ``mnist-2layer`` the same, two layers; ``long`` 32, 512,
 8 -> 64; ``wide`` 128, 28, 28 -> 512.
 
 Usage: ``python benchmarks/gru_lstm_kernel.py [--steps N] [--threads N] [--only NAME ...]
-[--cells gru lstm] [--smoke]``
+[--cells gru lstm] [--torch-steps] [--smoke]``
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import copy
 import os
 import platform
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from time import perf_counter
 
@@ -31,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit import RecurrentEncoder
+from rnnkit.kernels import _fused
 
 GATES = {"gru": 3, "lstm": 4}
 
@@ -79,26 +85,53 @@ class Net(nn.Module):
         return loss
 
 
-def step_times(cell: str, shape: Shape, steps: int) -> tuple[list[float], list[float]]:
-    """Interleaved training-step times of torch's layer and rnnkit's kernel, in seconds."""
+@contextmanager
+def torch_operation_steps() -> Iterator[None]:
+    """Run the kernels' steps as torch operations (as where the compiled step cannot build)."""
+    saved = _fused.LOADER
+    _fused.LOADER = _TORCH_STEPS
+    try:
+        yield
+    finally:
+        _fused.LOADER = saved
+
+
+def _refuse() -> str:
+    raise _fused.TurnedOffError("benchmarked without the compiled step")
+
+
+_TORCH_STEPS = _fused.Loader(_refuse)
+_TORCH_STEPS.tried = True  # refuses without logging
+
+
+def step_times(cell: str, shape: Shape, steps: int, names: tuple[str, ...]) -> list[list[float]]:
+    """Interleaved training-step times of each named contender, in seconds.
+
+    ``"torch"`` is torch's layer, ``"rnnkit"`` rnnkit's kernel and ``"torch-steps"`` rnnkit's
+    kernel with its steps as torch operations. Each round runs them in turn, rotated and
+    reversed round by round, so each meets the machine's slow spells alike.
+    """
     torch.manual_seed(0)
     reference = Net(cell, shape, "torch")
-    candidate = copy.deepcopy(reference)
-    candidate.encoder.kernel = "rnnkit"
-    nets = {"torch": reference, "rnnkit": candidate}
+    nets = {name: copy.deepcopy(reference) for name in names}
+    for name, net in nets.items():
+        net.encoder.kernel = "torch" if name == "torch" else "rnnkit"
     optimizers = {name: torch.optim.Adam(net.parameters(), lr=1e-3) for name, net in nets.items()}
-    times: dict[str, list[float]] = {"torch": [], "rnnkit": []}
+    times: dict[str, list[float]] = {name: [] for name in names}
     generator = torch.Generator().manual_seed(0)
     for index in range(steps):
         x = torch.randn(shape.batch, shape.steps, shape.input_size, generator=generator)
-        for name in ("torch", "rnnkit") if index % 2 == 0 else ("rnnkit", "torch"):
-            start = perf_counter()
-            optimizers[name].zero_grad()
-            nets[name](x).backward()
-            optimizers[name].step()
-            times[name].append(perf_counter() - start)
+        turn = names[index % len(names) :] + names[: index % len(names)]
+        for name in turn if index % 2 == 0 else turn[::-1]:
+            context = torch_operation_steps() if name == "torch-steps" else nullcontext()
+            with context:
+                start = perf_counter()
+                optimizers[name].zero_grad()
+                nets[name](x).backward()
+                optimizers[name].step()
+                times[name].append(perf_counter() - start)
     warm = max(1, steps // 10)
-    return times["torch"][warm:], times["rnnkit"][warm:]
+    return [times[name][warm:] for name in names]
 
 
 def step_flops(cell: str, shape: Shape) -> float:
@@ -133,25 +166,45 @@ def gemm_rate(cell: str, shape: Shape, seconds: float = 0.3) -> float:
     return 2.0 * a.shape[0] * a.shape[1] * b.shape[1] * count / (perf_counter() - start)
 
 
-def report(cell: str, name: str, shape: Shape, steps: int, gemm_seconds: float) -> None:
-    """Print one row: both medians, the median ratio and the floor."""
-    slow, fast = step_times(cell, shape, steps)
-    ratio = statistics.median(b / a for a, b in zip(slow, fast, strict=True))
-    floor = step_flops(cell, shape) / gemm_rate(cell, shape, gemm_seconds)
-    torch_ms, rnnkit_ms = statistics.median(slow) * 1e3, statistics.median(fast) * 1e3
-    print(
-        f"{cell:<5} {name:<13} {torch_ms:9.3f} {rnnkit_ms:10.3f} {ratio:15.3f} "
-        f"{floor * 1e3:9.3f} {floor * 1e3 / torch_ms:13.3f}"
-    )
+def report(
+    cell: str, name: str, shape: Shape, steps: int, gemm_seconds: float, torch_steps: bool
+) -> None:
+    """Print one row: the medians, the median ratios to torch's step and the floor."""
+    names = ("torch", "rnnkit", "torch-steps") if torch_steps else ("torch", "rnnkit")
+    times = step_times(cell, shape, steps, names)
+    slow = times[0]
+    medians = [statistics.median(t) * 1e3 for t in times]
+    ratios = [statistics.median(b / a for a, b in zip(slow, t, strict=True)) for t in times[1:]]
+    floor = step_flops(cell, shape) / gemm_rate(cell, shape, gemm_seconds) * 1e3
+    row = f"{cell:<5} {name:<13} {medians[0]:9.3f} {medians[1]:10.3f} {ratios[0]:15.3f} "
+    row += f"{floor:9.3f} {floor / medians[0]:13.3f}"
+    if torch_steps:
+        row += f" {medians[2]:15.3f} {ratios[1]:20.3f}"
+    print(row)
+
+
+def compiled_step() -> str:
+    """Whether rnnkit's kernels run their steps compiled on this machine, or why not."""
+    started = perf_counter()
+    built = _fused.steps(torch.float32) is not None
+    seconds = perf_counter() - started
+    if built:
+        return f"compiled step: yes (built or loaded in {seconds:.1f} s)"
+    return f"compiled step: no ({_fused.unavailable_reason()})"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print, per cell and shape, both median step times, their ratio and the GEMM floor."""
+    """Print, per cell and shape, the median step times, their ratios and the GEMM floor."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="training steps per kernel")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--only", nargs="*", choices=sorted(SHAPES), help="shapes to run")
     parser.add_argument("--cells", nargs="*", choices=sorted(GATES), default=["gru", "lstm"])
+    parser.add_argument(
+        "--torch-steps",
+        action="store_true",
+        help="also time rnnkit's kernel with its steps as torch operations (no compiled step)",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check it runs")
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -166,22 +219,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs; torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{args.steps} steps"
     )
-    header = (
-        "cell",
-        "shape",
-        "torch ms",
-        "rnnkit ms",
-        "rnnkit / torch",
-        "floor ms",
-        "floor / torch",
-    )
-    print(
-        f"{header[0]:<5} {header[1]:<13} {header[2]:>9} {header[3]:>10} {header[4]:>15} "
-        f"{header[5]:>9} {header[6]:>13}"
-    )
+    print(compiled_step())
+    header = [
+        f"{'cell':<5} {'shape':<13} {'torch ms':>9} {'rnnkit ms':>10} {'rnnkit / torch':>15} "
+        f"{'floor ms':>9} {'floor / torch':>13}"
+    ]
+    if args.torch_steps:
+        header.append(f"{'torch-steps ms':>15} {'torch-steps / torch':>20}")
+    print(" ".join(header))
     for cell in args.cells:
         for name, shape in shapes.items():
-            report(cell, name, shape, args.steps, 0.01 if args.smoke else 0.3)
+            report(cell, name, shape, args.steps, 0.01 if args.smoke else 0.3, args.torch_steps)
     return 0
 
 

@@ -36,3 +36,15 @@ def test_the_floor_counts_every_layer_and_direction() -> None:
     rows, width = 2 * 3, 3 * 5
     first, second = 2 * 3 * 2 * rows * width * (4 + 5), 2 * 3 * 2 * rows * width * (10 + 5)
     assert gru_lstm_kernel.step_flops("gru", shape) == first + second
+
+
+def test_smoke_run_says_whether_the_step_is_compiled_and_times_torch_operation_steps(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--smoke", "--steps", "3", "--only", "mnist", "--cells", "gru", "--torch-steps"]
+    assert gru_lstm_kernel.main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^compiled step: (yes \(built or loaded in .* s\)|no \(.+\))$", out, re.M)
+    assert re.search(r"torch-steps ms +torch-steps / torch$", out, re.M)
+    number = r"\d+\.\d{3}"
+    assert re.search(rf"^gru +mnist(?: +{number}){{7}}$", out, re.M)

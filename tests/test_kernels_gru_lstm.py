@@ -16,6 +16,7 @@ from rnnkit import (
     SequenceTagger,
     Trainer,
 )
+from rnnkit.kernels import _fused
 from rnnkit.kernels import gru as _gru
 from rnnkit.kernels import lstm as _lstm
 from rnnkit.models.encoder import RecurrentEncoder
@@ -178,19 +179,38 @@ def test_lstm_direction_passes_gradcheck() -> None:
         assert torch.autograd.gradcheck(direction, args)
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_auto_keeps_torchs_layer_and_rnnkit_runs_the_kernel(
-    cell: str, kernel_calls: list[str]
-) -> None:
-    fast, slow = twins(cell)
+def test_auto_keeps_torchs_lstm_layer_and_rnnkit_runs_the_kernel(kernel_calls: list[str]) -> None:
+    fast, slow = twins("lstm")
     x = torch.randn(3, 6, H_IN, dtype=torch.float64)
     slow.kernel = "auto"
     slow(x)
-    assert kernel_calls == []  # "auto" runs torch's layer for these cells
+    assert kernel_calls == []  # "auto" runs torch's layer for an LSTM
     fast(x)
     with torch.no_grad():
         fast(x)
-    assert kernel_calls == [cell, cell]
+    assert kernel_calls == ["lstm", "lstm"]
+
+
+def test_auto_trains_a_gru_through_the_kernel_where_its_step_is_compiled(
+    kernel_calls: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, encoder = twins("gru")
+    encoder.kernel = "auto"
+    x = torch.randn(3, 6, H_IN, dtype=torch.float64)
+    with torch.no_grad():
+        encoder(x)  # evaluation: torch's layer
+    encoder(x[:, : _gru.MIN_STEPS - 1])  # too short
+    assert kernel_calls == []
+    encoder(x)
+    assert kernel_calls == (["gru"] if _fused.steps(torch.float64) is not None else [])
+
+    def refuse() -> str:
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(_fused, "LOADER", _fused.Loader(refuse))
+    before = list(kernel_calls)
+    encoder(x)  # without the compiled step torch's layer is the faster: auto keeps it
+    assert kernel_calls == before
 
 
 def call_hooked(encoder: RecurrentEncoder, x: Tensor) -> None:

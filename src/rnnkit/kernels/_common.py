@@ -27,6 +27,7 @@ __all__ = [
     "refusal",
     "run_directions",
     "special_mode",
+    "zeros_if_none",
 ]
 
 FLOATS = (torch.float32, torch.float64)
@@ -154,3 +155,8 @@ def made_by(output: Tensor, function: type[torch.autograd.Function]) -> bool:
     """Whether ``output`` is (a view of) the states buffer ``function`` saved for backward."""
     base = output if output._base is None else output._base
     return isinstance(base.grad_fn, function._backward_cls)
+
+
+def zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
+    """An output's gradient, or zeros shaped as ``like`` where the output was not used."""
+    return torch.zeros_like(like) if grad is None else grad

@@ -13,8 +13,10 @@ products. This kernel is one autograd node per layer and direction. The forward 
 
 in place into preallocated buffers; the backward pass carries :math:`\partial h_{t-1}` back
 step by step and then forms each weight's gradient with one matrix product over all steps.
-Same arithmetic, other rounding: results agree with :class:`torch.nn.GRU` to float rounding,
-not bitwise.
+Each step's elementwise work (everything but the product) runs as one compiled loop where
+rnnkit's C++ step can be built on this machine (``_fused``), else as torch operations (the
+same results). Same arithmetic, other rounding: results agree with :class:`torch.nn.GRU` to
+float rounding, not bitwise.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from rnnkit.kernels._common import made_by, order, refusal, run_directions
+from rnnkit.kernels import _fused_loops
+from rnnkit.kernels._common import made_by, order, refusal, run_directions, zeros_if_none
 
 __all__ = ["MIN_STEPS", "applies", "refusal_reason", "run_stack", "shares_saved_states"]
 
@@ -46,13 +49,16 @@ def applies(rnn: nn.RNNBase, x: object) -> bool:
     """Whether ``kernel="auto"`` runs ``rnn(x)`` through this kernel.
 
     Where it can (:func:`refusal_reason` is ``None``), while autograd records (without it
-    torch's own loop is as fast), on sequences of at least :data:`MIN_STEPS` steps.
+    torch's own loop is as fast), on sequences of at least :data:`MIN_STEPS` steps, and where
+    its compiled step is available (built on the first such call): with its steps as torch
+    operations the kernel is no faster than torch's layer.
     """
     return (
         torch.is_grad_enabled()
         and refusal_reason(rnn, x) is None
         and isinstance(x, Tensor)
         and x.shape[1] >= MIN_STEPS
+        and _fused_loops.usable(x) is not None
     )
 
 
@@ -103,38 +109,76 @@ class _Direction(torch.autograd.Function):
         steps, batch, width = x.shape
         hidden = w_hh.shape[1]
         rows = x.reshape(steps * batch, width)  # kept for backward's weight gradient
-        # the gates buffer: input parts of all steps in one product, then r, z, n in place
-        gates = torch.addmm(b_ih, rows, w_ih.t()).view(steps, batch, 3 * hidden)
-        recurrent = x.new_empty(steps, batch, 3 * hidden)  # W_hh h_{t-1} + b_hh per step
-        states = x.new_empty(steps, batch, hidden)
-        start = x.new_zeros(batch, hidden) if h0 is None else h0
-        previous = start
-        for t in order(steps, reverse):
-            _step(gates[t], recurrent[t], states[t], previous, w_hh, b_hh, hidden)
-            previous = states[t]
+        start = x.new_zeros(batch, hidden) if h0 is None else h0.contiguous()
+        weights = (w_ih, w_hh, b_ih, b_hh)
+        ctx.loops = loops = _fused_loops.usable(x, start)
+        if loops is None:
+            gates, recurrent, states = _run_steps(rows, start, weights, steps, reverse)
+        else:  # recurrent: only W_hn h_{t-1} + b_hn, (L, N, H)
+            gates, recurrent, states = _fused_loops.gru_forward(
+                loops, rows, start, weights, reverse
+            )
         ctx.save_for_backward(rows, start, w_ih, w_hh, gates, recurrent, states)
         ctx.reverse, ctx.x_shape, ctx.given_h0 = reverse, x.shape, h0 is not None
+        ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None
         return states, states[0 if reverse else -1].clone()
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_states: Tensor, grad_final: Tensor) -> tuple[Tensor | None, ...]:
+    def backward(
+        ctx: Any, grad_states: Tensor | None, grad_final: Tensor | None
+    ) -> tuple[Tensor | None, ...]:
         rows, start, w_ih, w_hh, gates, recurrent, states = ctx.saved_tensors
         hidden = w_hh.shape[1]
         wants_h0 = bool(ctx.needs_input_grad[1])
-        grads, grad_h0 = _carry_back(
-            grad_states, grad_final, gates, recurrent, states, start, w_hh, ctx.reverse, wants_h0
-        )
+        if ctx.loops is None:
+            grads, grad_h0 = _carry_back(
+                zeros_if_none(grad_states, states),
+                zeros_if_none(grad_final, start),
+                gates,
+                recurrent,
+                states,
+                start,
+                w_hh,
+                ctx.reverse,
+                wants_h0,
+            )
+        else:
+            grads, grad_h0 = _fused_loops.gru_backward(
+                ctx.loops,
+                (grad_states, grad_final),
+                (gates, recurrent, states, start),
+                w_hh,
+                ctx.reverse,
+                wants_h0,
+            )
         flat = grads.view(-1, 4 * hidden)
-        grad_input, grad_recurrent = flat[:, : 3 * hidden], flat[:, hidden:]  # (n,r,z), (r,z,n')
+        grad_input = flat[:, : 3 * hidden]  # (n, r, z); columns hidden: are (r, z, n')
         grad_w_ih = _from_nrz(grad_input.t() @ rows, hidden)
-        grad_b_ih = _from_nrz(grad_input.sum(0), hidden)
+        sums = flat.sum(0)  # one pass for both biases' gradients
+        grad_b_ih, grad_b_hh = _from_nrz(sums[: 3 * hidden], hidden), sums[hidden:]
         grad_w_hh = _recurrent_weight_grad(grads[..., hidden:], states, start, ctx)
-        grad_b_hh = grad_recurrent.sum(0)
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = (grad_input @ _to_nrz(w_ih, hidden)).view(ctx.x_shape)
         return grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, None
+
+
+def _run_steps(
+    rows: Tensor, start: Tensor, weights: tuple[Tensor, ...], steps: int, reverse: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The forward steps as torch operations: ``(gates, recurrent, states)`` buffers."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    batch, hidden = start.shape
+    # the gates buffer: input parts of all steps in one product, then r, z, n in place
+    gates = torch.addmm(b_ih, rows, w_ih.t()).view(steps, batch, 3 * hidden)
+    recurrent = rows.new_empty(steps, batch, 3 * hidden)  # W_hh h_{t-1} + b_hh per step
+    states = rows.new_empty(steps, batch, hidden)
+    previous = start
+    for t in order(steps, reverse):
+        _step(gates[t], recurrent[t], states[t], previous, w_hh, b_hh, hidden)
+        previous = states[t]
+    return gates, recurrent, states
 
 
 def _step(

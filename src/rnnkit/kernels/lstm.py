@@ -12,8 +12,9 @@ torch's recurrence
 in place into preallocated buffers (the gates kept in the order ``i, f, o, g``, so the three
 sigmoids are one call); the backward pass carries :math:`\partial h_{t-1}` and
 :math:`\partial c_{t-1}` back step by step and then forms each weight's gradient with one
-matrix product over all steps. Results agree with :class:`torch.nn.LSTM` to float rounding,
-not bitwise.
+matrix product over all steps. Each step's elementwise work runs as one compiled loop where
+rnnkit's C++ step can be built on this machine (``_fused``), else as torch operations (the
+same results). Results agree with :class:`torch.nn.LSTM` to float rounding, not bitwise.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from rnnkit.kernels._common import layer_weights, made_by, order, refusal
+from rnnkit.kernels import _fused_loops
+from rnnkit.kernels._common import layer_weights, made_by, order, refusal, zeros_if_none
 
 __all__ = ["MIN_STEPS", "applies", "refusal_reason", "run_stack", "shares_saved_states"]
 
@@ -44,13 +46,15 @@ def applies(rnn: nn.RNNBase, x: object) -> bool:
     """Whether ``kernel="auto"`` runs ``rnn(x)`` through this kernel.
 
     Where it can (:func:`refusal_reason` is ``None``), while autograd records, on sequences
-    of at least :data:`MIN_STEPS` steps.
+    of at least :data:`MIN_STEPS` steps, and where its compiled step is available (with its
+    steps as torch operations it is slower than torch's layer).
     """
     return (
         torch.is_grad_enabled()
         and refusal_reason(rnn, x) is None
         and isinstance(x, Tensor)
         and x.shape[1] >= MIN_STEPS
+        and _fused_loops.usable(x) is not None
     )
 
 
@@ -113,46 +117,75 @@ class _Direction(torch.autograd.Function):
         hidden = w_hh.shape[1]
         rows = x.reshape(steps * batch, width)  # kept for backward's weight gradient
         w_ih_ifog, w_hh_ifog = _to_ifog(w_ih, hidden), _to_ifog(w_hh, hidden)
-        bias = _to_ifog(b_ih + b_hh, hidden)
-        gates = torch.addmm(bias, rows, w_ih_ifog.t()).view(steps, batch, 4 * hidden)
-        cells = x.new_empty(steps, batch, hidden)
-        squashed = x.new_empty(steps, batch, hidden)  # tanh(c_t)
-        states = x.new_empty(steps, batch, hidden)
+        weights = (w_ih_ifog, w_hh_ifog, _to_ifog(b_ih + b_hh, hidden))
         h_start = x.new_zeros(batch, hidden) if h0 is None else h0
-        c_start = x.new_zeros(batch, hidden) if c0 is None else c0
-        h, c = h_start, c_start
-        for t in order(steps, reverse):
-            _step(gates[t], cells[t], squashed[t], states[t], h, c, w_hh_ifog, hidden)
-            h, c = states[t], cells[t]
+        c_start = x.new_zeros(batch, hidden) if c0 is None else c0.contiguous()
+        starts = (h_start, c_start)
+        ctx.loops = loops = _fused_loops.usable(x, c_start)
+        if loops is None:
+            gates, cells, squashed, states = _run_steps(rows, starts, weights, steps, reverse)
+        else:
+            gates, cells, squashed, states = _fused_loops.lstm_forward(
+                loops, rows, starts, weights, reverse
+            )
         ctx.save_for_backward(
             rows, h_start, c_start, w_ih_ifog, w_hh_ifog, gates, cells, squashed, states
         )
         ctx.reverse, ctx.x_shape, ctx.given_h0 = reverse, x.shape, h0 is not None
+        ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None
         last = 0 if reverse else -1
         return states, states[last].clone(), cells[last].clone()
 
     @staticmethod
     @once_differentiable
     def backward(
-        ctx: Any, grad_states: Tensor, grad_final: Tensor, grad_cell: Tensor
+        ctx: Any, grad_states: Tensor | None, grad_final: Tensor | None, grad_cell: Tensor | None
     ) -> tuple[Tensor | None, ...]:
         rows, h_start, c_start, w_ih, w_hh, gates, cells, squashed, states = ctx.saved_tensors
         hidden = w_hh.shape[1]
         wants = bool(ctx.needs_input_grad[1]), bool(ctx.needs_input_grad[2])
-        grads, grad_h0, grad_c0 = _carry_back(
-            (grad_states, grad_final, grad_cell),
-            (gates, cells, squashed, states),
-            (h_start, c_start),
-            w_hh,
-            ctx.reverse,
-            wants,
-        )
+        grads_out = (grad_states, grad_final, grad_cell)
+        saved = (gates, cells, squashed, states)
+        if ctx.loops is None:
+            filled = (
+                zeros_if_none(grad_states, states),
+                zeros_if_none(grad_final, h_start),
+                zeros_if_none(grad_cell, c_start),
+            )
+            grads, grad_h0, grad_c0 = _carry_back(
+                filled, saved, (h_start, c_start), w_hh, ctx.reverse, wants
+            )
+        else:
+            grads, grad_h0, grad_c0 = _fused_loops.lstm_backward(
+                ctx.loops, grads_out, saved, c_start, w_hh, ctx.reverse, wants
+            )
         flat = grads.view(-1, 4 * hidden)
         grad_w_ih = _from_ifog(flat.t() @ rows, hidden)
         grad_b = _from_ifog(flat.sum(0), hidden)
         grad_w_hh = _from_ifog(_recurrent_weight_grad(grads, states, h_start, ctx), hidden)
         grad_x = (flat @ w_ih).view(ctx.x_shape) if ctx.needs_input_grad[0] else None
         return grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b, grad_b.clone(), None
+
+
+def _run_steps(
+    rows: Tensor,
+    starts: tuple[Tensor, Tensor],
+    weights: tuple[Tensor, Tensor, Tensor],
+    steps: int,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The forward steps as torch operations: ``(gates, cells, squashed, states)`` buffers."""
+    w_ih, w_hh, bias = weights
+    batch, hidden = starts[1].shape
+    gates = torch.addmm(bias, rows, w_ih.t()).view(steps, batch, 4 * hidden)
+    cells = rows.new_empty(steps, batch, hidden)
+    squashed = rows.new_empty(steps, batch, hidden)  # tanh(c_t)
+    states = rows.new_empty(steps, batch, hidden)
+    h, c = starts
+    for t in order(steps, reverse):
+        _step(gates[t], cells[t], squashed[t], states[t], h, c, w_hh, hidden)
+        h, c = states[t], cells[t]
+    return gates, cells, squashed, states
 
 
 def _step(

@@ -1,8 +1,8 @@
 """The recurrent encoder both rnnkit models stand on.
 
 :class:`RecurrentEncoder` wraps torch's own :class:`torch.nn.RNN`, :class:`torch.nn.LSTM` or
-:class:`torch.nn.GRU` (so the fused cuDNN / oneDNN kernels run; a plain RNN trains on the CPU
-through rnnkit's own kernel, below), validates every call through the shape contract
+:class:`torch.nn.GRU` (so the fused cuDNN / oneDNN kernels run; a plain RNN or a GRU trains on
+the CPU through rnnkit's own kernel, below), validates every call through the shape contract
 (:class:`rnnkit.shapes.RecurrentSpec`) and handles what a hand-written loop does by hand: the zero
 initial state on the input's device and dtype, and variable-length batches.
 
@@ -34,10 +34,12 @@ unidirectional layer is the buffer saved for the backward pass
 torch's layer.
 
 GRU and LSTM layers (without ``proj_size``) have rnnkit kernels of the same design, under the
-same conditions: ``kernel="rnnkit"`` runs them (on any number of steps, with or without
-autograd) and raises :class:`~rnnkit.errors.KernelUnavailableError`, naming the reason, where
-a call cannot run through a kernel (a hook, autocast, a packed batch, another device, ...);
-``kernel="auto"`` runs a kernel only for the cells in :data:`AUTO_CELLS`.
+same conditions, with each step's elementwise work compiled on first use (where a C++
+compiler is available; elsewhere they run it as torch operations, with the same results):
+``kernel="rnnkit"`` runs them (on any number of steps, with or without autograd) and raises
+:class:`~rnnkit.errors.KernelUnavailableError`, naming the reason, where a call cannot run
+through a kernel (a hook, autocast, a packed batch, another device, ...); ``kernel="auto"``
+runs a kernel only for the cells in :data:`AUTO_CELLS` (a GRU only with its compiled step).
 """
 
 from __future__ import annotations
@@ -78,11 +80,11 @@ Kernel = Literal["auto", "torch", "rnnkit"]
 is the faster, torch's layer elsewhere), ``"torch"`` (always torch's layer) or ``"rnnkit"``
 (always rnnkit's kernel, or :class:`~rnnkit.errors.KernelUnavailableError` naming why not)."""
 
-AUTO_CELLS: tuple[str, ...] = ("rnn",)
-"""The cells ``kernel="auto"`` runs through rnnkit's kernel (where it applies). The GRU and
-LSTM kernels run with ``kernel="rnnkit"``; ``"auto"`` keeps torch's layer for them until they
-are measured faster on the shapes that matter (for a float32 LSTM torch runs oneDNN's
-fused layer)."""
+AUTO_CELLS: tuple[str, ...] = ("rnn", "gru")
+"""The cells ``kernel="auto"`` runs through rnnkit's kernel (where it applies). A GRU needs
+the kernel's compiled step too (built on first use; without a C++ compiler its layers run
+torch's layer). The LSTM kernel runs with ``kernel="rnnkit"``; ``"auto"`` keeps torch's layer
+for it (for a float32 LSTM torch runs oneDNN's fused layer)."""
 
 KERNELS: tuple[str, ...] = get_args(Kernel)
 """Every accepted ``kernel=`` name."""
@@ -110,9 +112,9 @@ class RecurrentEncoder(nn.Module):
             torch layer itself always runs batch-first; the encoder transposes views, never copies.
         init: ``"default"``, ``"orthogonal"`` or ``"identity"``; see
             :mod:`rnnkit.models.initializers`.
-        kernel: ``"auto"`` (default): a plain RNN trains on the CPU through rnnkit's kernel
-            (see above); ``"torch"``: always torch's layer; ``"rnnkit"``: always rnnkit's
-            kernel (RNN, GRU or LSTM), raising
+        kernel: ``"auto"`` (default): a plain RNN or a GRU trains on the CPU through
+            rnnkit's kernel (see above); ``"torch"``: always torch's layer; ``"rnnkit"``:
+            always rnnkit's kernel (RNN, GRU or LSTM), raising
             :class:`~rnnkit.errors.KernelUnavailableError` where it cannot run. It changes no
             parameter, so it is not part of a model's config; set :attr:`kernel` on a built
             encoder to switch.

@@ -1,0 +1,268 @@
+// The per-step elementwise work of rnnkit's GRU and LSTM kernels, one loop per step.
+//
+// Each step of a GRU or LSTM layer does about ten elementwise operations on (N, H) tensors
+// (the gate nonlinearities, the state update and, backwards, their derivatives). Run as torch
+// operations, each is a dispatch and a pass over memory; here each step's work is one loop,
+// called from Python through ctypes with raw pointers. The matrix products stay in torch.
+//
+// No torch header is included: the functions take contiguous row-major buffers of float or
+// double, which the Python side allocates and checks. The exponential is written out (a range
+// reduction and a polynomial, branch-free) so that the compiler can vectorise the loops; the
+// results agree with torch's sigmoid and tanh to float rounding, not bitwise.
+
+#include <cstdint>
+#include <cstring>
+
+namespace {
+
+template <typename T>
+struct Math;
+
+template <>
+struct Math<double> {
+    static inline double exp(double x) {
+        x = x < -708.0 ? -708.0 : x;  // keeps 2^k a normal number; also keeps NaN
+        x = x > 708.0 ? 708.0 : x;
+        const double shifter = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
+        const double y = x * 1.4426950408889634 + shifter;
+        const double k = y - shifter;
+        double r = x - k * 6.93147180369123816490e-01;  // ln 2, high part (exact in k * ln2_hi)
+        r = r - k * 1.90821492927058770002e-10;         // ln 2, low part
+        // exp(r) for |r| <= ln(2) / 2: the Taylor polynomial of degree 13
+        double p = 1.0 / 6227020800.0;
+        p = p * r + 1.0 / 479001600.0;
+        p = p * r + 1.0 / 39916800.0;
+        p = p * r + 1.0 / 3628800.0;
+        p = p * r + 1.0 / 362880.0;
+        p = p * r + 1.0 / 40320.0;
+        p = p * r + 1.0 / 5040.0;
+        p = p * r + 1.0 / 720.0;
+        p = p * r + 1.0 / 120.0;
+        p = p * r + 1.0 / 24.0;
+        p = p * r + 1.0 / 6.0;
+        p = p * r + 0.5;
+        p = p * r + 1.0;
+        p = p * r + 1.0;
+        std::uint64_t bits;
+        std::memcpy(&bits, &y, sizeof bits);  // the low bits of y hold k
+        bits = (bits + 1023) << 52;            // 2^k
+        double scale;
+        std::memcpy(&scale, &bits, sizeof scale);
+        return p * scale;
+    }
+
+    // below it tanh's odd Taylor series is more accurate than 1 - 2 / (1 + e^2x)
+    static constexpr double small = 0.03;
+};
+
+template <>
+struct Math<float> {
+    static inline float exp(float x) {
+        x = x < -87.0f ? -87.0f : x;
+        x = x > 88.0f ? 88.0f : x;
+        const float shifter = 12582912.0f;  // 1.5 * 2^23
+        const float y = x * 1.44269504088896341f + shifter;
+        const float k = y - shifter;
+        float r = x - k * 0.693359375f;
+        r = r + k * 2.12194440e-4f;
+        // exp(r) for |r| <= ln(2) / 2 (Cephes' expf polynomial)
+        float p = 1.9875691500e-4f;
+        p = p * r + 1.3981999507e-3f;
+        p = p * r + 8.3334519073e-3f;
+        p = p * r + 4.1665795894e-2f;
+        p = p * r + 1.6666665459e-1f;
+        p = p * r + 5.0000001201e-1f;
+        p = p * r * r + r + 1.0f;
+        std::uint32_t bits;
+        std::memcpy(&bits, &y, sizeof bits);
+        bits = (bits + 127u) << 23;
+        float scale;
+        std::memcpy(&scale, &bits, sizeof scale);
+        return p * scale;
+    }
+
+    static constexpr float small = 0.3f;
+};
+
+template <typename T>
+inline T sigmoid(T x) {
+    return T(1) / (T(1) + Math<T>::exp(-x));
+}
+
+template <typename T>
+inline T tanh(T x) {
+    const T wide = T(1) - T(2) / (T(1) + Math<T>::exp(x + x));
+    const T x2 = x * x;
+    T series = T(62.0 / 2835.0);
+    series = series * x2 - T(17.0 / 315.0);
+    series = series * x2 + T(2.0 / 15.0);
+    series = series * x2 - T(1.0 / 3.0);
+    series = series * x2 * x + x;
+    const T magnitude = x < T(0) ? -x : x;
+    return magnitude < Math<T>::small ? series : wide;
+}
+
+// gates (N, 3H): W_ih x_t in torch's (r, z, n) blocks, overwritten with r, z, n.
+// recurrent (N, 3H): W_hh h_{t-1}. The biases (3H each) are added here, so neither product
+// needs a copy of its bias first. rec_n (N, H) receives W_hn h_{t-1} + b_hn for the backward
+// pass. previous, state (N, H): h_{t-1}, h_t.
+template <typename T>
+void gru_forward(T* __restrict gates, const T* __restrict recurrent,
+                 const T* __restrict bias_ih, const T* __restrict bias_hh,
+                 const T* __restrict previous, T* __restrict state, T* __restrict rec_n,
+                 std::int64_t batch, std::int64_t hidden) {
+    const T* __restrict bi = bias_ih;
+    const T* __restrict bh = bias_hh;
+    for (std::int64_t b = 0; b < batch; ++b) {
+        T* __restrict g = gates + b * 3 * hidden;
+        const T* __restrict rec = recurrent + b * 3 * hidden;
+        const T* __restrict prev = previous + b * hidden;
+        T* __restrict h = state + b * hidden;
+        T* __restrict kept = rec_n + b * hidden;
+        for (std::int64_t j = 0; j < hidden; ++j) {
+            const T r = sigmoid(g[j] + bi[j] + (rec[j] + bh[j]));
+            const T z =
+                sigmoid(g[hidden + j] + bi[hidden + j] + (rec[hidden + j] + bh[hidden + j]));
+            const T hn = rec[2 * hidden + j] + bh[2 * hidden + j];
+            const T n = tanh(g[2 * hidden + j] + bi[2 * hidden + j] + r * hn);
+            g[j] = r;
+            g[hidden + j] = z;
+            g[2 * hidden + j] = n;
+            kept[j] = hn;
+            h[j] = n + z * (prev[j] - n);
+        }
+    }
+}
+
+// dh_t is carried (N, H; the product of later gate gradients with W_hh) + below (N rows of H,
+// `below_stride` apart: the gradient at the output h_t) + carry (N, H) when `Carry`, which
+// holds dh_{t+1} * z_{t+1} and becomes dh_t * z_t. rec_n (N, H): W_hn h_{t-1} + b_hn.
+// grads (N, 4H): the gradients at the pre-activations of n, r, z, then dn_pre * r (the
+// recurrent side's n block).
+template <typename T, bool Carry>
+void gru_backward(const T* __restrict carried, const T* __restrict below,
+                  std::int64_t below_stride, T* __restrict carry, const T* __restrict gates,
+                  const T* __restrict rec_n, const T* __restrict previous,
+                  T* __restrict grads, std::int64_t batch, std::int64_t hidden) {
+    for (std::int64_t b = 0; b < batch; ++b) {
+        const T* __restrict dh = carried + b * hidden;
+        const T* __restrict out_grad = below + b * below_stride;
+        T* __restrict c = carry + b * hidden;
+        const T* __restrict g = gates + b * 3 * hidden;
+        const T* __restrict hn = rec_n + b * hidden;
+        const T* __restrict prev = previous + b * hidden;
+        T* __restrict out = grads + b * 4 * hidden;
+        for (std::int64_t j = 0; j < hidden; ++j) {
+            const T d = Carry ? dh[j] + out_grad[j] + c[j] : dh[j] + out_grad[j];
+            const T r = g[j], z = g[hidden + j], n = g[2 * hidden + j];
+            const T grad_n = d * (T(1) - z) * (T(1) - n * n);
+            out[j] = grad_n;
+            out[hidden + j] = grad_n * hn[j] * r * (T(1) - r);
+            out[2 * hidden + j] = d * (prev[j] - n) * z * (T(1) - z);
+            out[3 * hidden + j] = grad_n * r;
+            c[j] = d * z;
+        }
+    }
+}
+
+// gates (N, 4H): W_ih x_t + W_hh h_{t-1} in the order (i, f, o, g), to which bias (4H, the
+// sum of both biases) is added here; overwritten with the gates.
+// c_prev, cell, squashed, state (N, H): c_{t-1}, c_t, tanh(c_t), h_t.
+template <typename T>
+void lstm_forward(T* __restrict gates, const T* __restrict bias, const T* __restrict c_prev,
+                  T* __restrict cell,
+                  T* __restrict squashed, T* __restrict state, std::int64_t batch,
+                  std::int64_t hidden) {
+    for (std::int64_t b = 0; b < batch; ++b) {
+        T* __restrict g = gates + b * 4 * hidden;
+        const T* __restrict cp = c_prev + b * hidden;
+        T* __restrict c = cell + b * hidden;
+        T* __restrict s = squashed + b * hidden;
+        T* __restrict h = state + b * hidden;
+        for (std::int64_t j = 0; j < hidden; ++j) {
+            const T i = sigmoid(g[j] + bias[j]);
+            const T f = sigmoid(g[hidden + j] + bias[hidden + j]);
+            const T o = sigmoid(g[2 * hidden + j] + bias[2 * hidden + j]);
+            const T u = tanh(g[3 * hidden + j] + bias[3 * hidden + j]);
+            g[j] = i;
+            g[hidden + j] = f;
+            g[2 * hidden + j] = o;
+            g[3 * hidden + j] = u;
+            const T ct = f * cp[j] + i * u;
+            const T st = tanh(ct);
+            c[j] = ct;
+            s[j] = st;
+            h[j] = o * st;
+        }
+    }
+}
+
+// dh_t is carried (N, H; the product of later gate gradients with W_hh) + below (N rows of H,
+// `below_stride` apart: the gradient at the output h_t). cell_grad (N, H): dc_t from later
+// steps, becomes dc_{t-1}. grads (N, 4H): the gradients at the pre-activations of i, f, o, g.
+template <typename T>
+void lstm_backward(const T* __restrict carried, const T* __restrict below,
+                   std::int64_t below_stride, T* __restrict cell_grad,
+                   const T* __restrict gates, const T* __restrict squashed,
+                   const T* __restrict c_prev, T* __restrict grads, std::int64_t batch,
+                   std::int64_t hidden) {
+    for (std::int64_t b = 0; b < batch; ++b) {
+        const T* __restrict dh = carried + b * hidden;
+        const T* __restrict out_grad = below + b * below_stride;
+        T* __restrict dc = cell_grad + b * hidden;
+        const T* __restrict g = gates + b * 4 * hidden;
+        const T* __restrict s = squashed + b * hidden;
+        const T* __restrict cp = c_prev + b * hidden;
+        T* __restrict out = grads + b * 4 * hidden;
+        for (std::int64_t j = 0; j < hidden; ++j) {
+            const T d = dh[j] + out_grad[j];
+            const T i = g[j], f = g[hidden + j], o = g[2 * hidden + j], u = g[3 * hidden + j];
+            const T st = s[j];
+            const T grad_c = d * o * (T(1) - st * st) + dc[j];
+            out[j] = grad_c * u * i * (T(1) - i);
+            out[hidden + j] = grad_c * cp[j] * f * (T(1) - f);
+            out[2 * hidden + j] = d * st * o * (T(1) - o);
+            out[3 * hidden + j] = grad_c * i * (T(1) - u * u);
+            dc[j] = grad_c * f;
+        }
+    }
+}
+
+}  // namespace
+
+#define RNNKIT_FUSED_EXPORT extern "C" __attribute__((visibility("default")))
+
+#define RNNKIT_FUSED_DEFINE(suffix, T)                                                       \
+    RNNKIT_FUSED_EXPORT void rnnkit_gru_forward_##suffix(                                    \
+        T* gates, const T* recurrent, const T* bias_ih, const T* bias_hh, const T* previous, \
+        T* state, T* rec_n, std::int64_t batch, std::int64_t hidden) {                       \
+        gru_forward<T>(gates, recurrent, bias_ih, bias_hh, previous, state, rec_n, batch,    \
+                       hidden);                                                              \
+    }                                                                                        \
+    RNNKIT_FUSED_EXPORT void rnnkit_gru_backward_##suffix(                                   \
+        const T* carried, const T* below, std::int64_t below_stride, T* carry,               \
+        std::int32_t has_carry, const T* gates, const T* rec_n, const T* previous, T* grads, \
+        std::int64_t batch, std::int64_t hidden) {                                           \
+        if (has_carry) {                                                                     \
+            gru_backward<T, true>(carried, below, below_stride, carry, gates, rec_n,         \
+                                  previous, grads, batch, hidden);                           \
+        } else {                                                                             \
+            gru_backward<T, false>(carried, below, below_stride, carry, gates, rec_n,        \
+                                   previous, grads, batch, hidden);                          \
+        }                                                                                    \
+    }                                                                                        \
+    RNNKIT_FUSED_EXPORT void rnnkit_lstm_forward_##suffix(                                   \
+        T* gates, const T* bias, const T* c_prev, T* cell, T* squashed, T* state,            \
+        std::int64_t batch, std::int64_t hidden) {                                           \
+        lstm_forward<T>(gates, bias, c_prev, cell, squashed, state, batch, hidden);          \
+    }                                                                                        \
+    RNNKIT_FUSED_EXPORT void rnnkit_lstm_backward_##suffix(                                  \
+        const T* carried, const T* below, std::int64_t below_stride, T* cell_grad,           \
+        const T* gates, const T* squashed, const T* c_prev, T* grads, std::int64_t batch,    \
+        std::int64_t hidden) {                                                               \
+        lstm_backward<T>(carried, below, below_stride, cell_grad, gates, squashed, c_prev,   \
+                         grads, batch, hidden);                                              \
+    }
+
+RNNKIT_FUSED_DEFINE(f32, float)
+RNNKIT_FUSED_DEFINE(f64, double)

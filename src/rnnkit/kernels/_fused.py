@@ -1,0 +1,227 @@
+"""The compiled per-step loops of the GRU and LSTM kernels (``_fused.cpp``), built on first use.
+
+Each step of a GRU or LSTM kernel does its elementwise work (gate nonlinearities, the state
+update and their derivatives) in one compiled loop instead of about ten torch operations. The
+C++ source ships with rnnkit; the first call that wants it compiles it with
+:func:`torch.utils.cpp_extension.load` (which needs a C++ compiler and ``ninja``, and holds a
+file lock, so concurrent processes build it once) into a cache folder:
+``$RNNKIT_EXTENSIONS_DIR``, else ``$XDG_CACHE_HOME/rnnkit/extensions``, else
+``~/.cache/rnnkit/extensions``. Later processes only load it. It includes no torch header, so
+the build takes seconds, not minutes.
+
+Where it cannot be built (no compiler, no ``ninja``, a failed build, or the environment
+variable ``RNNKIT_FUSED=0``), the kernels run their per-step work as torch operations, with the
+same results, more slowly; a failed build logs one warning, and :func:`unavailable_reason`
+says why.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "LOADER",
+    "Loader",
+    "Steps",
+    "TurnedOffError",
+    "build",
+    "cache_folder",
+    "steps",
+    "unavailable_reason",
+]
+
+SOURCE = Path(__file__).with_name("_fused.cpp")
+"""The C++ source of the loops."""
+
+_NAME = "rnnkit_fused"
+_POINTER = ctypes.c_void_p
+_SIZE = ctypes.c_int64
+_SIGNATURES: dict[str, list[type[ctypes._CData]]] = {
+    "gru_forward": [_POINTER] * 7 + [_SIZE] * 2,
+    "gru_backward": [_POINTER, _POINTER, _SIZE, _POINTER, ctypes.c_int32]
+    + [_POINTER] * 4
+    + [_SIZE] * 2,
+    "lstm_forward": [_POINTER] * 6 + [_SIZE] * 2,
+    "lstm_backward": [_POINTER, _POINTER, _SIZE] + [_POINTER] * 5 + [_SIZE] * 2,
+}
+_SUFFIXES = {torch.float32: "f32", torch.float64: "f64"}
+_log = logging.getLogger("rnnkit.kernels")
+
+
+@dataclass(frozen=True)
+class Steps:
+    """The compiled loops for one dtype; each takes data pointers, then ``N`` and ``H``."""
+
+    gru_forward: Callable[..., None]
+    gru_backward: Callable[..., None]
+    lstm_forward: Callable[..., None]
+    lstm_backward: Callable[..., None]
+
+
+class TurnedOffError(RuntimeError):
+    """The environment variable ``RNNKIT_FUSED=0`` turns the compiled loops off."""
+
+
+def cache_folder() -> Path:
+    """Where compiled libraries are kept (each build in a subfolder per torch version and CPU)."""
+    root = os.environ.get("RNNKIT_EXTENSIONS_DIR")
+    if root:
+        return Path(root)
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "rnnkit" / "extensions"
+
+
+def build() -> str:
+    """Compile the library (``ninja`` skips an up-to-date build); return its path.
+
+    Raises:
+        TurnedOffError: ``RNNKIT_FUSED=0`` is set.
+        Exception: Whatever the build raises (no compiler, no ``ninja``, a compile error).
+    """
+    if os.environ.get("RNNKIT_FUSED", "1") == "0":
+        raise TurnedOffError("the environment variable RNNKIT_FUSED=0 turns it off")
+    folder = cache_folder() / f"{_NAME}-torch{torch.__version__}-{_cpu_tag()}"
+    library, stamp = folder / f"{_NAME}.so", folder / "source.sha256"
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(_flags()).encode()).hexdigest()
+    if library.exists() and stamp.exists() and stamp.read_text() == digest:
+        return str(library)  # built before from this source: no compiler needed to load it
+    cpp_extension = _import_quietly()
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with _NinjaOnPath():
+        cpp_extension.load(
+            _NAME,
+            [str(SOURCE)],
+            extra_cflags=_flags(),
+            build_directory=str(folder),
+            is_python_module=False,
+        )
+    stamp.write_text(digest)
+    return str(library)
+
+
+def _import_quietly() -> Any:
+    """Import :mod:`torch.utils.cpp_extension` without its note on a missing CUDA runtime."""
+    torch_logger = logging.getLogger("torch.utils.cpp_extension")
+    level = torch_logger.level
+    torch_logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        torch_logger.setLevel(level)
+    return cpp_extension
+
+
+def _cpu_tag() -> str:
+    """A short hash of this CPU's model and features: a build targets the CPU it runs on."""
+    text = platform.machine() + platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            keys = ("model name", "flags", "Features")
+            text += "".join(line for line in handle if line.startswith(keys))
+    except OSError:
+        pass
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _flags() -> list[str]:
+    """Optimise and vectorise the loops (on x86-64 with this CPU's vector width)."""
+    flags = ["-O3", "-fno-math-errno", "-fno-trapping-math"]  # lets the loops vectorise
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        flags.append("-march=native")
+    return flags
+
+
+class _NinjaOnPath:
+    """Put a ``ninja`` that ``pip install ninja`` left beside Python on ``PATH`` for a build.
+
+    A virtual environment's ``bin`` folder is on ``PATH`` only while it is activated.
+    """
+
+    def __enter__(self) -> None:
+        self.saved = os.environ.get("PATH")
+        beside = Path(sys.executable).parent
+        if shutil.which("ninja") is None and (beside / "ninja").exists():
+            os.environ["PATH"] = os.pathsep.join([str(beside), self.saved or ""])
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = self.saved
+
+
+class Loader:
+    """Builds the library once per process and remembers the loops or why there are none.
+
+    Args:
+        builder: Returns the compiled library's path (:func:`build`); anything it raises is
+            remembered as the reason the loops are unavailable.
+    """
+
+    def __init__(self, builder: Callable[[], str] = build) -> None:
+        self.builder = builder
+        self.tried = False
+        self.reason: str | None = None
+        self.loops: dict[torch.dtype, Steps] = {}
+
+    def steps(self, dtype: torch.dtype) -> Steps | None:
+        """The loops for ``dtype`` (float32 or float64), or ``None`` where they are unavailable."""
+        if not self.tried:
+            self.tried = True
+            try:
+                self.loops = _bind(ctypes.CDLL(self.builder()))
+            except Exception as error:  # any failure means: run torch operations instead
+                self.reason = _first_line(error)
+                if not isinstance(error, TurnedOffError):
+                    _log.warning(
+                        "rnnkit's compiled GRU/LSTM step could not be built (%s); the kernels "
+                        "run their steps as torch operations, with the same results, more slowly",
+                        self.reason,
+                    )
+        return self.loops.get(dtype)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def _bind(library: ctypes.CDLL) -> dict[torch.dtype, Steps]:
+    """The library's functions, typed, per dtype."""
+    loops: dict[torch.dtype, Steps] = {}
+    for dtype, suffix in _SUFFIXES.items():
+        functions = {}
+        for name, argtypes in _SIGNATURES.items():
+            function = getattr(library, f"rnnkit_{name}_{suffix}")
+            function.argtypes = argtypes
+            function.restype = None
+            functions[name] = function
+        loops[dtype] = Steps(**functions)
+    return loops
+
+
+LOADER = Loader()
+"""The process's loader (tests replace it to refuse the build)."""
+
+
+def steps(dtype: torch.dtype) -> Steps | None:
+    """The compiled loops for ``dtype``, built on the first call; ``None`` where unavailable."""
+    return LOADER.steps(dtype)
+
+
+def unavailable_reason() -> str | None:
+    """Why the compiled loops are unavailable (once a build was tried), or ``None``."""
+    return LOADER.reason

@@ -1,0 +1,280 @@
+"""The GRU and LSTM kernels' step loops with each step's elementwise work compiled.
+
+Each loop here does, per step, the step's matrix product (a torch call writing into a
+preallocated buffer) and one call of a compiled loop from :mod:`rnnkit.kernels._fused` for all
+of the step's elementwise work, including every addition a product with a bias term would
+otherwise make (``torch.addmm`` into another tensor first copies its bias there). They leave
+the same buffers, in the same layouts, as the kernels' torch-operation steps, which they
+replace where the compiled loops are available. Every pointer they pass is to a tensor whose
+rows are contiguous and whose dtype is the loops': the kernels allocate their buffers so, and
+:func:`usable` and :func:`_rows` check the rest.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+from torch import Tensor
+
+from rnnkit.kernels import _fused
+from rnnkit.kernels._common import order
+
+__all__ = ["gru_backward", "gru_forward", "lstm_backward", "lstm_forward", "usable"]
+
+
+def usable(x: Tensor, *starts: Tensor) -> _fused.Steps | None:
+    """The compiled loops for ``x``'s dtype, if they exist and every start can be passed.
+
+    Never while ``torch.compile`` traces (it cannot trace a call through raw pointers; the
+    torch-operation steps trace, as the plain RNN kernel's do).
+    """
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        return None
+    if any(s.dtype != x.dtype or s.device != x.device or not s.is_contiguous() for s in starts):
+        return None  # torch's operations raise (or cope) as torch's layer would
+    return _fused.steps(x.dtype)
+
+
+def _at(tensor: Tensor) -> tuple[int, int]:
+    """The data pointer and the byte stride between steps of a time-major buffer."""
+    return tensor.data_ptr(), tensor.stride(0) * tensor.element_size()
+
+
+def _rows(grad_states: Tensor | None, like: Tensor) -> tuple[Tensor, int, int, int]:
+    """An incoming ``(L, N, H)`` gradient with contiguous rows, its pointer and its strides.
+
+    Returns ``(tensor, pointer, step stride in bytes, row stride in elements)``; a gradient
+    whose rows are not contiguous (an expanded one, say) is copied once, and a missing one
+    (the outputs were not used) is one row of zeros that every step and row reads.
+    """
+    if grad_states is None:
+        zeros = like.new_zeros(like.shape[-1])
+        return zeros, zeros.data_ptr(), 0, 0
+    if grad_states.stride(2) != 1:
+        grad_states = grad_states.contiguous()
+    pointer, step = _at(grad_states)
+    return grad_states, pointer, step, grad_states.stride(1)
+
+
+_SCRATCH = threading.local()
+
+
+def _workspace(states: Tensor, width: int) -> Tensor:
+    """An ``(L, N, width)`` buffer for the gate gradients, reused by this thread's next call.
+
+    The backward passes read it only until they return (its products are new tensors), so one
+    buffer per thread serves every call of the same shape; reusing it spares the operating
+    system mapping (and zeroing) fresh memory for megabytes of gradients on every call.
+    """
+    shape = (*states.shape[:2], width)
+    held: Tensor | None = getattr(_SCRATCH, "grads", None)
+    if held is None or held.shape != shape or held.dtype != states.dtype:
+        held = states.new_empty(shape)
+        _SCRATCH.grads = held
+    return held
+
+
+def _saved_buffer(like: Tensor, shape: tuple[int, ...], role: str) -> Tensor:
+    """A buffer for a forward pass to save for backward: a free one of this thread's, or new.
+
+    A buffer is free when nothing but the pool holds it (the graph that saved it is gone). Only
+    buffers that never leave the kernel (never returned, never viewed by a caller) come from
+    here, so that count is exact; reusing them spares the operating system mapping fresh
+    memory for every call. Where the count is not available, every call gets a new buffer.
+    """
+    pool: dict[tuple[str, tuple[int, ...], torch.dtype], list[Tensor]]
+    pool = _SCRATCH.__dict__.setdefault("pool", {})
+    key = (role, shape, like.dtype)
+    held = pool.setdefault(key, [])
+    for buffer in held:
+        if _unshared(buffer):
+            return buffer
+    buffer = like.new_empty(shape)
+    if len(held) < _POOLED:
+        held.append(buffer)
+    return buffer
+
+
+_POOLED = 8
+"""Buffers kept per role and shape and thread (one per layer and direction in flight)."""
+
+
+def _unshared(buffer: Tensor) -> bool:
+    use_count = getattr(buffer, "_use_count", None)
+    return use_count is not None and use_count() == 1
+
+
+def _copy_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
+    """A contiguous copy of ``grad`` (the loops write into it), or zeros where it is ``None``."""
+    copy = torch.zeros_like(like, memory_format=torch.contiguous_format)
+    return copy if grad is None else copy.copy_(grad)
+
+
+def gru_forward(
+    loops: _fused.Steps,
+    rows: Tensor,
+    start: Tensor,
+    weights: tuple[Tensor, ...],
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The forward steps: ``(gates, rec_n, states)``, time-major.
+
+    ``gates`` holds ``r, z, n`` as ``gru._run_steps`` leaves them; ``rec_n``, ``(L, N, H)``,
+    only the ``n`` block of its ``recurrent`` buffer, which is all the backward pass reads.
+    Each step's product goes to one reused ``(N, 3H)`` buffer.
+    """
+    w_ih, w_hh, b_ih, b_hh = weights
+    batch, hidden = start.shape
+    steps = rows.shape[0] // batch
+    gates = _saved_buffer(rows, (steps, batch, 3 * hidden), "gru gates")
+    torch.mm(rows, w_ih.t(), out=gates.view(-1, 3 * hidden))
+    states = rows.new_empty(steps, batch, hidden)
+    rec_n = _saved_buffer(rows, (steps, batch, hidden), "gru rec_n")
+    product = rows.new_empty(batch, 3 * hidden)
+    biases = b_ih.contiguous(), b_hh.contiguous()
+    (gates_at, gates_step), (states_at, step), (rec_at, _) = map(_at, (gates, states, rec_n))
+    weight, views = w_hh.t(), states.unbind(0)
+    previous, previous_at = start, start.data_ptr()
+    for t in order(steps, reverse):
+        torch.mm(previous, weight, out=product)
+        state_at = states_at + t * step
+        loops.gru_forward(
+            gates_at + t * gates_step,
+            product.data_ptr(),
+            biases[0].data_ptr(),
+            biases[1].data_ptr(),
+            previous_at,
+            state_at,
+            rec_at + t * step,
+            batch,
+            hidden,
+        )
+        previous, previous_at = views[t], state_at
+    return gates, rec_n, states
+
+
+def gru_backward(
+    loops: _fused.Steps,
+    grads_out: tuple[Tensor | None, Tensor | None],
+    saved: tuple[Tensor, Tensor, Tensor, Tensor],
+    w_hh: Tensor,
+    reverse: bool,
+    wants_h0: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """Every step's gate gradients (as ``gru._carry_back`` lays them out), and ``h0``'s.
+
+    The compiled step adds the output's gradient and ``∂h_{t+1} ⊙ z_{t+1}`` (kept in
+    ``carry``) to the product itself, so each step is one product and one compiled call.
+    """
+    gates, rec_n, states, start = saved
+    steps, batch, hidden = states.shape
+    _held, below_at, below_step, below_stride = _rows(grads_out[0], states)  # read via pointer
+    grads = _workspace(states, 4 * hidden)
+    carried, carry = _copy_or_zeros(grads_out[1], start), states.new_empty(batch, hidden)
+    (gates_at, gates_step), (states_at, states_step) = _at(gates), _at(states)
+    rec_at, (grads_at, grads_step) = rec_n.data_ptr(), _at(grads)
+    recurrent_side = grads[..., hidden:].unbind(0)
+    visits = list(order(steps, reverse))
+    for position in range(steps - 1, -1, -1):
+        t = visits[position]
+        before = states_at + visits[position - 1] * states_step if position else start.data_ptr()
+        loops.gru_backward(
+            carried.data_ptr(),
+            below_at + t * below_step,
+            below_stride,
+            carry.data_ptr(),
+            int(position < steps - 1),
+            gates_at + t * gates_step,
+            rec_at + t * states_step,
+            before,
+            grads_at + t * grads_step,
+            batch,
+            hidden,
+        )
+        if position:
+            torch.mm(recurrent_side[t], w_hh, out=carried)
+        elif wants_h0:
+            return grads, torch.mm(recurrent_side[t], w_hh).add_(carry)
+    return grads, None
+
+
+def lstm_forward(
+    loops: _fused.Steps,
+    rows: Tensor,
+    starts: tuple[Tensor, Tensor],
+    weights: tuple[Tensor, Tensor, Tensor],
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Forward: ``(gates, cells, squashed, states)``, as ``lstm._run_steps`` fills them."""
+    w_ih, w_hh, bias = weights
+    batch, hidden = starts[1].shape
+    steps = rows.shape[0] // batch
+    gates = _saved_buffer(rows, (steps, batch, 4 * hidden), "lstm gates")
+    torch.mm(rows, w_ih.t(), out=gates.view(-1, 4 * hidden))
+    cells = _saved_buffer(rows, (steps, batch, hidden), "lstm cells")
+    squashed = _saved_buffer(rows, (steps, batch, hidden), "lstm squashed")
+    states = rows.new_empty(steps, batch, hidden)
+    bias = bias.contiguous()
+    (gates_at, gates_step), (cells_at, step) = _at(gates), _at(cells)
+    squashed_at, states_at = squashed.data_ptr(), states.data_ptr()
+    weight, gate_rows, views = w_hh.t(), gates.unbind(0), states.unbind(0)
+    h, c_at = starts[0], starts[1].data_ptr()
+    for t in order(steps, reverse):
+        gate_rows[t].addmm_(h, weight)  # in place: no copy of a bias
+        offset = t * step  # cells, squashed and states share one layout
+        loops.lstm_forward(
+            gates_at + t * gates_step,
+            bias.data_ptr(),
+            c_at,
+            cells_at + offset,
+            squashed_at + offset,
+            states_at + offset,
+            batch,
+            hidden,
+        )
+        h, c_at = views[t], cells_at + offset
+    return gates, cells, squashed, states
+
+
+def lstm_backward(
+    loops: _fused.Steps,
+    grads_out: tuple[Tensor | None, Tensor | None, Tensor | None],
+    saved: tuple[Tensor, Tensor, Tensor, Tensor],
+    c_start: Tensor,
+    w_hh: Tensor,
+    reverse: bool,
+    wants: tuple[bool, bool],
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Every step's gate gradients (laid out as ``lstm._carry_back``'s), ``h0``'s and ``c0``'s."""
+    gates, cells, squashed, states = saved
+    steps, batch, hidden = states.shape
+    _held, below_at, below_step, below_stride = _rows(grads_out[0], states)  # read via pointer
+    grads = _workspace(states, 4 * hidden)
+    carried = _copy_or_zeros(grads_out[1], c_start)  # each step's product writes here later
+    cell_grad = _copy_or_zeros(grads_out[2], c_start)  # each step turns ∂c_t into ∂c_{t-1}
+    (gates_at, gates_step), (cells_at, step) = _at(gates), _at(cells)
+    squashed_at, (grads_at, grads_step) = squashed.data_ptr(), _at(grads)
+    rows = grads.unbind(0)
+    visits = list(order(steps, reverse))
+    grad_h0 = None
+    for position in range(steps - 1, -1, -1):
+        t = visits[position]
+        before = cells_at + visits[position - 1] * step if position else c_start.data_ptr()
+        loops.lstm_backward(
+            carried.data_ptr(),
+            below_at + t * below_step,
+            below_stride,
+            cell_grad.data_ptr(),
+            gates_at + t * gates_step,
+            squashed_at + t * step,
+            before,
+            grads_at + t * grads_step,
+            batch,
+            hidden,
+        )
+        if position:
+            torch.mm(rows[t], w_hh, out=carried)
+        elif wants[0]:
+            grad_h0 = torch.mm(rows[t], w_hh)
+    return grads, grad_h0, cell_grad if wants[1] else None

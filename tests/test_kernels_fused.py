@@ -1,0 +1,287 @@
+"""The GRU and LSTM kernels' compiled step: torch's values and gradients, and the fall-back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor
+
+from rnnkit.kernels import _fused, _fused_loops
+from rnnkit.kernels import gru as _gru
+from rnnkit.kernels import lstm as _lstm
+from rnnkit.models.encoder import RecurrentEncoder
+from rnnkit.shapes import State
+
+H_IN, H = 3, 4
+DIRECTIONS = {"gru": _gru._Direction, "lstm": _lstm._Direction}
+
+
+@pytest.fixture
+def compiled() -> _fused.Steps:
+    """The compiled loops; the test is skipped where this machine cannot build them."""
+    loops = _fused.steps(torch.float64)
+    if loops is None:
+        pytest.skip(f"the compiled step cannot be built here: {_fused.unavailable_reason()}")
+    return loops
+
+
+@pytest.fixture
+def refused(monkeypatch: pytest.MonkeyPatch) -> _fused.Loader:
+    """A loader whose build fails as it does without ``ninja``."""
+
+    def no_ninja() -> str:
+        raise RuntimeError("Ninja is required to load C++ extensions (pip install ninja)")
+
+    loader = _fused.Loader(no_ninja)
+    monkeypatch.setattr(_fused, "LOADER", loader)
+    return loader
+
+
+@pytest.fixture
+def fused_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records every run of a compiled forward or backward loop."""
+    calls: list[str] = []
+    for name in ("gru_forward", "gru_backward", "lstm_forward", "lstm_backward"):
+        real = getattr(_fused_loops, name)
+
+        def spy(*args: Any, real: Any = real, name: str = name) -> Any:
+            calls.append(name)
+            return real(*args)
+
+        monkeypatch.setattr(_fused_loops, name, spy)
+    return calls
+
+
+def twins(cell: str, **options: Any) -> tuple[RecurrentEncoder, RecurrentEncoder]:
+    torch.manual_seed(0)
+    fast = RecurrentEncoder(H_IN, H, cell=cell, kernel="rnnkit", **options).double()  # type: ignore[arg-type]
+    slow = RecurrentEncoder(H_IN, H, cell=cell, kernel="torch", **options).double()  # type: ignore[arg-type]
+    slow.load_state_dict(fast.state_dict())
+    return fast, slow
+
+
+def start(cell: str, states: int, batch: int) -> State:
+    def make() -> Tensor:
+        return torch.randn(states, batch, H, dtype=torch.float64, requires_grad=True)
+
+    return (make(), make()) if cell == "lstm" else make()
+
+
+def values_and_grads(encoder: RecurrentEncoder, x: Tensor, h0: State | None) -> list[Tensor]:
+    """Outputs, final states and the gradients of a random linear loss on them wrt everything."""
+    output, state = encoder(x, h0)
+    finals = list(state) if isinstance(state, tuple) else [state]
+    results = [output, *finals]
+    generator = torch.Generator().manual_seed(1)
+    loss = sum(
+        (r * torch.randn(r.shape, generator=generator, dtype=r.dtype)).sum() for r in results
+    )
+    given = [] if h0 is None else list(h0) if isinstance(h0, tuple) else [h0]
+    grads = torch.autograd.grad(loss, [x, *given, *encoder.parameters()])
+    return [r.detach() for r in results] + list(grads)
+
+
+def assert_same_as_torch(cell: str, num_layers: int, bidirectional: bool, with_h0: bool) -> None:
+    fast, slow = twins(cell, num_layers=num_layers, bidirectional=bidirectional)
+    x = torch.randn(3, 5, H_IN, dtype=torch.float64, requires_grad=True)
+    states = (2 if bidirectional else 1) * num_layers
+    h0 = start(cell, states, 3) if with_h0 else None
+    got, want = values_and_grads(fast, x, h0), values_and_grads(slow, x, h0)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("with_h0", [False, True])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_compiled_step_matches_torchs_layer_in_values_and_every_gradient(
+    cell: str,
+    num_layers: int,
+    bidirectional: bool,
+    with_h0: bool,
+    compiled: _fused.Steps,
+    fused_calls: list[str],
+) -> None:
+    assert_same_as_torch(cell, num_layers, bidirectional, with_h0)
+    directions = num_layers * (2 if bidirectional else 1)
+    assert fused_calls.count(f"{cell}_forward") == directions
+    assert fused_calls.count(f"{cell}_backward") == directions
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_compiled_step_passes_gradcheck(
+    cell: str, compiled: _fused.Steps, fused_calls: list[str]
+) -> None:
+    torch.manual_seed(0)
+    gates = 3 if cell == "gru" else 4
+    shapes = [(3, 2, 2), (2, 2), (2, 2), (2 * gates, 2), (2 * gates, 2), (2 * gates,)]
+    shapes += [(2 * gates,)]
+    if cell == "gru":
+        del shapes[2]  # the GRU has no c0
+    args = [torch.randn(*s, dtype=torch.float64, requires_grad=True) for s in shapes]
+    for reverse in (False, True):
+
+        def direction(*tensors: Tensor, reverse: bool = reverse) -> Any:
+            return DIRECTIONS[cell].apply(*tensors, reverse)
+
+        assert torch.autograd.gradcheck(direction, args)
+    assert f"{cell}_backward" in fused_calls
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_compiled_step_saturates_and_keeps_nan_as_torch_does(
+    cell: str, compiled: _fused.Steps
+) -> None:
+    fast, slow = twins(cell)
+    x = torch.tensor([[[1e4, -1e4, 0.0]] * 4, [[-800.0, 1e-9, 3e-3]] * 4], dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x)[0], slow(x)[0], rtol=1e-12, atol=1e-15)
+        x[0, 1, 0] = float("nan")
+        assert fast(x)[0][0, 1:].isnan().all()
+
+
+def test_float32_compiled_step_matches_torch_to_float32_rounding(compiled: _fused.Steps) -> None:
+    for cell in ("gru", "lstm"):
+        fast, slow = twins(cell, num_layers=2)
+        fast.float()
+        slow.float()
+        x = torch.randn(4, 7, H_IN) * 3
+        torch.testing.assert_close(fast(x)[0], slow(x)[0], rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_a_refused_build_falls_back_to_torch_operations_with_the_same_results(
+    cell: str, refused: _fused.Loader, fused_calls: list[str]
+) -> None:
+    assert_same_as_torch(cell, num_layers=2, bidirectional=True, with_h0=True)
+    assert fused_calls == []
+    assert _fused.unavailable_reason() == (
+        "RuntimeError: Ninja is required to load C++ extensions (pip install ninja)"
+    )
+
+
+def test_the_build_is_tried_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    tries: list[int] = []
+
+    def broken() -> str:
+        tries.append(1)
+        raise OSError("no compiler")
+
+    monkeypatch.setattr(_fused, "LOADER", _fused.Loader(broken))
+    assert _fused.steps(torch.float32) is None
+    assert _fused.steps(torch.float64) is None
+    assert tries == [1]
+    assert _fused.unavailable_reason() == "OSError: no compiler"
+
+
+def test_the_environment_can_turn_the_build_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RNNKIT_FUSED", "0")
+    monkeypatch.setattr(_fused, "LOADER", _fused.Loader())
+    assert _fused.steps(torch.float64) is None
+    assert "RNNKIT_FUSED=0" in str(_fused.unavailable_reason())
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_an_initial_state_of_another_dtype_raises_and_is_never_read_as_raw_memory(
+    cell: str, compiled: _fused.Steps
+) -> None:
+    gates = 3 if cell == "gru" else 4
+    x = torch.randn(5, 2, H_IN, dtype=torch.float64)
+    weights = [torch.randn(gates * H, n, dtype=torch.float64) for n in (H_IN, H)]
+    weights += [torch.randn(gates * H, dtype=torch.float64) for _ in range(2)]
+    starts = [torch.zeros(2, H)] * (1 if cell == "gru" else 2)  # float32
+    with pytest.raises(RuntimeError, match=r"dtype|Float|Double"):
+        DIRECTIONS[cell].apply(x, *starts, *weights, False)
+
+
+def test_a_strided_initial_state_is_read_as_torchs_layer_reads_it(compiled: _fused.Steps) -> None:
+    for cell in ("gru", "lstm"):
+        fast, slow = twins(cell)
+        x = torch.randn(3, 5, H_IN, dtype=torch.float64)
+        h0 = torch.randn(3, 1, H, dtype=torch.float64).transpose(0, 1)  # not contiguous
+        state: State = (h0, h0.clone()) if cell == "lstm" else h0
+        with torch.no_grad():
+            torch.testing.assert_close(fast(x, state)[0], slow(x, state)[0])
+
+
+LOSSES = {
+    "final state only": lambda output, state: state.sum(),
+    "outputs only, an expanded gradient": lambda output, state: output.sum(),
+    "outputs and final state": lambda output, state: (output * output).sum() + state.sum(),
+}
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+@pytest.mark.parametrize("path", ["compiled", "refused"])
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_unused_outputs_and_expanded_gradients_give_torchs_gradients(
+    cell: str, path: str, loss: str, request: pytest.FixtureRequest
+) -> None:
+    request.getfixturevalue(path)
+    grads = []
+    for encoder in twins(cell, num_layers=2, bidirectional=True):
+        x = torch.randn(3, 5, H_IN, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+        x.requires_grad_(True)
+        output, state = encoder(x)
+        final = state[1] if isinstance(state, tuple) else state  # c_n for an LSTM
+        LOSSES[loss](output, final).backward()
+        grads.append([x.grad, *(p.grad for p in encoder.parameters())])
+    for got, want in zip(*grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_saved_buffers_are_reused_only_once_their_graph_is_gone(
+    cell: str, compiled: _fused.Steps
+) -> None:
+    fast, slow = twins(cell)
+    inputs = [torch.randn(3, 5, H_IN, dtype=torch.float64) for _ in range(3)]
+
+    def losses(encoder: RecurrentEncoder) -> list[Tensor]:  # three graphs alive at once
+        return [encoder(x)[0].pow(2).sum() for x in inputs]
+
+    got = [torch.autograd.grad(loss, list(fast.parameters())) for loss in losses(fast)]
+    want = [torch.autograd.grad(loss, list(slow.parameters())) for loss in losses(slow)]
+    for g, w in zip(got, want, strict=True):
+        for a, b in zip(g, w, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    pool = _fused_loops._SCRATCH.pool
+    held = [b for (role, shape, _), buffers in pool.items() if shape[:2] == (5, 3) for b in buffers]
+    assert len(held) >= 3 * (2 if cell == "gru" else 3)  # one set per graph that was alive
+    assert all(b._use_count() == 1 for b in held)  # free again, to be reused
+    fast(inputs[0])[0].sum().backward()
+    assert len([b for buffers in pool.values() for b in buffers if b.shape[:2] == (5, 3)]) == len(
+        held
+    )
+
+
+def test_a_failed_build_logs_one_warning_that_says_why(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> str:
+        raise OSError("c++: not found")
+
+    monkeypatch.setattr(_fused, "LOADER", _fused.Loader(broken))
+    with caplog.at_level("WARNING", logger="rnnkit.kernels"):
+        _fused.steps(torch.float32)
+        _fused.steps(torch.float64)
+    assert [r.getMessage() for r in caplog.records] == [
+        "rnnkit's compiled GRU/LSTM step could not be built (OSError: c++: not found); the "
+        "kernels run their steps as torch operations, with the same results, more slowly"
+    ]
+
+
+# torch warns from inside its own tracer when it resumes after the kernel's node
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
+@pytest.mark.slow
+def test_torch_compile_traces_the_torch_operation_steps(fused_calls: list[str]) -> None:
+    torch._dynamo.reset()
+    fast, slow = twins("gru")
+    x = torch.randn(2, 5, H_IN, dtype=torch.float64)
+    compiled = torch.compile(fast, backend="eager")
+    torch.testing.assert_close(compiled(x)[0], slow(x)[0], rtol=1e-10, atol=1e-12)
+    assert fused_calls == []
