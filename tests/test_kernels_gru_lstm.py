@@ -179,30 +179,19 @@ def test_lstm_direction_passes_gradcheck() -> None:
         assert torch.autograd.gradcheck(direction, args)
 
 
-def test_auto_keeps_torchs_lstm_layer_and_rnnkit_runs_the_kernel(kernel_calls: list[str]) -> None:
-    fast, slow = twins("lstm")
-    x = torch.randn(3, 6, H_IN, dtype=torch.float64)
-    slow.kernel = "auto"
-    slow(x)
-    assert kernel_calls == []  # "auto" runs torch's layer for an LSTM
-    fast(x)
-    with torch.no_grad():
-        fast(x)
-    assert kernel_calls == ["lstm", "lstm"]
-
-
-def test_auto_trains_a_gru_through_the_kernel_where_its_step_is_compiled(
-    kernel_calls: list[str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_auto_trains_through_the_kernel_where_its_step_is_compiled(
+    kernel_calls: list[str], monkeypatch: pytest.MonkeyPatch, cell: str
 ) -> None:
-    _, encoder = twins("gru")
+    _, encoder = twins(cell)
     encoder.kernel = "auto"
     x = torch.randn(3, 6, H_IN, dtype=torch.float64)
     with torch.no_grad():
         encoder(x)  # evaluation: torch's layer
-    encoder(x[:, : _gru.MIN_STEPS - 1])  # too short
+    encoder(x[:, : {"gru": _gru, "lstm": _lstm}[cell].MIN_STEPS - 1])  # too short
     assert kernel_calls == []
     encoder(x)
-    assert kernel_calls == (["gru"] if _fused.steps(torch.float64) is not None else [])
+    assert kernel_calls == ([cell] if _fused.steps(torch.float64) is not None else [])
 
     def refuse() -> str:
         raise RuntimeError("no compiler")
@@ -211,6 +200,15 @@ def test_auto_trains_a_gru_through_the_kernel_where_its_step_is_compiled(
     before = list(kernel_calls)
     encoder(x)  # without the compiled step torch's layer is the faster: auto keeps it
     assert kernel_calls == before
+
+
+def test_rnnkit_runs_the_lstm_kernel_with_or_without_autograd(kernel_calls: list[str]) -> None:
+    fast, _ = twins("lstm")
+    x = torch.randn(3, 6, H_IN, dtype=torch.float64)
+    fast(x)
+    with torch.no_grad():
+        fast(x)
+    assert kernel_calls == ["lstm", "lstm"]
 
 
 def call_hooked(encoder: RecurrentEncoder, x: Tensor) -> None:

@@ -39,7 +39,8 @@ compiler is available; elsewhere they run it as torch operations, with the same 
 ``kernel="rnnkit"`` runs them (on any number of steps, with or without autograd) and raises
 :class:`~rnnkit.errors.KernelUnavailableError`, naming the reason, where a call cannot run
 through a kernel (a hook, autocast, a packed batch, another device, ...); ``kernel="auto"``
-runs a kernel only for the cells in :data:`AUTO_CELLS` (a GRU only with its compiled step).
+runs a kernel for the cells in :data:`AUTO_CELLS` (a GRU or LSTM only with its compiled
+step).
 """
 
 from __future__ import annotations
@@ -80,11 +81,10 @@ Kernel = Literal["auto", "torch", "rnnkit"]
 is the faster, torch's layer elsewhere), ``"torch"`` (always torch's layer) or ``"rnnkit"``
 (always rnnkit's kernel, or :class:`~rnnkit.errors.KernelUnavailableError` naming why not)."""
 
-AUTO_CELLS: tuple[str, ...] = ("rnn", "gru")
-"""The cells ``kernel="auto"`` runs through rnnkit's kernel (where it applies). A GRU needs
-the kernel's compiled step too (built on first use; without a C++ compiler its layers run
-torch's layer). The LSTM kernel runs with ``kernel="rnnkit"``; ``"auto"`` keeps torch's layer
-for it (for a float32 LSTM torch runs oneDNN's fused layer)."""
+AUTO_CELLS: tuple[str, ...] = ("rnn", "gru", "lstm")
+"""The cells ``kernel="auto"`` runs through rnnkit's kernel (where it applies). A GRU or LSTM
+needs the kernel's compiled step too (built on first use; without a C++ compiler their layers
+run torch's layer, which is then the faster)."""
 
 KERNELS: tuple[str, ...] = get_args(Kernel)
 """Every accepted ``kernel=`` name."""
