@@ -12,6 +12,9 @@ MAX_LINES = 500
 # debt to pay off by splitting the module along a real seam, then removing it from here;
 # nothing new may be added. An entry whose module has shrunk fails the test, so the list
 # cannot go stale.
+# Modules allowed over the limit while they are being split; empty now. The test below guards
+# the list itself (an entry that no longer exists or is back within the limit fails it), so it
+# only has work to do once an entry is added.
 ALLOWED_OVER: frozenset[str] = frozenset()
 
 
