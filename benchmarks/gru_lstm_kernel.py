@@ -14,10 +14,11 @@ built). No data set is needed.
 
 Shapes (N, L, H_in -> H, options): ``mnist`` 128, 28, 28 -> 128 (the tutorial's MNIST rows);
 ``mnist-bi`` the same, bidirectional; ``mnist-2layer`` the same, two layers; ``long`` 32, 512,
-8 -> 64; ``wide`` 128, 28, 28 -> 512.
+8 -> 64; ``wide`` 128, 28, 28 -> 512. ``--cells rnn`` times the plain (tanh) RNN the same way,
+for its distance from the floor (``benchmarks/rnn_kernel.py`` covers it in detail).
 
 Usage: ``python benchmarks/gru_lstm_kernel.py [--steps N] [--threads N] [--only NAME ...]
-[--cells gru lstm] [--torch-steps] [--smoke]``
+[--cells rnn gru lstm] [--torch-steps] [--smoke]``
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from torch import Tensor, nn
 from rnnkit import RecurrentEncoder
 from rnnkit.kernels import _fused
 
-GATES = {"gru": 3, "lstm": 4}
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
 @dataclass(frozen=True)
