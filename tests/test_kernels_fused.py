@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -20,11 +21,22 @@ DIRECTIONS = {"gru": _gru._Direction, "lstm": _lstm._Direction}
 
 @pytest.fixture
 def compiled() -> _fused.Steps:
-    """The compiled loops; the test is skipped where this machine cannot build them."""
+    """The compiled loops; the test is skipped where this machine cannot build them.
+
+    With ``RNNKIT_REQUIRE_FUSED=1`` (as CI sets it) a failed build fails the test instead.
+    """
     loops = _fused.steps(torch.float64)
     if loops is None:
-        pytest.skip(f"the compiled step cannot be built here: {_fused.unavailable_reason()}")
+        missing(f"the compiled step cannot be built here: {_fused.unavailable_reason()}")
+    assert loops is not None
     return loops
+
+
+def missing(reason: str) -> None:
+    """Skip the test, or fail it where ``RNNKIT_REQUIRE_FUSED=1`` requires the compiled step."""
+    if os.environ.get("RNNKIT_REQUIRE_FUSED") == "1":
+        pytest.fail(f"RNNKIT_REQUIRE_FUSED=1, but {reason}")
+    pytest.skip(reason)
 
 
 @pytest.fixture
@@ -185,17 +197,25 @@ def test_the_environment_can_turn_the_build_off(monkeypatch: pytest.MonkeyPatch)
     assert "RNNKIT_FUSED=0" in str(_fused.unavailable_reason())
 
 
+BAD_STARTS = {
+    "another dtype": lambda: torch.zeros(2, H),
+    "another batch size": lambda: torch.zeros(1, H, dtype=torch.float64),
+}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_STARTS))
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_an_initial_state_of_another_dtype_raises_and_is_never_read_as_raw_memory(
-    cell: str, compiled: _fused.Steps
+def test_an_initial_state_of_another_dtype_or_size_raises_and_is_never_read_as_raw_memory(
+    cell: str, bad: str, compiled: _fused.Steps, fused_calls: list[str]
 ) -> None:
     gates = 3 if cell == "gru" else 4
     x = torch.randn(5, 2, H_IN, dtype=torch.float64)
     weights = [torch.randn(gates * H, n, dtype=torch.float64) for n in (H_IN, H)]
     weights += [torch.randn(gates * H, dtype=torch.float64) for _ in range(2)]
-    starts = [torch.zeros(2, H)] * (1 if cell == "gru" else 2)  # float32
-    with pytest.raises(RuntimeError, match=r"dtype|Float|Double"):
+    starts = [BAD_STARTS[bad]()] * (1 if cell == "gru" else 2)
+    with pytest.raises(RuntimeError, match=r"dtype|Float|Double|shape"):
         DIRECTIONS[cell].apply(x, *starts, *weights, False)
+    assert fused_calls == []
 
 
 def test_a_strided_initial_state_is_read_as_torchs_layer_reads_it(compiled: _fused.Steps) -> None:
@@ -249,14 +269,130 @@ def test_saved_buffers_are_reused_only_once_their_graph_is_gone(
     for g, w in zip(got, want, strict=True):
         for a, b in zip(g, w, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
-    pool = _fused_loops._SCRATCH.pool
-    held = [b for (role, shape, _), buffers in pool.items() if shape[:2] == (5, 3) for b in buffers]
+    held = [b for _, b in _fused_loops.pooled() if b.shape[:2] == (5, 3)]
     assert len(held) >= 3 * (2 if cell == "gru" else 3)  # one set per graph that was alive
-    assert all(b._use_count() == 1 for b in held)  # free again, to be reused
+    assert all(_fused_loops._unshared(b) for b in held)  # free again, to be reused
     fast(inputs[0])[0].sum().backward()
-    assert len([b for buffers in pool.values() for b in buffers if b.shape[:2] == (5, 3)]) == len(
-        held
-    )
+    assert len([b for _, b in _fused_loops.pooled() if b.shape[:2] == (5, 3)]) == len(held)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_the_saved_buffer_pool_stays_bounded_over_many_batch_shapes(
+    cell: str, compiled: _fused.Steps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(_fused_loops._SCRATCH, "pool", raising=False)  # start empty
+    encoder = RecurrentEncoder(H_IN, H, cell=cell, kernel="rnnkit").double()  # type: ignore[arg-type]
+    roles = 2 if cell == "gru" else 3
+    for steps in range(2, 14):  # a padded dataset: every batch its own length, some a smaller N
+        x = torch.randn(3 - steps % 2, steps, H_IN, dtype=torch.float64)
+        encoder(x)[0].sum().backward()
+        held = [(role, b) for role, b in _fused_loops.pooled() if role.startswith(cell)]
+        assert len({role for role, _ in held}) == roles
+        for role in {role for role, _ in held}:
+            shapes = {(b.shape, b.dtype) for r, b in held if r == role}
+            assert len(shapes) <= _fused_loops._SHAPES
+        assert len(held) <= roles * _fused_loops._SHAPES  # one graph at a time: one per shape
+    latest = {tuple(b.shape[:2]) for role, b in _fused_loops.pooled() if role.startswith(cell)}
+    assert latest == {(10, 3), (11, 2), (12, 3), (13, 2)}  # the least recently used went
+
+
+def test_the_saved_buffer_pool_keeps_only_the_latest_shape_past_its_byte_budget(
+    compiled: _fused.Steps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(_fused_loops._SCRATCH, "pool", raising=False)
+    monkeypatch.setattr(_fused_loops, "_BYTES", 1)  # less than any buffer
+    encoder = RecurrentEncoder(H_IN, H, cell="lstm", kernel="rnnkit").double()
+    for steps in (3, 4, 5):
+        encoder(torch.randn(2, steps, H_IN, dtype=torch.float64))[0].sum().backward()
+        assert {b.shape[:2] for _, b in _fused_loops.pooled()} == {(steps, 2)}
+
+
+def test_a_pooled_buffer_whose_memory_another_tensor_shares_is_not_reused(
+    compiled: _fused.Steps,
+) -> None:
+    fast, _ = twins("gru")
+    fast(torch.randn(2, 3, H_IN, dtype=torch.float64))[0].sum().backward()
+    buffer = next(b for _, b in _fused_loops.pooled() if b.shape[:2] == (3, 2))
+    assert _fused_loops._unshared(buffer)
+    alias = buffer.detach()  # another tensor object, the same memory
+    assert not _fused_loops._unshared(buffer)
+    del alias
+    assert _fused_loops._unshared(buffer)
+
+
+def graphs_grads(encoder: RecurrentEncoder, inputs: list[Tensor]) -> list[tuple[Tensor, ...]]:
+    """Parameter gradients of several graphs built, all alive, under a detaching pack hook."""
+    kept: list[Tensor] = []
+
+    def pack(t: Tensor) -> Tensor:
+        kept.append(t.detach())  # an alias of the saved memory, as offloading hooks keep
+        return kept[-1]
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        losses = [encoder(x)[0].pow(2).sum() for x in inputs]
+    return [torch.autograd.grad(loss, list(encoder.parameters())) for loss in losses]
+
+
+@pytest.mark.parametrize("private_apis", ["present", "missing"])
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_saved_tensor_hooks_that_keep_an_alias_get_torchs_gradients(
+    cell: str,
+    private_apis: str,
+    compiled: _fused.Steps,
+    fused_calls: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if private_apis == "missing":  # an older or newer torch: every call gets new buffers
+        monkeypatch.delattr(torch._C, "_storage_Use_Count")
+    fast, slow = twins(cell)
+    inputs = [torch.randn(2, 6, H_IN, dtype=torch.float64) for _ in range(3)]
+    before = len(_fused_loops.pooled())
+    got, want = graphs_grads(fast, inputs), graphs_grads(slow, inputs)
+    for g, w in zip(got, want, strict=True):
+        for a, b in zip(g, w, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert fused_calls.count(f"{cell}_forward") == 3
+    assert len(_fused_loops.pooled()) == before  # nothing pooled: it would share memory
+    if private_apis == "missing":
+        fast(inputs[0])[0].sum().backward()
+        assert len(_fused_loops.pooled()) == before
+
+
+BAD_BIASES = {
+    "another dtype": lambda b: b.float(),
+    "too short (H elements)": lambda b: b[:H].clone(),
+}
+
+
+@pytest.mark.parametrize("bias", sorted(BAD_BIASES))
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_a_bias_of_another_dtype_or_length_raises_and_is_never_read_as_raw_memory(
+    cell: str, bias: str, compiled: _fused.Steps, fused_calls: list[str]
+) -> None:
+    gates = 3 if cell == "gru" else 4
+    x = torch.randn(5, 2, H_IN, dtype=torch.float64)
+    weights = [torch.randn(gates * H, n, dtype=torch.float64) for n in (H_IN, H)]
+    biases = [BAD_BIASES[bias](torch.randn(gates * H, dtype=torch.float64)) for _ in range(2)]
+    starts = [None] * (1 if cell == "gru" else 2)
+    with pytest.raises(RuntimeError):
+        DIRECTIONS[cell].apply(x, *starts, *weights, *biases, False)
+    assert fused_calls == []
+    torch_layer = torch.nn.GRU(H_IN, H) if cell == "gru" else torch.nn.LSTM(H_IN, H)
+    torch_layer.double()
+    torch_layer.bias_ih_l0.data = biases[0]
+    with pytest.raises(RuntimeError):  # as torch's layer does
+        torch_layer(x)
+
+
+def test_a_failed_build_fails_the_compiled_step_tests_where_required(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RNNKIT_REQUIRE_FUSED", "1")
+    with pytest.raises(pytest.fail.Exception, match="RNNKIT_REQUIRE_FUSED=1, but no compiler"):
+        missing("no compiler")
+    monkeypatch.delenv("RNNKIT_REQUIRE_FUSED")
+    with pytest.raises(pytest.skip.Exception, match="no compiler"):
+        missing("no compiler")
 
 
 def test_a_failed_build_logs_one_warning_that_says_why(

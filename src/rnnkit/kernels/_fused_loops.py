@@ -13,6 +13,9 @@ rows are contiguous and whose dtype is the loops': the kernels allocate their bu
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -20,20 +23,50 @@ from torch import Tensor
 from rnnkit.kernels import _fused
 from rnnkit.kernels._common import order
 
-__all__ = ["gru_backward", "gru_forward", "lstm_backward", "lstm_forward", "usable"]
+__all__ = [
+    "gru_backward",
+    "gru_forward",
+    "lstm_backward",
+    "lstm_forward",
+    "pooled",
+    "usable",
+]
 
 
-def usable(x: Tensor, *starts: Tensor) -> _fused.Steps | None:
-    """The compiled loops for ``x``'s dtype, if they exist and every start can be passed.
+def usable(
+    x: Tensor,
+    starts: Sequence[Tensor] = (),
+    weights: Sequence[Tensor] = (),
+    gates: int = 0,
+) -> _fused.Steps | None:
+    """The compiled loops for ``x``'s dtype, if they exist and every tensor can be passed.
 
-    Never while ``torch.compile`` traces (it cannot trace a call through raw pointers; the
-    torch-operation steps trace, as the plain RNN kernel's do).
+    The loops read ``starts`` (each ``(N, H)``) and the biases as raw memory, so each must
+    have ``x``'s dtype and device and exactly the shape the loops assume; ``weights`` are
+    ``(W_ih, W_hh, *biases)`` of a cell with ``gates`` gates, each ``(gates·H, H_in)``,
+    ``(gates·H, H)`` and ``(gates·H,)``. Otherwise the torch-operation steps run, which raise
+    (or cope) as torch's layer does. Never while ``torch.compile`` traces (it cannot trace a
+    call through raw pointers; the torch-operation steps trace, as the plain RNN kernel's do).
     """
     if x.device.type != "cpu" or torch.compiler.is_compiling():
         return None
-    if any(s.dtype != x.dtype or s.device != x.device or not s.is_contiguous() for s in starts):
-        return None  # torch's operations raise (or cope) as torch's layer would
+    if any(not s.is_contiguous() for s in starts) or not _fit(x, starts, weights, gates):
+        return None
     return _fused.steps(x.dtype)
+
+
+def _fit(x: Tensor, starts: Sequence[Tensor], weights: Sequence[Tensor], gates: int) -> bool:
+    """Whether every start and weight has ``x``'s dtype and device and its expected shape."""
+    hidden = weights[1].shape[-1] if weights else starts[0].shape[-1] if starts else 0
+    shapes: list[tuple[int, ...]] = [(x.shape[1], hidden)] * len(starts)
+    if weights:
+        rows = gates * hidden
+        shapes += [(rows, x.shape[-1]), (rows, hidden)] + [(rows,)] * (len(weights) - 2)
+    tensors = [*starts, *weights]
+    return all(
+        t.dtype == x.dtype and t.device == x.device and tuple(t.shape) == shape
+        for t, shape in zip(tensors, shapes, strict=True)
+    )
 
 
 def _at(tensor: Tensor) -> tuple[int, int]:
@@ -78,15 +111,23 @@ def _workspace(states: Tensor, width: int) -> Tensor:
 def _saved_buffer(like: Tensor, shape: tuple[int, ...], role: str) -> Tensor:
     """A buffer for a forward pass to save for backward: a free one of this thread's, or new.
 
-    A buffer is free when nothing but the pool holds it (the graph that saved it is gone). Only
-    buffers that never leave the kernel (never returned, never viewed by a caller) come from
-    here, so that count is exact; reusing them spares the operating system mapping fresh
-    memory for every call. Where the count is not available, every call gets a new buffer.
+    A buffer is free when nothing but the pool holds it or its memory (the graph that saved it
+    is gone). Only buffers that never leave the kernel (never returned, never viewed by a
+    caller) come from here; reusing them spares the operating system mapping fresh memory for
+    every call. The pool keeps buffers of the few shapes per role used last (a padded dataset's
+    batches come in many lengths), within a byte budget, each at most :data:`_POOLED` times. While
+    saved-tensor hooks are active (they may keep the memory under another tensor), or where
+    torch cannot count a buffer's owners, every call gets a new buffer.
     """
-    pool: dict[tuple[str, tuple[int, ...], torch.dtype], list[Tensor]]
+    if not _poolable():
+        return like.new_empty(shape)
+    pool: dict[str, OrderedDict[tuple[tuple[int, ...], torch.dtype], list[Tensor]]]
     pool = _SCRATCH.__dict__.setdefault("pool", {})
-    key = (role, shape, like.dtype)
-    held = pool.setdefault(key, [])
+    shapes = pool.setdefault(role, OrderedDict())
+    key = (shape, like.dtype)
+    held = shapes.pop(key, [])
+    shapes[key] = held  # the most recently used last
+    _evict(shapes)
     for buffer in held:
         if _unshared(buffer):
             return buffer
@@ -96,13 +137,63 @@ def _saved_buffer(like: Tensor, shape: tuple[int, ...], role: str) -> Tensor:
     return buffer
 
 
+def _evict(shapes: OrderedDict[Any, list[Tensor]]) -> None:
+    """Drop the least recently used shapes beyond :data:`_SHAPES` or :data:`_BYTES`.
+
+    The most recent shape stays whatever its size. A dropped buffer that a graph still saved
+    stays with that graph; a free one is released.
+    """
+    while len(shapes) > 1:
+        held = sum(b.nbytes for buffers in shapes.values() for b in buffers)
+        if len(shapes) <= _SHAPES and held <= _BYTES:
+            return
+        shapes.popitem(last=False)
+
+
 _POOLED = 8
 """Buffers kept per role and shape and thread (one per layer and direction in flight)."""
 
+_SHAPES = 4
+"""Shapes kept per role and thread; the least recently used goes first."""
+
+_BYTES = 256 * 2**20
+"""Bytes kept per role and thread; the most recent shape's buffers stay whatever their size."""
+
+
+def pooled() -> list[tuple[str, Tensor]]:
+    """Every buffer this thread's pool holds, with its role."""
+    pool = _SCRATCH.__dict__.get("pool", {})
+    return [(role, b) for role, shapes in pool.items() for held in shapes.values() for b in held]
+
+
+def _poolable() -> bool:
+    """Whether saved buffers may be reused: torch counts owners and no saved-tensor hook runs."""
+    top_hooks = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
+    if top_hooks is None or _storage_owners() is None:
+        return False
+    return top_hooks(False) is None
+
+
+def _storage_owners() -> Callable[[int], int] | None:
+    owners: Callable[[int], int] | None = getattr(torch._C, "_storage_Use_Count", None)
+    return owners
+
 
 def _unshared(buffer: Tensor) -> bool:
-    use_count = getattr(buffer, "_use_count", None)
-    return use_count is not None and use_count() == 1
+    """Whether only the pool holds ``buffer``: no other tensor, view or alias of its memory."""
+    owners, use_count = _storage_owners(), getattr(buffer, "_use_count", None)
+    if owners is None or use_count is None or use_count() != 1:
+        return False
+    return owners(buffer.untyped_storage()._cdata) == _baseline(owners)
+
+
+def _baseline(owners: Callable[[int], int]) -> int:
+    """The owner count of the memory of a tensor that one Python object alone holds."""
+    baseline: int | None = getattr(_SCRATCH, "baseline", None)
+    if baseline is None:
+        probe = torch.empty(1)
+        baseline = _SCRATCH.baseline = owners(probe.untyped_storage()._cdata)
+    return baseline
 
 
 def _copy_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:

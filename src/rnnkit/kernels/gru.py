@@ -111,7 +111,7 @@ class _Direction(torch.autograd.Function):
         rows = x.reshape(steps * batch, width)  # kept for backward's weight gradient
         start = x.new_zeros(batch, hidden) if h0 is None else h0.contiguous()
         weights = (w_ih, w_hh, b_ih, b_hh)
-        ctx.loops = loops = _fused_loops.usable(x, start)
+        ctx.loops = loops = _fused_loops.usable(x, (start,), weights, gates=3)
         if loops is None:
             gates, recurrent, states = _run_steps(rows, start, weights, steps, reverse)
         else:  # recurrent: only W_hn h_{t-1} + b_hn, (L, N, H)

@@ -121,7 +121,7 @@ class _Direction(torch.autograd.Function):
         h_start = x.new_zeros(batch, hidden) if h0 is None else h0
         c_start = x.new_zeros(batch, hidden) if c0 is None else c0.contiguous()
         starts = (h_start, c_start)
-        ctx.loops = loops = _fused_loops.usable(x, c_start)
+        ctx.loops = loops = _fused_loops.usable(x, (c_start,), weights, gates=4)
         if loops is None:
             gates, cells, squashed, states = _run_steps(rows, starts, weights, steps, reverse)
         else:
