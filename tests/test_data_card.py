@@ -8,6 +8,7 @@ The checkpoint's section is data: each malformed field is refused with its own m
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,17 @@ from rnnkit import (
     Trainer,
     load_model,
 )
-from rnnkit.data import SequenceDataset, Standardizer, from_arrays, next_step
+from rnnkit.data import (
+    SequenceDataset,
+    Standardizer,
+    from_arrays,
+    next_step,
+    statistics_problem,
+)
 from rnnkit.errors import CorruptCheckpointError
+from rnnkit.io._data_card import check_data_section
 from rnnkit.io.checkpoint import atomic_save, load_checkpoint, make_checkpoint
-from rnnkit.training._data_card import dataset_card
+from rnnkit.training._data_card import check_data_card, dataset_card
 
 LABELS = np.array(["walk", "run", "sit", "walk", "run", "stand"] * 4)
 
@@ -199,6 +207,71 @@ def test_other_statistics_than_the_models_input_scaler_are_refused() -> None:
         Trainer(max_epochs=1, progress=False).fit(model, data)
 
 
+def _two_class_data() -> SequenceDataset:
+    gen = torch.Generator().manual_seed(3)
+    return from_arrays(torch.randn(16, 5, 3, generator=gen), np.array(["a", "b"] * 8))
+
+
+def _seeded_classifier(num_classes: int = 2) -> SequenceClassifier:
+    torch.manual_seed(1)
+    return SequenceClassifier(3, num_classes, 8)
+
+
+def test_a_refused_resume_leaves_nothing_for_the_next_plain_fit(tmp_path: Path) -> None:
+    data = _two_class_data()
+    _fit(_seeded_classifier(), data, tmp_path, 2)
+    model = _seeded_classifier()
+    model.classes = ["x", "y"]  # the checkpoint says ["a", "b"]
+    trainer = Trainer(max_epochs=3, batch_size=8, seed=0, progress=False)
+    with pytest.raises(ValueError, match=r"checkpoint resumed to have the model's `classes`"):
+        trainer.fit(model, data, resume_from=tmp_path / "last.ckpt")
+    assert trainer._pending_state is None
+    model.classes = None
+    history = trainer.fit(model, data)  # a plain fit: from scratch, all 3 epochs
+    fresh = Trainer(max_epochs=3, batch_size=8, seed=0, progress=False)
+    expected = fresh.fit(_seeded_classifier(), data)
+    assert len(history) == len(expected) == 3
+    assert trainer.global_step == fresh.global_step == 6
+    drop = ("time",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in history] == [
+        {k: v for k, v in r.items() if k not in drop} for r in expected
+    ]
+    assert _labels(model.classes) == ["a", "b"]
+
+
+def test_a_failed_fit_keeps_state_loaded_by_hand(tmp_path: Path) -> None:
+    data = _two_class_data()
+    saved = _fit(_seeded_classifier(), data, tmp_path, 2).state_dict()
+    trainer = Trainer(max_epochs=3, batch_size=8, seed=0, progress=False)
+    trainer.load_state_dict(saved)
+    model = _seeded_classifier()
+    model.input_scaler = Standardizer().fit(torch.randn(10, 3) + 5.0)
+    scaled = Standardizer().fit(torch.randn(10, 3)).apply(data)
+    with pytest.raises(ValueError, match=r"`input_scaler` \(mean"):
+        trainer.fit(model, scaled)
+    assert trainer._pending_state is not None
+    assert trainer._pending_state["history"] == saved["history"]
+
+
+def test_a_model_with_more_classes_than_the_data_trains_without_labels() -> None:
+    data = _two_class_data()
+    model = _seeded_classifier(4)
+    history = Trainer(max_epochs=1, batch_size=8, progress=False).fit(model, data)
+    assert len(history) == 1
+    assert model.classes is None
+    with pytest.raises(ValueError, match=r"`model.classes` is None"):
+        model.predict_labels(torch.randn(2, 5, 3))
+    assert "classes" not in dataset_card(data, num_classes=4)
+    assert _labels(dataset_card(data, num_classes=2)["classes"]) == ["a", "b"]
+
+
+def test_the_card_is_checked_without_setting_anything() -> None:
+    model = _seeded_classifier()
+    card = check_data_card(model, _two_class_data(), None)
+    assert _labels(card["classes"]) == ["a", "b"]
+    assert model.classes is None
+
+
 # -- the section in the file is checked ---------------------------------------------------------
 
 
@@ -220,6 +293,15 @@ _STATS = {"mean": torch.zeros(3), "std": torch.ones(3)}
         ("classes", ["no", "no"], r"\['classes'\] holds a label twice"),
         ("classes", ["no", float("nan")], r"\['classes'\]\[1\] is nan"),
         ("classes", "no,yes", r"\['classes'\] is a str, not a non-empty list"),
+        ("classes", [1, "1"], r"\['classes'\]\[1\] is of type str but \[0\] of type int"),
+        ("classes", [1, 1.5], r"\['classes'\]\[1\] is of type float but \[0\] of type int"),
+        ("classes", [0, True], r"\['classes'\]\[1\] is of type bool but \[0\] of type int"),
+        pytest.param(
+            "input_scaler",
+            {**_STATS, "mean": torch.zeros(3).to_sparse()},
+            r"\['input_scaler'\]\['mean'\] is a sparse_coo tensor, not a dense",
+            marks=pytest.mark.filterwarnings("ignore:Validating sparse tensor invariants"),
+        ),
         ("input_scaler", {**_STATS, "std": torch.zeros(3)}, r"\['std'\] holds a value <= 0"),
         ("input_scaler", {**_STATS, "mean": torch.full((3,), float("nan"))}, r"NaN or infinite"),
         ("input_scaler", {"mean": torch.zeros(4), "std": torch.ones(4)}, r"shape \(4,\), but"),
@@ -296,10 +378,57 @@ def test_setting_the_attributes_checks_them() -> None:
         classifier.input_scaler = Standardizer()
     with pytest.raises(TypeError, match=r"Standardizer or None"):
         classifier.input_scaler = {"mean": 0.0}  # type: ignore[assignment]
+    with pytest.raises(
+        TypeError,
+        match=r"one type, but `classes\[0\]` is of type int and `classes\[1\]` of type str",
+    ):
+        classifier.classes = np.array([1, "1"], dtype=object)
+    with pytest.raises(TypeError, match=r"`classes\[1\]` of type bool"):
+        classifier.classes = np.array([0, True], dtype=object)
     classifier.input_scaler = fitted
     fitted.fit(torch.randn(10, 3) + 100.0)  # the model keeps its own copy
     assert classifier.input_scaler is not None
     assert float(classifier.input_scaler.mean.max()) < 50
+
+
+def _scaler(mean: Tensor, std: Tensor) -> Standardizer:
+    scaler = Standardizer()
+    scaler.load_state_dict({"mean": mean, "std": std})
+    return scaler
+
+
+_BAD_STATISTICS = [
+    (torch.zeros(3), torch.tensor([1.0, 0.0, -1.0]), r"\['std'\] holds a value <= 0"),
+    (torch.tensor([0.0, float("nan"), 0.0]), torch.ones(3), r"\['mean'\] holds NaN or inf"),
+    (torch.zeros(3), torch.tensor([1.0, float("inf"), 1.0]), r"\['std'\] holds NaN or inf"),
+    (torch.zeros(3, device="meta"), torch.ones(3), r"\['mean'\] is on the meta device"),
+    (torch.zeros(3).to_sparse(), torch.ones(3), r"\['mean'\] is a sparse_coo tensor"),
+]
+
+
+@pytest.mark.parametrize(("mean", "std", "message"), _BAD_STATISTICS)
+def test_the_setter_refuses_what_a_checkpoint_would(
+    tmp_path: Path, mean: Tensor, std: Tensor, message: str
+) -> None:
+    problem = statistics_problem(mean, std)
+    assert problem is not None
+    assert re.search(message, problem)
+    model = SequenceClassifier(3, 2, 4)
+    with pytest.raises(ValueError, match=r"`input_scaler` to hold finite statistics.*" + message):
+        model.input_scaler = _scaler(mean, std)
+    assert model.input_scaler is None
+    checkpoint = _good_checkpoint()
+    checkpoint["data"]["input_scaler"] = {"mean": mean, "std": std}
+    with pytest.raises(CorruptCheckpointError, match=r"\['input_scaler'\]" + message):
+        check_data_section(checkpoint, tmp_path / "x.ckpt")
+
+
+def test_good_statistics_have_no_problem() -> None:
+    assert statistics_problem(torch.zeros(3), torch.ones(3)) is None
+    assert statistics_problem(torch.tensor(2.0), torch.tensor(0.5)) is None
+    assert statistics_problem(torch.zeros(3), torch.ones(4)) == (
+        "has 'mean' of shape (3,) but 'std' of (4,)"
+    )
 
 
 def test_a_dataset_with_scale_gives_a_scaler_for_its_raw_storage() -> None:

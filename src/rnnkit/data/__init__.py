@@ -22,7 +22,7 @@ from rnnkit.data.labels import LABEL_TYPES, decode_labels, encode_labels, plain_
 from rnnkit.data.missing import MissingPolicy
 from rnnkit.data.padding import BucketBatchSampler, collate_padded, pad
 from rnnkit.data.series import WindowMode, as_series_batch, next_step, sine_wave, windows
-from rnnkit.data.standardize import Standardizer
+from rnnkit.data.standardize import Standardizer, statistics_problem
 from rnnkit.data.streaming import StreamBatches, streams
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "pad",
     "plain_label",
     "sine_wave",
+    "statistics_problem",
     "streams",
     "windows",
 ]

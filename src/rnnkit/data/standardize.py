@@ -16,7 +16,7 @@ from rnnkit.data._checks import as_tensor, check_finite, fmt_shape
 from rnnkit.data.dataset import SequenceDataset
 from rnnkit.errors import ShapeError
 
-__all__ = ["Standardizer"]
+__all__ = ["Standardizer", "statistics_problem"]
 
 
 class Standardizer:
@@ -173,6 +173,51 @@ class Standardizer:
                 f"{fmt_shape(t)}. Hint: the standardizer was fitted on {mean.shape[0]} features."
             )
         return t, mean.to(t.device, t.dtype), std.to(t.device, t.dtype)
+
+
+def statistics_problem(mean: object, std: object) -> str | None:
+    """What is wrong with a standardizer's ``mean`` and ``std``, or ``None`` if nothing is.
+
+    Statistics a model can hold and a checkpoint can store are dense floating-point tensors
+    with values (not on the meta device) of shape ``()`` or ``(F,)``, both of one shape, finite,
+    with every ``std`` > 0. A model's ``input_scaler``/``target_scaler`` setter and the
+    checkpoint reader both ask this function, so a model never holds statistics its own
+    checkpoint would refuse.
+
+    Args:
+        mean: The ``"mean"`` of a :meth:`Standardizer.state_dict`.
+        std: Its ``"std"``.
+
+    Returns:
+        ``None``, or the first problem found, naming the entry of the state dict, e.g.
+        ``"['std'] holds a value <= 0"``.
+    """
+    for name, t in (("mean", mean), ("std", std)):
+        problem = _tensor_problem(t)
+        if problem:
+            return f"[{name!r}] {problem}"
+    assert isinstance(mean, Tensor)
+    assert isinstance(std, Tensor)
+    if mean.shape != std.shape:
+        return f"has 'mean' of shape {tuple(mean.shape)} but 'std' of {tuple(std.shape)}"
+    if not bool((std > 0).all()):
+        return "['std'] holds a value <= 0"
+    return None
+
+
+def _tensor_problem(t: object) -> str | None:
+    if not isinstance(t, Tensor):
+        return f"is a {type(t).__name__}, not a floating-point tensor of shape () or (F,)"
+    if t.layout != torch.strided or t.is_nested:
+        kind = "nested" if t.is_nested else str(t.layout).removeprefix("torch.")
+        return f"is a {kind} tensor, not a dense (strided) one"
+    if t.device.type == "meta":
+        return "is on the meta device, without values"
+    if not t.is_floating_point() or t.dim() > 1:
+        return "is not a floating-point tensor of shape () or (F,)"
+    if not bool(torch.isfinite(t).all()):
+        return "holds NaN or infinite values"
+    return None
 
 
 def _valid_steps(dataset: SequenceDataset) -> Tensor:

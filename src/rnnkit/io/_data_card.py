@@ -6,9 +6,10 @@ Written by :func:`~rnnkit.io.checkpoint.make_checkpoint` when the model has any 
              "input_scaler": {"mean": Tensor (F,), "std": Tensor (F,)},
              "target_scaler": {"mean": ..., "std": ...}}
 
-Plain values only (labels are Python ``str``/``int``/``float``/``bool``), so the file still
-loads with ``weights_only=True``. The section is data: every field is checked (types, sizes
-against the saved config, finite statistics, positive ``std``) before a model takes it.
+Plain values only (labels are Python ``str``/``int``/``float``/``bool``, all of one type), so
+the file still loads with ``weights_only=True``. The section is data: every field is checked
+(types, sizes against the saved config, and the statistics by
+:func:`~rnnkit.data.statistics_problem`, as the model's setters do) before a model takes it.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor, nn
+from torch import nn
 
-from rnnkit.data import LABEL_TYPES, Standardizer, plain_label
+from rnnkit.data import LABEL_TYPES, Standardizer, plain_label, statistics_problem
 from rnnkit.errors import CorruptCheckpointError
 from rnnkit.io._safe_load import corrupt
 from rnnkit.models.base import RecurrentModel, unwrap_model
@@ -118,6 +118,10 @@ def _classes_problem(value: object) -> str | None:
             return f"[{k}] is a {type(label).__name__}; labels are str, int, float or bool"
         if isinstance(label, float) and not math.isfinite(label):
             return f"[{k}] is {label!r}; float labels must be finite"
+    odd = [k for k, label in enumerate(value) if type(label) is not type(value[0])]
+    if odd:  # numpy would turn [1, "1"] into two equal strings, [1, 1.5] into floats
+        first, other = type(value[0]).__name__, type(value[odd[0]]).__name__
+        return f"[{odd[0]}] is of type {other} but [0] of type {first}; labels have one type"
     if len(set(value)) != len(value):
         return "holds a label twice"
     return None
@@ -126,17 +130,7 @@ def _classes_problem(value: object) -> str | None:
 def _scaler_problem(value: object) -> str | None:
     if not isinstance(value, dict) or set(value) != {"mean", "std"}:
         return "is not a dict with exactly the keys 'mean' and 'std'"
-    mean, std = value["mean"], value["std"]
-    for name, t in (("mean", mean), ("std", std)):
-        if not isinstance(t, Tensor) or not t.is_floating_point() or t.dim() > 1:
-            return f"[{name!r}] is not a floating-point tensor of shape () or (F,)"
-        if not bool(torch.isfinite(t).all()):
-            return f"[{name!r}] holds NaN or infinite values"
-    if mean.shape != std.shape:
-        return f"has 'mean' of shape {tuple(mean.shape)} but 'std' of {tuple(std.shape)}"
-    if not bool((std > 0).all()):
-        return "['std'] holds a value <= 0"
-    return None
+    return statistics_problem(value["mean"], value["std"])
 
 
 def _size_problem(key: str, value: Any, size: object, config: object) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit.data import LABEL_TYPES, Standardizer, plain_label
+from rnnkit.data import LABEL_TYPES, Standardizer, plain_label, statistics_problem
 
 __all__ = ["check_classes", "check_scaler", "plain_labels"]
 
@@ -21,7 +21,8 @@ def plain_labels(classes: np.ndarray[Any, Any]) -> list[Any]:
     """The labels as Python ``str``/``int``/``float``/``bool`` values, in index order.
 
     Raises:
-        TypeError: A label of another type (e.g. a date or a tuple).
+        TypeError: A label of another type (e.g. a date or a tuple), or labels of two types
+            (``bool`` and ``int`` count as two).
         ValueError: A float label that is NaN or infinite.
     """
     values = [plain_label(value) for value in classes.tolist()]
@@ -34,6 +35,12 @@ def plain_labels(classes: np.ndarray[Any, Any]) -> list[Any]:
             )
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"Expected finite class labels, but `classes[{k}]` is {value!r}.")
+        if type(value) is not type(values[0]):
+            raise TypeError(
+                f"Expected every class label to have one type, but `classes[0]` is of type "
+                f"{type(values[0]).__name__} and `classes[{k}]` of type {type(value).__name__}. "
+                "Hint: map the labels to one type first, e.g. [str(label) for label in labels]."
+            )
     return values
 
 
@@ -79,7 +86,9 @@ def check_scaler(scaler: Any, name: str, size: int | None, model: str) -> Standa
 
     Raises:
         TypeError: Not a Standardizer.
-        ValueError: Not fitted, of the wrong size, or for a model without such values.
+        ValueError: Not fitted, statistics a checkpoint could not store (see
+            :func:`~rnnkit.data.statistics_problem`), of the wrong size, or for a model
+            without such values.
     """
     if scaler is None:
         return None
@@ -95,6 +104,14 @@ def check_scaler(scaler: Any, name: str, size: int | None, model: str) -> Standa
         )
     if not scaler.is_fitted:
         raise ValueError(f"Expected a fitted `{name}`. Hint: call `fit(series)` first.")
+    problem = statistics_problem(scaler.mean, scaler.std)
+    if problem:
+        gap = "" if problem.startswith("[") else " "
+        raise ValueError(
+            f"Expected `{name}` to hold finite statistics with every std > 0, but its "
+            f"state_dict(){gap}{problem}. Hint: fit it on the training data, or correct the "
+            "values given to `load_state_dict`."
+        )
     shape = tuple(scaler.mean.shape)
     if shape not in ((), (size,)) or tuple(scaler.std.shape) != shape:
         raise ValueError(

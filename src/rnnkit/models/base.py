@@ -54,9 +54,10 @@ class RecurrentModel(nn.Module):
         """The original label of each class index (``classes[k]`` is class ``k``), or ``None``.
 
         Set by :meth:`rnnkit.Trainer.fit` from a training
-        :class:`~rnnkit.data.SequenceDataset`'s ``classes``, saved in checkpoints and used by
-        ``predict_labels``. Set it by hand with C distinct ``str``, ``int``, ``float`` or
-        ``bool`` labels; only classifiers and taggers take it (``ValueError`` otherwise).
+        :class:`~rnnkit.data.SequenceDataset`'s ``classes`` when the dataset has C classes (a
+        model with more classes than its data keeps ``None``), saved in checkpoints and used by
+        ``predict_labels``. Set it by hand with C distinct labels of one type, ``str``, ``int``,
+        ``float`` or ``bool``; only classifiers and taggers take it (``ValueError`` otherwise).
         """
         return self._classes
 
@@ -72,7 +73,8 @@ class RecurrentModel(nn.Module):
         Set by :meth:`rnnkit.Trainer.fit` from a training dataset normalised by
         :meth:`rnnkit.data.Standardizer.apply` (or any ``scale``/``mean``/``std``), saved in
         checkpoints, and applied to raw inputs by ``predict_labels`` and ``forecast``.
-        Setting it stores a copy.
+        Setting it stores a copy; statistics a checkpoint could not store (NaN, infinite,
+        ``std`` <= 0; see :func:`rnnkit.data.statistics_problem`) are a ``ValueError``.
         """
         return self._input_scaler
 

@@ -4,7 +4,9 @@ An rnnkit model carries ``classes``, ``input_scaler`` and ``target_scaler`` (see
 :class:`~rnnkit.models.base.RecurrentModel`). At the start of a fit they are taken, where the
 model has none, from the checkpoint being resumed and from the training
 :class:`~rnnkit.data.SequenceDataset`; a value that contradicts the model's is an error before
-any step, since the saved model would otherwise decode or scale with the wrong mapping.
+any step, since the saved model would otherwise decode or scale with the wrong mapping. The
+check comes before the fit takes anything from the checkpoint, and the values are set only
+once the run is set up.
 """
 
 from __future__ import annotations
@@ -19,15 +21,18 @@ from rnnkit.data import SequenceDataset, Standardizer
 from rnnkit.io.checkpoint import saved_data_card
 from rnnkit.models.base import RecurrentModel, unwrap_model
 
-__all__ = ["dataset_card", "fill_data_card"]
+__all__ = ["apply_data_card", "check_data_card", "dataset_card"]
 
 _KEYS = ("classes", "input_scaler", "target_scaler")
 
 
-def fill_data_card(model: nn.Module, train: Any, checkpoint: dict[str, Any] | None) -> None:
-    """Set the model's unset labels and scalers from ``checkpoint``, then from ``train``.
+def check_data_card(
+    model: nn.Module, train: Any, checkpoint: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The labels and scalers ``model`` will hold: its own, else the checkpoint's, else the data's.
 
-    Nothing is set unless every source agrees with the model.
+    Nothing is set (see :func:`apply_data_card`): the fit calls this before it takes any state
+    from the checkpoint, so a refused resume leaves the Trainer as it was.
 
     Args:
         model: The model to train (wrappers unwrapped; other than rnnkit's models, skipped).
@@ -35,15 +40,20 @@ def fill_data_card(model: nn.Module, train: Any, checkpoint: dict[str, Any] | No
             and statistics to give.
         checkpoint: The checked checkpoint being resumed, or ``None``.
 
+    Returns:
+        ``{"classes": ..., "input_scaler": ..., "target_scaler": ...}`` (values may be
+        ``None``), or ``{}`` for a model that is not an rnnkit model.
+
     Raises:
         ValueError: The checkpoint or the data has other classes or statistics than the model.
     """
     inner = unwrap_model(model)
     if not isinstance(inner, RecurrentModel):
-        return
+        return {}
+    num_classes = getattr(inner.config, "num_classes", None)
     sources = [
         ("the checkpoint resumed", {} if checkpoint is None else saved_data_card(checkpoint)),
-        ("the training data", dataset_card(train)),
+        ("the training data", dataset_card(train, num_classes=num_classes)),
     ]
     card = {key: getattr(inner, key) for key in _KEYS}
     for where, values in sources:
@@ -52,12 +62,22 @@ def fill_data_card(model: nn.Module, train: Any, checkpoint: dict[str, Any] | No
                 card[key] = value
             elif not _same(card[key], value):
                 raise _conflict(key, card[key], value, where)
+    return card
+
+
+def apply_data_card(model: nn.Module, card: dict[str, Any]) -> None:
+    """Set a card from :func:`check_data_card` on ``model`` (wrappers unwrapped)."""
+    inner = unwrap_model(model)
     for key, value in card.items():
         setattr(inner, key, value)
 
 
-def dataset_card(train: Any) -> dict[str, Any]:
+def dataset_card(train: Any, *, num_classes: int | None = None) -> dict[str, Any]:
     """The ``classes`` and ``input_scaler`` a training dataset implies (only those it has).
+
+    The labels are given only to a model with as many classes as the dataset (``num_classes``):
+    a model with more classes than the data show keeps ``classes`` unset, since which labels
+    the others stand for is not known.
 
     The input scaler maps raw stored inputs to what the model sees: the dataset computes
     ``(x * scale - mean) / std``, which is ``(x - mean / scale) / (std / scale)``.
@@ -65,7 +85,7 @@ def dataset_card(train: Any) -> dict[str, Any]:
     if not isinstance(train, SequenceDataset):
         return {}
     card: dict[str, Any] = {}
-    if train.classes is not None:
+    if train.classes is not None and len(train.classes) == num_classes:
         card["classes"] = train.classes
     if train.mean is not None or train.std is not None or train.scale is not None:
         scale = 1.0 if train.scale is None else train.scale

@@ -27,7 +27,7 @@ from rnnkit.training._checkpointing import (
     saved_fused,
 )
 from rnnkit.training._checks import check_shardable, check_val_like_train
-from rnnkit.training._data_card import fill_data_card
+from rnnkit.training._data_card import apply_data_card, check_data_card
 from rnnkit.training._log_keys import expected_log_keys
 from rnnkit.training._optimizers import named_optimizer
 from rnnkit.training._resume_checks import check_data, check_optimizer_state, data_signature
@@ -70,8 +70,28 @@ def start_fit(
     val: Any,
     resume_from: str | os.PathLike[str] | None,
 ) -> None:
-    """Everything ``fit`` does before the first epoch: checks, model, resume or seeding."""
+    """Everything ``fit`` does before the first epoch: checks, model, resume or seeding.
+
+    A fit refused here leaves the state kept for the next fit (:meth:`Trainer.load_state_dict
+    <rnnkit.Trainer.load_state_dict>`) as it was: a refused resume is not half taken up by
+    the next plain ``fit``.
+    """
     trainer.interrupted, trainer.interrupt_checkpoint = False, None
+    kept = trainer._pending_state
+    try:
+        _start_fit(trainer, model, train, val, resume_from)
+    except BaseException:
+        trainer._pending_state = kept
+        raise
+
+
+def _start_fit(
+    trainer: Trainer,
+    model: nn.Module,
+    train: Any,
+    val: Any,
+    resume_from: str | os.PathLike[str] | None,
+) -> None:
     task = trainer_task(trainer, model)
     if trainer.options.stateful:
         _stateful.check_stateful(trainer, task, train, val)
@@ -80,9 +100,12 @@ def start_fit(
     trainer.model = model.to(trainer.device)
     trainer.distributed.setup()
     checkpoint = read_resume_checkpoint(trainer, trainer.model, resume_from)
-    fill_data_card(trainer.model, train, checkpoint)  # labels and scalers saved with it
+    card = check_data_card(trainer.model, train, checkpoint)  # before any state is taken
+    if checkpoint is not None:
+        trainer.load_state_dict(checkpoint["trainer"])
     pending = trainer._pending_state
     setup_run(trainer, checkpoint)
+    apply_data_card(trainer.model, card)  # labels and scalers saved with the model
     trainer.stream_carry = _stateful.fit_carry(trainer, pending)
 
 
@@ -157,7 +180,8 @@ def read_resume_checkpoint(
 ) -> dict[str, Any] | None:
     """Load and check the checkpoint to resume from (``None``: a fresh run).
 
-    Under DDP rank 0 picks the file and every process reads it.
+    Under DDP rank 0 picks the file and every process reads it. Nothing is taken from it
+    here: the caller gives ``checkpoint["trainer"]`` to the Trainer once all checks passed.
 
     Raises:
         rnnkit.errors.CheckpointError: The file is missing, corrupt, foreign or mismatched.
@@ -170,7 +194,6 @@ def read_resume_checkpoint(
         return None
     checkpoint = load_checkpoint(path, map_location="cpu")
     check_compatible(checkpoint, model)
-    trainer.load_state_dict(checkpoint["trainer"])
     return checkpoint
 
 
