@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnkit._validate import check_int, fmt_shape
+from rnnkit._validate import fmt_shape
 from rnnkit.errors import ShapeError
 
 __all__ = [
@@ -21,7 +21,6 @@ __all__ = [
     "check_labels",
     "fmt_shape",
     "require_dims",
-    "require_int",
 ]
 
 
@@ -54,11 +53,6 @@ def require_dims(t: Tensor, name: str, dims: tuple[int, ...], layout: str, hint:
             f"Expected `{name}` to have shape {layout}, but got {fmt_shape(t)} "
             f"({t.dim()} dimensions). Hint: {hint}"
         )
-
-
-def require_int(value: Any, name: str, *, minimum: int) -> int:
-    """Return ``value`` as an int, checking its type and that it is at least ``minimum``."""
-    return check_int(name, value, minimum)
 
 
 def check_finite(t: Tensor, name: str) -> None:

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rnnkit._validate import check_int
 from rnnkit.data._checks import (
     as_tensor,
     check_finite,
     check_labels,
     fmt_shape,
     require_dims,
-    require_int,
 )
 from rnnkit.errors import ShapeError
 
@@ -124,7 +124,7 @@ def _prepare_tags(t: Tensor, n: int, num_classes: int | None) -> tuple[Tensor, i
             f"in `x`, but got {fmt_shape(t)}. Hint: inputs and targets must have the same count."
         )
     if num_classes is not None:
-        num_classes = require_int(num_classes, "num_classes", minimum=1)
+        num_classes = check_int("num_classes", num_classes, 1)
     t = t.long()
     labelled = t != IGNORE_INDEX
     _check_tag_labels(t, labelled, num_classes)
@@ -158,7 +158,7 @@ def _prepare_labels(t: Tensor, num_classes: int | None) -> tuple[Tensor, int]:
             "per sequence use shape (N, 1, H_y) with a Seq2SeqRegressor."
         )
     if num_classes is not None:
-        num_classes = require_int(num_classes, "num_classes", minimum=1)
+        num_classes = check_int("num_classes", num_classes, 1)
     t = t.long()
     check_labels(t, "y", num_classes)
     return t, num_classes if num_classes is not None else int(t.max()) + 1

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnkit.data._checks import fmt_shape, require_int
+from rnnkit._validate import check_int
+from rnnkit.data._checks import fmt_shape
 from rnnkit.data.dataset import SequenceDataset
 from rnnkit.data.labels import encode_labels
 from rnnkit.data.missing import MissingPolicy, fill_missing
@@ -121,7 +122,7 @@ def from_arrays(
     else:
         values, valid, lengths_t = _from_array(x, layout, lengths)
     if input_size is not None:
-        _check_channels(values, require_int(input_size, "input_size", minimum=1), layout)
+        _check_channels(values, check_int("input_size", input_size, 1), layout)
     elif not isinstance(x, (list, tuple)) and _ndim(x) == 3:
         _warn_layout(values, layout)
     values = fill_missing(values, valid, missing)

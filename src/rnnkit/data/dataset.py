@@ -17,10 +17,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from rnnkit.data._checks import (
-    fmt_shape,
-    require_int,
-)
+from rnnkit._validate import check_int
+from rnnkit.data._checks import fmt_shape
 from rnnkit.data._prepare import (
     _prepare_affine,
     _prepare_classes,
@@ -438,8 +436,8 @@ def _split_sizes(fraction_or_sizes: Any, n: int) -> tuple[int, int]:
             raise ValueError(f"Expected `fraction_or_sizes` in (0, 1), but got {arg}.")
         first = round(n * arg)
     elif isinstance(arg, (tuple, list)) and len(arg) == 2:
-        first = require_int(arg[0], "fraction_or_sizes[0]", minimum=1)
-        if require_int(arg[1], "fraction_or_sizes[1]", minimum=1) + first != n:
+        first = check_int("fraction_or_sizes[0]", arg[0], 1)
+        if check_int("fraction_or_sizes[1]", arg[1], 1) + first != n:
             raise ValueError(f"Expected the sizes {tuple(arg)} to add up to {n}, the dataset size.")
     else:
         raise TypeError(

@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Subset
 
-from rnnkit.data._checks import as_tensor, check_finite, fmt_shape, require_dims, require_int
+from rnnkit._validate import check_int
+from rnnkit.data._checks import as_tensor, check_finite, fmt_shape, require_dims
 from rnnkit.data.dataset import SequenceDataset
 from rnnkit.errors import ShapeError
 
@@ -121,7 +122,7 @@ def image_sequences(
     """
     if order not in IMAGE_ORDERS:
         raise ValueError(f"Expected `order` to be one of {IMAGE_ORDERS}, but got {order!r}.")
-    seed = require_int(seed, "seed", minimum=0)
+    seed = check_int("seed", seed, 0)
     images, labels, classes = _read_source(source, targets)
     mean, std = _per_feature(normalize, images.shape, order)
     return SequenceDataset(

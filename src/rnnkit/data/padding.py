@@ -17,7 +17,8 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Sampler
 
-from rnnkit.data._checks import as_tensor, fmt_shape, require_int
+from rnnkit._validate import check_int, is_int
+from rnnkit.data._checks import as_tensor, fmt_shape
 from rnnkit.data.dataset import Batch, SequenceDataset
 from rnnkit.errors import ShapeError
 
@@ -160,7 +161,7 @@ def _targets(targets: Any, lengths: Tensor, padding_value: float, name: str) -> 
 def _is_scalar(value: Any) -> bool:
     if isinstance(value, (Tensor, np.ndarray)):
         return value.ndim == 0
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    return is_int(value)
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -203,17 +204,17 @@ class BucketBatchSampler(Sampler[list[int]]):
         seed: int = 0,
     ) -> None:
         self.lengths = _lengths_of(lengths)
-        self.batch_size = require_int(batch_size, "batch_size", minimum=1)
-        bucket = require_int(
-            50 * self.batch_size if bucket_size is None else bucket_size, "bucket_size", minimum=1
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        bucket = check_int(
+            "bucket_size", 50 * self.batch_size if bucket_size is None else bucket_size, 1
         )
         self.bucket_size = math.ceil(bucket / self.batch_size) * self.batch_size
         self.shuffle, self.drop_last = shuffle, drop_last
-        self.seed, self.epoch = require_int(seed, "seed", minimum=0), 0
+        self.seed, self.epoch = check_int("seed", seed, 0), 0
 
     def set_epoch(self, epoch: int) -> None:
         """Use ``seed + epoch`` for the next pass (as with ``DistributedSampler``)."""
-        self.epoch = require_int(epoch, "epoch", minimum=0)
+        self.epoch = check_int("epoch", epoch, 0)
 
     def __len__(self) -> int:
         n = len(self.lengths)

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnkit.data._checks import as_tensor, check_finite, require_dims, require_int
+from rnnkit._validate import check_int
+from rnnkit.data._checks import as_tensor, check_finite, require_dims
 from rnnkit.data.dataset import SequenceDataset
 
 __all__ = ["WindowMode", "as_series_batch", "next_step", "sine_wave", "windows"]
@@ -131,9 +132,9 @@ def windows(
             f"Expected `mode` to be 'many_to_many' or 'many_to_one', but got {mode!r}."
         )
     s = as_series_batch(series)
-    length = require_int(length, "length", minimum=1)
-    horizon = require_int(horizon, "horizon", minimum=1)
-    stride = require_int(stride, "stride", minimum=1)
+    length = check_int("length", length, 1)
+    horizon = check_int("horizon", horizon, 1)
+    stride = check_int("stride", stride, 1)
     b, t, f = s.shape
     if length + horizon > t:
         raise ValueError(
@@ -200,11 +201,11 @@ def sine_wave(
     Shapes:
         - returns: ``(T,)`` when ``num_waves`` is ``None``, else ``(B, T, 1)``.
     """
-    count = 1 if num_waves is None else require_int(num_waves, "num_waves", minimum=1)
-    steps = require_int(steps, "steps", minimum=1)
+    count = 1 if num_waves is None else check_int("num_waves", num_waves, 1)
+    steps = check_int("steps", steps, 1)
     if not noise >= 0.0:
         raise ValueError(f"Expected `noise` to be a standard deviation >= 0, but got {noise}.")
-    rng = np.random.default_rng(require_int(seed, "seed", minimum=0))
+    rng = np.random.default_rng(check_int("seed", seed, 0))
     amp, freq, ph = (_draw(v, n, count, rng) for v, n in _params(amplitude, frequency, phase))
     waves = amp * np.sin(freq * np.linspace(start, stop, steps) + ph)
     if noise > 0.0:

@@ -30,7 +30,7 @@ from typing import Any, overload
 import torch
 from torch import Tensor
 
-from rnnkit.data._checks import require_int
+from rnnkit._validate import check_int
 from rnnkit.data.dataset import Batch
 from rnnkit.data.series import as_series_batch
 
@@ -163,8 +163,8 @@ def streams(series: Any, num_streams: int, window: int) -> StreamBatches:
         >>> batches[1].x[1, :, 0].tolist()  # and continues in the next batch
         [15.0, 16.0, 17.0, 18.0, 19.0]
     """
-    num_streams = require_int(num_streams, "num_streams", minimum=1)
-    window = require_int(window, "window", minimum=1)
+    num_streams = check_int("num_streams", num_streams, 1)
+    window = check_int("window", window, 1)
     parts = [_windows(s, window) for s in _series_list(series)]
     _check_widths(parts)
     x, y, first = (torch.cat([p[k] for p in parts]) for k in range(3))
