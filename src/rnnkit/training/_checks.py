@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from rnnkit import _validate as validate
 from rnnkit.callbacks import Callback
 from rnnkit.errors import ShapeError
 from rnnkit.tasks import DataInfo
@@ -17,7 +16,6 @@ from rnnkit.training._batches import BatchSource, IndexedSource
 
 __all__ = [
     "check_choice",
-    "check_int",
     "check_misc",
     "check_optimizer",
     "check_ratio",
@@ -25,12 +23,6 @@ __all__ = [
     "check_task_options",
     "check_val_like_train",
 ]
-
-
-def check_int(name: str, value: object, minimum: int, *, optional: bool = False) -> None:
-    """Raise unless ``value`` is an int >= ``minimum`` (or ``None`` when ``optional``)."""
-    if not (optional and value is None):
-        validate.check_int(name, value, minimum)
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
