@@ -268,9 +268,8 @@ def test_state_dict_round_trips_and_a_new_monitor_starts_afresh(tmp_path: Path) 
     ("kwargs", "message"),
     [
         ({"mode": "avg"}, r"`mode` to be 'min', 'max' or 'auto', but got 'avg'"),
-        ({"save_top_k": -2}, r"`save_top_k` to be an int >= -1"),
-        ({"save_top_k": 1.5}, r"`save_top_k` to be an int >= -1"),
-        ({"every_n_epochs": 0}, r"`every_n_epochs` to be an int >= 1, but got 0"),
+        ({"save_top_k": -2}, r"`save_top_k` >= -1, but got -2"),
+        ({"every_n_epochs": 0}, r"`every_n_epochs` >= 1, but got 0"),
         ({"save_top_k": 0, "save_last": False}, r"save_top_k=0 and save_last=False save nothing"),
         ({"filename": "last"}, r"other than 'last.ckpt'"),
         ({"filename": "a/b"}, r"without '/'"),
@@ -279,6 +278,21 @@ def test_state_dict_round_trips_and_a_new_monitor_starts_afresh(tmp_path: Path) 
 )
 def test_bad_arguments_are_refused(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
+        ModelCheckpoint(tmp_path, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"save_top_k": 1.5}, r"`save_top_k` to be an int, but got 1.5"),
+        ({"save_top_k": True}, r"`save_top_k` to be an int, but got True"),
+        ({"every_n_epochs": "2"}, r"`every_n_epochs` to be an int, but got '2'"),
+    ],
+)
+def test_counts_of_the_wrong_type_are_refused(
+    tmp_path: Path, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(TypeError, match=message):
         ModelCheckpoint(tmp_path, **kwargs)
 
 

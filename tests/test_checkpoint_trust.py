@@ -232,7 +232,6 @@ def test_overwrite_takes_the_folder_over_and_deletes_nothing_of_the_first_run(
         ({"filename": "{val_loss:/>9}"}, r"without '/'"),
         ({"filename": 3}, r"`filename` to be a str"),
         ({"monitor": 3}, r"`monitor` to be a str or None"),
-        ({"save_top_k": True}, r"`save_top_k` to be an int.*not a bool"),
         ({"save_last": "yes"}, r"`save_last` to be a bool"),
         ({"overwrite": 1}, r"`overwrite` to be a bool"),
     ],

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from rnnkit._validate import check_int
 from rnnkit.callbacks._base import Callback
 from rnnkit.callbacks._checkpoint_names import (
     check_template,
@@ -86,8 +87,10 @@ class ModelCheckpoint(Callback):
             replaced.
 
     Raises:
-        ValueError: An argument has the wrong type or is out of range, the filename template
-            is malformed, or the settings would never save.
+        TypeError: ``save_top_k`` or ``every_n_epochs`` is not an int.
+        ValueError: ``dirpath``, ``monitor``, ``save_last`` or ``overwrite`` has the wrong
+            type, an argument is out of range, the filename template is malformed, or the
+            settings would never save.
 
     Attributes:
         best_score: The score of ``best_path`` (with ``monitor=None``: its epoch), or ``None``.
@@ -106,12 +109,12 @@ class ModelCheckpoint(Callback):
     ) -> None:
         _check_types(dirpath, monitor, save_last, overwrite)
         self.mode = resolve_mode(monitor, mode)  # checks `mode` first
-        _check_args(save_last, save_top_k, every_n_epochs)
+        self.save_top_k = check_int("save_top_k", save_top_k, -1)
+        self.every_n_epochs = check_int("every_n_epochs", every_n_epochs, 1)
+        _check_saves_something(save_last, self.save_top_k)
         self.dirpath = Path(dirpath)
         self.monitor = monitor
         self.save_last = save_last
-        self.save_top_k = save_top_k
-        self.every_n_epochs = every_n_epochs
         self.filename = check_template(filename)
         self.overwrite = overwrite
         self._kept: dict[str, float] = {}  # file name (inside dirpath) -> score
@@ -395,20 +398,7 @@ def _check_types(dirpath: object, monitor: object, save_last: object, overwrite:
             )
 
 
-def _check_args(save_last: bool, save_top_k: object, every_n_epochs: object) -> None:
-    for name, value, minimum, note in (
-        ("save_top_k", save_top_k, -1, " (-1 keeps all)"),
-        ("every_n_epochs", every_n_epochs, 1, ""),
-    ):
-        if isinstance(value, bool):
-            raise ValueError(
-                f"Expected `{name}` to be an int >= {minimum}{note}, not a bool, but got "
-                f"{value!r}. Hint: pass a count, e.g. {name}=1."
-            )
-        if not isinstance(value, int) or value < minimum:
-            raise ValueError(
-                f"Expected `{name}` to be an int >= {minimum}{note}, but got {value!r}."
-            )
+def _check_saves_something(save_last: bool, save_top_k: int) -> None:
     if save_top_k == 0 and not save_last:
         raise ValueError(
             "Expected ModelCheckpoint to save something, but save_top_k=0 and save_last=False "
