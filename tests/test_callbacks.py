@@ -281,8 +281,7 @@ def test_missing_monitor() -> None:
     ("kwargs", "match"),
     [
         ({"mode": "lowest"}, "'min', 'max' or 'auto'"),
-        ({"patience": 0}, "patience"),
-        ({"patience": 2.5}, "patience"),
+        ({"patience": 0}, "`patience` >= 1, but got 0"),
         ({"min_delta": -0.1}, "min_delta"),
         ({"min_delta": math.nan}, "min_delta"),
     ],
@@ -290,6 +289,12 @@ def test_missing_monitor() -> None:
 def test_early_stopping_argument_checks(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         EarlyStopping(**kwargs)
+
+
+@pytest.mark.parametrize("patience", [2.5, True, "3"])
+def test_early_stopping_refuses_a_patience_that_is_not_an_int(patience: Any) -> None:
+    with pytest.raises(TypeError, match=rf"`patience` to be an int, but got {patience!r}"):
+        EarlyStopping(patience=patience)
 
 
 # -- ProgressBar ----------------------------------------------------------------------------

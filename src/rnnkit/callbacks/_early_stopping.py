@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from torch import Tensor, nn
 
+from rnnkit._validate import check_int
 from rnnkit.callbacks._base import Callback
 from rnnkit.callbacks._log_keys import check_log_keys
 from rnnkit.metrics import resolve_mode
@@ -42,6 +43,7 @@ class EarlyStopping(Callback):
         strict: Raise when ``monitor`` is missing from the logs; when False, skip that epoch.
 
     Raises:
+        TypeError: If ``patience`` is not an int.
         ValueError: If an argument is out of range.
 
     Attributes:
@@ -62,9 +64,9 @@ class EarlyStopping(Callback):
         strict: bool = True,
     ) -> None:
         self.mode = resolve_mode(monitor, mode)  # checks `mode` first
-        _check_early_stopping_args(patience, min_delta)
+        self.patience = check_int("patience", patience, 1)
+        _check_min_delta(min_delta)
         self.monitor = monitor
-        self.patience = patience
         self.min_delta = float(min_delta)
         self.restore_best_weights = restore_best_weights
         self.strict = strict
@@ -165,8 +167,6 @@ class EarlyStopping(Callback):
         self.best_weights = None if weights is None else dict(weights)
 
 
-def _check_early_stopping_args(patience: object, min_delta: float) -> None:
-    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-        raise ValueError(f"Expected `patience` to be an int >= 1, but got {patience!r}.")
+def _check_min_delta(min_delta: float) -> None:
     if not min_delta >= 0:
         raise ValueError(f"Expected `min_delta` to be >= 0, but got {min_delta!r}.")
