@@ -183,10 +183,14 @@ def test_bad_models_and_arguments() -> None:
         measure_gradient_flow(SequenceClassifier(3, 2, 4, bidirectional=True), x, y)
     with pytest.raises(TypeError, match="rnnkit"):
         measure_gradient_flow(torch.nn.Linear(3, 2), x, y)
-    with pytest.raises(ValueError, match="every_n_steps"):
+    with pytest.raises(ValueError, match=r"`every_n_steps` >= 1, but got 0"):
         GradientFlow(x, y, every_n_steps=0)
-    with pytest.raises(ValueError, match="every_n_epochs"):
+    with pytest.raises(ValueError, match=r"`every_n_epochs` >= 0, but got -1"):
         GradientFlow(x, y, every_n_epochs=-1)
+    with pytest.raises(TypeError, match=r"`every_n_steps` to be an int, but got 2.0"):
+        GradientFlow(x, y, every_n_steps=2.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"`every_n_epochs` to be an int, but got True"):
+        GradientFlow(x, y, every_n_epochs=True)
     with pytest.raises(ValueError, match="no record"):
         GradientFlow(x, y).plot()
     assert math.isnan(FlowRecord(0, 0, [1.0, 0.0, 3.0]).ratio)

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from rnnkit._validate import check_int
 from rnnkit.callbacks._base import Callback
 from rnnkit.callbacks._unroll import Unroll, stepwise
 from rnnkit.data import Batch
@@ -240,6 +241,7 @@ class GradientFlow(Callback):
         warn: Warn on vanishing or exploding gradients.
 
     Raises:
+        TypeError: ``every_n_epochs`` or ``every_n_steps`` is not an int.
         ValueError: An argument is out of range.
 
     Attributes:
@@ -257,10 +259,11 @@ class GradientFlow(Callback):
         log_key: str | None = "grad_flow_ratio",
         warn: bool = True,
     ) -> None:
-        _check_every(every_n_epochs, every_n_steps)
+        self.every_n_epochs = check_int("every_n_epochs", every_n_epochs, 0)
+        self.every_n_steps = (
+            None if every_n_steps is None else check_int("every_n_steps", every_n_steps, 1)
+        )
         self.x, self.y, self.lengths = x, y, lengths
-        self.every_n_epochs = every_n_epochs
-        self.every_n_steps = every_n_steps
         self.log_key = log_key
         self.warn = warn
         self.records: list[FlowRecord] = []
@@ -352,18 +355,6 @@ class GradientFlow(Callback):
 
 def _is_zero(trainer: Any) -> bool:
     return bool(getattr(trainer, "is_global_zero", True))
-
-
-def _check_every(every_n_epochs: object, every_n_steps: object) -> None:
-    if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int):
-        raise ValueError(f"Expected `every_n_epochs` to be an int >= 0, got {every_n_epochs!r}.")
-    if every_n_epochs < 0:
-        raise ValueError(f"Expected `every_n_epochs` to be an int >= 0, got {every_n_epochs!r}.")
-    bad_steps = isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int | None)
-    if bad_steps or (isinstance(every_n_steps, int) and every_n_steps < 1):
-        raise ValueError(
-            f"Expected `every_n_steps` to be an int >= 1 or None, got {every_n_steps!r}."
-        )
 
 
 def _flow_warning(record: FlowRecord) -> str:
