@@ -27,7 +27,7 @@ __all__ = ["MIN_STEPS", "applies", "refusal_reason", "run_stack", "shares_saved_
 MIN_STEPS = 4
 """Shorter sequences run torch's layer: the kernel's per-call Python costs about as much as it
 saves, or more, below 4 steps (a trial with ``benchmarks/rnn_kernel.py``'s method at L = 1, 2,
-3 and 5, on the Performance page; a closed-loop step calls with L = 1)."""
+3 and 5, recorded in ``benchmarks/NOTES.md``; a closed-loop step calls with L = 1)."""
 
 
 def refusal_reason(rnn: nn.RNNBase, x: object) -> str | None:
