@@ -1,5 +1,5 @@
-"""The tutorial's MNIST classifier: each 28×28 digit read as 28 steps of 28 pixels
-===============================================================================
+"""Classify MNIST digits read row by row, as 28 steps of 28 pixels
+===============================================================
 
 The set-up is the tutorial's, through rnnkit's public API: rows as time steps
 (:func:`rnnkit.data.image_sequences`, pixels scaled to [0, 1] like ``ToTensor``), a one-layer

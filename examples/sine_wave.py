@@ -1,5 +1,5 @@
-"""The tutorial's sine wave, learned next-step and generated free-running from ``[0]``
-===================================================================================
+"""Learn a sine wave one step ahead and generate it free-running from ``[0]``
+==========================================================================
 
 The data, model and optimizer are the tutorial's: ``S = sin(linspace(0, 10, 101))``, inputs
 ``X = S[:-1]`` and targets ``Y = S[1:]`` (one sequence of 100 steps), a one-layer tanh RNN with
