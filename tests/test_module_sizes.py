@@ -8,13 +8,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "src" / "rnnkit"
 MAX_LINES = 500
 
-# Modules still over the limit, as paths relative to the repository root. Each entry is a
-# debt to pay off by splitting the module along a real seam, then removing it from here;
-# nothing new may be added. An entry whose module has shrunk fails the test, so the list
-# cannot go stale.
-# Modules allowed over the limit while they are being split; empty now. The test below guards
-# the list itself (an entry that no longer exists or is back within the limit fails it), so it
-# only has work to do once an entry is added.
+# Modules allowed over the limit, as paths relative to the repository root; empty, as every
+# module is within it. An entry would be a debt to pay off by splitting the module along a real
+# seam, then removing it from here. test_allowed_modules_are_still_over_the_limit guards the
+# list itself: an entry whose module no longer exists or is back within the limit fails it, so
+# the list cannot go stale.
 ALLOWED_OVER: frozenset[str] = frozenset()
 
 
