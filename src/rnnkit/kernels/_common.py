@@ -27,6 +27,7 @@ __all__ = [
     "refusal",
     "run_directions",
     "special_mode",
+    "summed_outer",
     "zeros_if_none",
 ]
 
@@ -160,3 +161,15 @@ def made_by(output: Tensor, function: type[torch.autograd.Function]) -> bool:
 def zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
     """An output's gradient, or zeros shaped as ``like`` where the output was not used."""
     return torch.zeros_like(like) if grad is None else grad
+
+
+def summed_outer(grads: Tensor, inputs: Tensor) -> Tensor:
+    """``gradsᵀ @ inputs``, ``(G, I)`` from ``(R, G)`` and ``(R, I)``: a weight's gradient.
+
+    With few input features (``I`` at most half of ``G``), the BLAS forms the product several
+    times faster as ``(inputsᵀ @ grads)ᵀ``; the transposed result is a view, which autograd
+    copies into the weight's layout when it stores the gradient.
+    """
+    if 2 * inputs.shape[1] <= grads.shape[1]:
+        return (inputs.t() @ grads).t()
+    return grads.t() @ inputs

@@ -28,7 +28,14 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from rnnkit.kernels import _fused_loops
-from rnnkit.kernels._common import made_by, order, refusal, run_directions, zeros_if_none
+from rnnkit.kernels._common import (
+    made_by,
+    order,
+    refusal,
+    run_directions,
+    summed_outer,
+    zeros_if_none,
+)
 
 __all__ = ["MIN_STEPS", "applies", "refusal_reason", "run_stack", "shares_saved_states"]
 
@@ -154,7 +161,7 @@ class _Direction(torch.autograd.Function):
             )
         flat = grads.view(-1, 4 * hidden)
         grad_input = flat[:, : 3 * hidden]  # (n, r, z); columns hidden: are (r, z, n')
-        grad_w_ih = _from_nrz(grad_input.t() @ rows, hidden)
+        grad_w_ih = _from_nrz(summed_outer(grad_input, rows), hidden)
         sums = flat.sum(0)  # one pass for both biases' gradients
         grad_b_ih, grad_b_hh = _from_nrz(sums[: 3 * hidden], hidden), sums[hidden:]
         grad_w_hh = _recurrent_weight_grad(grads[..., hidden:], states, start, ctx)

@@ -26,7 +26,14 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from rnnkit.kernels import _fused_loops
-from rnnkit.kernels._common import layer_weights, made_by, order, refusal, zeros_if_none
+from rnnkit.kernels._common import (
+    layer_weights,
+    made_by,
+    order,
+    refusal,
+    summed_outer,
+    zeros_if_none,
+)
 
 __all__ = ["MIN_STEPS", "applies", "refusal_reason", "run_stack", "shares_saved_states"]
 
@@ -160,7 +167,7 @@ class _Direction(torch.autograd.Function):
                 ctx.loops, grads_out, saved, c_start, w_hh, ctx.reverse, wants
             )
         flat = grads.view(-1, 4 * hidden)
-        grad_w_ih = _from_ifog(flat.t() @ rows, hidden)
+        grad_w_ih = _from_ifog(summed_outer(flat, rows), hidden)
         grad_b = _from_ifog(flat.sum(0), hidden)
         grad_w_hh = _from_ifog(_recurrent_weight_grad(grads, states, h_start, ctx), hidden)
         grad_x = (flat @ w_ih).view(ctx.x_shape) if ctx.needs_input_grad[0] else None

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from rnnkit.kernels._common import made_by, order, refusal, run_directions
+from rnnkit.kernels._common import made_by, order, refusal, run_directions, summed_outer
 
 __all__ = ["MIN_STEPS", "applies", "refusal_reason", "run_stack", "shares_saved_states"]
 
@@ -143,7 +143,7 @@ class _Direction(torch.autograd.Function):
         )
         flat = pre.view(-1, pre.shape[-1])
         grad_w_hh = _recurrent_weight_grad(pre, states, h0, ctx.reverse)
-        grad_w_ih = flat.t() @ rows
+        grad_w_ih = summed_outer(flat, rows)
         grad_b = flat.sum(0)
         grad_x = (flat @ w_ih).view(ctx.x_shape) if ctx.needs_input_grad[0] else None
         return grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b, grad_b.clone(), None, None
