@@ -392,8 +392,12 @@ def test_setting_the_attributes_checks_them() -> None:
 
 
 def _scaler(mean: Tensor, std: Tensor) -> Standardizer:
+    """A standardizer holding any statistics, as ``fit`` on data with NaN can leave it.
+
+    ``load_state_dict`` refuses bad statistics, so they are set directly.
+    """
     scaler = Standardizer()
-    scaler.load_state_dict({"mean": mean, "std": std})
+    scaler._mean, scaler._std = mean, std
     return scaler
 
 
@@ -421,6 +425,16 @@ def test_the_setter_refuses_what_a_checkpoint_would(
     checkpoint["data"]["input_scaler"] = {"mean": mean, "std": std}
     with pytest.raises(CorruptCheckpointError, match=r"\['input_scaler'\]" + message):
         check_data_section(checkpoint, tmp_path / "x.ckpt")
+    fitted = Standardizer().fit(torch.randn(10, 3))
+    before = fitted.state_dict()
+    with pytest.raises(ValueError, match=r"Expected standardizer statistics, .*" + message):
+        fitted.load_state_dict({"mean": mean, "std": std})
+    assert all(torch.equal(fitted.state_dict()[k], before[k]) for k in before)
+
+
+def test_load_state_dict_names_a_missing_entry() -> None:
+    with pytest.raises(ValueError, match=r"lacks \['std'\]"):
+        Standardizer().load_state_dict({"mean": torch.zeros(3)})
 
 
 def test_good_statistics_have_no_problem() -> None:

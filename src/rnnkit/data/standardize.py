@@ -150,7 +150,21 @@ class Standardizer:
         return {"mean": mean.clone(), "std": std.clone()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        """Restore statistics saved by :meth:`state_dict`."""
+        """Restore statistics saved by :meth:`state_dict`.
+
+        Raises:
+            ValueError: ``state`` lacks ``"mean"`` or ``"std"``, or holds statistics that
+                :func:`statistics_problem` refuses (NaN, ``std`` <= 0, mismatched shapes, ...);
+                the standardizer is then left as it was.
+        """
+        missing = sorted({"mean", "std"} - set(state))
+        if missing:
+            raise ValueError(
+                f"Expected a state dict with 'mean' and 'std', but it lacks {missing}."
+            )
+        problem = statistics_problem(state["mean"], state["std"])
+        if problem:
+            raise ValueError(f"Expected standardizer statistics, but the state dict {problem}.")
         self._mean, self._std = state["mean"].float().clone(), state["std"].float().clone()
 
     def __repr__(self) -> str:
