@@ -428,6 +428,8 @@ def test_progress_bar_without_tqdm_warns_once(monkeypatch: pytest.MonkeyPatch) -
 def test_progress_bar_argument_check() -> None:
     with pytest.raises(ValueError, match="refresh_every_n_steps"):
         ProgressBar(refresh_every_n_steps=0)
+    with pytest.raises(TypeError, match="`refresh_every_n_steps` to be an int"):
+        ProgressBar(refresh_every_n_steps=2.5)  # type: ignore[arg-type]
 
 
 # -- LearningRateMonitor --------------------------------------------------------------------

@@ -110,7 +110,7 @@ def test_output_last_refuses_padding_but_accepts_full_lengths() -> None:
 
 
 class TutorialRNN(nn.Module):
-    """The tutorial's MNIST classifier, as printed (device handling left out)."""
+    """The reference recipe's MNIST classifier, as printed (device handling left out)."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, n_class: int) -> None:
         super().__init__()

@@ -26,6 +26,8 @@ from typing import Any, Literal, TextIO
 import torch
 from torch import Tensor
 
+from rnnkit._validate import check_int
+
 __all__ = [
     "Callback",
     "LearningRateMonitor",
@@ -217,10 +219,8 @@ class ProgressBar(Callback):
         file: TextIO | None = None,
         refresh_every_n_steps: int | None = None,
     ) -> None:
-        if refresh_every_n_steps is not None and refresh_every_n_steps < 1:
-            raise ValueError(
-                f"Expected `refresh_every_n_steps` >= 1 or None, but got {refresh_every_n_steps}."
-            )
+        if refresh_every_n_steps is not None:
+            refresh_every_n_steps = check_int("refresh_every_n_steps", refresh_every_n_steps, 1)
         self.enabled = enabled
         self.file = file
         self.refresh_every_n_steps = refresh_every_n_steps

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from rnnkit._validate import check_int
 from rnnkit.data import Batch
 from rnnkit.shapes import State
 from rnnkit.tasks import Task, detach_state
@@ -181,15 +182,12 @@ def check_range(test: RangeTest) -> None:
             [0, 1) or a divergence factor not above 1.
         TypeError: ``num_steps`` is not an int.
     """
-    if isinstance(test.num_steps, bool) or not isinstance(test.num_steps, int):
-        raise TypeError(f"Expected `num_steps` to be an int, but got {test.num_steps!r}.")
+    check_int("num_steps", test.num_steps, 2)
     if not 0 < test.min_lr < test.max_lr or not math.isfinite(test.max_lr):
         raise ValueError(
             f"Expected 0 < min_lr < max_lr (finite), but got min_lr={test.min_lr!r}, "
             f"max_lr={test.max_lr!r}. Hint: the defaults 1e-7 and 10 span most models."
         )
-    if test.num_steps < 2:
-        raise ValueError(f"Expected `num_steps` >= 2, but got {test.num_steps}.")
     if not 0 <= test.smoothing < 1:
         raise ValueError(f"Expected `smoothing` in [0, 1), but got {test.smoothing!r}.")
     if not test.divergence_factor > 1:
