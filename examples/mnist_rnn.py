@@ -1,16 +1,17 @@
 """Classify MNIST digits read row by row, as 28 steps of 28 pixels
 ===============================================================
 
-The set-up is the tutorial's, through rnnkit's public API: rows as time steps
+The set-up is the reference recipe's (the reference tutorial's code, cited on
+:doc:`/results`), through rnnkit's public API: rows as time steps
 (:func:`rnnkit.data.image_sequences`, pixels scaled to [0, 1] like ``ToTensor``), a one-layer
 RNN with relu and 128 hidden units and a linear head on the last state
 (:class:`rnnkit.SequenceClassifier`), Adam with learning rate 1e-3, batches of 128, 20 epochs,
 the test accuracy after every epoch (:class:`rnnkit.Trainer` with the test set as validation
 data), and the accuracy curve saved as a PNG (:meth:`rnnkit.History.plot`).
 
-It also times one epoch of the tutorial's own training loop (``DataLoader`` over
-``MNIST(transform=ToTensor())``, same model, same batch size) on the same machine, and prints
-both times per epoch.
+It also times one epoch of the reference recipe's own training loop (``DataLoader`` over
+``MNIST(transform=ToTensor())``, same model, same batch size) on the same machine, and
+prints both times per epoch.
 
 Run ``python examples/mnist_rnn.py --download``: torchvision fetches MNIST into ``./data``
 (``--data-dir`` picks another folder; one that already holds ``MNIST/raw`` needs no
@@ -20,8 +21,8 @@ otherwise on a generated MNIST-format stand-in.
 
 It runs unchanged under ``torchrun --nproc-per-node 2 examples/mnist_rnn.py ...``: the Trainer
 then trains with DistributedDataParallel, ``--batch-size`` is per process (the global batch is
-``batch_size × world size``), only rank 0 prints and saves the plot, and the tutorial loop is
-not timed (its timing would compete with the other processes).
+``batch_size × world size``), only rank 0 prints and saves the plot, and the reference
+recipe's loop is not timed (its timing would compete with the other processes).
 """
 
 from __future__ import annotations
@@ -60,9 +61,11 @@ class MnistRun:
         bidirectional: Whether the layer runs both ways.
         test_accuracy: The test accuracy after every epoch.
         train_seconds: The training time of every epoch (validation excluded).
-        tutorial_loop_seconds: One epoch of the tutorial's own loop, or ``None`` if not timed.
+        tutorial_loop_seconds: One epoch of the reference recipe's own loop, or ``None`` if
+            not timed.
         standin: Whether the data was the generated stand-in rather than MNIST.
-        lr_schedule: ``"cosine"`` (rnnkit's default) or ``"constant"`` (the tutorial's).
+        lr_schedule: ``"cosine"`` (rnnkit's default) or ``"constant"`` (the reference
+            recipe's).
     """
 
     name: str
@@ -98,7 +101,7 @@ class EpochReport(Callback):
     """Print every epoch's test accuracy and time, and keep them in a :class:`MnistRun`.
 
     The time is the training part of the epoch only (first batch start to last batch end),
-    comparable with the tutorial loop's, which does not evaluate.
+    comparable with that of the reference recipe's loop, which does not evaluate.
     """
 
     def __init__(self, run: MnistRun, epochs: int) -> None:
@@ -158,9 +161,9 @@ def tutorial_loop_seconds(
     device: str,
     max_batches: int | None = None,
 ) -> float:
-    """Time one training epoch of the tutorial's own loop (``DataLoader`` + ``ToTensor``).
+    """Time one training epoch of the reference recipe's loop (``DataLoader`` + ``ToTensor``).
 
-    The model is the tutorial's class written out (recurrent layer built by hand with its
+    The model is the reference recipe's class written out (recurrent layer built by hand with its
     ``h0``, ``out[:, -1, :]``, linear layer), with the given cell; relu for the plain RNN.
     """
     from torch.utils.data import DataLoader
@@ -186,7 +189,7 @@ def tutorial_loop_seconds(
 
 
 class _TutorialRNN(nn.Module):
-    """The tutorial's classifier, written as in the tutorial (its baseline for timing)."""
+    """The reference recipe's classifier, written as the recipe has it (the timing baseline)."""
 
     def __init__(self, cell: CellType, hidden_size: int, bidirectional: bool) -> None:
         super().__init__()
@@ -210,9 +213,9 @@ def plot_suffix(schedule: str) -> str:
 def cosine_decay(epochs: int) -> Callable[[torch.optim.Optimizer], LRScheduler]:
     """The learning rate decayed to zero along a cosine over ``epochs`` (stepped per epoch).
 
-    Adam at the tutorial's constant 1e-3 never settles: the test accuracy swings by up to a point
-    or more from one epoch to the next, so the 20th epoch's figure is partly luck. Decaying the
-    rate lets the last epochs settle (the same finding as for the sine wave).
+    Adam at the reference recipe's constant 1e-3 never settles: the test accuracy swings by up
+    to a point or more from one epoch to the next, so the 20th epoch's figure is partly luck.
+    Decaying the rate lets the last epochs settle (the same finding as for the sine wave).
     """
 
     def build(optimizer: torch.optim.Optimizer) -> LRScheduler:
@@ -299,24 +302,24 @@ def main(
     time_tutorial_loop: bool = True,
     lr_schedule: str = "cosine",
 ) -> MnistRun:
-    """Train the tutorial's MNIST RNN with rnnkit; print, plot and return its figures.
+    """Train the reference recipe's MNIST RNN with rnnkit; print, plot and return its figures.
 
     Args:
-        cell: ``"rnn"`` (relu, the tutorial's), ``"lstm"`` or ``"gru"``.
-        hidden_size: Hidden units (the tutorial's 128).
+        cell: ``"rnn"`` (relu, the reference recipe's), ``"lstm"`` or ``"gru"``.
+        hidden_size: Hidden units (the reference recipe's 128).
         readout: ``"last"`` (the final state) or ``"mean"``, ``"max"``, ``"output_last"``.
-        epochs: Training epochs (the tutorial's 20).
-        batch_size: Sequences per batch (the tutorial's 128).
-        lr: Adam's learning rate (the tutorial's 1e-3).
+        epochs: Training epochs (the reference recipe's 20).
+        batch_size: Sequences per batch (the reference recipe's 128).
+        lr: Adam's learning rate (the reference recipe's 1e-3).
         seed: Seeds the weights and the data order.
         device: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"``.
         data_dir: A folder holding ``MNIST/raw`` (torchvision's layout).
         download: Fetch MNIST into ``data_dir`` through torchvision when missing.
         out: Folder for the accuracy plot (and the stand-in data of a smoke run).
         smoke: A few batches for two epochs, on the stand-in when no MNIST is found.
-        time_tutorial_loop: Also time one epoch of the tutorial's own loop.
+        time_tutorial_loop: Also time one epoch of the reference recipe's own loop.
         lr_schedule: ``"cosine"`` (rnnkit's default: decay to zero over the epochs) or
-            ``"constant"`` (the tutorial's).
+            ``"constant"`` (the reference recipe's).
 
     Returns:
         The run's figures.
@@ -358,7 +361,7 @@ def check_schedule(lr_schedule: str) -> str:
 def time_loop(
     source: MnistSource, run: MnistRun, hidden_size: int, batch_size: int, device: str, smoke: bool
 ) -> float:
-    """One epoch of the tutorial loop for ``run``'s model (as many batches as a smoke epoch)."""
+    """One epoch of the reference recipe's loop for ``run``'s model (a smoke epoch's batches)."""
     smoke_batches = -(-SMOKE_TRAIN // batch_size)
     cell: Any = run.cell
     return tutorial_loop_seconds(
@@ -385,13 +388,15 @@ def add_common_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--out", default=out, help="folder for the plots")
     parser.add_argument("--smoke", action="store_true", help="a few batches, for CI")
     parser.add_argument(
-        "--no-tutorial-loop", action="store_true", help="skip timing the tutorial's own loop"
+        "--no-tutorial-loop",
+        action="store_true",
+        help="skip timing the reference recipe's own loop",
     )
     parser.add_argument(
         "--lr-schedule",
         choices=LR_SCHEDULES,
         default="cosine",
-        help="cosine: decay to zero over the epochs (default); constant: the tutorial's",
+        help="cosine: decay to zero over the epochs (default); constant: the reference recipe's",
     )
 
 
@@ -413,7 +418,9 @@ def common_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line; see ``--help``."""
-    parser = argparse.ArgumentParser(description="The tutorial's MNIST RNN, with rnnkit.")
+    parser = argparse.ArgumentParser(
+        description="The reference recipe's MNIST RNN (see the docs' Results page), with rnnkit."
+    )
     add_common_arguments(parser, "runs/mnist_rnn")
     parser.add_argument("--readout", choices=READOUTS, default="last")
     return parser.parse_args(argv)

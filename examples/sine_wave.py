@@ -1,7 +1,8 @@
 """Learn a sine wave one step ahead and generate it free-running from ``[0]``
 ==========================================================================
 
-The data, model and optimizer are the tutorial's: ``S = sin(linspace(0, 10, 101))``, inputs
+The data, model and optimizer are the reference recipe's (the reference tutorial's code, cited
+on :doc:`/results`): ``S = sin(linspace(0, 10, 101))``, inputs
 ``X = S[:-1]`` and targets ``Y = S[1:]`` (one sequence of 100 steps), a one-layer tanh RNN with
 16 hidden units and a linear head, Adam with learning rate 0.01. After training, the model
 gets the single input ``[0]`` with a zero state and generates 100 steps, each prediction fed
@@ -11,8 +12,8 @@ the true continuation ``sin(0.1·k)``, k = 1..100 (the grid the model was traine
 Two procedures are run for every seed:
 
 - ``tutorial``: 3000 epochs (one step each) of teacher forcing at a constant learning rate, as
-  written in the tutorial, with torch's default Adam and torch's own RNN layer
-  (``model.encoder.kernel = "torch"``, not rnnkit's CPU kernel) as the tutorial has them. Its
+  written in the reference recipe, with torch's default Adam and torch's own RNN layer
+  (``model.encoder.kernel = "torch"``, not rnnkit's CPU kernel) as the recipe has them. Its
   free-running result depends on the seed: for some seeds it generates the sine, for others it
   drifts off or settles on a constant.
 - ``rnnkit`` (the default procedure): the same data, model and optimizer (the Trainer's
@@ -21,14 +22,14 @@ Two procedures are run for every seed:
   training step, so the model learns to pull a slightly-off trajectory back onto the sine --
   which is what happens when it is fed its own predictions. And the learning rate decays to
   zero along a cosine, so training ends in a minimum instead of wherever Adam's late spikes
-  left the weights (a tutorial run can be at a teacher-forced loss of 1e-5 and still generate
+  left the weights (a ``tutorial`` run can be at a teacher-forced loss of 1e-5 and still generate
   a constant).
 
 Run ``python examples/sine_wave.py`` (both procedures, seeds 0-4, a couple of minutes on a
 CPU); ``--procedure tutorial`` or ``--procedure rnnkit`` runs one; ``--smoke`` runs a few
 epochs of each, for CI. Prints one line per run and a final ``summary:`` line, and saves
 ``sine_wave.png`` (truth as a line, the input as a black dot, the predictions as red dots,
-as in the tutorial) into ``--out``.
+as in the reference tutorial) into ``--out``.
 """
 
 from __future__ import annotations
@@ -120,13 +121,13 @@ class SineRun:
 def make_trainer(
     procedure: Procedure, epochs: int, lr: float, noise: float, seed: int, device: str = "cpu"
 ) -> Trainer:
-    """The Trainer of one procedure: the tutorial's, or rnnkit's (input noise, cosine decay)."""
+    """The Trainer of a procedure: the reference recipe's or rnnkit's (noise, cosine decay)."""
     options: dict[str, Any] = {"max_epochs": epochs, "batch_size": 1, "lr": lr, "seed": seed}
     options.update(progress=False, metrics=[], device=device)
     if procedure == "tutorial":
 
         def torch_adam(params: Any) -> torch.optim.Optimizer:
-            return torch.optim.Adam(params, lr=lr)  # the tutorial's: torch's default Adam
+            return torch.optim.Adam(params, lr=lr)  # the reference recipe's: torch's default Adam
 
         return Trainer(optimizer=torch_adam, **options)
 
@@ -162,7 +163,7 @@ def run_one(
     torch.manual_seed(seed)
     model = Seq2SeqRegressor(1, **model_options)
     if procedure == "tutorial":
-        model.encoder.kernel = "torch"  # the tutorial's nn.RNN arithmetic, to the last bit
+        model.encoder.kernel = "torch"  # the reference recipe's nn.RNN arithmetic, to the last bit
     started = time.perf_counter()
     history = make_trainer(procedure, epochs, lr, noise, seed, device).fit(model, data)
     seconds = time.perf_counter() - started
@@ -239,10 +240,10 @@ def main(
         procedures: ``"rnnkit"`` and/or ``"tutorial"``.
         seeds: One model per seed and procedure (the seed fixes weights and noise).
         epochs: Epochs (= optimizer steps: one sequence, batch size 1) for every procedure;
-            ``None``: 3000 for both (the tutorial's budget).
-        cell: ``"rnn"`` (the tutorial's), ``"lstm"`` or ``"gru"``.
-        hidden_size: Hidden units (the tutorial's 16).
-        lr: Adam's (initial) learning rate (the tutorial's 0.01).
+            ``None``: 3000 for both (the reference recipe's budget).
+        cell: ``"rnn"`` (the reference recipe's), ``"lstm"`` or ``"gru"``.
+        hidden_size: Hidden units (the reference recipe's 16).
+        lr: Adam's (initial) learning rate (the reference recipe's 0.01).
         noise: Standard deviation of rnnkit's input noise.
         device: Where to train (``"cpu"``, the default, or ``"cuda"``).
         out: Folder for ``sine_wave.png``.
@@ -283,7 +284,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--procedure", nargs="+", choices=PROCEDURES, default=list(PROCEDURES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    parser.add_argument("--epochs", type=int, default=None, help="default: 3000 (the tutorial's)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="default: 3000 (the reference recipe's)"
+    )
     parser.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="rnn")
     parser.add_argument("--hidden-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=0.01)
