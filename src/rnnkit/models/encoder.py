@@ -1,10 +1,10 @@
 """The recurrent encoder both rnnkit models stand on.
 
 :class:`RecurrentEncoder` wraps torch's own :class:`torch.nn.RNN`, :class:`torch.nn.LSTM` or
-:class:`torch.nn.GRU` (so the fused cuDNN / oneDNN kernels run; a plain RNN or a GRU trains on
-the CPU through rnnkit's own kernel, below), validates every call through the shape contract
-(:class:`rnnkit.shapes.RecurrentSpec`) and handles what a hand-written loop does by hand: the zero
-initial state on the input's device and dtype, and variable-length batches.
+:class:`torch.nn.GRU` (so the fused cuDNN / oneDNN kernels run; on the CPU, training runs
+through rnnkit's own kernel where it applies, below), validates every call through the shape
+contract (:class:`rnnkit.shapes.RecurrentSpec`) and handles what a hand-written loop does by
+hand: the zero initial state on the input's device and dtype, and variable-length batches.
 
 Variable-length batches take the cheapest exact path:
 
