@@ -17,8 +17,12 @@ Shapes (N, L, H_in -> H, options): ``mnist`` 128, 28, 28 -> 128 (the tutorial's 
 8 -> 64; ``wide`` 128, 28, 28 -> 512. ``--cells rnn`` times the plain (tanh) RNN the same way,
 for its distance from the floor (``benchmarks/rnn_kernel.py`` covers it in detail).
 
-Usage: ``python benchmarks/gru_lstm_kernel.py [--steps N] [--threads N] [--only NAME ...]
-[--cells rnn gru lstm] [--torch-steps] [--smoke]``
+``--rounds R`` repeats each cell and shape R times (the step times on this shared machine move
+between runs more than within one): the ratios are then the medians of the rounds' ratios, and
+each row ends with the range of rnnkit / torch over the rounds.
+
+Usage: ``python benchmarks/gru_lstm_kernel.py [--steps N] [--rounds R] [--threads N]
+[--only NAME ...] [--cells rnn gru lstm] [--torch-steps] [--smoke]``
 """
 
 from __future__ import annotations
@@ -167,20 +171,41 @@ def gemm_rate(cell: str, shape: Shape, seconds: float = 0.3) -> float:
     return 2.0 * a.shape[0] * a.shape[1] * b.shape[1] * count / (perf_counter() - start)
 
 
+def paired_ratio(baseline: list[float], other: list[float]) -> float:
+    """The median of the per-step ratios ``other / baseline``."""
+    return statistics.median(b / a for a, b in zip(baseline, other, strict=True))
+
+
 def report(
-    cell: str, name: str, shape: Shape, steps: int, gemm_seconds: float, torch_steps: bool
+    cell: str,
+    name: str,
+    shape: Shape,
+    steps: int,
+    gemm_seconds: float,
+    torch_steps: bool,
+    rounds: int = 1,
 ) -> None:
-    """Print one row: the medians, the median ratios to torch's step and the floor."""
+    """Print one row: the medians, the median ratios to torch's step and the floor.
+
+    With several ``rounds`` (each a fresh interleaved run of ``steps`` steps), the ratios are
+    the medians of the rounds' ratios, the step times and the floor the medians over all
+    rounds, and the row ends with the range of the rnnkit / torch ratio over the rounds.
+    """
     names = ("torch", "rnnkit", "torch-steps") if torch_steps else ("torch", "rnnkit")
-    times = step_times(cell, shape, steps, names)
-    slow = times[0]
-    medians = [statistics.median(t) * 1e3 for t in times]
-    ratios = [statistics.median(b / a for a, b in zip(slow, t, strict=True)) for t in times[1:]]
-    floor = step_flops(cell, shape) / gemm_rate(cell, shape, gemm_seconds) * 1e3
+    runs = [step_times(cell, shape, steps, names) for _ in range(rounds)]
+    medians = [
+        statistics.median(t for run in runs for t in run[i]) * 1e3 for i in range(len(names))
+    ]
+    per_round = [[paired_ratio(run[0], run[i]) for run in runs] for i in range(1, len(names))]
+    ratios = [statistics.median(values) for values in per_round]
+    rates = [gemm_rate(cell, shape, gemm_seconds) for _ in range(rounds)]
+    floor = step_flops(cell, shape) / statistics.median(rates) * 1e3
     row = f"{cell:<5} {name:<13} {medians[0]:9.3f} {medians[1]:10.3f} {ratios[0]:15.3f} "
     row += f"{floor:9.3f} {floor / medians[0]:13.3f}"
     if torch_steps:
         row += f" {medians[2]:15.3f} {ratios[1]:20.3f}"
+    if rounds > 1:
+        row += f" {min(per_round[0]):7.3f}-{max(per_round[0]):.3f}"
     print(row)
 
 
@@ -206,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also time rnnkit's kernel with its steps as torch operations (no compiled step)",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="interleaved runs per cell and shape (median, range)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check it runs")
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -218,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"machine {platform.machine()} {platform.processor() or platform.system()}, "
         f"{os.cpu_count()} CPUs; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{args.steps} steps"
+        f"{args.steps} steps, {args.rounds} round(s)"
     )
     print(compiled_step())
     header = [
@@ -227,10 +255,13 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.torch_steps:
         header.append(f"{'torch-steps ms':>15} {'torch-steps / torch':>20}")
+    if args.rounds > 1:
+        header.append("rnnkit / torch range")
     print(" ".join(header))
+    gemm_seconds = 0.01 if args.smoke else 0.3
     for cell in args.cells:
         for name, shape in shapes.items():
-            report(cell, name, shape, args.steps, 0.01 if args.smoke else 0.3, args.torch_steps)
+            report(cell, name, shape, args.steps, gemm_seconds, args.torch_steps, args.rounds)
     return 0
 
 

@@ -34,8 +34,8 @@ run() {
 run data_vs_dataloader --root "$root"
 run packing --repeats 3
 run rnn_kernel --steps 60
-run gru_lstm_kernel --steps 40
-LOG=kernel_floor_rnn run gru_lstm_kernel --steps 40 --cells rnn --only mnist
+run gru_lstm_kernel --steps 40 --rounds 3
+LOG=kernel_floor_rnn run gru_lstm_kernel --steps 40 --rounds 3 --cells rnn --only mnist
 run step_pairs --root "$root" --max-batches 150
 run trainer_vs_loop --root "$root" --max-batches 100 --repeats 3
 LOG=trainer_vs_loop_gru run trainer_vs_loop --root "$root" --max-batches 100 --repeats 3 --cell gru

@@ -22,7 +22,7 @@ def test_smoke_run_prints_the_machine_and_a_row_per_cell_and_shape(
 ) -> None:
     assert gru_lstm_kernel.main(["--smoke", "--steps", "3", "--only", "mnist", "mnist-bi"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^machine .*, \d+ CPUs; torch .*, \d+ threads, 3 steps$", out, re.M)
+    assert re.search(r"^machine .*, \d+ CPUs; torch .*, \d+ threads, 3 steps, 1 round", out, re.M)
     number = r"\d+\.\d{3}"
     for cell in ("gru", "lstm"):
         for shape in ("mnist", "mnist-bi"):
@@ -48,3 +48,24 @@ def test_smoke_run_says_whether_the_step_is_compiled_and_times_torch_operation_s
     assert re.search(r"torch-steps ms +torch-steps / torch$", out, re.M)
     number = r"\d+\.\d{3}"
     assert re.search(rf"^gru +mnist(?: +{number}){{7}}$", out, re.M)
+
+
+def test_rounds_end_each_row_with_the_range_of_the_ratio(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--smoke", "--steps", "3", "--rounds", "3", "--only", "mnist", "--cells", "lstm"]
+    assert gru_lstm_kernel.main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"3 steps, 3 round\(s\)$", out, re.M)
+    assert re.search(r"floor / torch rnnkit / torch range$", out, re.M)
+    number = r"\d+\.\d{3}"
+    row = re.search(rf"^lstm +mnist(?: +{number}){{5}} +{number}-{number}$", out, re.M)
+    assert row is not None
+    fields = row[0].split()
+    ratio = float(fields[4])
+    low, high = (float(value) for value in fields[-1].split("-"))
+    assert low <= ratio <= high
+
+
+def test_paired_ratio_is_the_median_of_per_step_ratios() -> None:
+    assert gru_lstm_kernel.paired_ratio([1.0, 2.0, 4.0], [2.0, 1.0, 4.0]) == 1.0

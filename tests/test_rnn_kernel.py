@@ -79,6 +79,27 @@ def test_kernel_matches_torchs_layer_in_values_and_every_gradient(
     assert_same(got, want)
 
 
+def test_few_input_features_match_torch_through_both_weight_product_orders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With H_in at most half the gate width, the input weights' gradient is (xᵀ g)ᵀ."""
+    transposed: list[bool] = []
+    real = kernel.summed_outer
+
+    def spy(grads: Tensor, inputs: Tensor) -> Tensor:
+        transposed.append(2 * inputs.shape[1] <= grads.shape[1])
+        return real(grads, inputs)
+
+    monkeypatch.setattr(kernel, "summed_outer", spy)
+    torch.manual_seed(0)
+    fast = RecurrentEncoder(3, 8, num_layers=2, bidirectional=True).double()
+    slow = RecurrentEncoder(3, 8, num_layers=2, bidirectional=True, kernel="torch").double()
+    slow.load_state_dict(fast.state_dict())
+    x = torch.randn(4, 7, 3, dtype=torch.float64, requires_grad=True)
+    assert_same(values_and_grads(fast, x, None), values_and_grads(slow, x, None))
+    assert sorted(set(transposed)) == [False, True]  # layer 1: 3 inputs; layer 2: 16
+
+
 @pytest.fixture
 def kernel_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
     """Records the input shape of every call that runs through rnnkit's kernel."""

@@ -166,9 +166,10 @@ def zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
 def summed_outer(grads: Tensor, inputs: Tensor) -> Tensor:
     """``gradsᵀ @ inputs``, ``(G, I)`` from ``(R, G)`` and ``(R, I)``: a weight's gradient.
 
-    With few input features (``I`` at most half of ``G``), the BLAS forms the product several
-    times faster as ``(inputsᵀ @ grads)ᵀ``; the transposed result is a view, which autograd
-    copies into the weight's layout when it stores the gradient.
+    With few input features (``I`` at most half of ``G``), the BLAS forms the product faster
+    as ``(inputsᵀ @ grads)ᵀ`` (1.5x for 28 inputs and 512 gates, 3.7x for 8 and 256, measured
+    on a 2-core x86 CPU); the result is then a transposed view, copied into a contiguous
+    layout where the GRU/LSTM kernels reorder its gates or where autograd accumulates it.
     """
     if 2 * inputs.shape[1] <= grads.shape[1]:
         return (inputs.t() @ grads).t()
