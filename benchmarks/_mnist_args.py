@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-"""``../shared/data`` next to the repository, which holds ``MNIST/raw``."""
+DEFAULT_ROOT = Path("data")
+"""``./data``, the folder ``python examples/mnist_rnn.py --download`` fills with ``MNIST/raw``."""
 
 
 def mnist_parser(description: str) -> argparse.ArgumentParser:

@@ -1,8 +1,8 @@
 """One epoch of shuffled MNIST batches: rnnkit's adapter against the tutorial's DataLoader.
 
 Both sides produce the same batches, ``(128, 28, 28)`` ``float32`` pixels in [0, 1] and their
-labels, from the real MNIST training set (``../shared/data`` next to the repository, or
-``--root``), in one run:
+labels, from the real MNIST training set (``./data``, which
+``python examples/mnist_rnn.py --download`` fills, or ``--root``), in one run:
 
 - baseline: ``DataLoader(MNIST(transform=ToTensor()), batch_size=128, shuffle=True)``, the
   tutorial's loader (one PIL image and one ``ToTensor`` call per sample, then a collate);

@@ -22,7 +22,8 @@ run() {
   shift
   if [[ -n ${ONLY:-} && " $ONLY " != *" $log "* ]]; then return 0; fi
   {
-    echo "# command: python benchmarks/$name.py $*"
+    local args="$*"
+    echo "# command: python benchmarks/$name.py ${args//"$root"/DATA_DIR}"
     echo "# date: $(date -u +%Y-%m-%d)"
     echo "# machine: $(machine)"
     echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"

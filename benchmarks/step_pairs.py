@@ -13,7 +13,7 @@ meet the same slow spells, and the median of the per-step ratios B/A is printed.
   gathered 16 batches at a time.
 
 The model is the tutorial's (RNN, relu, hidden 128, Adam 1e-3, batch 128) on real MNIST
-(``../shared/data`` next to the repository, or ``--root``).
+(``./data``, which ``python examples/mnist_rnn.py --download`` fills, or ``--root``).
 
 Usage: ``python benchmarks/step_pairs.py [--root DIR] [--max-batches N] [--threads N]``
 """

@@ -2,8 +2,8 @@
 
 The tutorial's model (an RNN with relu, hidden size 128, read row by row: L = 28, H_in = 28;
 ``--cell gru`` or ``lstm`` puts that layer in its place, in every run),
-Adam with lr 1e-3 and batch size 128 on the real MNIST training set (``../shared/data`` next
-to the repository, or ``--root``), timed in one run:
+Adam with lr 1e-3 and batch size 128 on the real MNIST training set (``./data``, which
+``python examples/mnist_rnn.py --download`` fills, or ``--root``), timed in one run:
 
 - tutorial: its own code: ``DataLoader(MNIST(transform=ToTensor()), batch_size=128,
   shuffle=True)``, ``images.squeeze(1)``, a hand-built ``h0`` moved to the device every call,

@@ -2,8 +2,9 @@
 
 Left, the first training digit with its rows numbered; right, the sequence
 ``image_sequences(mnist, "rows")`` hands the RNN for it, time step ``t`` across and the 28 pixels
-of ``x_t`` (H_in = 28) down. Reads MNIST from ``../shared/data`` next to the repository (or the
-folder given as the first argument). Run: ``python docs/_scripts/make_mnist_rows_figure.py``.
+of ``x_t`` (H_in = 28) down. Reads MNIST from ``./data`` (which
+``python examples/mnist_rnn.py --download`` fills) or the folder given as the first argument.
+Run: ``python docs/_scripts/make_mnist_rows_figure.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torchvision.datasets import MNIST
 from rnnkit.data import image_sequences
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_ROOT = REPO.parent / "shared" / "data"
+DEFAULT_ROOT = Path("data")
 OUT = REPO / "docs" / "_static" / "mnist_rows.png"
 ROWS_MARKED = (0, 6, 13, 20, 27)
 
