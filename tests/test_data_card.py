@@ -437,6 +437,21 @@ def test_load_state_dict_names_a_missing_entry() -> None:
         Standardizer().load_state_dict({"mean": torch.zeros(3)})
 
 
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ([[1e39], [3e39]], r"\['mean'\] holds NaN or infinite"),
+        ([[0.0], [1e-60]], r"\['std'\] holds a value <= 0"),
+    ],
+)
+def test_fit_refuses_statistics_that_do_not_fit_float32(
+    values: list[list[float]], problem: str
+) -> None:
+    series = torch.tensor(values, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"fit float32, but the fitted state dict " + problem):
+        Standardizer().fit(series)
+
+
 def test_good_statistics_have_no_problem() -> None:
     assert statistics_problem(torch.zeros(3), torch.ones(3)) is None
     assert statistics_problem(torch.tensor(2.0), torch.tensor(0.5)) is None

@@ -69,7 +69,10 @@ class Standardizer:
             This standardizer, fitted.
 
         Raises:
-            ValueError: ``series`` is empty or holds NaN or infinite values.
+            ValueError: ``series`` is empty or holds NaN or infinite values, or its statistics
+                do not fit ``float32`` (a mean or deviation beyond its range, or a deviation
+                that rounds to zero), so that the standardizer never holds statistics its own
+                :meth:`load_state_dict` would refuse.
 
         Shapes:
             - ``series``: ``(T,)`` or ``(..., F)``.
@@ -85,7 +88,14 @@ class Standardizer:
         flat = s.double().reshape(-1) if s.dim() <= 1 else s.double().reshape(-1, s.shape[-1])
         std = flat.std(dim=0, unbiased=False)
         std = torch.where(std > 0, std, torch.ones_like(std))
-        self._mean, self._std = flat.mean(dim=0).float(), std.float()
+        mean, std = flat.mean(dim=0).float(), std.float()
+        problem = statistics_problem(mean, std)
+        if problem is not None:
+            raise ValueError(
+                f"Expected statistics of `series` that fit float32, but the fitted state dict "
+                f"{problem}. Hint: rescale the data (e.g. into other units) before fitting."
+            )
+        self._mean, self._std = mean, std
         return self
 
     def transform(self, data: Tensor | Any) -> Tensor:
