@@ -11,6 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from rnnkit import SequenceClassifier
 from rnnkit.kernels import rnn as kernel
+from rnnkit.kernels._common import summed_outer
 from rnnkit.models.encoder import Kernel, RecurrentEncoder
 
 
@@ -84,11 +85,10 @@ def test_few_input_features_match_torch_through_both_weight_product_orders(
 ) -> None:
     """With H_in at most half the gate width, the input weights' gradient is (xᵀ g)ᵀ."""
     transposed: list[bool] = []
-    real = kernel.summed_outer
 
     def spy(grads: Tensor, inputs: Tensor) -> Tensor:
         transposed.append(2 * inputs.shape[1] <= grads.shape[1])
-        return real(grads, inputs)
+        return summed_outer(grads, inputs)
 
     monkeypatch.setattr(kernel, "summed_outer", spy)
     torch.manual_seed(0)
