@@ -167,9 +167,9 @@ def summed_outer(grads: Tensor, inputs: Tensor) -> Tensor:
     """``gradsᵀ @ inputs``, ``(G, I)`` from ``(R, G)`` and ``(R, I)``: a weight's gradient.
 
     With few input features (``I`` at most half of ``G``), the BLAS forms the product faster
-    as ``(inputsᵀ @ grads)ᵀ`` (1.5x for 28 inputs and 512 gates, 3.7x for 8 and 256, measured
-    on a 2-core x86 CPU); the result is then a transposed view, copied into a contiguous
-    layout where the GRU/LSTM kernels reorder its gates or where autograd accumulates it.
+    as ``(inputsᵀ @ grads)ᵀ`` (measured in ``benchmarks/NOTES.md``); the result is then a
+    transposed view, copied into a contiguous layout where the GRU/LSTM kernels reorder its
+    gates or where autograd accumulates it.
     """
     if 2 * inputs.shape[1] <= grads.shape[1]:
         return (inputs.t() @ grads).t()
