@@ -151,6 +151,8 @@ def test_an_unknown_keyword_is_refused_with_the_closest_name() -> None:
         ("precision", "64", ValueError),
         ("grad_clip_norm", True, TypeError),
         ("teacher_forcing", 1.5, ValueError),
+        ("fast_dev_run", 2.5, TypeError),
+        ("fast_dev_run", -1, ValueError),
     ],
 )
 def test_a_bad_option_names_itself(keyword: str, value: Any, error: type[Exception]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from rnnkit._validate import check_int
 from rnnkit.callbacks import Callback
 from rnnkit.errors import ShapeError
 from rnnkit.tasks import DataInfo
@@ -54,10 +55,8 @@ def check_misc(lr: object, clip: object, fast_dev_run: object, scheduler: object
         )
     if clip is not None and (not isinstance(clip, int | float) or not clip > 0):
         raise ValueError(f"Expected `grad_clip_norm` > 0 or None, but got {clip!r}.")
-    if not isinstance(fast_dev_run, bool | int) or fast_dev_run < 0:
-        raise ValueError(
-            f"Expected `fast_dev_run` to be a bool or an int >= 0, got {fast_dev_run!r}."
-        )
+    if not isinstance(fast_dev_run, bool):
+        check_int("fast_dev_run", fast_dev_run, 0)
     if scheduler is not None and not callable(scheduler):
         raise TypeError(
             f"Expected `scheduler` to be None or a callable `optimizer -> LRScheduler`, but "
