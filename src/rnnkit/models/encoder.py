@@ -112,9 +112,9 @@ class RecurrentEncoder(nn.Module):
             torch layer itself always runs batch-first; the encoder transposes views, never copies.
         init: ``"default"``, ``"orthogonal"`` or ``"identity"``; see
             :mod:`rnnkit.models.initializers`.
-        kernel: ``"auto"`` (default): a plain RNN or a GRU trains on the CPU through
-            rnnkit's kernel (see above); ``"torch"``: always torch's layer; ``"rnnkit"``:
-            always rnnkit's kernel (RNN, GRU or LSTM), raising
+        kernel: ``"auto"`` (default): RNN, GRU and LSTM layers train on the CPU through
+            rnnkit's kernel (GRU and LSTM where its compiled step is available; see above);
+            ``"torch"``: always torch's layer; ``"rnnkit"``: always rnnkit's kernel, raising
             :class:`~rnnkit.errors.KernelUnavailableError` where it cannot run. It changes no
             parameter, so it is not part of a model's config; set :attr:`kernel` on a built
             encoder to switch.
