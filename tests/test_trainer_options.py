@@ -152,6 +152,10 @@ def test_an_unknown_keyword_is_refused_with_the_closest_name() -> None:
         ("grad_clip_norm", True, TypeError),
         ("teacher_forcing", 1.5, ValueError),
         ("fast_dev_run", 2.5, TypeError),
+        ("lr", "1e-3", TypeError),
+        ("lr", 0.0, ValueError),
+        ("grad_clip_norm", "1.0", TypeError),
+        ("grad_clip_norm", -1.0, ValueError),
         ("fast_dev_run", -1, ValueError),
     ],
 )

@@ -65,7 +65,7 @@ def check_template(template: object) -> str:
             with a ``/``.
     """
     if not isinstance(template, str):
-        raise ValueError(
+        raise TypeError(
             f"Expected `filename` to be a str (a str.format template), but got "
             f"{type(template).__name__} {template!r}. {_EXAMPLE}"
         )

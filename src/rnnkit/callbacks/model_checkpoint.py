@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from rnnkit._validate import check_int
+from rnnkit._validate import check_bool, check_int
 from rnnkit.callbacks._base import Callback
 from rnnkit.callbacks._checkpoint_names import (
     check_template,
@@ -87,9 +87,10 @@ class ModelCheckpoint(Callback):
             replaced.
 
     Raises:
-        TypeError: ``save_top_k`` or ``every_n_epochs`` is not an int.
-        ValueError: ``dirpath``, ``monitor``, ``save_last`` or ``overwrite`` has the wrong
-            type, an argument is out of range, the filename template is malformed, or the
+        TypeError: An argument has the wrong type (``save_top_k`` or ``every_n_epochs`` not
+            an int, ``save_last`` or ``overwrite`` not a bool, ``dirpath``, ``filename`` or
+            ``monitor`` not a str).
+        ValueError: An argument is out of range, the filename template is malformed, or the
             settings would never save.
 
     Attributes:
@@ -382,20 +383,17 @@ def _is_regular(name: str, callback: ModelCheckpoint) -> bool:
 
 def _check_types(dirpath: object, monitor: object, save_last: object, overwrite: object) -> None:
     if not isinstance(dirpath, (str, os.PathLike)):
-        raise ValueError(
+        raise TypeError(
             f"Expected `dirpath` to be a str or os.PathLike (a folder), but got "
             f"{type(dirpath).__name__} {dirpath!r}. Hint: e.g. ModelCheckpoint('runs/mnist')."
         )
     if monitor is not None and not isinstance(monitor, str):
-        raise ValueError(
+        raise TypeError(
             f"Expected `monitor` to be a str or None (a key of the epoch logs, e.g. "
             f"'val_loss'), but got {type(monitor).__name__} {monitor!r}."
         )
-    for name, value in (("save_last", save_last), ("overwrite", overwrite)):
-        if not isinstance(value, bool):
-            raise ValueError(
-                f"Expected `{name}` to be a bool, but got {type(value).__name__} {value!r}."
-            )
+    check_bool("save_last", save_last)
+    check_bool("overwrite", overwrite)
 
 
 def _check_saves_something(save_last: bool, save_top_k: int) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from rnnkit._validate import check_int
+from rnnkit._validate import check_int, check_number
 from rnnkit.callbacks import Callback
 from rnnkit.errors import ShapeError
 from rnnkit.tasks import DataInfo
@@ -45,7 +45,7 @@ def check_optimizer(optimizer: object, names: Collection[str]) -> None:
 
 def check_misc(lr: object, clip: object, fast_dev_run: object, scheduler: object) -> None:
     """Check ``lr``, ``grad_clip_norm``, ``fast_dev_run`` and ``scheduler``."""
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+    if not check_number("lr", lr) > 0:
         raise ValueError(f"Expected `lr` to be a positive number, but got {lr!r}.")
     if isinstance(clip, bool):
         raise TypeError(
@@ -53,7 +53,7 @@ def check_misc(lr: object, clip: object, fast_dev_run: object, scheduler: object
             "it is the largest gradient norm kept, e.g. grad_clip_norm=1.0; None turns "
             "clipping off."
         )
-    if clip is not None and (not isinstance(clip, int | float) or not clip > 0):
+    if clip is not None and not check_number("grad_clip_norm", clip) > 0:
         raise ValueError(f"Expected `grad_clip_norm` > 0 or None, but got {clip!r}.")
     if not isinstance(fast_dev_run, bool):
         check_int("fast_dev_run", fast_dev_run, 0)
