@@ -69,10 +69,11 @@ class Standardizer:
             This standardizer, fitted.
 
         Raises:
-            ValueError: ``series`` is empty or holds NaN or infinite values, or its statistics
-                do not fit ``float32`` (a mean or deviation beyond its range, or a deviation
-                that rounds to zero), so that the standardizer never holds statistics its own
-                :meth:`load_state_dict` would refuse.
+            ValueError: ``series`` is empty or holds NaN or infinite values, or its mean or
+                deviation is beyond ``float32``'s range, so that the standardizer never holds
+                statistics its own :meth:`load_state_dict` would refuse. (A deviation that
+                rounds to zero in ``float32`` marks a constant feature, whose deviation is
+                taken as 1.)
 
         Shapes:
             - ``series``: ``(T,)`` or ``(..., F)``.
@@ -86,9 +87,10 @@ class Standardizer:
             raise ValueError(f"Expected a non-empty `series`, but got shape {fmt_shape(s)}.")
         check_finite(s, "series")
         flat = s.double().reshape(-1) if s.dim() <= 1 else s.double().reshape(-1, s.shape[-1])
-        std = flat.std(dim=0, unbiased=False)
+        # a deviation that rounds to 0 in float32 marks a constant feature, like an exact 0
+        std = flat.std(dim=0, unbiased=False).float()
         std = torch.where(std > 0, std, torch.ones_like(std))
-        mean, std = flat.mean(dim=0).float(), std.float()
+        mean = flat.mean(dim=0).float()
         problem = statistics_problem(mean, std)
         if problem is not None:
             raise ValueError(
