@@ -154,6 +154,7 @@ def test_an_unknown_keyword_is_refused_with_the_closest_name() -> None:
         ("fast_dev_run", 2.5, TypeError),
         ("lr", "1e-3", TypeError),
         ("lr", 0.0, ValueError),
+        ("lr", float("nan"), ValueError),
         ("grad_clip_norm", "1.0", TypeError),
         ("grad_clip_norm", -1.0, ValueError),
         ("fast_dev_run", -1, ValueError),

@@ -24,7 +24,7 @@ def test_check_number_and_check_bool() -> None:
     assert check_number("lr", 1, low=0) == 1.0
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
         check_number("p", 1.5, low=0, high=1)
-    with pytest.raises(ValueError, match="nan"):
+    with pytest.raises(ValueError, match="Expected `p` to be a number, but got nan"):
         check_number("p", float("nan"), low=0, high=1)
     with pytest.raises(TypeError, match="to be a number"):
         check_number("p", False)

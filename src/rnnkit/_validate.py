@@ -48,6 +48,8 @@ def check_number(
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise TypeError(f"Expected `{name}` to be a number, but got {value!r}.")
     number = float(value)
+    if math.isnan(number):
+        raise ValueError(f"Expected `{name}` to be a number, but got {value!r}.")
     if not low <= number <= high:
         raise ValueError(f"Expected `{name}` in [{low}, {high}], but got {value!r}.")
     return number
