@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check it runs")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, but got {args.rounds}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     shapes = {name: SHAPES[name] for name in args.only or SHAPES}

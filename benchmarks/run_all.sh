@@ -22,8 +22,11 @@ run() {
   shift
   if [[ -n ${ONLY:-} && " $ONLY " != *" $log "* ]]; then return 0; fi
   {
-    local args="$*"
-    echo "# command: python benchmarks/$name.py ${args//"$root"/DATA_DIR}"
+    local shown="" arg
+    for arg in "$@"; do  # the data folder is written as DATA_DIR, as in the usage line
+      if [[ $arg == "$root" ]]; then shown+=" DATA_DIR"; else shown+=" $arg"; fi
+    done
+    echo "# command: python benchmarks/$name.py${shown}"
     echo "# date: $(date -u +%Y-%m-%d)"
     echo "# machine: $(machine)"
     echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"

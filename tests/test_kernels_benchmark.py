@@ -69,3 +69,9 @@ def test_rounds_end_each_row_with_the_range_of_the_ratio(
 
 def test_paired_ratio_is_the_median_of_per_step_ratios() -> None:
     assert gru_lstm_kernel.paired_ratio([1.0, 2.0, 4.0], [2.0, 1.0, 4.0]) == 1.0
+
+
+def test_rounds_below_one_are_refused_before_any_work(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        gru_lstm_kernel.main(["--smoke", "--rounds", "0"])
+    assert "--rounds must be at least 1, but got 0" in capsys.readouterr().err
