@@ -1,4 +1,4 @@
-"""The recurrent encoder both rnnkit models stand on.
+"""The recurrent encoder every rnnkit model stands on.
 
 :class:`RecurrentEncoder` wraps torch's own :class:`torch.nn.RNN`, :class:`torch.nn.LSTM` or
 :class:`torch.nn.GRU` (so the fused cuDNN / oneDNN kernels run; on the CPU, training runs
