@@ -9,8 +9,23 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit import SequenceClassifier, SequenceDataset, ShapeError
-from rnnkit.data import Standardizer, decode_labels, encode_labels, from_arrays, pad
+from rnnkit import (
+    ModelCheckpoint,
+    SequenceClassifier,
+    SequenceDataset,
+    SequenceTagger,
+    ShapeError,
+    Trainer,
+    load_model,
+)
+from rnnkit.data import (
+    IGNORE_INDEX,
+    Standardizer,
+    decode_labels,
+    encode_labels,
+    from_arrays,
+    pad,
+)
 
 
 def _rng() -> np.random.Generator:
@@ -225,6 +240,65 @@ def test_sequence_dataset_checks_classes() -> None:
         SequenceDataset(torch.ones(2, 4, 1), torch.tensor([0, 2]), num_classes=3, classes=["a"])
     with pytest.raises(ValueError, match="distinct"):
         SequenceDataset(torch.ones(2, 4, 1), torch.tensor([0, 1]), classes=["a", "a"])
+
+
+# -- a label per step ----------------------------------------------------------------------
+
+
+def test_step_labels_are_encoded_over_the_valid_steps() -> None:
+    tags = np.array([["B", "I", "O", "O"], ["O", "B", "I", "pad"]])
+    data = from_arrays(np.ones((2, 4, 3)), tags, lengths=[4, 3])
+    assert data.y is not None
+    assert data.y.shape == (2, 4)
+    assert data.y.dtype == torch.int64
+    assert data.classes is not None
+    assert data.classes.tolist() == ["B", "I", "O"]
+    assert data.y.tolist() == [[0, 1, 2, 2], [2, 0, 1, IGNORE_INDEX]]  # "pad" is padding
+    assert data.num_classes == 3
+    assert data.decode(data.y[0]).tolist() == ["B", "I", "O", "O"]
+
+
+def test_step_labels_of_a_ragged_list_follow_its_lengths() -> None:
+    x = [np.ones((3, 2)), np.ones((1, 2))]
+    data = from_arrays(x, np.array([[5, 7, 5], [7, 0, 0]]))
+    assert data.y is not None
+    assert data.classes is not None
+    assert data.classes.tolist() == [5, 7]  # the padding's 0 is not a class
+    assert data.y.tolist() == [[0, 1, 0], [1, IGNORE_INDEX, IGNORE_INDEX]]
+
+
+def test_a_test_set_encodes_step_labels_with_the_training_classes() -> None:
+    train = from_arrays(np.ones((1, 3, 1)), np.array([["x", "y", "z"]]))
+    test = from_arrays(np.ones((1, 2, 1)), np.array([["z", "x"]]), classes=train.classes)
+    assert test.y is not None
+    assert test.y.tolist() == [[2, 0]]
+    with pytest.raises(ValueError, match=r"3 classes \['x', 'y', 'z'\], but `y\[1, 0\]` is 'w'"):
+        from_arrays(np.ones((2, 2, 1)), np.array([["x", "y"], ["w", "x"]]), classes=train.classes)
+
+
+def test_fractional_step_values_are_not_labels() -> None:
+    with pytest.raises(TypeError, match=r"per-step targets \(N, L_y, H_y\)"):
+        from_arrays(np.ones((2, 3, 1)), np.full((2, 3), 0.5))
+
+
+def test_a_tagger_trained_on_step_labels_predicts_them_after_load_model(tmp_path: Any) -> None:
+    gen = np.random.default_rng(0)
+    x = gen.normal(size=(24, 6, 3)).astype(np.float32)
+    tags = np.where(x[..., 0] > 0, "up", "down")  # the label of each step is its sign
+    data = from_arrays(x, tags)
+    torch.manual_seed(0)
+    model = SequenceTagger(3, 2, 8, cell="gru")
+    trainer = Trainer(max_epochs=2, batch_size=8, progress=False, seed=0)
+    trainer.callbacks.append(ModelCheckpoint(tmp_path))
+    trainer.fit(model, data)
+    assert model.classes is not None
+    assert model.classes.tolist() == ["down", "up"]
+    loaded = load_model(tmp_path / "last.ckpt")
+    assert isinstance(loaded, SequenceTagger)
+    labels = loaded.predict_labels(torch.from_numpy(x))
+    assert labels.shape == (24, 6)
+    expected = np.array(["down", "up"])[loaded.predict(torch.from_numpy(x)).numpy()]
+    np.testing.assert_array_equal(labels, expected)
 
 
 # -- missing values -------------------------------------------------------------------------

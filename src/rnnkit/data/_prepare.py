@@ -53,8 +53,8 @@ def _prepare_x(x: Any) -> Tensor:
 def _prepare_classes(classes: Any, y: Any) -> np.ndarray[Any, Any] | None:
     if classes is None:
         return None
-    if y is None or getattr(y, "ndim", 1) != 1:
-        raise ValueError("Expected `classes` only with class targets `y` of shape (N,).")
+    if y is None or getattr(y, "ndim", 1) not in (1, 2):
+        raise ValueError("Expected `classes` only with class targets `y` of shape (N,) or (N, L).")
     labels = np.asarray(classes)
     if labels.ndim != 1 or len(labels) == 0 or len(np.unique(labels)) != len(labels):
         raise ValueError(

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from rnnkit._validate import check_int
 from rnnkit.data._checks import fmt_shape
+from rnnkit.data._prepare import IGNORE_INDEX
 from rnnkit.data.dataset import SequenceDataset
 from rnnkit.data.labels import encode_labels
 from rnnkit.data.missing import MissingPolicy, fill_missing
@@ -64,14 +65,17 @@ def from_arrays(
     indices in sorted order of their distinct values; the dataset keeps them in
     :attr:`~rnnkit.data.SequenceDataset.classes` and maps predictions back with
     :meth:`~rnnkit.data.SequenceDataset.decode`. Encode a test set with the training set's
-    classes: ``from_arrays(x_test, y_test, classes=train.classes)``. A ``y`` with more axes holds
-    per-step targets and is laid out like ``x``.
+    classes: ``from_arrays(x_test, y_test, classes=train.classes)``. A ``y`` of shape
+    ``(N, L)`` holds a label per step (for a :class:`~rnnkit.SequenceTagger`), encoded the same
+    way over the valid steps; steps after a sequence's length become
+    :data:`~rnnkit.data.IGNORE_INDEX`, whatever they held. A ``y`` with three axes holds
+    per-step regression targets and is laid out like ``x``.
 
     Args:
         x: The input series, see above (:class:`numpy.ndarray`, :class:`torch.Tensor` or
             anything ``numpy.asarray`` takes).
-        y: ``None``; N class labels ``(N,)``; or per-step targets ``(N, L_y, H_y)`` (``"NLC"``)
-            or ``(N, H_y, L_y)`` (``"NCL"``).
+        y: ``None``; N class labels ``(N,)``; a label per step ``(N, L)``; or per-step
+            targets ``(N, L_y, H_y)`` (``"NLC"``) or ``(N, H_y, L_y)`` (``"NCL"``).
         layout: ``"NLC"`` (the default, torch's) or ``"NCL"`` (aeon's and sktime's).
         lengths: For a padded 3-D ``x``, each sequence's true length ``(N,)``; must be
             ``None`` for a list (the lengths are the items' lengths).
@@ -103,9 +107,9 @@ def from_arrays(
     Shapes:
         - ``x``: ``(N, L, C)``, ``(N, C, L)``, ``(N, L)``, or a list of ``(L_i, C)`` /
           ``(C, L_i)`` / ``(L_i,)``.
-        - ``y``: ``(N,)`` or ``(N, L_y, H_y)`` / ``(N, H_y, L_y)``.
-        - returns: ``x`` ``(N, L, C)``, ``lengths`` ``(N,)`` (when padded), ``y`` ``(N,)`` or
-          ``(N, L_y, H_y)``.
+        - ``y``: ``(N,)``, ``(N, L)``, or ``(N, L_y, H_y)`` / ``(N, H_y, L_y)``.
+        - returns: ``x`` ``(N, L, C)``, ``lengths`` ``(N,)`` (when padded), ``y`` ``(N,)``,
+          ``(N, L)`` or ``(N, L_y, H_y)``.
 
     Example:
         >>> import numpy as np
@@ -126,7 +130,7 @@ def from_arrays(
     elif not isinstance(x, (list, tuple)) and _ndim(x) == 3:
         _warn_layout(values, layout)
     values = fill_missing(values, valid, missing)
-    targets, codes = _targets(y, layout, classes)
+    targets, codes = _targets(y, layout, classes, lengths_t)
     return SequenceDataset(values.to(dtype), targets, lengths_t, classes=codes)
 
 
@@ -264,7 +268,7 @@ def _warn_layout(values: Tensor, layout: SeriesLayout) -> None:
 
 
 def _targets(
-    y: Any, layout: SeriesLayout, classes: Any
+    y: Any, layout: SeriesLayout, classes: Any, lengths: Tensor | None
 ) -> tuple[Tensor | None, np.ndarray[Any, Any] | None]:
     if y is None:
         if classes is not None:
@@ -273,7 +277,39 @@ def _targets(
     if _ndim(y) <= 1:
         codes, known = encode_labels(y, classes, name="y")
         return codes, known
+    if _ndim(y) == 2:
+        return _step_labels(y, classes, lengths)
     t = _as_float(y, "y")
     if t.dim() == 3 and layout == "NCL":
         t = t.transpose(1, 2)
     return t.float(), None
+
+
+def _step_labels(
+    y: Any, classes: Any, lengths: Tensor | None
+) -> tuple[Tensor, np.ndarray[Any, Any]]:
+    """Encode ``(N, L)`` labels over the valid steps; padded steps become ``IGNORE_INDEX``."""
+    values = y.detach().cpu().numpy() if isinstance(y, Tensor) else np.asarray(y)
+    n, steps = values.shape
+    valid = np.ones((n, steps), dtype=bool)
+    if lengths is not None and len(lengths) == n:  # a count mismatch is the dataset's error
+        valid = np.arange(steps)[None, :] < lengths.numpy()[:, None]
+    if classes is not None:
+        _check_known(values, valid, np.asarray(classes))
+    codes, known = encode_labels(values[valid], classes, name="y")
+    tags = torch.full((n, steps), IGNORE_INDEX, dtype=torch.int64)
+    tags[torch.from_numpy(valid)] = codes
+    return tags, known
+
+
+def _check_known(
+    values: np.ndarray[Any, Any], valid: np.ndarray[Any, Any], known: np.ndarray[Any, Any]
+) -> None:
+    unknown = valid & ~np.isin(values, known)
+    if bool(unknown.any()):
+        i, step = (int(v) for v in np.argwhere(unknown)[0])
+        raise ValueError(
+            f"Expected every label to be one of the {len(known)} classes {known.tolist()}, but "
+            f"`y[{i}, {step}]` is {values[i, step].item()!r}. Hint: encode a test set with the "
+            "training set's classes, and leave out or relabel what it never saw."
+        )
