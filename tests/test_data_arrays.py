@@ -267,6 +267,25 @@ def test_step_labels_of_a_ragged_list_follow_its_lengths() -> None:
     assert data.y.tolist() == [[0, 1, 0], [1, IGNORE_INDEX, IGNORE_INDEX]]
 
 
+def test_an_integer_ignore_index_marks_a_step_to_skip() -> None:
+    tags = np.array([[1, 3, IGNORE_INDEX], [3, 3, 1]])
+    data = from_arrays(np.ones((2, 3, 1)), tags)
+    assert data.classes is not None
+    assert data.classes.tolist() == [1, 3]
+    assert data.y is not None
+    assert data.y.tolist() == [[0, 1, IGNORE_INDEX], [1, 1, 0]]
+
+
+def test_step_labels_of_another_shape_than_x_name_both() -> None:
+    with pytest.raises(ShapeError, match=r"\(N, L\) = \(2, 4\), as `x`, but got \(3, 4\)"):
+        from_arrays(np.ones((2, 4, 1)), np.zeros((3, 4), dtype=np.int64))
+
+
+def test_fractional_lengths_are_refused() -> None:
+    with pytest.raises(TypeError, match="`lengths` to hold integers"):
+        from_arrays(np.ones((2, 4, 1)), lengths=[4, 2.5])
+
+
 def test_a_test_set_encodes_step_labels_with_the_training_classes() -> None:
     train = from_arrays(np.ones((1, 3, 1)), np.array([["x", "y", "z"]]))
     test = from_arrays(np.ones((1, 2, 1)), np.array([["z", "x"]]), classes=train.classes)

@@ -130,7 +130,8 @@ def from_arrays(
     elif not isinstance(x, (list, tuple)) and _ndim(x) == 3:
         _warn_layout(values, layout)
     values = fill_missing(values, valid, missing)
-    targets, codes = _targets(y, layout, classes, lengths_t)
+    sizes = (int(values.shape[0]), int(values.shape[1]))
+    targets, codes = _targets(y, layout, classes, sizes, lengths_t)
     return SequenceDataset(values.to(dtype), targets, lengths_t, classes=codes)
 
 
@@ -181,7 +182,12 @@ def _from_array(
         raise ValueError(f"Expected a non-empty `x`, but got shape {fmt_shape(t)}.")
     if lengths is None:
         return t, torch.ones(t.shape[:2], dtype=torch.bool), None
-    lengths_t = torch.as_tensor(np.asarray(lengths)).long().flatten()
+    given = np.asarray(lengths)
+    if given.dtype.kind not in "iu":  # 2.5 must not be cut to 2
+        raise TypeError(
+            f"Expected `lengths` to hold integers, but got dtype {given.dtype} ({lengths!r})."
+        )
+    lengths_t = torch.as_tensor(given).long().flatten()
     steps = torch.arange(t.shape[1])
     valid = steps.unsqueeze(0) < lengths_t.unsqueeze(1) if len(lengths_t) == len(t) else None
     if valid is None:
@@ -268,7 +274,11 @@ def _warn_layout(values: Tensor, layout: SeriesLayout) -> None:
 
 
 def _targets(
-    y: Any, layout: SeriesLayout, classes: Any, lengths: Tensor | None
+    y: Any,
+    layout: SeriesLayout,
+    classes: Any,
+    sizes: tuple[int, int],
+    lengths: Tensor | None,
 ) -> tuple[Tensor | None, np.ndarray[Any, Any] | None]:
     if y is None:
         if classes is not None:
@@ -278,7 +288,7 @@ def _targets(
         codes, known = encode_labels(y, classes, name="y")
         return codes, known
     if _ndim(y) == 2:
-        return _step_labels(y, classes, lengths)
+        return _step_labels(y, classes, sizes, lengths)
     t = _as_float(y, "y")
     if t.dim() == 3 and layout == "NCL":
         t = t.transpose(1, 2)
@@ -286,14 +296,26 @@ def _targets(
 
 
 def _step_labels(
-    y: Any, classes: Any, lengths: Tensor | None
+    y: Any, classes: Any, sizes: tuple[int, int], lengths: Tensor | None
 ) -> tuple[Tensor, np.ndarray[Any, Any]]:
-    """Encode ``(N, L)`` labels over the valid steps; padded steps become ``IGNORE_INDEX``."""
+    """Encode ``(N, L)`` labels over the valid steps; the others become ``IGNORE_INDEX``.
+
+    Steps after a sequence's length are padding; an integer ``IGNORE_INDEX`` marks a step to
+    skip, as in a :class:`~rnnkit.data.SequenceDataset`'s own tags.
+    """
     values = y.detach().cpu().numpy() if isinstance(y, Tensor) else np.asarray(y)
-    n, steps = values.shape
+    if values.shape != sizes:
+        raise ShapeError(
+            f"Expected `y` of a label per step to have shape (N, L) = {fmt_shape(sizes)}, as "
+            f"`x`, but got {fmt_shape(values.shape)}. Hint: one label per step of every "
+            "sequence; padded steps may hold anything."
+        )
+    n, steps = sizes
     valid = np.ones((n, steps), dtype=bool)
     if lengths is not None and len(lengths) == n:  # a count mismatch is the dataset's error
         valid = np.arange(steps)[None, :] < lengths.numpy()[:, None]
+    if values.dtype.kind in "iuf":
+        valid &= values != IGNORE_INDEX
     if classes is not None:
         _check_known(values, valid, np.asarray(classes))
     codes, known = encode_labels(values[valid], classes, name="y")

@@ -114,7 +114,8 @@ def _check_not_continuous(values: np.ndarray[Any, Any]) -> None:
     ):
         raise TypeError(
             "Expected class labels, but got floating-point values with a fractional part (or "
-            "NaN). Hint: regression targets go in as per-step targets (N, L_y, H_y)."
+            "NaN). Hint: regression targets go in as per-step targets (N, L_y, H_y); add the "
+            "feature axis with y[..., None]."
         )
 
 
