@@ -21,7 +21,7 @@ from rnnkit._validate import check_int
 from rnnkit.data._checks import fmt_shape
 from rnnkit.data._prepare import IGNORE_INDEX
 from rnnkit.data.dataset import SequenceDataset
-from rnnkit.data.labels import encode_labels
+from rnnkit.data.labels import encode_labels, unknown_label
 from rnnkit.data.missing import MissingPolicy, fill_missing
 from rnnkit.errors import ShapeError
 
@@ -130,8 +130,7 @@ def from_arrays(
     elif not isinstance(x, (list, tuple)) and _ndim(x) == 3:
         _warn_layout(values, layout)
     values = fill_missing(values, valid, missing)
-    sizes = (int(values.shape[0]), int(values.shape[1]))
-    targets, codes = _targets(y, layout, classes, sizes, lengths_t)
+    targets, codes = _targets(y, layout, classes, valid)
     return SequenceDataset(values.to(dtype), targets, lengths_t, classes=codes)
 
 
@@ -277,8 +276,7 @@ def _targets(
     y: Any,
     layout: SeriesLayout,
     classes: Any,
-    sizes: tuple[int, int],
-    lengths: Tensor | None,
+    valid: Tensor,
 ) -> tuple[Tensor | None, np.ndarray[Any, Any] | None]:
     if y is None:
         if classes is not None:
@@ -288,50 +286,36 @@ def _targets(
         codes, known = encode_labels(y, classes, name="y")
         return codes, known
     if _ndim(y) == 2:
-        return _step_labels(y, classes, sizes, lengths)
+        return _step_labels(y, classes, valid)
     t = _as_float(y, "y")
     if t.dim() == 3 and layout == "NCL":
         t = t.transpose(1, 2)
     return t.float(), None
 
 
-def _step_labels(
-    y: Any, classes: Any, sizes: tuple[int, int], lengths: Tensor | None
-) -> tuple[Tensor, np.ndarray[Any, Any]]:
-    """Encode ``(N, L)`` labels over the valid steps; the others become ``IGNORE_INDEX``.
+def _step_labels(y: Any, classes: Any, valid: Tensor) -> tuple[Tensor, np.ndarray[Any, Any]]:
+    """Encode ``(N, L)`` labels over ``x``'s ``valid`` steps; the others become ``IGNORE_INDEX``.
 
     Steps after a sequence's length are padding; an integer ``IGNORE_INDEX`` marks a step to
     skip, as in a :class:`~rnnkit.data.SequenceDataset`'s own tags.
     """
     values = y.detach().cpu().numpy() if isinstance(y, Tensor) else np.asarray(y)
-    if values.shape != sizes:
+    if values.shape != tuple(valid.shape):
         raise ShapeError(
-            f"Expected `y` of a label per step to have shape (N, L) = {fmt_shape(sizes)}, as "
+            f"Expected `y` of a label per step to have shape (N, L) = {fmt_shape(valid)}, as "
             f"`x`, but got {fmt_shape(values.shape)}. Hint: one label per step of every "
             "sequence; padded steps may hold anything."
         )
-    n, steps = sizes
-    valid = np.ones((n, steps), dtype=bool)
-    if lengths is not None and len(lengths) == n:  # a count mismatch is the dataset's error
-        valid = np.arange(steps)[None, :] < lengths.numpy()[:, None]
+    labelled = valid.numpy().copy()
     if values.dtype.kind in "iuf":
-        valid &= values != IGNORE_INDEX
+        labelled &= values != IGNORE_INDEX
     if classes is not None:
-        _check_known(values, valid, np.asarray(classes))
-    codes, known = encode_labels(values[valid], classes, name="y")
-    tags = torch.full((n, steps), IGNORE_INDEX, dtype=torch.int64)
-    tags[torch.from_numpy(valid)] = codes
+        known = np.asarray(classes)
+        unknown = np.argwhere(labelled & ~np.isin(values, known))
+        if len(unknown):  # named by its (sample, step), not its place among the valid steps
+            i, step = (int(v) for v in unknown[0])
+            raise unknown_label(known, f"y[{i}, {step}]", values[i, step].item())
+    codes, known = encode_labels(values[labelled], classes, name="y")
+    tags = torch.full(labelled.shape, IGNORE_INDEX, dtype=torch.int64)
+    tags[torch.from_numpy(labelled)] = codes
     return tags, known
-
-
-def _check_known(
-    values: np.ndarray[Any, Any], valid: np.ndarray[Any, Any], known: np.ndarray[Any, Any]
-) -> None:
-    unknown = valid & ~np.isin(values, known)
-    if bool(unknown.any()):
-        i, step = (int(v) for v in np.argwhere(unknown)[0])
-        raise ValueError(
-            f"Expected every label to be one of the {len(known)} classes {known.tolist()}, but "
-            f"`y[{i}, {step}]` is {values[i, step].item()!r}. Hint: encode a test set with the "
-            "training set's classes, and leave out or relabel what it never saw."
-        )

@@ -58,12 +58,17 @@ def encode_labels(
     missing = known[codes] != values
     if bool(np.any(missing)):
         i = int(np.flatnonzero(missing)[0])
-        raise ValueError(
-            f"Expected every label to be one of the {len(known)} classes {known.tolist()}, but "
-            f"`{name}[{i}]` is {values.tolist()[i]!r}. Hint: a class absent from the training "
-            "labels cannot be predicted; check both sets use the same label spelling."
-        )
+        raise unknown_label(known, f"{name}[{i}]", values.tolist()[i])
     return torch.from_numpy(codes.astype(np.int64)), known
+
+
+def unknown_label(known: np.ndarray[Any, Any], where: str, label: Any) -> ValueError:
+    """The error for a ``label`` at ``where`` (e.g. ``y[3]``) that is not among ``known``."""
+    return ValueError(
+        f"Expected every label to be one of the {len(known)} classes {known.tolist()}, but "
+        f"`{where}` is {label!r}. Hint: a class absent from the training labels cannot be "
+        "predicted; check both sets use the same label spelling."
+    )
 
 
 def decode_labels(indices: Any, classes: np.ndarray[Any, Any]) -> Any:
