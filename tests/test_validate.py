@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit._validate import check_bool, check_int, check_number, fmt_shape
+from rnnkit._validate import check_bool, check_int, check_number, check_optional_int, fmt_shape
 
 
 def test_check_int_accepts_python_and_numpy_ints_only() -> None:
@@ -48,3 +48,12 @@ def test_fmt_shape_renders_shapes_as_python_tuples(shape: object, text: str) -> 
     assert fmt_shape(shape) == text  # type: ignore[arg-type]
     if type(shape) is tuple:
         assert text == repr(shape)
+
+
+def test_check_optional_int_passes_none_and_checks_the_rest() -> None:
+    assert check_optional_int("n", None, 1) is None
+    assert check_optional_int("n", np.int64(4), 1) == 4
+    with pytest.raises(TypeError, match=r"Expected `n` to be an int, but got 1\.5\."):
+        check_optional_int("n", 1.5, 1)
+    with pytest.raises(ValueError, match=r"Expected `n` >= 1, but got 0\."):
+        check_optional_int("n", 0, 1)

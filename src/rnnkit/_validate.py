@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_bool", "check_int", "check_number", "fmt_shape", "is_int"]
+__all__ = ["check_bool", "check_int", "check_number", "check_optional_int", "fmt_shape", "is_int"]
 
 
 def is_int(value: object) -> bool:
@@ -34,6 +34,11 @@ def check_int(name: str, value: object, minimum: int) -> int:
     if number < minimum:
         raise ValueError(f"Expected `{name}` >= {minimum}, but got {number}.")
     return number
+
+
+def check_optional_int(name: str, value: object, minimum: int) -> int | None:
+    """``None`` (an option turned off), or ``value`` checked as :func:`check_int` checks it."""
+    return None if value is None else check_int(name, value, minimum)
 
 
 def check_number(

@@ -26,7 +26,7 @@ from typing import Any, Literal, TextIO
 import torch
 from torch import Tensor
 
-from rnnkit._validate import check_int
+from rnnkit._validate import check_optional_int
 
 __all__ = [
     "Callback",
@@ -219,11 +219,11 @@ class ProgressBar(Callback):
         file: TextIO | None = None,
         refresh_every_n_steps: int | None = None,
     ) -> None:
-        if refresh_every_n_steps is not None:
-            refresh_every_n_steps = check_int("refresh_every_n_steps", refresh_every_n_steps, 1)
         self.enabled = enabled
         self.file = file
-        self.refresh_every_n_steps = refresh_every_n_steps
+        self.refresh_every_n_steps = check_optional_int(
+            "refresh_every_n_steps", refresh_every_n_steps, 1
+        )
         self.mode: _Mode = "off"
         self._stream: TextIO = sys.stderr
         self._tqdm: Any = None

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from rnnkit._validate import check_int
+from rnnkit._validate import check_int, check_optional_int
 from rnnkit.callbacks._base import Callback
 from rnnkit.callbacks._unroll import Unroll, stepwise
 from rnnkit.data import Batch
@@ -260,9 +260,7 @@ class GradientFlow(Callback):
         warn: bool = True,
     ) -> None:
         self.every_n_epochs = check_int("every_n_epochs", every_n_epochs, 0)
-        self.every_n_steps = (
-            None if every_n_steps is None else check_int("every_n_steps", every_n_steps, 1)
-        )
+        self.every_n_steps = check_optional_int("every_n_steps", every_n_steps, 1)
         self.x, self.y, self.lengths = x, y, lengths
         self.log_key = log_key
         self.warn = warn

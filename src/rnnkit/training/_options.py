@@ -18,7 +18,7 @@ from typing import Any, Literal, TypedDict
 
 import torch
 
-from rnnkit._validate import check_int
+from rnnkit._validate import check_int, check_optional_int
 from rnnkit.distributed import DistributedContext
 from rnnkit.training._checks import (
     check_callbacks,
@@ -205,9 +205,9 @@ def check_arguments(args: Mapping[str, Any]) -> None:
     check_int("batch_size", args["batch_size"], 1)
     check_int("log_every_n_steps", args["log_every_n_steps"], 1)
     check_int("overfit_batches", args["overfit_batches"], 0)
-    for name, minimum in (("tbptt_steps", 1), ("rollout_horizon", 1), ("seed", 0)):
-        if args[name] is not None:  # None: the option is off
-            check_int(name, args[name], minimum)
+    check_optional_int("tbptt_steps", args["tbptt_steps"], 1)
+    check_optional_int("rollout_horizon", args["rollout_horizon"], 1)
+    check_optional_int("seed", args["seed"], 0)
     check_optimizer(args["optimizer"], OPTIMIZERS)
     check_choice("on_nan", args["on_nan"], ("raise", "skip"))
     check_choice("scheduler_interval", args["scheduler_interval"], ("epoch", "step"))
