@@ -287,9 +287,13 @@ def test_bad_arguments_are_refused(tmp_path: Path, kwargs: dict[str, Any], messa
         ({"save_top_k": 1.5}, r"`save_top_k` to be an int, but got 1.5"),
         ({"save_top_k": True}, r"`save_top_k` to be an int, but got True"),
         ({"every_n_epochs": "2"}, r"`every_n_epochs` to be an int, but got '2'"),
+        ({"filename": 3}, r"`filename` to be a str"),
+        ({"monitor": 3}, r"`monitor` to be a str or None"),
+        ({"save_last": "yes"}, r"`save_last` to be a bool, but got str 'yes'"),
+        ({"overwrite": 1}, r"`overwrite` to be a bool, but got int 1"),
     ],
 )
-def test_counts_of_the_wrong_type_are_refused(
+def test_arguments_of_the_wrong_type_are_refused(
     tmp_path: Path, kwargs: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(TypeError, match=message):

@@ -239,22 +239,6 @@ def test_bad_arguments_are_refused_at_construction(
         ModelCheckpoint(tmp_path, **kwargs)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"filename": 3}, r"`filename` to be a str"),
-        ({"monitor": 3}, r"`monitor` to be a str or None"),
-        ({"save_last": "yes"}, r"`save_last` to be a bool, but got str 'yes'"),
-        ({"overwrite": 1}, r"`overwrite` to be a bool, but got int 1"),
-    ],
-)
-def test_arguments_of_the_wrong_type_raise_type_error(
-    tmp_path: Path, kwargs: dict[str, Any], message: str
-) -> None:
-    with pytest.raises(TypeError, match=message):
-        ModelCheckpoint(tmp_path, **kwargs)
-
-
 def test_a_bad_dirpath_type_is_refused_at_construction() -> None:
     with pytest.raises(TypeError, match=r"`dirpath` to be a str or os.PathLike"):
         ModelCheckpoint(None)  # type: ignore[arg-type]
