@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from rnnkit.data import Standardizer
 from rnnkit.errors import ShapeError
 from rnnkit.models._data_card import check_classes, check_scaler
 from rnnkit.models.config import ModelConfig
-from rnnkit.models.encoder import RecurrentEncoder, unbatch_state, valid_mask
+from rnnkit.models.encoder import Kernel, RecurrentEncoder, unbatch_state, valid_mask
 from rnnkit.shapes import RecurrentSpec, State
 
 __all__ = ["RecurrentModel", "unwrap_model"]
@@ -24,11 +25,14 @@ __all__ = ["RecurrentModel", "unwrap_model"]
 _BatchMajorRun: TypeAlias = Callable[[Tensor, State | None, Tensor | None], tuple[Tensor, State]]
 """What a model computes in the internal layout: ``(x, h0, lengths) -> (values, state)``."""
 
+_Config = TypeVar("_Config", bound=ModelConfig)
+
 
 class RecurrentModel(nn.Module):
     """Base class of the rnnkit models: a :class:`rnnkit.RecurrentEncoder` and a head.
 
-    Subclasses set :attr:`config_class`, build ``self.encoder`` and store ``self.config``.
+    Subclasses set :attr:`config_class`, build ``self.encoder`` (with :meth:`_build_encoder`)
+    and store ``self.config``.
 
     Besides its weights, a model can carry what it needs to read and write data in their
     original units: :attr:`classes`, :attr:`input_scaler` and :attr:`target_scaler`. The
@@ -97,6 +101,26 @@ class RecurrentModel(nn.Module):
     def target_scaler(self, value: Standardizer | None) -> None:
         size = getattr(self.config, "output_size", None)
         self._target_scaler = check_scaler(value, "target_scaler", size, type(self).__name__)
+
+    def _build_encoder(self, config: _Config, kernel: Kernel) -> _Config:
+        """Build :attr:`encoder` as ``config`` describes it; it checks the options it takes.
+
+        Returns ``config`` with the encoder's ``dropout`` (a ``float``), for :attr:`config`.
+        """
+        self.encoder = RecurrentEncoder(
+            config.input_size,
+            config.hidden_size,
+            cell=config.cell,
+            num_layers=config.num_layers,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout,
+            proj_size=config.proj_size,
+            nonlinearity=config.nonlinearity,
+            batch_first=config.batch_first,
+            init=config.init,
+            kernel=kernel,
+        )
+        return dataclasses.replace(config, dropout=self.encoder.dropout)
 
     def _model_inputs(self, x: Tensor) -> Tensor:
         """Raw ``x`` in the model's units: standardised with :attr:`input_scaler` when set."""

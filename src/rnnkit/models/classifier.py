@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from rnnkit.data import decode_labels
 from rnnkit.models.base import RecurrentModel, check_num_classes, evaluating
 from rnnkit.models.config import ClassifierConfig
-from rnnkit.models.encoder import Kernel, Nonlinearity, RecurrentEncoder
+from rnnkit.models.encoder import Kernel, Nonlinearity
 from rnnkit.models.initializers import InitScheme
 from rnnkit.models.readouts import Readout, apply_readout, check_readout
 from rnnkit.shapes import CellType
@@ -76,33 +76,21 @@ class SequenceClassifier(RecurrentModel):
         super().__init__()
         check_num_classes(num_classes)
         check_readout(readout)
-        self.encoder = RecurrentEncoder(
-            input_size,
-            hidden_size,
-            cell=cell,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-            proj_size=proj_size,
-            nonlinearity=nonlinearity,
-            batch_first=batch_first,
-            init=init,
-            kernel=kernel,
-        )
-        self.config = ClassifierConfig(
+        config = ClassifierConfig(
             input_size=input_size,
             num_classes=num_classes,
             hidden_size=hidden_size,
             cell=cell,
             num_layers=num_layers,
             bidirectional=bidirectional,
-            dropout=self.encoder.dropout,
+            dropout=dropout,
             proj_size=proj_size,
             nonlinearity=nonlinearity,
             readout=readout,
             batch_first=batch_first,
             init=init,
         )
+        self.config = self._build_encoder(config, kernel)
         self.head = nn.Linear(self.spec.D * self.spec.output_size, num_classes)
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -12,7 +13,7 @@ from rnnkit._validate import check_int
 from rnnkit.errors import ShapeError
 from rnnkit.models.base import RecurrentModel, evaluating, zero_padded_steps
 from rnnkit.models.config import RegressorConfig
-from rnnkit.models.encoder import Kernel, Nonlinearity, RecurrentEncoder
+from rnnkit.models.encoder import Kernel, Nonlinearity
 from rnnkit.models.initializers import InitScheme
 from rnnkit.shapes import CellType, State
 
@@ -77,9 +78,10 @@ class Seq2SeqRegressor(RecurrentModel):
         kernel: Kernel = "auto",
     ) -> None:
         super().__init__()
-        self.encoder = RecurrentEncoder(
-            input_size,
-            hidden_size,
+        config = RegressorConfig(
+            input_size=input_size,
+            output_size=input_size if output_size is None else output_size,
+            hidden_size=hidden_size,
             cell=cell,
             num_layers=num_layers,
             bidirectional=bidirectional,
@@ -88,23 +90,12 @@ class Seq2SeqRegressor(RecurrentModel):
             nonlinearity=nonlinearity,
             batch_first=batch_first,
             init=init,
-            kernel=kernel,
         )
-        output_size = _check_output_size(input_size if output_size is None else output_size)
-        self.config = RegressorConfig(
-            input_size=input_size,
-            output_size=output_size,
-            hidden_size=hidden_size,
-            cell=cell,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=self.encoder.dropout,
-            proj_size=proj_size,
-            nonlinearity=nonlinearity,
-            batch_first=batch_first,
-            init=init,
+        config = self._build_encoder(config, kernel)
+        self.config = dataclasses.replace(
+            config, output_size=_check_output_size(config.output_size)
         )
-        self.head = nn.Linear(self.spec.D * self.spec.output_size, output_size)
+        self.head = nn.Linear(self.spec.D * self.spec.output_size, self.config.output_size)
 
     @property
     def output_size(self) -> int:

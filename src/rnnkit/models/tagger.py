@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from rnnkit.data import decode_labels
 from rnnkit.models.base import RecurrentModel, check_num_classes, evaluating, zero_padded_steps
 from rnnkit.models.config import TaggerConfig
-from rnnkit.models.encoder import Kernel, Nonlinearity, RecurrentEncoder
+from rnnkit.models.encoder import Kernel, Nonlinearity
 from rnnkit.models.initializers import InitScheme
 from rnnkit.shapes import CellType
 
@@ -79,9 +79,10 @@ class SequenceTagger(RecurrentModel):
     ) -> None:
         super().__init__()
         check_num_classes(num_classes)
-        self.encoder = RecurrentEncoder(
-            input_size,
-            hidden_size,
+        config = TaggerConfig(
+            input_size=input_size,
+            num_classes=num_classes,
+            hidden_size=hidden_size,
             cell=cell,
             num_layers=num_layers,
             bidirectional=bidirectional,
@@ -90,21 +91,8 @@ class SequenceTagger(RecurrentModel):
             nonlinearity=nonlinearity,
             batch_first=batch_first,
             init=init,
-            kernel=kernel,
         )
-        self.config = TaggerConfig(
-            input_size=input_size,
-            num_classes=num_classes,
-            hidden_size=hidden_size,
-            cell=cell,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=self.encoder.dropout,
-            proj_size=proj_size,
-            nonlinearity=nonlinearity,
-            batch_first=batch_first,
-            init=init,
-        )
+        self.config = self._build_encoder(config, kernel)
         self.head = nn.Linear(self.spec.D * self.spec.output_size, num_classes)
 
     @property
