@@ -267,6 +267,60 @@ def test_step_labels_of_a_ragged_list_follow_its_lengths() -> None:
     assert data.y.tolist() == [[0, 1, 0], [1, IGNORE_INDEX, IGNORE_INDEX]]
 
 
+def test_ragged_step_labels_as_one_sequence_per_series_match_the_padded_array() -> None:
+    x = [np.ones((3, 2)), np.ones((1, 2)), np.ones((2, 2))]
+    ragged = from_arrays(x, [["B", "I", "O"], np.array(["O"]), ("B", "I")])
+    padded = from_arrays(x, np.array([["B", "I", "O"], ["O", "-", "-"], ["B", "I", "-"]]))
+    assert ragged.y is not None
+    assert padded.y is not None
+    assert ragged.y.shape == (3, 3)
+    assert torch.equal(ragged.y, padded.y)
+    assert ragged.classes is not None
+    assert ragged.classes.tolist() == ["B", "I", "O"]
+
+
+def test_ragged_step_labels_of_the_wrong_length_name_the_series() -> None:
+    x = [np.ones((3, 2)), np.ones((2, 2))]
+    with pytest.raises(
+        ShapeError, match=r"`y\[1\]` to hold a label per step of `x\[1\]`, L_1 = 2, but got 1"
+    ):
+        from_arrays(x, [[0, 1, 0], [1]])
+    with pytest.raises(
+        ShapeError, match="a label sequence for each of the N = 2 series, but got 3"
+    ):
+        from_arrays(x, [[0, 1, 0], [1, 0], [1]])
+
+
+def test_ragged_targets_that_are_not_label_sequences_get_a_hint() -> None:
+    x = [np.ones((3, 2)), np.ones((2, 2))]
+    with pytest.raises(ShapeError, match=r"unequal shapes\. Hint: labels per step .* a list of N"):
+        from_arrays(x, [np.ones((3, 1)), np.ones((2, 1))])
+
+
+@pytest.mark.parametrize(
+    ("y", "where"),
+    [(["a", None, "b"], r"y\[1\]"), ([[0, 1], [1, None], [0, 0]], r"y\[1, 1\]")],
+)
+def test_a_missing_label_is_named(y: Any, where: str) -> None:
+    with pytest.raises(ValueError, match=rf"every label in `y` to be set, but `{where}` is None"):
+        from_arrays(np.ones((3, 2, 1)), y)
+
+
+def test_a_missing_label_at_a_padded_step_is_padding() -> None:
+    data = from_arrays(np.ones((2, 2, 1)), [["a", "b"], ["b", None]], lengths=[2, 1])
+    assert data.y is not None
+    assert data.y.tolist() == [[0, 1], [1, IGNORE_INDEX]]
+
+
+@pytest.mark.parametrize("y", [["a", 1, "b"], np.array(["a", 1, "b"], dtype=object)])
+def test_strings_and_numbers_mixed_are_refused_not_turned_into_strings(y: Any) -> None:
+    pattern = r"of one type, but got strings \('a' at `y\[0\]`\) and numbers \(1 at `y\[1\]`\)"
+    with pytest.raises(TypeError, match=pattern):
+        from_arrays(np.ones((3, 2, 1)), y)
+    with pytest.raises(TypeError, match="of one type"):
+        encode_labels(y)
+
+
 def test_an_integer_ignore_index_marks_a_step_to_skip() -> None:
     tags = np.array([[1, 3, IGNORE_INDEX], [3, 3, 1]])
     data = from_arrays(np.ones((2, 3, 1)), tags)

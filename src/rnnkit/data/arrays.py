@@ -21,7 +21,7 @@ from rnnkit._validate import check_int
 from rnnkit.data._checks import fmt_shape
 from rnnkit.data._prepare import IGNORE_INDEX
 from rnnkit.data.dataset import SequenceDataset
-from rnnkit.data.labels import encode_labels, unknown_label
+from rnnkit.data.labels import encode_labels, label_array, unknown_label
 from rnnkit.data.missing import MissingPolicy, fill_missing
 from rnnkit.errors import ShapeError
 
@@ -68,14 +68,16 @@ def from_arrays(
     classes: ``from_arrays(x_test, y_test, classes=train.classes)``. A ``y`` of shape
     ``(N, L)`` holds a label per step (for a :class:`~rnnkit.SequenceTagger`), encoded the same
     way over the valid steps; steps after a sequence's length become
-    :data:`~rnnkit.data.IGNORE_INDEX`, whatever they held. A ``y`` with three axes holds
+    :data:`~rnnkit.data.IGNORE_INDEX`, whatever they held; for a list ``x`` they may also come
+    as a list of N label sequences, each as long as its series. A ``y`` with three axes holds
     per-step regression targets and is laid out like ``x``.
 
     Args:
         x: The input series, see above (:class:`numpy.ndarray`, :class:`torch.Tensor` or
             anything ``numpy.asarray`` takes).
-        y: ``None``; N class labels ``(N,)``; a label per step ``(N, L)``; or per-step
-            targets ``(N, L_y, H_y)`` (``"NLC"``) or ``(N, H_y, L_y)`` (``"NCL"``).
+        y: ``None``; N class labels ``(N,)``; a label per step ``(N, L)`` (or N sequences of
+            ``L_i`` labels); or per-step targets ``(N, L_y, H_y)`` (``"NLC"``) or
+            ``(N, H_y, L_y)`` (``"NCL"``).
         layout: ``"NLC"`` (the default, torch's) or ``"NCL"`` (aeon's and sktime's).
         lengths: For a padded 3-D ``x``, each sequence's true length ``(N,)``; must be
             ``None`` for a list (the lengths are the items' lengths).
@@ -96,9 +98,10 @@ def from_arrays(
         rnnkit.errors.ShapeError: Wrong dimensionality, items with different channel counts,
             targets that do not match ``x``, or channels other than ``input_size``.
         ValueError: NaN with ``missing="error"``, an infinite value, a channel with no
-            observed value at all under ``"ffill"``, an empty sequence, or a label not among
-            ``classes``.
-        TypeError: Floating-point labels with fractional parts, or a non-floating ``dtype``.
+            observed value at all under ``"ffill"``, an empty sequence, a missing label
+            (``None``), or a label not among ``classes``.
+        TypeError: Floating-point labels with fractional parts, labels mixing strings and
+            numbers, or a non-floating ``dtype``.
 
     Warns:
         UserWarning: A 3-D ``x`` read in the given layout has fewer steps than channels, the
@@ -198,7 +201,16 @@ def _from_array(
 
 
 def _ndim(value: Any) -> int:
-    return int(value.dim()) if isinstance(value, Tensor) else int(np.ndim(value))
+    if isinstance(value, Tensor):
+        return int(value.dim())
+    try:
+        return int(np.ndim(value))
+    except ValueError:  # numpy refuses nested lists of unequal lengths
+        raise ShapeError(
+            "Expected `y` to be rectangular, (N,), (N, L) or (N, L_y, H_y), but its items "
+            "have unequal shapes. Hint: labels per step of series of unequal lengths go in as "
+            "a list of N label sequences, one per series and as long as it."
+        ) from None
 
 
 def _from_list(
@@ -282,6 +294,7 @@ def _targets(
         if classes is not None:
             raise ValueError("Expected `classes` only together with class labels `y`.")
         return None, None
+    y = _padded_step_labels(y, valid)
     if _ndim(y) <= 1:
         codes, known = encode_labels(y, classes, name="y")
         return codes, known
@@ -291,6 +304,39 @@ def _targets(
     if t.dim() == 3 and layout == "NCL":
         t = t.transpose(1, 2)
     return t.float(), None
+
+
+def _padded_step_labels(y: Any, valid: Tensor) -> Any:
+    """Per-step labels given as N sequences of unequal lengths, padded to ``(N, L)``.
+
+    Sequence ``i`` holds a label for each of its series' ``L_i`` steps (or for all ``L``);
+    the padding repeats its first label, which ``valid`` masks out. Anything else is returned
+    as it is.
+    """
+    if not isinstance(y, (list, tuple)) or not all(_is_label_row(item) for item in y):
+        return y
+    rows = [item.tolist() if isinstance(item, (np.ndarray, Tensor)) else list(item) for item in y]
+    if len({len(row) for row in rows}) == 1:
+        return y  # equal lengths: an ordinary (N, L) array
+    counts, width = valid.sum(1).tolist(), valid.shape[1]
+    if len(rows) != len(counts):
+        raise ShapeError(
+            f"Expected `y` to hold a label sequence for each of the N = {len(counts)} series, "
+            f"but got {len(rows)}."
+        )
+    for i, (row, count) in enumerate(zip(rows, counts, strict=True)):
+        if len(row) not in (count, width):
+            raise ShapeError(
+                f"Expected `y[{i}]` to hold a label per step of `x[{i}]`, L_{i} = {count}, "
+                f"but got {len(row)} labels."
+            )
+    return [row + row[:1] * (width - len(row)) for row in rows]
+
+
+def _is_label_row(item: Any) -> bool:
+    if isinstance(item, (np.ndarray, Tensor)):
+        return item.ndim == 1 and len(item) > 0
+    return isinstance(item, (list, tuple)) and len(item) > 0
 
 
 def _step_labels(y: Any, classes: Any, valid: Tensor) -> tuple[Tensor, np.ndarray[Any, Any]]:
@@ -309,6 +355,7 @@ def _step_labels(y: Any, classes: Any, valid: Tensor) -> tuple[Tensor, np.ndarra
     labelled = valid.numpy().copy()
     if values.dtype.kind in "iuf":
         labelled &= values != IGNORE_INDEX
+    values = label_array(y, "y", labelled)  # padded steps may hold anything, even None
     if classes is not None:
         known = np.asarray(classes)
         unknown = np.argwhere(labelled & ~np.isin(values, known))

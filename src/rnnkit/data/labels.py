@@ -39,14 +39,15 @@ def encode_labels(
         ``(codes, classes)``: ``int64`` class indices and the classes as an array.
 
     Raises:
-        ValueError: No labels, or a label that is not among ``classes`` (the first is named).
+        ValueError: No labels, a missing label (``None``), or a label that is not among
+            ``classes`` (the first is named).
         TypeError: Floating-point labels with a fractional part (regression targets, not
-            classes).
+            classes), or labels that mix strings and numbers.
 
     Shapes:
         - ``labels``: ``(N,)``; returns ``codes`` ``(N,)`` and ``classes`` ``(C,)``.
     """
-    values = _as_array(labels)
+    values = label_array(labels, name)
     if values.ndim != 1 or values.size == 0:
         raise ValueError(
             f"Expected `{name}` to hold N >= 1 labels of shape (N,), but got shape {values.shape}."
@@ -105,6 +106,53 @@ def plain_label(value: Any) -> Any:
         if isinstance(value, kind):
             return kind(value)
     return value
+
+
+def label_array(
+    labels: Any, name: str, labelled: np.ndarray[Any, Any] | None = None
+) -> np.ndarray[Any, Any]:
+    """``labels`` as an array, refusing a missing label and a mix of strings and numbers.
+
+    Left to numpy, ``["a", 1]`` silently becomes the strings ``["a", "1"]`` and a ``None``
+    fails later on sorting; both are named here instead. Only the positions where
+    ``labelled`` (a boolean array of the labels' shape) is true are checked.
+    """
+    values = _as_array(labels)
+    if values.dtype.kind == "O":
+        _check_one_kind(values, name, labelled)
+    elif values.dtype.kind == "U" and not isinstance(labels, np.ndarray):  # coerced by numpy
+        _check_one_kind(np.asarray(labels, dtype=object), name, labelled)
+    return values
+
+
+def _check_one_kind(
+    objects: np.ndarray[Any, Any], name: str, labelled: np.ndarray[Any, Any] | None
+) -> None:
+    first: dict[str, tuple[str, Any]] = {}  # kind -> (where, label) of its first label
+    for index, value in np.ndenumerate(objects):
+        if labelled is not None and not labelled[index]:
+            continue
+        where = f"{name}[{', '.join(map(str, index))}]"
+        if value is None:
+            raise ValueError(
+                f"Expected every label in `{name}` to be set, but `{where}` is None. Hint: "
+                "drop the unlabelled samples, or give them a class of their own."
+            )
+        first.setdefault(_kind(value), (where, value))
+    if len(first) > 1:
+        shown = " and ".join(f"{k} ({v!r} at `{w}`)" for k, (w, v) in first.items())
+        raise TypeError(
+            f"Expected the labels in `{name}` to be of one type, but got {shown}. Hint: "
+            "convert them to one type first, e.g. all to strings."
+        )
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, (str, np.str_)):
+        return "strings"
+    if isinstance(value, (bool, int, float, np.number, np.bool_)):
+        return "numbers"
+    return type(value).__name__
 
 
 def _as_array(values: Any) -> np.ndarray[Any, Any]:
