@@ -254,6 +254,7 @@ def main(
     window: int = 36,
     ensemble: int = 1,
     backtest: bool = False,
+    shift: int = 0,
     out: str | Path = "runs/forecast_series",
     smoke: bool = False,
 ) -> list[Forecast]:
@@ -275,6 +276,8 @@ def main(
             averaged (geometric mean).
         backtest: Leave the holdout out entirely and forecast the ``horizon`` values before
             it from the values before those: for choosing settings without the holdout.
+        shift: With ``backtest``, also leave out this many values before the backtest's
+            horizon: a backtest from an earlier origin (several shifts give several origins).
         out: Folder for the plot.
         smoke: A few epochs and one seed, for CI.
 
@@ -282,11 +285,16 @@ def main(
         Every method's :class:`Forecast` (baselines first, then one per seed).
     """
     y = load_series(dataset, csv_path, column)
-    y = y[:-horizon] if backtest else y
+    if shift < 0 or (shift and not backtest):
+        raise SystemExit("--shift takes a count of values >= 0, and only with --backtest")
+    y = y[: len(y) - horizon - shift] if backtest else y
     if len(y) <= horizon + 2 * season + 2 or np.any(y <= 0):
         raise SystemExit("need a positive series longer than the horizon plus two seasons")
     history, holdout = y[:-horizon], y[-horizon:]
-    name = (Path(csv_path).stem if csv_path else dataset) + ("_backtest" if backtest else "")
+    origin = f"_shift{shift}" if shift else ""
+    name = (Path(csv_path).stem if csv_path else dataset) + (
+        f"_backtest{origin}" if backtest else ""
+    )
     forecasts = [
         score("seasonal_naive", seasonal_naive(history, horizon, season), history, holdout, season),
         # the last year-on-year growth kept: what the network gives when it predicts no change
@@ -363,6 +371,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="never read the holdout: forecast the horizon before it, to choose settings",
     )
+    parser.add_argument(
+        "--shift",
+        type=int,
+        default=0,
+        help="with --backtest: also leave out this many values, for an earlier origin",
+    )
     parser.add_argument("--out", default="runs/forecast_series")
     parser.add_argument("--smoke", action="store_true", help="a few epochs, one seed, for CI")
     return parser.parse_args(argv)
@@ -386,6 +400,7 @@ def cli(argv: Sequence[str] | None = None) -> list[Forecast]:
         window=args.window,
         ensemble=args.ensemble,
         backtest=args.backtest,
+        shift=args.shift,
         out=args.out,
         smoke=args.smoke,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -125,3 +126,20 @@ def test_csv_series(tmp_path: Path) -> None:
     assert forecast_series.load_series("ignored", str(path), "value").tolist() == [5.0, 7.0]
     with pytest.raises(SystemExit, match="not a column"):
         forecast_series.load_series("ignored", str(path), "nope")
+
+
+def test_backtest_shift_forecasts_from_an_earlier_origin(tmp_path: Path) -> None:
+    y = forecast_series.load_series("airline", None, None)
+    forecasts = forecast_series.main(
+        out=tmp_path, smoke=True, hidden_size=8, backtest=True, shift=6
+    )
+    # holdout and backtest horizon (36 each) and 6 more values left out: history is y[:66]
+    naive = next(f for f in forecasts if f.method == "seasonal_naive")
+    assert np.array_equal(naive.values[:12], y[54:66])
+    assert (tmp_path / "forecast_airline_backtest_shift6.png").exists()
+
+
+@pytest.mark.parametrize("options", [{"shift": 6}, {"shift": -1, "backtest": True}])
+def test_shift_needs_backtest_and_a_count(tmp_path: Path, options: dict[str, Any]) -> None:
+    with pytest.raises(SystemExit, match="--shift takes a count of values >= 0"):
+        forecast_series.main(out=tmp_path, smoke=True, **options)
