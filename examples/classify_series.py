@@ -14,7 +14,13 @@ The protocol keeps the test split out of every choice:
   share of the training split (stratified by class), whose lowest validation loss picks the
   weights kept;
 - per-channel standardisation fitted on the training part only (:class:`rnnkit.data.Standardizer`);
+- with ``--ensemble K``, K networks per seed (seeds ``seed * 1000 + k``) whose class
+  probabilities are averaged;
 - the test split is evaluated once, after training, and its accuracy only reported.
+
+For choosing settings, ``--cv K`` never reads the test split: it cuts the training split into
+K folds (stratified by class, drawn per seed), trains on K - 1 of them and scores the one left
+out, K times, and prints each seed's mean accuracy over the folds.
 
 Long series are read as frames of ``--frame`` consecutive steps (one step of ``frame · C``
 values), which shortens the recurrence; ``auto`` picks the smallest frame giving at most 50
@@ -41,6 +47,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from rnnkit import EarlyStopping, SequenceClassifier, Trainer
 from rnnkit.data import SequenceDataset, Standardizer, from_arrays
@@ -154,6 +161,33 @@ def stratified_split(
     return data.subset(torch.nonzero(~chosen).flatten()), data.subset(torch.tensor(val))
 
 
+def stratified_folds(data: SequenceDataset, folds: int, seed: int) -> list[Tensor]:
+    """The indices of ``folds`` parts of ``data``, every class dealt out evenly over them."""
+    assert data.y is not None
+    generator = torch.Generator().manual_seed(seed)
+    parts: list[list[int]] = [[] for _ in range(folds)]
+    for label in torch.unique(data.y).tolist():
+        members = torch.nonzero(data.y == label).flatten()
+        for rank, index in enumerate(members[torch.randperm(len(members), generator=generator)]):
+            parts[rank % folds].append(int(index))
+    return [torch.tensor(sorted(part), dtype=torch.int64) for part in parts]
+
+
+def cross_validate(
+    seed: int, train: SequenceDataset, folds: int, **settings: Any
+) -> tuple[float, float]:
+    """Mean accuracy over ``folds`` folds of the training split, and the seconds it took."""
+    parts = stratified_folds(train, folds, seed)
+    everything = torch.arange(len(train))
+    accuracies, seconds = [], 0.0
+    for held_out in parts:
+        rest = everything[~torch.isin(everything, held_out)]
+        run = run_seed(seed, train.subset(rest), train.subset(held_out), **settings)
+        accuracies.append(run.test_accuracy)
+        seconds += run.seconds
+    return statistics.fmean(accuracies), seconds
+
+
 def run_seed(
     seed: int,
     train: SequenceDataset,
@@ -162,13 +196,38 @@ def run_seed(
     options: dict[str, Any],
     epochs: int,
     val_fraction: float,
+    ensemble: int = 1,
 ) -> SeedRun:
-    """Train one model and score it on the test set.
+    """Train ``ensemble`` models and score their averaged probabilities on the test set.
 
-    With ``val_fraction`` 0 the model trains on the whole training split and keeps its last
+    With ``val_fraction`` 0 each model trains on the whole training split and keeps its last
     weights; otherwise a stratified share of the training split validates every epoch and the
-    weights of the lowest validation loss are kept.
+    weights of the lowest validation loss are kept. The curve and kept epoch are the first
+    model's.
     """
+    members = [
+        _train_one(
+            seed * 1000 + k if ensemble > 1 else seed, train, test, options, epochs, val_fraction
+        )
+        for k in range(ensemble)
+    ]
+    probabilities = torch.stack([probs for probs, _ in members]).mean(0)
+    assert test.y is not None
+    accuracy = float((probabilities.argmax(-1) == test.y).double().mean())
+    first = members[0][1]
+    seconds = sum(run.seconds for _, run in members)
+    return SeedRun(seed, accuracy, first.kept_epoch, first.train_loss, seconds)
+
+
+def _train_one(
+    seed: int,
+    train: SequenceDataset,
+    test: SequenceDataset,
+    options: dict[str, Any],
+    epochs: int,
+    val_fraction: float,
+) -> tuple[Tensor, SeedRun]:
+    """One model: its class probabilities on ``test`` and its run (accuracy left at 0)."""
     fit_part, val = (
         (train, None) if val_fraction == 0 else stratified_split(train, val_fraction, seed)
     )
@@ -189,10 +248,10 @@ def run_seed(
     started = time.perf_counter()
     history = trainer.fit(model, fit_part, val)
     seconds = time.perf_counter() - started
-    accuracy = trainer.evaluate(model, test)["accuracy"]
+    probabilities = trainer.predict(model, test).softmax(-1)
     curve = [float(record["loss"]) for record in history]
     kept = epochs if val is None else keep_best.best_epoch + 1
-    return SeedRun(seed, accuracy, kept, curve, seconds)
+    return probabilities, SeedRun(seed, 0.0, kept, curve, seconds)
 
 
 def plot_runs(runs: Sequence[SeedRun], name: str, path: Path) -> Path:
@@ -240,6 +299,8 @@ def main(
     lr: float = 3e-3,
     frame: str = "auto",
     val_fraction: float = 0.0,
+    ensemble: int = 1,
+    cv: int = 0,
     out: str | Path = "runs/classify_series",
     smoke: bool = False,
 ) -> list[SeedRun]:
@@ -257,23 +318,28 @@ def main(
         frame: Steps per frame (``"auto"``: at most 50 steps).
         val_fraction: Share of every class of the training split held out for validation
             (0: none; train on the whole split and keep the last epoch's weights).
+        ensemble: Networks per seed, their class probabilities averaged.
+        cv: With 2 or more, cross-validate inside the training split with this many folds
+            instead of training on it and testing (the test split is not read); 0 to test.
         out: Folder for the plot.
         smoke: A quick run for CI: BasicMotions (or a stand-in), one seed, two epochs.
 
     Returns:
-        One :class:`SeedRun` per seed.
+        One :class:`SeedRun` per seed (with ``cv``, its ``test_accuracy`` is the mean accuracy
+        over the folds).
     """
+    if cv == 1 or cv < 0 or ensemble < 1:
+        raise SystemExit("--cv takes 0 (test) or a count of folds >= 2; --ensemble a count >= 1")
     name, seeds, epochs = (
         (SMOKE_DATASET, seeds[:1], SMOKE_EPOCHS) if smoke else (dataset, seeds, epochs)
     )
     x_train, y_train, x_test, y_test, is_standin = load_splits(name, smoke=smoke)
     train = from_arrays(x_train, y_train, layout="NCL", missing="ffill")
-    test = from_arrays(x_test, y_test, layout="NCL", missing="ffill", classes=train.classes)
     size = resolve_frame(frame, train.seq_len)
-    train, test = to_frames(train, size), to_frames(test, size)
+    train = to_frames(train, size)
     name = "standin" if is_standin else name
     info = (
-        f"N_train={len(train)} N_test={len(test)} C={train.input_size // size} "
+        f"N_train={len(train)} N_test={len(x_test)} C={train.input_size // size} "
         f"L={train.seq_len * size} frame={size} classes={train.num_classes} cell={cell}"
     )
     print(f"data: {name} {info} padded={'yes' if train.lengths is not None else 'no'}")
@@ -281,15 +347,49 @@ def main(
         "model": {"hidden_size": hidden_size, "cell": cell, "bidirectional": bidirectional},
         "trainer": {"batch_size": batch_size, "lr": lr, "grad_clip_norm": 1.0, "progress": False},
     }
+    settings: dict[str, Any] = {
+        "options": options,
+        "epochs": epochs,
+        "val_fraction": val_fraction,
+        "ensemble": ensemble,
+    }
+    described = f"cell={cell} epochs={epochs} hidden={hidden_size} ensemble={ensemble}"
+    if cv:
+        return _cross_validated(name, train, seeds, cv, settings, described)
+    test = from_arrays(x_test, y_test, layout="NCL", missing="ffill", classes=train.classes)
+    test = to_frames(test, size)
     runs = []
     for seed in seeds:
-        run = run_seed(seed, train, test, options=options, epochs=epochs, val_fraction=val_fraction)
+        run = run_seed(seed, train, test, **settings)
         print(run.report(name), flush=True)
         runs.append(run)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     print(f"plot: {plot_runs(runs, name, folder / f'classify_{name}.png')}")
-    print(summarize(name, runs, f"cell={cell} epochs={epochs}"))
+    print(summarize(name, runs, described))
+    return runs
+
+
+def _cross_validated(
+    name: str,
+    train: SequenceDataset,
+    seeds: Sequence[int],
+    folds: int,
+    settings: dict[str, Any],
+    described: str,
+) -> list[SeedRun]:
+    """:func:`cross_validate` per seed; prints a line each and a summary."""
+    runs = []
+    for seed in seeds:
+        accuracy, seconds = cross_validate(seed, train, folds, **settings)
+        print(f"{name} seed={seed} cv_accuracy={accuracy:.4f} sec={seconds:.1f}", flush=True)
+        runs.append(SeedRun(seed, accuracy, settings["epochs"], seconds=seconds))
+    accuracies = [run.test_accuracy for run in runs]
+    print(
+        f"summary: classify_series dataset={name} cv={folds} {described} "
+        f"cv_accuracy=[{','.join(f'{a:.4f}' for a in accuracies)}] "
+        f"median={statistics.median(accuracies):.4f} worst={min(accuracies):.4f}"
+    )
     return runs
 
 
@@ -307,6 +407,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--frame", default="auto", help="steps per frame, or auto")
     parser.add_argument(
         "--val-fraction", type=float, default=0.0, help="hold out for validation (default none)"
+    )
+    parser.add_argument("--ensemble", type=int, default=1, help="networks averaged per seed")
+    parser.add_argument(
+        "--cv",
+        type=int,
+        default=0,
+        help="cross-validate with this many folds inside the training split (no test)",
     )
     parser.add_argument("--out", default="runs/classify_series")
     parser.add_argument("--smoke", action="store_true", help="two epochs, one seed, for CI")
@@ -328,6 +435,8 @@ def cli(argv: Sequence[str] | None = None) -> list[SeedRun]:
         lr=args.lr,
         frame=args.frame,
         val_fraction=args.val_fraction,
+        ensemble=args.ensemble,
+        cv=args.cv,
         out=args.out,
         smoke=args.smoke,
     )

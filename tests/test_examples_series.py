@@ -84,6 +84,65 @@ def test_stratified_split_keeps_every_class_in_both_parts() -> None:
     assert set(train.y.tolist()) == {0, 1, 2}
 
 
+def test_stratified_folds_partition_the_data_and_deal_every_class_evenly() -> None:
+    data = from_arrays(np.zeros((15, 3, 1)), ["a"] * 5 + ["b"] * 3 + ["c"] * 7)
+    folds = classify_series.stratified_folds(data, 3, seed=0)
+    assert sorted(torch.cat(folds).tolist()) == list(range(15))  # disjoint, and all of them
+    assert data.y is not None
+    counts = torch.stack([torch.bincount(data.y[f], minlength=3) for f in folds])
+    assert (counts.max(0).values - counts.min(0).values).tolist() == [1, 0, 1]  # 5, 3, 7 over 3
+    assert counts.sum(0).tolist() == [5, 3, 7]
+    other = classify_series.stratified_folds(data, 3, seed=1)
+    assert [f.tolist() for f in other] != [f.tolist() for f in folds]  # drawn per seed
+
+
+class _Unreadable(list[Any]):
+    """A test split that fails the moment anything reads a series of it."""
+
+    def __iter__(self) -> Any:
+        raise AssertionError("the test split was read")
+
+    def __getitem__(self, index: Any) -> Any:
+        raise AssertionError("the test split was read")
+
+
+def test_cross_validation_never_reads_the_test_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, y = classify_series.standin("train")
+    unreadable = _Unreadable([None] * 3)
+    monkeypatch.setattr(
+        classify_series, "load_splits", lambda name, smoke: (x, y, unreadable, unreadable, True)
+    )
+    runs = classify_series.main(out=tmp_path, smoke=True, hidden_size=8, cv=2)
+    summary = _summary(capsys.readouterr().out)
+    assert "cv=2" in summary
+    assert "cv_accuracy=[" in summary
+    assert len(runs) == 1
+    assert 0.0 <= runs[0].test_accuracy <= 1.0
+
+
+def test_an_ensemble_averages_its_members_probabilities() -> None:
+    train = from_arrays(*classify_series.standin("train"), layout="NCL")
+    test = from_arrays(*classify_series.standin("test"), layout="NCL", classes=train.classes)
+    options = {
+        "model": {"hidden_size": 4, "cell": "gru"},
+        "trainer": {"batch_size": 16, "progress": False},
+    }
+    members = [classify_series._train_one(s, train, test, options, 2, 0.0) for s in (3000, 3001)]
+    mean = (members[0][0] + members[1][0]) / 2
+    assert test.y is not None
+    expected = float((mean.argmax(-1) == test.y).double().mean())
+    run = classify_series.run_seed(
+        3, train, test, options=options, epochs=2, val_fraction=0.0, ensemble=2
+    )
+    assert run.test_accuracy == expected
+    assert run.train_loss == members[0][1].train_loss
+    alone, _ = classify_series._train_one(3, train, test, options, 2, 0.0)  # one network: seed 3
+    single = classify_series.run_seed(3, train, test, options=options, epochs=2, val_fraction=0.0)
+    assert single.test_accuracy == float((alone.argmax(-1) == test.y).double().mean())
+
+
 def test_forecast_smoke_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     forecasts = forecast_series.main(out=tmp_path, smoke=True, hidden_size=8)
     out = capsys.readouterr().out
