@@ -282,7 +282,8 @@ def test_ragged_step_labels_as_one_sequence_per_series_match_the_padded_array() 
 def test_ragged_step_labels_of_the_wrong_length_name_the_series() -> None:
     x = [np.ones((3, 2)), np.ones((2, 2))]
     with pytest.raises(
-        ShapeError, match=r"`y\[1\]` to hold a label per step of `x\[1\]`, L_1 = 2, but got 1"
+        ShapeError,
+        match=r"`y\[1\]` to hold a label per step of `x\[1\]`, L_1 = 2 labels, but got 1\.",
     ):
         from_arrays(x, [[0, 1, 0], [1]])
     with pytest.raises(
@@ -293,8 +294,11 @@ def test_ragged_step_labels_of_the_wrong_length_name_the_series() -> None:
 
 def test_ragged_targets_that_are_not_label_sequences_get_a_hint() -> None:
     x = [np.ones((3, 2)), np.ones((2, 2))]
-    with pytest.raises(ShapeError, match=r"unequal shapes\. Hint: labels per step .* a list of N"):
+    pattern = r"unequal shapes\. Hint: per-step labels .* a list of N .* padded to \(N, L, H_y\)"
+    with pytest.raises(ShapeError, match=pattern):
         from_arrays(x, [np.ones((3, 1)), np.ones((2, 1))])
+    with pytest.raises(ShapeError, match=pattern):  # nested lists of target vectors alike
+        from_arrays(x, [[[0.1], [0.2], [0.3]], [[0.5], [0.6]]])
 
 
 @pytest.mark.parametrize(
@@ -304,6 +308,35 @@ def test_ragged_targets_that_are_not_label_sequences_get_a_hint() -> None:
 def test_a_missing_label_is_named(y: Any, where: str) -> None:
     with pytest.raises(ValueError, match=rf"every label in `y` to be set, but `{where}` is None"):
         from_arrays(np.ones((3, 2, 1)), y)
+
+
+def test_ignore_index_in_an_object_array_is_a_step_to_skip_not_a_class() -> None:
+    data = from_arrays(np.ones((2, 3, 1)), [[0, -100, 1], [1, None, None]], lengths=[3, 1])
+    assert data.classes is not None
+    assert data.classes.tolist() == [0, 1]
+    assert data.classes.dtype.kind == "i"  # typed, as if given as integers
+    assert data.y is not None
+    assert data.y.tolist() == [[0, IGNORE_INDEX, 1], [1, IGNORE_INDEX, IGNORE_INDEX]]
+
+
+def test_an_unknown_label_in_an_object_array_is_named() -> None:
+    with pytest.raises(ValueError, match=r"but `y\[1, 0\]` is 'c'"):
+        from_arrays(
+            np.ones((2, 2, 1)), [["a", "b"], ["c", None]], lengths=[2, 1], classes=["a", "b"]
+        )
+
+
+def test_fractional_values_in_an_object_array_are_not_labels() -> None:
+    with pytest.raises(TypeError, match="fractional part"):
+        from_arrays(np.ones((2, 2, 1)), [[0.5, 1.5], [1.5, None]], lengths=[2, 1])
+
+
+def test_nan_and_pandas_na_are_missing_labels() -> None:
+    with pytest.raises(ValueError, match=r"to be set, but `y\[1\]` is nan"):
+        from_arrays(np.ones((2, 2, 1)), np.array(["a", np.nan], dtype=object))
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(ValueError, match=r"to be set, but `y\[1\]` is <NA>"):
+        from_arrays(np.ones((2, 2, 1)), pd.array(["a", pd.NA], dtype=object))
 
 
 def test_a_missing_label_at_a_padded_step_is_padding() -> None:

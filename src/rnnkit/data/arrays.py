@@ -21,7 +21,7 @@ from rnnkit._validate import check_int
 from rnnkit.data._checks import fmt_shape
 from rnnkit.data._prepare import IGNORE_INDEX
 from rnnkit.data.dataset import SequenceDataset
-from rnnkit.data.labels import encode_labels, label_array, unknown_label
+from rnnkit.data.labels import encode_labels, label_array, plain_label, unknown_label
 from rnnkit.data.missing import MissingPolicy, fill_missing
 from rnnkit.errors import ShapeError
 
@@ -208,8 +208,9 @@ def _ndim(value: Any) -> int:
     except ValueError:  # numpy refuses nested lists of unequal lengths
         raise ShapeError(
             "Expected `y` to be rectangular, (N,), (N, L) or (N, L_y, H_y), but its items "
-            "have unequal shapes. Hint: labels per step of series of unequal lengths go in as "
-            "a list of N label sequences, one per series and as long as it."
+            "have unequal shapes. Hint: per-step labels of series of unequal lengths go in as "
+            "a list of N label sequences, each as long as its series; per-step targets, "
+            "padded to (N, L, H_y)."
         ) from None
 
 
@@ -322,21 +323,41 @@ def _padded_step_labels(y: Any, valid: Tensor) -> Any:
     if len(rows) != len(counts):
         raise ShapeError(
             f"Expected `y` to hold a label sequence for each of the N = {len(counts)} series, "
-            f"but got {len(rows)}."
+            f"but got {len(rows)}. Hint: one sequence per item of `x`, in the same order."
         )
     for i, (row, count) in enumerate(zip(rows, counts, strict=True)):
         if len(row) not in (count, width):
             raise ShapeError(
-                f"Expected `y[{i}]` to hold a label per step of `x[{i}]`, L_{i} = {count}, "
-                f"but got {len(row)} labels."
+                f"Expected `y[{i}]` to hold a label per step of `x[{i}]`, L_{i} = {count} "
+                f"labels, but got {len(row)}. Hint: y[i] labels the steps of x[i], in order."
             )
     return [row + row[:1] * (width - len(row)) for row in rows]
 
 
 def _is_label_row(item: Any) -> bool:
+    """Whether ``item`` is a non-empty sequence of single labels (not of target vectors)."""
     if isinstance(item, (np.ndarray, Tensor)):
         return item.ndim == 1 and len(item) > 0
-    return isinstance(item, (list, tuple)) and len(item) > 0
+    return isinstance(item, (list, tuple)) and len(item) > 0 and np.ndim(item[0]) == 0
+
+
+def _skipped(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Where ``values`` holds the integer ``IGNORE_INDEX`` (a step to skip, not a class)."""
+    skipped = np.zeros(values.shape, dtype=bool)
+    if values.dtype.kind in "iuf":
+        skipped = values == IGNORE_INDEX
+    elif values.dtype.kind == "O":
+        for index, value in np.ndenumerate(values):
+            skipped[index] = _is_ignore_index(value)
+    return skipped
+
+
+def _is_ignore_index(value: Any) -> bool:
+    return (
+        isinstance(value, (int, np.integer))
+        and not isinstance(value, bool)
+        and value == IGNORE_INDEX
+    )
 
 
 def _step_labels(y: Any, classes: Any, valid: Tensor) -> tuple[Tensor, np.ndarray[Any, Any]]:
@@ -352,17 +373,17 @@ def _step_labels(y: Any, classes: Any, valid: Tensor) -> tuple[Tensor, np.ndarra
             f"`x`, but got {fmt_shape(values.shape)}. Hint: one label per step of every "
             "sequence; padded steps may hold anything."
         )
-    labelled = valid.numpy().copy()
-    if values.dtype.kind in "iuf":
-        labelled &= values != IGNORE_INDEX
+    labelled = valid.numpy() & ~_skipped(values)
     values = label_array(y, "y", labelled)  # padded steps may hold anything, even None
     if classes is not None:
         known = np.asarray(classes)
         unknown = np.argwhere(labelled & ~np.isin(values, known))
         if len(unknown):  # named by its (sample, step), not its place among the valid steps
             i, step = (int(v) for v in unknown[0])
-            raise unknown_label(known, f"y[{i}, {step}]", values[i, step].item())
-    codes, known = encode_labels(values[labelled], classes, name="y")
+            raise unknown_label(known, f"y[{i}, {step}]", plain_label(values[i, step]))
+    kept = values[labelled]
+    kept = np.asarray(kept.tolist()) if kept.dtype.kind == "O" else kept  # typed, as if given so
+    codes, known = encode_labels(kept, classes, name="y")
     tags = torch.full(labelled.shape, IGNORE_INDEX, dtype=torch.int64)
     tags[torch.from_numpy(labelled)] = codes
     return tags, known

@@ -114,8 +114,9 @@ def label_array(
     """``labels`` as an array, refusing a missing label and a mix of strings and numbers.
 
     Left to numpy, ``["a", 1]`` silently becomes the strings ``["a", "1"]`` and a ``None``
-    fails later on sorting; both are named here instead. Only the positions where
-    ``labelled`` (a boolean array of the labels' shape) is true are checked.
+    fails later on sorting; both are named here instead (``None``, NaN, ``pandas.NA`` and
+    ``NaT`` count as missing). Only the positions where ``labelled`` (a boolean array of the
+    labels' shape) is true are checked.
     """
     values = _as_array(labels)
     if values.dtype.kind == "O":
@@ -128,23 +129,33 @@ def label_array(
 def _check_one_kind(
     objects: np.ndarray[Any, Any], name: str, labelled: np.ndarray[Any, Any] | None
 ) -> None:
-    first: dict[str, tuple[str, Any]] = {}  # kind -> (where, label) of its first label
+    first: dict[str, tuple[tuple[int, ...], Any]] = {}  # kind -> (index, label), its first
     for index, value in np.ndenumerate(objects):
         if labelled is not None and not labelled[index]:
             continue
-        where = f"{name}[{', '.join(map(str, index))}]"
-        if value is None:
+        if _missing(value):
             raise ValueError(
-                f"Expected every label in `{name}` to be set, but `{where}` is None. Hint: "
-                "drop the unlabelled samples, or give them a class of their own."
+                f"Expected every label in `{name}` to be set, but `{_at(name, index)}` is "
+                f"{value!r}. Hint: drop the unlabelled samples, or give them a class of their own."
             )
-        first.setdefault(_kind(value), (where, value))
+        first.setdefault(_kind(value), (index, value))
     if len(first) > 1:
-        shown = " and ".join(f"{k} ({v!r} at `{w}`)" for k, (w, v) in first.items())
+        shown = " and ".join(f"{k} ({v!r} at `{_at(name, i)}`)" for k, (i, v) in first.items())
         raise TypeError(
             f"Expected the labels in `{name}` to be of one type, but got {shown}. Hint: "
             "convert them to one type first, e.g. all to strings."
         )
+
+
+def _at(name: str, index: tuple[int, ...]) -> str:
+    return f"{name}[{', '.join(map(str, index))}]"
+
+
+def _missing(value: Any) -> bool:
+    """Whether ``value`` marks a missing label: None, NaN, ``pandas.NA`` or ``NaT``."""
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return True
+    return isinstance(value, (float, np.floating)) and value != value
 
 
 def _kind(value: Any) -> str:
