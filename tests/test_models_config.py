@@ -112,3 +112,15 @@ def test_public_names_are_exported() -> None:
     assert rnnkit.SequenceClassifier is SequenceClassifier
     assert rnnkit.Seq2SeqRegressor is Seq2SeqRegressor
     assert {"SequenceClassifier", "Seq2SeqRegressor", "RecurrentEncoder"} <= set(rnnkit.__all__)
+
+
+@pytest.mark.parametrize("model_class", sorted(set(MODEL_CLASSES.values()), key=str))
+def test_every_model_stores_its_encoders_options_in_its_config(model_class: Any) -> None:
+    extra = {"output_size": 2} if model_class is Seq2SeqRegressor else {"num_classes": 3}
+    model = model_class(4, hidden_size=5, cell="gru", num_layers=2, dropout=0, **extra)
+    assert model.config.dropout == 0.0
+    assert isinstance(model.config.dropout, float)  # as the encoder checked it, not the int given
+    encoder = model.encoder
+    assert (encoder.spec.input_size, encoder.spec.hidden_size, encoder.spec.num_layers) == (4, 5, 2)
+    assert (model.config.cell, model.config.num_layers) == (encoder.spec.cell, 2)
+    assert model_class.from_config(model.config.to_dict()).config == model.config
