@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 from typing import Any
 
@@ -421,3 +422,52 @@ def test_torch_compile_traces_the_torch_operation_steps(fused_calls: list[str]) 
     compiled = torch.compile(fast, backend="eager")
     torch.testing.assert_close(compiled(x)[0], slow(x)[0], rtol=1e-10, atol=1e-12)
     assert fused_calls == []
+
+
+@pytest.fixture
+def sequence_loops(compiled: _fused.Steps) -> _fused.Steps:
+    """The compiled loops, where they can run a whole recurrence in one call (else skipped)."""
+    if not compiled.sequence:
+        pytest.skip("torch's CPU library exports no BLAS gemm that the loops can call")
+    return compiled
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("batch", [1, 17])
+@pytest.mark.parametrize("with_h0", [False, True])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_whole_recurrence_calls_match_the_per_step_calls(
+    cell: str,
+    bidirectional: bool,
+    with_h0: bool,
+    batch: int,
+    dtype: torch.dtype,
+    sequence_loops: _fused.Steps,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_fused_loops, "_threads", lambda rows: min(3, rows))  # 17 rows: 5, 6, 6
+    fast, _ = twins(cell, num_layers=2, bidirectional=bidirectional)
+    fast = fast.to(dtype)
+    x = torch.randn(batch, 6, H_IN, dtype=dtype, requires_grad=True)
+
+    def make() -> Tensor:
+        return torch.randn(4 if bidirectional else 2, batch, H, dtype=dtype, requires_grad=True)
+
+    h0: State | None = ((make(), make()) if cell == "lstm" else make()) if with_h0 else None
+    whole = values_and_grads(fast, x, h0)
+    monkeypatch.setattr(_fused_loops, "SEQUENCE", False)
+    per_step = values_and_grads(fast, x, h0)
+    tolerance = 1e-12 if dtype == torch.float64 else None  # None: float32's defaults
+    for w, p in zip(whole, per_step, strict=True):
+        assert w.shape == p.shape
+        torch.testing.assert_close(w, p, rtol=tolerance, atol=tolerance)
+
+
+def test_a_gemm_that_does_not_compute_the_product_is_refused() -> None:
+    calls: list[int] = []
+    do_nothing = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 13)(lambda *args: calls.append(1))
+    address = ctypes.cast(do_nothing, ctypes.c_void_p).value
+    assert address is not None
+    assert not _fused._computes_right(address, torch.float32)
+    assert calls == [1]  # it was called, and its (missing) result checked

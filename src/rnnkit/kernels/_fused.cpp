@@ -5,6 +5,12 @@
 // operations, each is a dispatch and a pass over memory; here each step's work is one loop,
 // called from Python through ctypes with raw pointers. The matrix products stay in torch.
 //
+// The `_seq` functions run a layer direction's whole recurrence in one call: the batch's rows
+// are split between the threads of one OpenMP region, and each thread runs every step for its
+// rows (the step's product through the BLAS `gemm` whose address torch's CPU library exports,
+// then the step's loop). Rows of a batch do not interact, so the threads never wait for each
+// other; with one thread this is the per-step loop without Python between the steps.
+//
 // No torch header is included: the functions take contiguous row-major buffers of float or
 // double, which the Python side allocates and checks. The exponential is written out (a range
 // reduction and a polynomial, branch-free) so that the compiler can vectorise the loops; the
@@ -12,6 +18,9 @@
 
 #include <cstdint>
 #include <cstring>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace {
 
@@ -228,6 +237,141 @@ void lstm_backward(const T* __restrict carried, const T* __restrict below,
     }
 }
 
+template <typename T>
+using Gemm = void (*)(const char*, const char*, const int*, const int*, const int*, const T*,
+                      const T*, const int*, const T*, const int*, const T*, T*, const int*);
+
+// The Fortran BLAS gemm (sgemm_ or dgemm_, 32-bit integers): column-major.
+// mm: C (rows x cols, row-major, row stride ldc) = beta C + A (rows x inner, row stride lda) W',
+// where W' is W^T for a row-major W of (cols x inner) when `transposed`, else W (inner x cols).
+template <typename T>
+inline void mm(Gemm<T> gemm, const T* a, std::int64_t lda, const T* w, bool transposed,
+               T* c, std::int64_t ldc, std::int64_t rows, std::int64_t inner, std::int64_t cols,
+               T beta) {
+    const char ta = transposed ? 'T' : 'N', tb = 'N';
+    const int m = int(cols), n = int(rows), k = int(inner);
+    const int lw = transposed ? int(inner) : int(cols);
+    const int la = int(lda), lc = int(ldc);
+    const T one = T(1);
+    gemm(&ta, &tb, &m, &n, &k, &one, w, &lw, a, &la, &beta, c, &lc);
+}
+
+// This thread's share of the batch: rows b0 .. b0 + rows - 1.
+inline void span(std::int64_t batch, std::int64_t& b0, std::int64_t& rows) {
+#ifdef _OPENMP
+    const std::int64_t id = omp_get_thread_num(), n = omp_get_num_threads();
+#else
+    const std::int64_t id = 0, n = 1;
+#endif
+    b0 = batch * id / n;
+    rows = batch * (id + 1) / n - b0;
+}
+
+template <typename T>
+void gru_forward_seq(Gemm<T> gemm, T* gates, const T* w_hh, const T* b_ih, const T* b_hh,
+                     const T* start, T* states, T* rec_n, T* product, std::int64_t steps,
+                     std::int64_t batch, std::int64_t hidden, int reverse, int threads) {
+    (void)threads;  // unused where OpenMP is not available
+#pragma omp parallel num_threads(threads)
+    {
+        std::int64_t b0, rows;
+        span(batch, b0, rows);
+        const std::int64_t H = hidden, N = batch;
+        const T* prev = start + b0 * H;
+        for (std::int64_t s = 0; s < steps && rows > 0; ++s) {
+            const std::int64_t t = reverse ? steps - 1 - s : s;
+            T* p = product + b0 * 3 * H;
+            mm<T>(gemm, prev, H, w_hh, true, p, 3 * H, rows, H, 3 * H, T(0));
+            T* h = states + (t * N + b0) * H;
+            gru_forward<T>(gates + (t * N + b0) * 3 * H, p, b_ih, b_hh, prev, h,
+                           rec_n + (t * N + b0) * H, rows, H);
+            prev = h;
+        }
+    }
+}
+
+template <typename T>
+void gru_backward_seq(Gemm<T> gemm, T* carried, const T* below, std::int64_t below_step,
+                      std::int64_t below_stride, T* carry, const T* gates, const T* rec_n,
+                      const T* states, const T* start, T* grads, const T* w_hh,
+                      std::int64_t steps, std::int64_t batch, std::int64_t hidden, int reverse,
+                      int threads) {
+    (void)threads;
+#pragma omp parallel num_threads(threads)
+    {
+        std::int64_t b0, rows;
+        span(batch, b0, rows);
+        const std::int64_t H = hidden, N = batch;
+        for (std::int64_t pos = steps - 1; pos >= 0 && rows > 0; --pos) {
+            const std::int64_t t = reverse ? steps - 1 - pos : pos;
+            const std::int64_t tb = reverse ? steps - pos : pos - 1;  // the step before t
+            const T* before = pos ? states + (tb * N + b0) * H : start + b0 * H;
+            T* g = grads + (t * N + b0) * 4 * H;
+            const T* out_grad = below + t * below_step + b0 * below_stride;
+            if (pos < steps - 1) {
+                gru_backward<T, true>(carried + b0 * H, out_grad, below_stride, carry + b0 * H,
+                                      gates + (t * N + b0) * 3 * H, rec_n + (t * N + b0) * H,
+                                      before, g, rows, H);
+            } else {
+                gru_backward<T, false>(carried + b0 * H, out_grad, below_stride, carry + b0 * H,
+                                       gates + (t * N + b0) * 3 * H, rec_n + (t * N + b0) * H,
+                                       before, g, rows, H);
+            }
+            if (pos) mm<T>(gemm, g + H, 4 * H, w_hh, false, carried + b0 * H, H, rows, 3 * H, H, T(0));
+        }
+    }
+}
+
+
+template <typename T>
+void lstm_forward_seq(Gemm<T> gemm, T* gates, const T* w_hh, const T* bias, const T* h_start,
+                      const T* c_start, T* cells, T* squashed, T* states, std::int64_t steps,
+                      std::int64_t batch, std::int64_t hidden, int reverse, int threads) {
+    (void)threads;  // unused where OpenMP is not available
+#pragma omp parallel num_threads(threads)
+    {
+        std::int64_t b0, rows;
+        span(batch, b0, rows);
+        const std::int64_t H = hidden, N = batch;
+        const T* h = h_start + b0 * H;
+        const T* c = c_start + b0 * H;
+        for (std::int64_t s = 0; s < steps && rows > 0; ++s) {
+            const std::int64_t t = reverse ? steps - 1 - s : s;
+            T* g = gates + (t * N + b0) * 4 * H;
+            mm<T>(gemm, h, H, w_hh, true, g, 4 * H, rows, H, 4 * H, T(1));
+            const std::int64_t at = (t * N + b0) * H;
+            lstm_forward<T>(g, bias, c, cells + at, squashed + at, states + at, rows, H);
+            h = states + at;
+            c = cells + at;
+        }
+    }
+}
+
+template <typename T>
+void lstm_backward_seq(Gemm<T> gemm, T* carried, const T* below, std::int64_t below_step,
+                       std::int64_t below_stride, T* cell_grad, const T* gates,
+                       const T* squashed, const T* cells, const T* c_start, T* grads,
+                       const T* w_hh, std::int64_t steps, std::int64_t batch,
+                       std::int64_t hidden, int reverse, int threads) {
+    (void)threads;
+#pragma omp parallel num_threads(threads)
+    {
+        std::int64_t b0, rows;
+        span(batch, b0, rows);
+        const std::int64_t H = hidden, N = batch;
+        for (std::int64_t pos = steps - 1; pos >= 0 && rows > 0; --pos) {
+            const std::int64_t t = reverse ? steps - 1 - pos : pos;
+            const std::int64_t tb = reverse ? steps - pos : pos - 1;
+            const T* before = pos ? cells + (tb * N + b0) * H : c_start + b0 * H;
+            T* g = grads + (t * N + b0) * 4 * H;
+            lstm_backward<T>(carried + b0 * H, below + t * below_step + b0 * below_stride,
+                             below_stride, cell_grad + b0 * H, gates + (t * N + b0) * 4 * H,
+                             squashed + (t * N + b0) * H, before, g, rows, H);
+            if (pos) mm<T>(gemm, g, 4 * H, w_hh, false, carried + b0 * H, H, rows, 4 * H, H, T(0));
+        }
+    }
+}
+
 }  // namespace
 
 #define RNNKIT_FUSED_EXPORT extern "C" __attribute__((visibility("default")))
@@ -266,3 +410,44 @@ void lstm_backward(const T* __restrict carried, const T* __restrict below,
 
 RNNKIT_FUSED_DEFINE(f32, float)
 RNNKIT_FUSED_DEFINE(f64, double)
+
+#define RNNKIT_SEQ_DEFINE(suffix, T)                                                         \
+    RNNKIT_FUSED_EXPORT void rnnkit_gru_forward_seq_##suffix(                                \
+        void* gemm, T* gates, const T* w_hh, const T* b_ih, const T* b_hh, const T* start,   \
+        T* states, T* rec_n, T* product, std::int64_t steps, std::int64_t batch,             \
+        std::int64_t hidden, std::int32_t reverse, std::int32_t threads) {                   \
+        gru_forward_seq<T>(reinterpret_cast<Gemm<T>>(gemm), gates, w_hh, b_ih, b_hh, start,  \
+                           states, rec_n, product, steps, batch, hidden, reverse, threads);  \
+    }                                                                                        \
+    RNNKIT_FUSED_EXPORT void rnnkit_gru_backward_seq_##suffix(                               \
+        void* gemm, T* carried, const T* below, std::int64_t below_step,                     \
+        std::int64_t below_stride, T* carry, const T* gates, const T* rec_n,                 \
+        const T* states, const T* start, T* grads, const T* w_hh, std::int64_t steps,        \
+        std::int64_t batch, std::int64_t hidden, std::int32_t reverse,                       \
+        std::int32_t threads) {                                                              \
+        gru_backward_seq<T>(reinterpret_cast<Gemm<T>>(gemm), carried, below, below_step,     \
+                            below_stride, carry, gates, rec_n, states, start, grads, w_hh,   \
+                            steps, batch, hidden, reverse, threads);                         \
+    }                                                                                        \
+    RNNKIT_FUSED_EXPORT void rnnkit_lstm_forward_seq_##suffix(                               \
+        void* gemm, T* gates, const T* w_hh, const T* bias, const T* h_start,                \
+        const T* c_start, T* cells, T* squashed, T* states, std::int64_t steps,              \
+        std::int64_t batch, std::int64_t hidden, std::int32_t reverse,                       \
+        std::int32_t threads) {                                                              \
+        lstm_forward_seq<T>(reinterpret_cast<Gemm<T>>(gemm), gates, w_hh, bias, h_start,     \
+                            c_start, cells, squashed, states, steps, batch, hidden, reverse, \
+                            threads);                                                        \
+    }                                                                                        \
+    RNNKIT_FUSED_EXPORT void rnnkit_lstm_backward_seq_##suffix(                              \
+        void* gemm, T* carried, const T* below, std::int64_t below_step,                     \
+        std::int64_t below_stride, T* cell_grad, const T* gates, const T* squashed,          \
+        const T* cells, const T* c_start, T* grads, const T* w_hh, std::int64_t steps,       \
+        std::int64_t batch, std::int64_t hidden, std::int32_t reverse,                       \
+        std::int32_t threads) {                                                              \
+        lstm_backward_seq<T>(reinterpret_cast<Gemm<T>>(gemm), carried, below, below_step,    \
+                             below_stride, cell_grad, gates, squashed, cells, c_start,       \
+                             grads, w_hh, steps, batch, hidden, reverse, threads);           \
+    }
+
+RNNKIT_SEQ_DEFINE(f32, float)
+RNNKIT_SEQ_DEFINE(f64, double)

@@ -13,6 +13,11 @@ Where it cannot be built (no compiler, no ``ninja``, a failed build, or the envi
 variable ``RNNKIT_FUSED=0``), the kernels run their per-step work as torch operations, with the
 same results, more slowly; a failed build logs one warning, and :func:`unavailable_reason`
 says why.
+
+Where torch's CPU library exports the Fortran BLAS ``sgemm_``/``dgemm_`` (its MKL builds do),
+and a probe product through it is right, the loops also run a layer direction's whole
+recurrence in one call (:attr:`Steps.sequence`), the batch's rows split between the threads
+of one OpenMP region; elsewhere the kernels call the per-step loops from Python.
 """
 
 from __future__ import annotations
@@ -48,26 +53,45 @@ SOURCE = Path(__file__).with_name("_fused.cpp")
 _NAME = "rnnkit_fused"
 _POINTER = ctypes.c_void_p
 _SIZE = ctypes.c_int64
+_FLAG = ctypes.c_int32
 _SIGNATURES: dict[str, list[type[ctypes._CData]]] = {
     "gru_forward": [_POINTER] * 7 + [_SIZE] * 2,
-    "gru_backward": [_POINTER, _POINTER, _SIZE, _POINTER, ctypes.c_int32]
-    + [_POINTER] * 4
-    + [_SIZE] * 2,
+    "gru_backward": [_POINTER, _POINTER, _SIZE, _POINTER, _FLAG] + [_POINTER] * 4 + [_SIZE] * 2,
     "lstm_forward": [_POINTER] * 6 + [_SIZE] * 2,
     "lstm_backward": [_POINTER, _POINTER, _SIZE] + [_POINTER] * 5 + [_SIZE] * 2,
+    "gru_forward_seq": [_POINTER] * 9 + [_SIZE] * 3 + [_FLAG] * 2,
+    "gru_backward_seq": [_POINTER] * 3 + [_SIZE] * 2 + [_POINTER] * 7 + [_SIZE] * 3 + [_FLAG] * 2,
+    "lstm_forward_seq": [_POINTER] * 9 + [_SIZE] * 3 + [_FLAG] * 2,
+    "lstm_backward_seq": [_POINTER] * 3 + [_SIZE] * 2 + [_POINTER] * 7 + [_SIZE] * 3 + [_FLAG] * 2,
 }
+_GEMMS = {torch.float32: "sgemm_", torch.float64: "dgemm_"}
 _SUFFIXES = {torch.float32: "f32", torch.float64: "f64"}
 _log = logging.getLogger("rnnkit.kernels")
 
 
 @dataclass(frozen=True)
 class Steps:
-    """The compiled loops for one dtype; each takes data pointers, then ``N`` and ``H``."""
+    """The compiled loops for one dtype; each takes data pointers, then ``N`` and ``H``.
+
+    The ``*_seq`` functions run a whole recurrence and take :attr:`gemm` first; they may be
+    called only where :attr:`sequence` is true.
+    """
 
     gru_forward: Callable[..., None]
     gru_backward: Callable[..., None]
     lstm_forward: Callable[..., None]
     lstm_backward: Callable[..., None]
+    gru_forward_seq: Callable[..., None]
+    gru_backward_seq: Callable[..., None]
+    lstm_forward_seq: Callable[..., None]
+    lstm_backward_seq: Callable[..., None]
+    gemm: int | None = None
+    """The address of the BLAS ``gemm`` for this dtype, or ``None`` where there is none."""
+
+    @property
+    def sequence(self) -> bool:
+        """Whether the ``*_seq`` functions can run (a BLAS ``gemm`` was found)."""
+        return self.gemm is not None
 
 
 class TurnedOffError(RuntimeError):
@@ -105,6 +129,7 @@ def build() -> str:
             _NAME,
             [str(SOURCE)],
             extra_cflags=_flags(),
+            extra_ldflags=[flag for flag in _flags() if flag == "-fopenmp"],
             build_directory=str(folder),
             is_python_module=False,
         )
@@ -137,10 +162,16 @@ def _cpu_tag() -> str:
 
 
 def _flags() -> list[str]:
-    """Optimise and vectorise the loops (on x86-64 with this CPU's vector width)."""
+    """Optimise and vectorise the loops (on x86-64 with this CPU's vector width).
+
+    On Linux also OpenMP, whose runtime (libgomp) torch's wheels already load; elsewhere the
+    ``*_seq`` functions run on one thread.
+    """
     flags = ["-O3", "-fno-math-errno", "-fno-trapping-math"]  # lets the loops vectorise
     if platform.machine().lower() in ("x86_64", "amd64"):
         flags.append("-march=native")
+    if platform.system() == "Linux":
+        flags.append("-fopenmp")
     return flags
 
 
@@ -209,8 +240,73 @@ def _bind(library: ctypes.CDLL) -> dict[torch.dtype, Steps]:
             function.argtypes = argtypes
             function.restype = None
             functions[name] = function
-        loops[dtype] = Steps(**functions)
+        loops[dtype] = Steps(**functions, gemm=blas_gemm(dtype))
     return loops
+
+
+def blas_gemm(dtype: torch.dtype) -> int | None:
+    """The address of the Fortran BLAS ``gemm`` for ``dtype`` in torch's CPU library, or ``None``.
+
+    Only one that computes a small probe product right is returned: the ``*_seq`` loops call
+    it with 32-bit integers, as MKL's and OpenBLAS's default interfaces take them.
+    """
+    for path in sorted((Path(torch.__file__).parent / "lib").glob("libtorch_cpu.*")):
+        try:
+            address = ctypes.cast(getattr(ctypes.CDLL(str(path)), _GEMMS[dtype]), _POINTER).value
+        except (OSError, AttributeError):
+            continue
+        if address is not None and _computes_right(address, dtype):
+            return int(address)
+    return None
+
+
+def _computes_right(address: int, dtype: torch.dtype) -> bool:
+    """Whether the ``gemm`` at ``address`` gives ``a @ b`` for a (3, 2) and a (2, 4) matrix."""
+    real = ctypes.c_float if dtype == torch.float32 else ctypes.c_double
+    char, integer = ctypes.POINTER(ctypes.c_char), ctypes.POINTER(ctypes.c_int32)
+    scalar = ctypes.POINTER(real)
+    gemm = ctypes.CFUNCTYPE(
+        None,
+        char,
+        char,
+        integer,
+        integer,
+        integer,
+        scalar,
+        _POINTER,
+        integer,
+        _POINTER,
+        integer,
+        scalar,
+        _POINTER,
+        integer,
+    )(address)
+    a = torch.arange(6, dtype=dtype).reshape(3, 2)
+    b = torch.arange(8, dtype=dtype).reshape(2, 4) - 3
+    c = torch.full((3, 4), float("nan"), dtype=dtype)
+    n = ctypes.c_char(b"N")
+
+    def ref(v: int) -> Any:
+        return ctypes.byref(ctypes.c_int32(v))
+
+    one, zero = real(1), real(0)
+    # row-major C = A B is column-major C^T = B^T A^T: m = 4, n = 3, k = 2
+    gemm(
+        ctypes.byref(n),
+        ctypes.byref(n),
+        ref(4),
+        ref(3),
+        ref(2),
+        ctypes.byref(one),
+        b.data_ptr(),
+        ref(4),
+        a.data_ptr(),
+        ref(2),
+        ctypes.byref(zero),
+        c.data_ptr(),
+        ref(4),
+    )
+    return bool(torch.equal(c, a @ b))
 
 
 LOADER = Loader()

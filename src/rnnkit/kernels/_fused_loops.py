@@ -196,6 +196,23 @@ def _baseline(owners: Callable[[int], int]) -> int:
     return baseline
 
 
+SEQUENCE = True
+"""Whether to run a whole recurrence in one compiled call where the loops allow it (tests turn
+it off to compare with the per-step calls)."""
+
+_ROWS_PER_THREAD = 8
+"""Fewer rows than this per thread are not worth splitting the batch for."""
+
+
+def _sequence(loops: _fused.Steps) -> bool:
+    return SEQUENCE and loops.sequence
+
+
+def _threads(batch: int) -> int:
+    """Threads for a whole-recurrence call: torch's intra-op count, each with enough rows."""
+    return max(1, min(torch.get_num_threads(), batch // _ROWS_PER_THREAD))
+
+
 def _copy_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
     """A contiguous copy of ``grad`` (the loops write into it), or zeros where it is ``None``."""
     copy = torch.zeros_like(like, memory_format=torch.contiguous_format)
@@ -224,6 +241,25 @@ def gru_forward(
     rec_n = _saved_buffer(rows, (steps, batch, hidden), "gru rec_n")
     product = rows.new_empty(batch, 3 * hidden)
     biases = b_ih.contiguous(), b_hh.contiguous()
+    if _sequence(loops):
+        weight = w_hh.contiguous()  # held while the loops read it
+        loops.gru_forward_seq(
+            loops.gemm,
+            gates.data_ptr(),
+            weight.data_ptr(),
+            biases[0].data_ptr(),
+            biases[1].data_ptr(),
+            start.data_ptr(),
+            states.data_ptr(),
+            rec_n.data_ptr(),
+            product.data_ptr(),
+            steps,
+            batch,
+            hidden,
+            int(reverse),
+            _threads(batch),
+        )
+        return gates, rec_n, states
     (gates_at, gates_step), (states_at, step), (rec_at, _) = map(_at, (gates, states, rec_n))
     weight, views = w_hh.t(), states.unbind(0)
     previous, previous_at = start, start.data_ptr()
@@ -263,6 +299,30 @@ def gru_backward(
     _held, below_at, below_step, below_stride = _rows(grads_out[0], states)  # read via pointer
     grads = _workspace(states, 4 * hidden)
     carried, carry = _copy_or_zeros(grads_out[1], start), states.new_empty(batch, hidden)
+    if _sequence(loops):
+        weight = w_hh.contiguous()
+        loops.gru_backward_seq(
+            loops.gemm,
+            carried.data_ptr(),
+            below_at,
+            below_step // states.element_size(),
+            below_stride,
+            carry.data_ptr(),
+            gates.data_ptr(),
+            rec_n.data_ptr(),
+            states.data_ptr(),
+            start.data_ptr(),
+            grads.data_ptr(),
+            weight.data_ptr(),
+            steps,
+            batch,
+            hidden,
+            int(reverse),
+            _threads(batch),
+        )
+        first = steps - 1 if reverse else 0
+        grad_h0 = torch.mm(grads[first, :, hidden:], w_hh).add_(carry) if wants_h0 else None
+        return grads, grad_h0
     (gates_at, gates_step), (states_at, states_step) = _at(gates), _at(states)
     rec_at, (grads_at, grads_step) = rec_n.data_ptr(), _at(grads)
     recurrent_side = grads[..., hidden:].unbind(0)
@@ -307,6 +367,25 @@ def lstm_forward(
     squashed = _saved_buffer(rows, (steps, batch, hidden), "lstm squashed")
     states = rows.new_empty(steps, batch, hidden)
     bias = bias.contiguous()
+    if _sequence(loops):
+        weight = w_hh.contiguous()
+        loops.lstm_forward_seq(
+            loops.gemm,
+            gates.data_ptr(),
+            weight.data_ptr(),
+            bias.data_ptr(),
+            starts[0].data_ptr(),
+            starts[1].data_ptr(),
+            cells.data_ptr(),
+            squashed.data_ptr(),
+            states.data_ptr(),
+            steps,
+            batch,
+            hidden,
+            int(reverse),
+            _threads(batch),
+        )
+        return gates, cells, squashed, states
     (gates_at, gates_step), (cells_at, step) = _at(gates), _at(cells)
     squashed_at, states_at = squashed.data_ptr(), states.data_ptr()
     weight, gate_rows, views = w_hh.t(), gates.unbind(0), states.unbind(0)
@@ -344,6 +423,30 @@ def lstm_backward(
     grads = _workspace(states, 4 * hidden)
     carried = _copy_or_zeros(grads_out[1], c_start)  # each step's product writes here later
     cell_grad = _copy_or_zeros(grads_out[2], c_start)  # each step turns ∂c_t into ∂c_{t-1}
+    if _sequence(loops):
+        weight = w_hh.contiguous()
+        loops.lstm_backward_seq(
+            loops.gemm,
+            carried.data_ptr(),
+            below_at,
+            below_step // states.element_size(),
+            below_stride,
+            cell_grad.data_ptr(),
+            gates.data_ptr(),
+            squashed.data_ptr(),
+            cells.data_ptr(),
+            c_start.data_ptr(),
+            grads.data_ptr(),
+            weight.data_ptr(),
+            steps,
+            batch,
+            hidden,
+            int(reverse),
+            _threads(batch),
+        )
+        first = steps - 1 if reverse else 0
+        grad_h0 = torch.mm(grads[first], w_hh) if wants[0] else None
+        return grads, grad_h0, cell_grad if wants[1] else None
     (gates_at, gates_step), (cells_at, step) = _at(gates), _at(cells)
     squashed_at, (grads_at, grads_step) = squashed.data_ptr(), _at(grads)
     rows = grads.unbind(0)
