@@ -18,9 +18,11 @@ The protocol keeps the test split out of every choice:
   probabilities are averaged;
 - the test split is evaluated once, after training, and its accuracy only reported.
 
-For choosing settings, ``--cv K`` never reads the test split: it cuts the training split into
-K folds (stratified by class, drawn per seed), trains on K - 1 of them and scores the one left
-out, K times, and prints each seed's mean accuracy over the folds.
+For choosing settings, ``--cv K`` never uses the test split: it cuts the training split into
+K folds (each class's series shuffled per seed and dealt out in turn, so the first folds may
+hold one more), trains on K - 1 of them and scores the one left out, K times, and prints each
+seed's mean accuracy over the folds. ``examples/results/classify_*_cv.txt`` shows it choosing
+among a few settings.
 
 Long series are read as frames of ``--frame`` consecutive steps (one step of ``frame · C``
 values), which shortens the recurrence; ``auto`` picks the smallest frame giving at most 50
@@ -62,10 +64,12 @@ class SeedRun:
     """One seed's result.
 
     Attributes:
-        seed: The seed of the weights, the validation split and the batch order.
-        test_accuracy: Accuracy on the test split with the kept weights.
-        kept_epoch: The epoch (1-based) whose weights were kept.
-        train_loss: The training loss of every epoch.
+        seed: The seed of the weights, the validation split and the batch order (an
+            ensemble's networks use ``seed * 1000 + k``).
+        test_accuracy: Accuracy on the test split with the kept weights (with ``--cv``, the
+            mean accuracy over the held-out folds).
+        kept_epoch: The epoch (1-based) whose weights were kept (the first network's).
+        train_loss: The training loss of every epoch (the first network's).
         seconds: Training time.
     """
 
@@ -320,7 +324,7 @@ def main(
             (0: none; train on the whole split and keep the last epoch's weights).
         ensemble: Networks per seed, their class probabilities averaged.
         cv: With 2 or more, cross-validate inside the training split with this many folds
-            instead of training on it and testing (the test split is not read); 0 to test.
+            instead of training on it and testing (the test split is not used); 0 to test.
         out: Folder for the plot.
         smoke: A quick run for CI: BasicMotions (or a stand-in), one seed, two epochs.
 
@@ -354,6 +358,9 @@ def main(
         "ensemble": ensemble,
     }
     described = f"cell={cell} epochs={epochs} hidden={hidden_size} ensemble={ensemble}"
+    assert train.y is not None
+    if cv > int(torch.bincount(train.y).max()):
+        raise SystemExit(f"--cv {cv} leaves folds empty: no class has {cv} training series")
     if cv:
         return _cross_validated(name, train, seeds, cv, settings, described)
     test = from_arrays(x_test, y_test, layout="NCL", missing="ffill", classes=train.classes)

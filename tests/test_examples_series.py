@@ -202,3 +202,8 @@ def test_backtest_shift_forecasts_from_an_earlier_origin(tmp_path: Path) -> None
 def test_shift_needs_backtest_and_a_count(tmp_path: Path, options: dict[str, Any]) -> None:
     with pytest.raises(SystemExit, match="--shift takes a count of values >= 0"):
         forecast_series.main(out=tmp_path, smoke=True, **options)
+
+
+def test_more_folds_than_any_class_has_series_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="--cv 50 leaves folds empty"):
+        classify_series.main(out=tmp_path, smoke=True, hidden_size=8, cv=50)
