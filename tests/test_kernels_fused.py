@@ -59,9 +59,9 @@ def fused_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     for name in ("gru_forward", "gru_backward", "lstm_forward", "lstm_backward"):
         real = getattr(_fused_loops, name)
 
-        def spy(*args: Any, real: Any = real, name: str = name) -> Any:
+        def spy(*args: Any, real: Any = real, name: str = name, **kwargs: Any) -> Any:
             calls.append(name)
-            return real(*args)
+            return real(*args, **kwargs)
 
         monkeypatch.setattr(_fused_loops, name, spy)
     return calls

@@ -270,7 +270,8 @@ inline void span(std::int64_t batch, std::int64_t& b0, std::int64_t& rows) {
 template <typename T>
 void gru_forward_seq(Gemm<T> gemm, T* gates, const T* w_hh, const T* b_ih, const T* b_hh,
                      const T* start, T* states, T* rec_n, T* product, std::int64_t steps,
-                     std::int64_t batch, std::int64_t hidden, int reverse, int threads) {
+                     std::int64_t batch, std::int64_t hidden, int reverse, int zero_start,
+                     int threads) {
     (void)threads;  // unused where OpenMP is not available
 #pragma omp parallel num_threads(threads)
     {
@@ -281,7 +282,11 @@ void gru_forward_seq(Gemm<T> gemm, T* gates, const T* w_hh, const T* b_ih, const
         for (std::int64_t s = 0; s < steps && rows > 0; ++s) {
             const std::int64_t t = reverse ? steps - 1 - s : s;
             T* p = product + b0 * 3 * H;
-            mm<T>(gemm, prev, H, w_hh, true, p, 3 * H, rows, H, 3 * H, T(0));
+            if (s == 0 && zero_start) {  // W_hh h_0 is zero: no product to form
+                std::memset(p, 0, sizeof(T) * rows * 3 * H);
+            } else {
+                mm<T>(gemm, prev, H, w_hh, true, p, 3 * H, rows, H, 3 * H, T(0));
+            }
             T* h = states + (t * N + b0) * H;
             gru_forward<T>(gates + (t * N + b0) * 3 * H, p, b_ih, b_hh, prev, h,
                            rec_n + (t * N + b0) * H, rows, H);
@@ -326,7 +331,8 @@ void gru_backward_seq(Gemm<T> gemm, T* carried, const T* below, std::int64_t bel
 template <typename T>
 void lstm_forward_seq(Gemm<T> gemm, T* gates, const T* w_hh, const T* bias, const T* h_start,
                       const T* c_start, T* cells, T* squashed, T* states, std::int64_t steps,
-                      std::int64_t batch, std::int64_t hidden, int reverse, int threads) {
+                      std::int64_t batch, std::int64_t hidden, int reverse, int zero_start,
+                      int threads) {
     (void)threads;  // unused where OpenMP is not available
 #pragma omp parallel num_threads(threads)
     {
@@ -338,7 +344,9 @@ void lstm_forward_seq(Gemm<T> gemm, T* gates, const T* w_hh, const T* bias, cons
         for (std::int64_t s = 0; s < steps && rows > 0; ++s) {
             const std::int64_t t = reverse ? steps - 1 - s : s;
             T* g = gates + (t * N + b0) * 4 * H;
-            mm<T>(gemm, h, H, w_hh, true, g, 4 * H, rows, H, 4 * H, T(1));
+            if (s > 0 || !zero_start) {  // W_hh h_0 is zero when h_0 is
+                mm<T>(gemm, h, H, w_hh, true, g, 4 * H, rows, H, 4 * H, T(1));
+            }
             const std::int64_t at = (t * N + b0) * H;
             lstm_forward<T>(g, bias, c, cells + at, squashed + at, states + at, rows, H);
             h = states + at;
@@ -415,9 +423,11 @@ RNNKIT_FUSED_DEFINE(f64, double)
     RNNKIT_FUSED_EXPORT void rnnkit_gru_forward_seq_##suffix(                                \
         void* gemm, T* gates, const T* w_hh, const T* b_ih, const T* b_hh, const T* start,   \
         T* states, T* rec_n, T* product, std::int64_t steps, std::int64_t batch,             \
-        std::int64_t hidden, std::int32_t reverse, std::int32_t threads) {                   \
+        std::int64_t hidden, std::int32_t reverse, std::int32_t zero_start,                  \
+        std::int32_t threads) {                                                              \
         gru_forward_seq<T>(reinterpret_cast<Gemm<T>>(gemm), gates, w_hh, b_ih, b_hh, start,  \
-                           states, rec_n, product, steps, batch, hidden, reverse, threads);  \
+                           states, rec_n, product, steps, batch, hidden, reverse,            \
+                           zero_start, threads);                                             \
     }                                                                                        \
     RNNKIT_FUSED_EXPORT void rnnkit_gru_backward_seq_##suffix(                               \
         void* gemm, T* carried, const T* below, std::int64_t below_step,                     \
@@ -433,10 +443,10 @@ RNNKIT_FUSED_DEFINE(f64, double)
         void* gemm, T* gates, const T* w_hh, const T* bias, const T* h_start,                \
         const T* c_start, T* cells, T* squashed, T* states, std::int64_t steps,              \
         std::int64_t batch, std::int64_t hidden, std::int32_t reverse,                       \
-        std::int32_t threads) {                                                              \
+        std::int32_t zero_start, std::int32_t threads) {                                     \
         lstm_forward_seq<T>(reinterpret_cast<Gemm<T>>(gemm), gates, w_hh, bias, h_start,     \
                             c_start, cells, squashed, states, steps, batch, hidden, reverse, \
-                            threads);                                                        \
+                            zero_start, threads);                                            \
     }                                                                                        \
     RNNKIT_FUSED_EXPORT void rnnkit_lstm_backward_seq_##suffix(                              \
         void* gemm, T* carried, const T* below, std::int64_t below_step,                     \

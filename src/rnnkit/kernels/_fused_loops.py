@@ -225,8 +225,11 @@ def gru_forward(
     start: Tensor,
     weights: tuple[Tensor, ...],
     reverse: bool,
+    zero_start: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The forward steps: ``(gates, rec_n, states)``, time-major.
+
+    ``zero_start``: ``start`` is zeros (no ``h0`` given), so the first step's product is skipped.
 
     ``gates`` holds ``r, z, n`` as ``gru._run_steps`` leaves them; ``rec_n``, ``(L, N, H)``,
     only the ``n`` block of its ``recurrent`` buffer, which is all the backward pass reads.
@@ -257,6 +260,7 @@ def gru_forward(
             batch,
             hidden,
             int(reverse),
+            int(zero_start),
             _threads(batch),
         )
         return gates, rec_n, states
@@ -356,8 +360,12 @@ def lstm_forward(
     starts: tuple[Tensor, Tensor],
     weights: tuple[Tensor, Tensor, Tensor],
     reverse: bool,
+    zero_start: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Forward: ``(gates, cells, squashed, states)``, as ``lstm._run_steps`` fills them."""
+    """Forward: ``(gates, cells, squashed, states)``, as ``lstm._run_steps`` fills them.
+
+    ``zero_start``: ``h0`` is zeros, so the first step's product is skipped.
+    """
     w_ih, w_hh, bias = weights
     batch, hidden = starts[1].shape
     steps = rows.shape[0] // batch
@@ -383,6 +391,7 @@ def lstm_forward(
             batch,
             hidden,
             int(reverse),
+            int(zero_start),
             _threads(batch),
         )
         return gates, cells, squashed, states

@@ -123,7 +123,7 @@ class _Direction(torch.autograd.Function):
             gates, recurrent, states = _run_steps(rows, start, weights, steps, reverse)
         else:  # recurrent: only W_hn h_{t-1} + b_hn, (L, N, H)
             gates, recurrent, states = _fused_loops.gru_forward(
-                loops, rows, start, weights, reverse
+                loops, rows, start, weights, reverse, zero_start=h0 is None
             )
         ctx.save_for_backward(rows, start, w_ih, w_hh, gates, recurrent, states)
         ctx.reverse, ctx.x_shape, ctx.given_h0 = reverse, x.shape, h0 is not None

@@ -133,7 +133,7 @@ class _Direction(torch.autograd.Function):
             gates, cells, squashed, states = _run_steps(rows, starts, weights, steps, reverse)
         else:
             gates, cells, squashed, states = _fused_loops.lstm_forward(
-                loops, rows, starts, weights, reverse
+                loops, rows, starts, weights, reverse, zero_start=h0 is None
             )
         ctx.save_for_backward(
             rows, h_start, c_start, w_ih_ifog, w_hh_ifog, gates, cells, squashed, states
