@@ -31,7 +31,7 @@ _Config = TypeVar("_Config", bound=ModelConfig)
 class RecurrentModel(nn.Module):
     """Base class of the rnnkit models: a :class:`rnnkit.RecurrentEncoder` and a head.
 
-    Subclasses set :attr:`config_class`, build ``self.encoder`` (with :meth:`_build_encoder`)
+    Subclasses set :attr:`config_class`, build ``self.encoder`` (with ``_build_encoder``)
     and store ``self.config``.
 
     Besides its weights, a model can carry what it needs to read and write data in their
