@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -205,28 +207,56 @@ BAD_STARTS = {
 
 
 @pytest.mark.parametrize("bad", sorted(BAD_STARTS))
+@pytest.mark.parametrize("which", ["h0", "c0", "both"])
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_an_initial_state_of_another_dtype_or_size_raises_and_is_never_read_as_raw_memory(
-    cell: str, bad: str, compiled: _fused.Steps, fused_calls: list[str]
+    cell: str, which: str, bad: str, compiled: _fused.Steps, fused_calls: list[str]
 ) -> None:
+    if cell == "gru" and which != "h0":
+        pytest.skip("a GRU has no c0")
     gates = 3 if cell == "gru" else 4
     x = torch.randn(5, 2, H_IN, dtype=torch.float64)
     weights = [torch.randn(gates * H, n, dtype=torch.float64) for n in (H_IN, H)]
     weights += [torch.randn(gates * H, dtype=torch.float64) for _ in range(2)]
-    starts = [BAD_STARTS[bad]()] * (1 if cell == "gru" else 2)
-    with pytest.raises(RuntimeError, match=r"dtype|Float|Double|shape"):
-        DIRECTIONS[cell].apply(x, *starts, *weights, False)
+    good = torch.zeros(2, H, dtype=torch.float64)
+    starts = [BAD_STARTS[bad]()]
+    if cell == "lstm":
+        starts = {"h0": [starts[0], good], "c0": [good, starts[0]], "both": starts * 2}[which]
+    if which == "c0":  # torch's operations may broadcast or promote it; never the raw loops
+        with contextlib.suppress(RuntimeError):
+            DIRECTIONS[cell].apply(x, *starts, *weights, False)
+    else:
+        with pytest.raises(RuntimeError, match=r"dtype|Float|Double|shape|size"):
+            DIRECTIONS[cell].apply(x, *starts, *weights, False)
     assert fused_calls == []
 
 
-def test_a_strided_initial_state_is_read_as_torchs_layer_reads_it(compiled: _fused.Steps) -> None:
-    for cell in ("gru", "lstm"):
-        fast, slow = twins(cell)
-        x = torch.randn(3, 5, H_IN, dtype=torch.float64)
-        h0 = torch.randn(3, 1, H, dtype=torch.float64).transpose(0, 1)  # not contiguous
-        state: State = (h0, h0.clone()) if cell == "lstm" else h0
-        with torch.no_grad():
-            torch.testing.assert_close(fast(x, state)[0], slow(x, state)[0])
+def _leaf(*shape: int) -> Tensor:
+    return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+
+
+STRIDED_STARTS: dict[str, tuple[int, Callable[[], Tensor]]] = {
+    # (layers, a non-contiguous h0 of shape (layers, 3, H))
+    "transposed, 2 layers": (2, lambda: _leaf(3, 2, H).transpose(0, 1)),
+    "expanded (a learned state)": (1, lambda: _leaf(1, 1, H).expand(1, 3, H)),
+}
+
+
+@pytest.mark.parametrize("start", sorted(STRIDED_STARTS))
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_a_strided_initial_state_is_read_as_torchs_layer_reads_it(
+    cell: str, start: str, compiled: _fused.Steps, fused_calls: list[str]
+) -> None:
+    layers, make = STRIDED_STARTS[start]
+    fast, slow = twins(cell, num_layers=layers)
+    x = torch.randn(3, 5, H_IN, dtype=torch.float64, requires_grad=True)
+    h0 = make()
+    assert not h0.is_contiguous()
+    state: State = (h0, _leaf(*h0.shape)) if cell == "lstm" else h0
+    got_all, want_all = values_and_grads(fast, x, state), values_and_grads(slow, x, state)
+    for got, want in zip(got_all, want_all, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    assert fused_calls.count(f"{cell}_forward") == layers  # the compiled loops read it
 
 
 LOSSES = {

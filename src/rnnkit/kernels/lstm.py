@@ -125,10 +125,10 @@ class _Direction(torch.autograd.Function):
         rows = x.reshape(steps * batch, width)  # kept for backward's weight gradient
         w_ih_ifog, w_hh_ifog = _to_ifog(w_ih, hidden), _to_ifog(w_hh, hidden)
         weights = (w_ih_ifog, w_hh_ifog, _to_ifog(b_ih + b_hh, hidden))
-        h_start = x.new_zeros(batch, hidden) if h0 is None else h0
+        h_start = x.new_zeros(batch, hidden) if h0 is None else h0.contiguous()
         c_start = x.new_zeros(batch, hidden) if c0 is None else c0.contiguous()
-        starts = (h_start, c_start)
-        ctx.loops = loops = _fused_loops.usable(x, (c_start,), weights, gates=4)
+        starts = (h_start, c_start)  # both read as raw memory by the compiled loops
+        ctx.loops = loops = _fused_loops.usable(x, starts, weights, gates=4)
         if loops is None:
             gates, cells, squashed, states = _run_steps(rows, starts, weights, steps, reverse)
         else:
