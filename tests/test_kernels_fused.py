@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -500,3 +501,48 @@ def test_a_gemm_that_does_not_compute_the_product_is_refused() -> None:
     assert address is not None
     assert not _fused._computes_right(address, torch.float32)
     assert calls == [1]  # it was called, and its (missing) result checked
+
+
+class _NoOpenMPCompiler:
+    """Stands in for ``torch.utils.cpp_extension``: refuses ``-fopenmp``, else "builds"."""
+
+    def __init__(self) -> None:
+        self.builds: list[tuple[str, list[str]]] = []
+
+    def load(self, name: str, sources: list[str], **options: Any) -> None:
+        self.builds.append((name, list(options["extra_cflags"])))
+        if "-fopenmp" in options["extra_cflags"]:
+            raise RuntimeError("clang: error: unsupported option '-fopenmp'")
+        (Path(options["build_directory"]) / f"{name}.so").write_bytes(b"")
+
+
+def test_a_compiler_without_openmp_still_builds_the_loops_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compiler = _NoOpenMPCompiler()
+    monkeypatch.setenv("RNNKIT_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setattr(_fused, "_flags", lambda: ["-O3", "-fopenmp"])
+    monkeypatch.setattr(_fused, "_import_quietly", lambda: compiler)
+    library = Path(_fused.build())
+    assert library.name == "rnnkit_fused_serial.so"
+    assert compiler.builds == [
+        ("rnnkit_fused", ["-O3", "-fopenmp"]),
+        ("rnnkit_fused_serial", ["-O3"]),
+    ]
+    assert Path(_fused.build()) == library  # the next process loads it: no compiler called
+    assert len(compiler.builds) == 2
+
+
+def test_a_compile_error_of_every_variant_raises_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(name: str, sources: list[str], **options: Any) -> None:
+        raise RuntimeError(f"error building {name}")
+
+    monkeypatch.setenv("RNNKIT_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setattr(_fused, "_flags", lambda: ["-O3", "-fopenmp"])
+    monkeypatch.setattr(
+        _fused, "_import_quietly", lambda: type("Broken", (), {"load": staticmethod(broken)})
+    )
+    with pytest.raises(RuntimeError, match=r"error building rnnkit_fused$"):
+        _fused.build()

@@ -110,31 +110,68 @@ def cache_folder() -> Path:
 def build() -> str:
     """Compile the library (``ninja`` skips an up-to-date build); return its path.
 
+    Where the compiler refuses OpenMP (say, clang without libomp), the library is built
+    without it, under another name (torch renames a second build of one name with other flags
+    in the same process); its ``*_seq`` loops then run on one thread. A library built before
+    from this source, with either set of flags, is loaded without a compiler.
+
     Raises:
         TurnedOffError: ``RNNKIT_FUSED=0`` is set.
-        Exception: Whatever the build raises (no compiler, no ``ninja``, a compile error).
+        Exception: Whatever the first build raises (no compiler, no ``ninja``, a compile error).
     """
     if os.environ.get("RNNKIT_FUSED", "1") == "0":
         raise TurnedOffError("the environment variable RNNKIT_FUSED=0 turns it off")
     folder = cache_folder() / f"{_NAME}-torch{torch.__version__}-{_cpu_tag()}"
-    library, stamp = folder / f"{_NAME}.so", folder / "source.sha256"
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(_flags()).encode()).hexdigest()
-    if library.exists() and stamp.exists() and stamp.read_text() == digest:
-        return str(library)  # built before from this source: no compiler needed to load it
+    variants = _variants()
+    for name, flags in variants:
+        if _built(folder, name, flags):
+            return str(folder / f"{name}.so")  # no compiler needed to load it
     cpp_extension = _import_quietly()
-
     folder.mkdir(parents=True, exist_ok=True)
-    with _NinjaOnPath():
-        cpp_extension.load(
-            _NAME,
-            [str(SOURCE)],
-            extra_cflags=_flags(),
-            extra_ldflags=[flag for flag in _flags() if flag == "-fopenmp"],
-            build_directory=str(folder),
-            is_python_module=False,
-        )
-    stamp.write_text(digest)
-    return str(library)
+    failure: Exception | None = None
+    for name, flags in variants:
+        try:
+            with _NinjaOnPath():
+                cpp_extension.load(
+                    name,
+                    [str(SOURCE)],
+                    extra_cflags=flags,
+                    extra_ldflags=[flag for flag in flags if flag == "-fopenmp"],
+                    build_directory=str(folder),
+                    is_python_module=False,
+                )
+        except Exception as error:  # the next variant may build; else the first error says why
+            failure = failure or error
+            continue
+        _stamp(folder, name).write_text(_digest(flags))
+        return str(folder / f"{name}.so")
+    assert failure is not None
+    raise failure
+
+
+def _variants() -> list[tuple[str, list[str]]]:
+    """``(library name, compiler flags)`` to try in order: with OpenMP where used, then without."""
+    flags = _flags()
+    if "-fopenmp" not in flags:
+        return [(_NAME, flags)]
+    return [(_NAME, flags), (f"{_NAME}_serial", [flag for flag in flags if flag != "-fopenmp"])]
+
+
+def _built(folder: Path, name: str, flags: list[str]) -> bool:
+    """Whether library ``name`` in ``folder`` was built from this source with ``flags``."""
+    stamp = _stamp(folder, name)
+    return (
+        (folder / f"{name}.so").exists() and stamp.is_file() and stamp.read_text() == _digest(flags)
+    )
+
+
+def _stamp(folder: Path, name: str) -> Path:
+    """The file recording which source and flags built library ``name``."""
+    return folder / ("source.sha256" if name == _NAME else f"{name}.sha256")
+
+
+def _digest(flags: list[str]) -> str:
+    return hashlib.sha256(SOURCE.read_bytes() + " ".join(flags).encode()).hexdigest()
 
 
 def _import_quietly() -> Any:
