@@ -546,3 +546,17 @@ def test_a_compile_error_of_every_variant_raises_the_first(
     )
     with pytest.raises(RuntimeError, match=r"error building rnnkit_fused$"):
         _fused.build()
+
+
+def test_the_environment_can_keep_the_per_step_calls(
+    sequence_loops: _fused.Steps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _fused_loops._sequence(sequence_loops)
+    monkeypatch.setenv("RNNKIT_FUSED_SEQUENCE", "0")
+    assert not _fused_loops._sequence(sequence_loops)
+    fast, slow = twins("lstm")
+    x = torch.randn(3, 5, H_IN, dtype=torch.float64, requires_grad=True)
+    for got, want in zip(
+        values_and_grads(fast, x, None), values_and_grads(slow, x, None), strict=True
+    ):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)

@@ -12,6 +12,7 @@ rows are contiguous and whose dtype is the loops': the kernels allocate their bu
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -205,7 +206,8 @@ _ROWS_PER_THREAD = 8
 
 
 def _sequence(loops: _fused.Steps) -> bool:
-    return SEQUENCE and loops.sequence
+    """Whether to run whole recurrences; ``RNNKIT_FUSED_SEQUENCE=0`` keeps the per-step calls."""
+    return SEQUENCE and loops.sequence and os.environ.get("RNNKIT_FUSED_SEQUENCE", "1") != "0"
 
 
 def _threads(batch: int) -> int:
