@@ -256,15 +256,21 @@ inline void mm(Gemm<T> gemm, const T* a, std::int64_t lda, const T* w, bool tran
     gemm(&ta, &tb, &m, &n, &k, &one, w, &lw, a, &la, &beta, c, &lc);
 }
 
-// This thread's share of the batch: rows b0 .. b0 + rows - 1.
-inline void span(std::int64_t batch, std::int64_t& b0, std::int64_t& rows) {
+// Runs body(b0, rows) on `threads` threads of one OpenMP region (one thread without OpenMP),
+// each with its share of the batch, rows b0 .. b0 + rows - 1; a thread with no rows skips it.
+template <typename Body>
+void split_rows(std::int64_t batch, int threads, Body body) {
+    (void)threads;  // unused where OpenMP is not available
+#pragma omp parallel num_threads(threads)
+    {
 #ifdef _OPENMP
-    const std::int64_t id = omp_get_thread_num(), n = omp_get_num_threads();
+        const std::int64_t id = omp_get_thread_num(), n = omp_get_num_threads();
 #else
-    const std::int64_t id = 0, n = 1;
+        const std::int64_t id = 0, n = 1;
 #endif
-    b0 = batch * id / n;
-    rows = batch * (id + 1) / n - b0;
+        const std::int64_t b0 = batch * id / n, rows = batch * (id + 1) / n - b0;
+        if (rows > 0) body(b0, rows);
+    }
 }
 
 template <typename T>
@@ -272,14 +278,10 @@ void gru_forward_seq(Gemm<T> gemm, T* gates, const T* w_hh, const T* b_ih, const
                      const T* start, T* states, T* rec_n, T* product, std::int64_t steps,
                      std::int64_t batch, std::int64_t hidden, int reverse, int zero_start,
                      int threads) {
-    (void)threads;  // unused where OpenMP is not available
-#pragma omp parallel num_threads(threads)
-    {
-        std::int64_t b0, rows;
-        span(batch, b0, rows);
+    split_rows(batch, threads, [&](std::int64_t b0, std::int64_t rows) {
         const std::int64_t H = hidden, N = batch;
         const T* prev = start + b0 * H;
-        for (std::int64_t s = 0; s < steps && rows > 0; ++s) {
+        for (std::int64_t s = 0; s < steps; ++s) {
             const std::int64_t t = reverse ? steps - 1 - s : s;
             T* p = product + b0 * 3 * H;
             if (s == 0 && zero_start) {  // W_hh h_0 is zero: no product to form
@@ -292,7 +294,7 @@ void gru_forward_seq(Gemm<T> gemm, T* gates, const T* w_hh, const T* b_ih, const
                            rec_n + (t * N + b0) * H, rows, H);
             prev = h;
         }
-    }
+    });
 }
 
 template <typename T>
@@ -301,13 +303,9 @@ void gru_backward_seq(Gemm<T> gemm, T* carried, const T* below, std::int64_t bel
                       const T* states, const T* start, T* grads, const T* w_hh,
                       std::int64_t steps, std::int64_t batch, std::int64_t hidden, int reverse,
                       int threads) {
-    (void)threads;
-#pragma omp parallel num_threads(threads)
-    {
-        std::int64_t b0, rows;
-        span(batch, b0, rows);
+    split_rows(batch, threads, [&](std::int64_t b0, std::int64_t rows) {
         const std::int64_t H = hidden, N = batch;
-        for (std::int64_t pos = steps - 1; pos >= 0 && rows > 0; --pos) {
+        for (std::int64_t pos = steps - 1; pos >= 0; --pos) {
             const std::int64_t t = reverse ? steps - 1 - pos : pos;
             const std::int64_t tb = reverse ? steps - pos : pos - 1;  // the step before t
             const T* before = pos ? states + (tb * N + b0) * H : start + b0 * H;
@@ -324,24 +322,19 @@ void gru_backward_seq(Gemm<T> gemm, T* carried, const T* below, std::int64_t bel
             }
             if (pos) mm<T>(gemm, g + H, 4 * H, w_hh, false, carried + b0 * H, H, rows, 3 * H, H, T(0));
         }
-    }
+    });
 }
-
 
 template <typename T>
 void lstm_forward_seq(Gemm<T> gemm, T* gates, const T* w_hh, const T* bias, const T* h_start,
                       const T* c_start, T* cells, T* squashed, T* states, std::int64_t steps,
                       std::int64_t batch, std::int64_t hidden, int reverse, int zero_start,
                       int threads) {
-    (void)threads;  // unused where OpenMP is not available
-#pragma omp parallel num_threads(threads)
-    {
-        std::int64_t b0, rows;
-        span(batch, b0, rows);
+    split_rows(batch, threads, [&](std::int64_t b0, std::int64_t rows) {
         const std::int64_t H = hidden, N = batch;
         const T* h = h_start + b0 * H;
         const T* c = c_start + b0 * H;
-        for (std::int64_t s = 0; s < steps && rows > 0; ++s) {
+        for (std::int64_t s = 0; s < steps; ++s) {
             const std::int64_t t = reverse ? steps - 1 - s : s;
             T* g = gates + (t * N + b0) * 4 * H;
             if (s > 0 || !zero_start) {  // W_hh h_0 is zero when h_0 is
@@ -352,7 +345,7 @@ void lstm_forward_seq(Gemm<T> gemm, T* gates, const T* w_hh, const T* bias, cons
             h = states + at;
             c = cells + at;
         }
-    }
+    });
 }
 
 template <typename T>
@@ -361,13 +354,9 @@ void lstm_backward_seq(Gemm<T> gemm, T* carried, const T* below, std::int64_t be
                        const T* squashed, const T* cells, const T* c_start, T* grads,
                        const T* w_hh, std::int64_t steps, std::int64_t batch,
                        std::int64_t hidden, int reverse, int threads) {
-    (void)threads;
-#pragma omp parallel num_threads(threads)
-    {
-        std::int64_t b0, rows;
-        span(batch, b0, rows);
+    split_rows(batch, threads, [&](std::int64_t b0, std::int64_t rows) {
         const std::int64_t H = hidden, N = batch;
-        for (std::int64_t pos = steps - 1; pos >= 0 && rows > 0; --pos) {
+        for (std::int64_t pos = steps - 1; pos >= 0; --pos) {
             const std::int64_t t = reverse ? steps - 1 - pos : pos;
             const std::int64_t tb = reverse ? steps - pos : pos - 1;
             const T* before = pos ? cells + (tb * N + b0) * H : c_start + b0 * H;
@@ -377,7 +366,7 @@ void lstm_backward_seq(Gemm<T> gemm, T* carried, const T* below, std::int64_t be
                              squashed + (t * N + b0) * H, before, g, rows, H);
             if (pos) mm<T>(gemm, g, 4 * H, w_hh, false, carried + b0 * H, H, rows, 4 * H, H, T(0));
         }
-    }
+    });
 }
 
 }  // namespace
