@@ -215,6 +215,23 @@ def _threads(batch: int) -> int:
     return max(1, min(torch.get_num_threads(), batch // _ROWS_PER_THREAD))
 
 
+def _whole(
+    function: Callable[..., None],
+    loops: _fused.Steps,
+    arguments: Sequence[Tensor | int],
+    sizes: tuple[int, int, int],
+    *flags: bool,
+) -> None:
+    """Call a ``*_seq`` loop with ``loops.gemm``, its arguments, ``(L, N, H)``, flags, threads.
+
+    Each argument goes as a tensor's data pointer or an int as it is (a pointer or a stride);
+    the tensors stay referenced here until the call returns, so the loops never read freed
+    memory.
+    """
+    pointers = [a.data_ptr() if isinstance(a, Tensor) else a for a in arguments]
+    function(loops.gemm, *pointers, *sizes, *map(int, flags), _threads(sizes[1]))
+
+
 def _copy_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
     """A contiguous copy of ``grad`` (the loops write into it), or zeros where it is ``None``."""
     copy = torch.zeros_like(like, memory_format=torch.contiguous_format)
@@ -247,24 +264,8 @@ def gru_forward(
     product = rows.new_empty(batch, 3 * hidden)
     biases = b_ih.contiguous(), b_hh.contiguous()
     if _sequence(loops):
-        weight = w_hh.contiguous()  # held while the loops read it
-        loops.gru_forward_seq(
-            loops.gemm,
-            gates.data_ptr(),
-            weight.data_ptr(),
-            biases[0].data_ptr(),
-            biases[1].data_ptr(),
-            start.data_ptr(),
-            states.data_ptr(),
-            rec_n.data_ptr(),
-            product.data_ptr(),
-            steps,
-            batch,
-            hidden,
-            int(reverse),
-            int(zero_start),
-            _threads(batch),
-        )
+        arguments = (gates, w_hh.contiguous(), *biases, start, states, rec_n, product)
+        _whole(loops.gru_forward_seq, loops, arguments, (steps, batch, hidden), reverse, zero_start)
         return gates, rec_n, states
     (gates_at, gates_step), (states_at, step), (rec_at, _) = map(_at, (gates, states, rec_n))
     weight, views = w_hh.t(), states.unbind(0)
@@ -306,26 +307,10 @@ def gru_backward(
     grads = _workspace(states, 4 * hidden)
     carried, carry = _copy_or_zeros(grads_out[1], start), states.new_empty(batch, hidden)
     if _sequence(loops):
+        below = (below_at, below_step // states.element_size(), below_stride)
         weight = w_hh.contiguous()
-        loops.gru_backward_seq(
-            loops.gemm,
-            carried.data_ptr(),
-            below_at,
-            below_step // states.element_size(),
-            below_stride,
-            carry.data_ptr(),
-            gates.data_ptr(),
-            rec_n.data_ptr(),
-            states.data_ptr(),
-            start.data_ptr(),
-            grads.data_ptr(),
-            weight.data_ptr(),
-            steps,
-            batch,
-            hidden,
-            int(reverse),
-            _threads(batch),
-        )
+        arguments = (carried, *below, carry, gates, rec_n, states, start, grads, weight)
+        _whole(loops.gru_backward_seq, loops, arguments, (steps, batch, hidden), reverse)
         first = steps - 1 if reverse else 0
         grad_h0 = torch.mm(grads[first, :, hidden:], w_hh).add_(carry) if wants_h0 else None
         return grads, grad_h0
@@ -378,23 +363,9 @@ def lstm_forward(
     states = rows.new_empty(steps, batch, hidden)
     bias = bias.contiguous()
     if _sequence(loops):
-        weight = w_hh.contiguous()
-        loops.lstm_forward_seq(
-            loops.gemm,
-            gates.data_ptr(),
-            weight.data_ptr(),
-            bias.data_ptr(),
-            starts[0].data_ptr(),
-            starts[1].data_ptr(),
-            cells.data_ptr(),
-            squashed.data_ptr(),
-            states.data_ptr(),
-            steps,
-            batch,
-            hidden,
-            int(reverse),
-            int(zero_start),
-            _threads(batch),
+        arguments = (gates, w_hh.contiguous(), bias, *starts, cells, squashed, states)
+        _whole(
+            loops.lstm_forward_seq, loops, arguments, (steps, batch, hidden), reverse, zero_start
         )
         return gates, cells, squashed, states
     (gates_at, gates_step), (cells_at, step) = _at(gates), _at(cells)
@@ -435,26 +406,10 @@ def lstm_backward(
     carried = _copy_or_zeros(grads_out[1], c_start)  # each step's product writes here later
     cell_grad = _copy_or_zeros(grads_out[2], c_start)  # each step turns ∂c_t into ∂c_{t-1}
     if _sequence(loops):
+        below = (below_at, below_step // states.element_size(), below_stride)
         weight = w_hh.contiguous()
-        loops.lstm_backward_seq(
-            loops.gemm,
-            carried.data_ptr(),
-            below_at,
-            below_step // states.element_size(),
-            below_stride,
-            cell_grad.data_ptr(),
-            gates.data_ptr(),
-            squashed.data_ptr(),
-            cells.data_ptr(),
-            c_start.data_ptr(),
-            grads.data_ptr(),
-            weight.data_ptr(),
-            steps,
-            batch,
-            hidden,
-            int(reverse),
-            _threads(batch),
-        )
+        arguments = (carried, *below, cell_grad, gates, squashed, cells, c_start, grads, weight)
+        _whole(loops.lstm_backward_seq, loops, arguments, (steps, batch, hidden), reverse)
         first = steps - 1 if reverse else 0
         grad_h0 = torch.mm(grads[first], w_hh) if wants[0] else None
         return grads, grad_h0, cell_grad if wants[1] else None
