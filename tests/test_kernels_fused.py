@@ -560,3 +560,26 @@ def test_the_environment_can_keep_the_per_step_calls(
         values_and_grads(fast, x, None), values_and_grads(slow, x, None), strict=True
     ):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_float32_compiled_tanh_is_within_three_ulps_of_tanh_over_the_float_range() -> None:
+    loops = _fused.steps(torch.float32)
+    if loops is None:
+        missing(f"the compiled step cannot be built here: {_fused.unavailable_reason()}")
+    assert loops is not None
+    edges = [0.0, -0.0, 1e-30, -1e-8, 1e-4, 20.0, -88.0, float("inf"), float("-inf")]
+    grid = torch.cat([torch.linspace(-10, 10, 400_001), torch.tensor(edges)])
+    hidden = grid.numel()
+    gates = torch.zeros(1, 4 * hidden)
+    gates[0, 3 * hidden :] = grid  # the g block, which the loop turns into tanh(g)
+    bias, c_prev = torch.zeros(4 * hidden), torch.zeros(1, hidden)
+    cell, squashed, state = (torch.empty(1, hidden) for _ in range(3))
+    pointers = (t.data_ptr() for t in (gates, bias, c_prev, cell, squashed, state))
+    loops.lstm_forward(*pointers, 1, hidden)
+    exact = torch.tanh(grid.double())
+    error = (gates[0, 3 * hidden :].double() - exact).abs()
+    assert (error <= 3 * 2.0**-23 * exact.abs()).all(), grid[error.argmax()]
+    gates[0, 3] = float("nan")  # the g entry of a one-unit layer
+    loops.lstm_forward(*(t.data_ptr() for t in (gates, bias, c_prev, cell, squashed, state)), 1, 1)
+    assert gates[0, 3].isnan()
+    assert state[0, 0].isnan()

@@ -12,9 +12,9 @@
 // other; with one thread this is the per-step loop without Python between the steps.
 //
 // No torch header is included: the functions take contiguous row-major buffers of float or
-// double, which the Python side allocates and checks. The exponential is written out (a range
-// reduction and a polynomial, branch-free) so that the compiler can vectorise the loops; the
-// results agree with torch's sigmoid and tanh to float rounding, not bitwise.
+// double, which the Python side allocates and checks. The exponential (and, in single precision,
+// tanh as a rational function) is written out branch-free so that the compiler can vectorise the
+// loops; the results agree with torch's sigmoid and tanh to float rounding, not bitwise.
 
 #include <cstdint>
 #include <cstring>
@@ -89,8 +89,6 @@ struct Math<float> {
         std::memcpy(&scale, &bits, sizeof scale);
         return p * scale;
     }
-
-    static constexpr float small = 0.3f;
 };
 
 template <typename T>
@@ -109,6 +107,30 @@ inline T tanh(T x) {
     series = series * x2 * x + x;
     const T magnitude = x < T(0) ? -x : x;
     return magnitude < Math<T>::small ? series : wide;
+}
+
+// In single precision a rational function is as accurate (within 3e-7 of tanh, relative, over
+// the float range) and about a third cheaper than the exponential with its small-x series:
+// Eigen's fast float tanh, an odd degree-13 polynomial over an even degree-6 one, on the input
+// clamped to where tanh rounds to +-1.
+template <>
+inline float tanh(float x) {
+    const float clamp = 7.90531110763549805f;
+    x = x > clamp ? clamp : x;
+    x = x < -clamp ? -clamp : x;
+    const float x2 = x * x;
+    float p = -2.76076847742355e-16f;
+    p = p * x2 + 2.00018790482477e-13f;
+    p = p * x2 - 8.60467152213735e-11f;
+    p = p * x2 + 5.12229709037114e-08f;
+    p = p * x2 + 1.48572235717979e-05f;
+    p = p * x2 + 6.37261928875436e-04f;
+    p = p * x2 + 4.89352455891786e-03f;
+    float q = 1.19825839466702e-06f;
+    q = q * x2 + 1.18534705686654e-04f;
+    q = q * x2 + 2.26843463243900e-03f;
+    q = q * x2 + 4.89352518554385e-03f;
+    return p * x / q;
 }
 
 // gates (N, 3H): W_ih x_t in torch's (r, z, n) blocks, overwritten with r, z, n.
