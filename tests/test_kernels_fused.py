@@ -285,6 +285,11 @@ def test_unused_outputs_and_expanded_gradients_give_torchs_gradients(
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
+def pooled_roles(cell: str, loops: _fused.Steps) -> int:
+    """How many pooled buffers one call saves: the LSTM's whole-recurrence call adds ``joined``."""
+    return 2 if cell == "gru" else 4 if _fused_loops._sequence(loops) else 3
+
+
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_saved_buffers_are_reused_only_once_their_graph_is_gone(
     cell: str, compiled: _fused.Steps
@@ -301,7 +306,7 @@ def test_saved_buffers_are_reused_only_once_their_graph_is_gone(
         for a, b in zip(g, w, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     held = [b for _, b in _fused_loops.pooled() if b.shape[:2] == (5, 3)]
-    assert len(held) >= 3 * (2 if cell == "gru" else 3)  # one set per graph that was alive
+    assert len(held) >= 3 * pooled_roles(cell, compiled)  # one set per graph that was alive
     assert all(_fused_loops._unshared(b) for b in held)  # free again, to be reused
     fast(inputs[0])[0].sum().backward()
     assert len([b for _, b in _fused_loops.pooled() if b.shape[:2] == (5, 3)]) == len(held)
@@ -313,7 +318,7 @@ def test_the_saved_buffer_pool_stays_bounded_over_many_batch_shapes(
 ) -> None:
     monkeypatch.delattr(_fused_loops._SCRATCH, "pool", raising=False)  # start empty
     encoder = RecurrentEncoder(H_IN, H, cell=cell, kernel="rnnkit").double()  # type: ignore[arg-type]
-    roles = 2 if cell == "gru" else 3
+    roles = pooled_roles(cell, compiled)
     for steps in range(2, 14):  # a padded dataset: every batch its own length, some a smaller N
         x = torch.randn(3 - steps % 2, steps, H_IN, dtype=torch.float64)
         encoder(x)[0].sum().backward()
@@ -325,6 +330,21 @@ def test_the_saved_buffer_pool_stays_bounded_over_many_batch_shapes(
         assert len(held) <= roles * _fused_loops._SHAPES  # one graph at a time: one per shape
     latest = {tuple(b.shape[:2]) for role, b in _fused_loops.pooled() if role.startswith(cell)}
     assert latest == {(10, 3), (11, 2), (12, 3), (13, 2)}  # the least recently used went
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_a_reused_lstm_buffer_holds_no_earlier_h0_when_none_is_given(
+    bidirectional: bool, compiled: _fused.Steps
+) -> None:
+    fast, slow = twins("lstm", bidirectional=bidirectional)
+    x = torch.randn(3, 5, H_IN, dtype=torch.float64, requires_grad=True)
+    h0 = start("lstm", 2 if bidirectional else 1, 3)
+    h0[0].data.fill_(5.0)  # a first call leaves h0 in its pooled buffers
+    values_and_grads(fast, x, h0)
+    for got, want in zip(
+        values_and_grads(fast, x, None), values_and_grads(slow, x, None), strict=True
+    ):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
 def test_the_saved_buffer_pool_keeps_only_the_latest_shape_past_its_byte_budget(

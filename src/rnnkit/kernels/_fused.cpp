@@ -266,13 +266,14 @@ using Gemm = void (*)(const char*, const char*, const int*, const int*, const in
 // The Fortran BLAS gemm (sgemm_ or dgemm_, 32-bit integers): column-major.
 // mm: C (rows x cols, row-major, row stride ldc) = beta C + A (rows x inner, row stride lda) W',
 // where W' is W^T for a row-major W of (cols x inner) when `transposed`, else W (inner x cols).
+// W's rows are `ldw` apart where given (W is then a block of a wider matrix), else packed.
 template <typename T>
 inline void mm(Gemm<T> gemm, const T* a, std::int64_t lda, const T* w, bool transposed,
                T* c, std::int64_t ldc, std::int64_t rows, std::int64_t inner, std::int64_t cols,
-               T beta) {
+               T beta, std::int64_t ldw = 0) {
     const char ta = transposed ? 'T' : 'N', tb = 'N';
     const int m = int(cols), n = int(rows), k = int(inner);
-    const int lw = transposed ? int(inner) : int(cols);
+    const int lw = ldw ? int(ldw) : transposed ? int(inner) : int(cols);
     const int la = int(lda), lc = int(ldc);
     const T one = T(1);
     gemm(&ta, &tb, &m, &n, &k, &one, w, &lw, a, &la, &beta, c, &lc);
@@ -347,24 +348,36 @@ void gru_backward_seq(Gemm<T> gemm, T* carried, const T* below, std::int64_t bel
     });
 }
 
+// joined (L, N, H + H_in): step t's row holds [h_{t-1}, x_t], so that one product per step,
+// with weight (4H, H + H_in) = [W_hh, W_ih] in the order (i, f, o, g), forms both gate terms
+// (and the backward pass forms both weights' gradients with one product over all steps). The
+// caller fills x_t and the first step's h_0 (zeros where none is given); each step copies its
+// h_t into the next step's row.
 template <typename T>
-void lstm_forward_seq(Gemm<T> gemm, T* gates, const T* w_hh, const T* bias, const T* h_start,
-                      const T* c_start, T* cells, T* squashed, T* states, std::int64_t steps,
-                      std::int64_t batch, std::int64_t hidden, int reverse, int zero_start,
-                      int threads) {
+void lstm_forward_seq(Gemm<T> gemm, T* gates, T* joined, const T* weight, const T* bias,
+                      const T* c_start, T* cells, T* squashed, T* states, std::int64_t inputs,
+                      std::int64_t steps, std::int64_t batch, std::int64_t hidden, int reverse,
+                      int zero_start, int threads) {
     split_rows(batch, threads, [&](std::int64_t b0, std::int64_t rows) {
-        const std::int64_t H = hidden, N = batch;
-        const T* h = h_start + b0 * H;
+        const std::int64_t H = hidden, N = batch, K = hidden + inputs;
         const T* c = c_start + b0 * H;
         for (std::int64_t s = 0; s < steps; ++s) {
             const std::int64_t t = reverse ? steps - 1 - s : s;
+            const T* a = joined + (t * N + b0) * K;
             T* g = gates + (t * N + b0) * 4 * H;
-            if (s > 0 || !zero_start) {  // W_hh h_0 is zero when h_0 is
-                mm<T>(gemm, h, H, w_hh, true, g, 4 * H, rows, H, 4 * H, T(1));
+            if (s == 0 && zero_start) {  // W_hh h_0 is zero when h_0 is: W_ih x_0 only
+                mm<T>(gemm, a + H, K, weight + H, true, g, 4 * H, rows, inputs, 4 * H, T(0), K);
+            } else {
+                mm<T>(gemm, a, K, weight, true, g, 4 * H, rows, K, 4 * H, T(0));
             }
             const std::int64_t at = (t * N + b0) * H;
             lstm_forward<T>(g, bias, c, cells + at, squashed + at, states + at, rows, H);
-            h = states + at;
+            if (s + 1 < steps) {
+                T* next = joined + ((reverse ? t - 1 : t + 1) * N + b0) * K;
+                for (std::int64_t b = 0; b < rows; ++b) {
+                    std::memcpy(next + b * K, states + at + b * H, sizeof(T) * H);
+                }
+            }
             c = cells + at;
         }
     });
@@ -451,13 +464,13 @@ RNNKIT_FUSED_DEFINE(f64, double)
                             steps, batch, hidden, reverse, threads);                         \
     }                                                                                        \
     RNNKIT_FUSED_EXPORT void rnnkit_lstm_forward_seq_##suffix(                               \
-        void* gemm, T* gates, const T* w_hh, const T* bias, const T* h_start,                \
-        const T* c_start, T* cells, T* squashed, T* states, std::int64_t steps,              \
+        void* gemm, T* gates, T* joined, const T* weight, const T* bias, const T* c_start,   \
+        T* cells, T* squashed, T* states, std::int64_t inputs, std::int64_t steps,           \
         std::int64_t batch, std::int64_t hidden, std::int32_t reverse,                       \
         std::int32_t zero_start, std::int32_t threads) {                                     \
-        lstm_forward_seq<T>(reinterpret_cast<Gemm<T>>(gemm), gates, w_hh, bias, h_start,     \
-                            c_start, cells, squashed, states, steps, batch, hidden, reverse, \
-                            zero_start, threads);                                            \
+        lstm_forward_seq<T>(reinterpret_cast<Gemm<T>>(gemm), gates, joined, weight, bias,    \
+                            c_start, cells, squashed, states, inputs, steps, batch, hidden,  \
+                            reverse, zero_start, threads);                                   \
     }                                                                                        \
     RNNKIT_FUSED_EXPORT void rnnkit_lstm_backward_seq_##suffix(                              \
         void* gemm, T* carried, const T* below, std::int64_t below_step,                     \

@@ -61,7 +61,7 @@ _SIGNATURES: dict[str, list[type[ctypes._CData]]] = {
     "lstm_backward": [_POINTER, _POINTER, _SIZE] + [_POINTER] * 5 + [_SIZE] * 2,
     "gru_forward_seq": [_POINTER] * 9 + [_SIZE] * 3 + [_FLAG] * 3,
     "gru_backward_seq": [_POINTER] * 3 + [_SIZE] * 2 + [_POINTER] * 7 + [_SIZE] * 3 + [_FLAG] * 2,
-    "lstm_forward_seq": [_POINTER] * 9 + [_SIZE] * 3 + [_FLAG] * 3,
+    "lstm_forward_seq": [_POINTER] * 9 + [_SIZE] * 4 + [_FLAG] * 3,
     "lstm_backward_seq": [_POINTER] * 3 + [_SIZE] * 2 + [_POINTER] * 7 + [_SIZE] * 3 + [_FLAG] * 2,
 }
 _GEMMS = {torch.float32: "sgemm_", torch.float64: "dgemm_"}

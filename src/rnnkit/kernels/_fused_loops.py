@@ -348,26 +348,34 @@ def lstm_forward(
     weights: tuple[Tensor, Tensor, Tensor],
     reverse: bool,
     zero_start: bool = False,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Forward: ``(gates, cells, squashed, states)``, as ``lstm._run_steps`` fills them.
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """Forward: ``(gates, cells, squashed, states, joined)``; the first four as ``_run_steps``.
 
     ``zero_start``: ``h0`` is zeros, so the first step's product is skipped.
+
+    A whole-recurrence call returns ``joined``, ``(L, N, H + H_in)``: each step's
+    ``[h_{t-1}, x_t]``, whose product with the gate gradients is both weights' gradients. Its
+    steps form their gates with one product of their ``joined`` rows; the per-step calls return
+    ``None`` there and form ``W_ih x_t`` for all steps first.
     """
     w_ih, w_hh, bias = weights
     batch, hidden = starts[1].shape
-    steps = rows.shape[0] // batch
+    steps, width = rows.shape[0] // batch, rows.shape[1]
     gates = _saved_buffer(rows, (steps, batch, 4 * hidden), "lstm gates")
-    torch.mm(rows, w_ih.t(), out=gates.view(-1, 4 * hidden))
     cells = _saved_buffer(rows, (steps, batch, hidden), "lstm cells")
     squashed = _saved_buffer(rows, (steps, batch, hidden), "lstm squashed")
     states = rows.new_empty(steps, batch, hidden)
     bias = bias.contiguous()
     if _sequence(loops):
-        arguments = (gates, w_hh.contiguous(), bias, *starts, cells, squashed, states)
-        _whole(
-            loops.lstm_forward_seq, loops, arguments, (steps, batch, hidden), reverse, zero_start
-        )
-        return gates, cells, squashed, states
+        joined = _saved_buffer(rows, (steps, batch, hidden + width), "lstm joined")
+        joined[..., hidden:].copy_(rows.view(steps, batch, width))
+        joined[steps - 1 if reverse else 0, :, :hidden].copy_(starts[0])  # the loops fill the rest
+        weight = torch.cat([w_hh, w_ih], dim=1)
+        arguments = (gates, joined, weight, bias, starts[1], cells, squashed, states, width)
+        sizes = (steps, batch, hidden)
+        _whole(loops.lstm_forward_seq, loops, arguments, sizes, reverse, zero_start)
+        return gates, cells, squashed, states, joined
+    torch.mm(rows, w_ih.t(), out=gates.view(-1, 4 * hidden))
     (gates_at, gates_step), (cells_at, step) = _at(gates), _at(cells)
     squashed_at, states_at = squashed.data_ptr(), states.data_ptr()
     weight, gate_rows, views = w_hh.t(), gates.unbind(0), states.unbind(0)
@@ -386,7 +394,7 @@ def lstm_forward(
             hidden,
         )
         h, c_at = views[t], cells_at + offset
-    return gates, cells, squashed, states
+    return gates, cells, squashed, states, None
 
 
 def lstm_backward(

@@ -12,9 +12,12 @@ torch's recurrence
 in place into preallocated buffers (the gates kept in the order ``i, f, o, g``, so the three
 sigmoids are one call); the backward pass carries :math:`\partial h_{t-1}` and
 :math:`\partial c_{t-1}` back step by step and then forms each weight's gradient with one
-matrix product over all steps. Each step's elementwise work runs as one compiled loop where
-rnnkit's C++ step can be built on this machine (``_fused``), else as torch operations (the
-same results). Results agree with :class:`torch.nn.LSTM` to float rounding, not bitwise.
+matrix product over all steps. Where the compiled loops run the whole recurrence, each step
+instead forms both gate terms with one product of :math:`[h_{t-1}, x_t]`, whose rows for all
+steps then give both weights' gradients in one product. Each step's elementwise work runs as
+one compiled loop where rnnkit's C++ step can be built on this machine (``_fused``), else as
+torch operations (the same results). Results agree with :class:`torch.nn.LSTM` to float
+rounding, not bitwise.
 """
 
 from __future__ import annotations
@@ -129,16 +132,19 @@ class _Direction(torch.autograd.Function):
         c_start = x.new_zeros(batch, hidden) if c0 is None else c0.contiguous()
         starts = (h_start, c_start)  # both read as raw memory by the compiled loops
         ctx.loops = loops = _fused_loops.usable(x, starts, weights, gates=4)
+        joined = None
         if loops is None:
             gates, cells, squashed, states = _run_steps(rows, starts, weights, steps, reverse)
         else:
-            gates, cells, squashed, states = _fused_loops.lstm_forward(
+            gates, cells, squashed, states, joined = _fused_loops.lstm_forward(
                 loops, rows, starts, weights, reverse, zero_start=h0 is None
             )
+        inputs = rows if joined is None else joined  # joined: each step's [h_{t-1}, x_t]
         ctx.save_for_backward(
-            rows, h_start, c_start, w_ih_ifog, w_hh_ifog, gates, cells, squashed, states
+            inputs, h_start, c_start, w_ih_ifog, w_hh_ifog, gates, cells, squashed, states
         )
         ctx.reverse, ctx.x_shape, ctx.given_h0 = reverse, x.shape, h0 is not None
+        ctx.joined = joined is not None
         ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None
         last = 0 if reverse else -1
         return states, states[last].clone(), cells[last].clone()
@@ -148,7 +154,7 @@ class _Direction(torch.autograd.Function):
     def backward(
         ctx: Any, grad_states: Tensor | None, grad_final: Tensor | None, grad_cell: Tensor | None
     ) -> tuple[Tensor | None, ...]:
-        rows, h_start, c_start, w_ih, w_hh, gates, cells, squashed, states = ctx.saved_tensors
+        inputs, h_start, c_start, w_ih, w_hh, gates, cells, squashed, states = ctx.saved_tensors
         hidden = w_hh.shape[1]
         wants = bool(ctx.needs_input_grad[1]), bool(ctx.needs_input_grad[2])
         grads_out = (grad_states, grad_final, grad_cell)
@@ -167,9 +173,16 @@ class _Direction(torch.autograd.Function):
                 ctx.loops, grads_out, saved, c_start, w_hh, ctx.reverse, wants
             )
         flat = grads.view(-1, 4 * hidden)
-        grad_w_ih = _from_ifog(summed_outer(flat, rows), hidden)
+        if ctx.joined:  # one product: [∂W_hh, ∂W_ih] = Σ_t ∂G_tᵀ [h_{t-1}, x_t]
+            both = summed_outer(flat, inputs.view(flat.shape[0], -1))
+            grad_w_hh, grad_w_ih = (
+                _from_ifog(both[:, :hidden], hidden),
+                _from_ifog(both[:, hidden:], hidden),
+            )
+        else:
+            grad_w_ih = _from_ifog(summed_outer(flat, inputs), hidden)
+            grad_w_hh = _from_ifog(_recurrent_weight_grad(grads, states, h_start, ctx), hidden)
         grad_b = _from_ifog(flat.sum(0), hidden)
-        grad_w_hh = _from_ifog(_recurrent_weight_grad(grads, states, h_start, ctx), hidden)
         grad_x = (flat @ w_ih).view(ctx.x_shape) if ctx.needs_input_grad[0] else None
         return grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b, grad_b.clone(), None
 
