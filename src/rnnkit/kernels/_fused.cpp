@@ -196,8 +196,8 @@ void gru_backward(const T* __restrict carried, const T* __restrict below,
     }
 }
 
-// gates (N, 4H): W_ih x_t + W_hh h_{t-1} in the order (i, f, o, g), to which bias (4H, the
-// sum of both biases) is added here; overwritten with the gates.
+// gates (N, 4H): W_ih x_t + W_hh h_{t-1} in torch's order (i, f, g, o), to which bias (4H,
+// the sum of both biases) is added here; overwritten with the gates.
 // c_prev, cell, squashed, state (N, H): c_{t-1}, c_t, tanh(c_t), h_t.
 template <typename T>
 void lstm_forward(T* __restrict gates, const T* __restrict bias, const T* __restrict c_prev,
@@ -213,12 +213,12 @@ void lstm_forward(T* __restrict gates, const T* __restrict bias, const T* __rest
         for (std::int64_t j = 0; j < hidden; ++j) {
             const T i = sigmoid(g[j] + bias[j]);
             const T f = sigmoid(g[hidden + j] + bias[hidden + j]);
-            const T o = sigmoid(g[2 * hidden + j] + bias[2 * hidden + j]);
-            const T u = tanh(g[3 * hidden + j] + bias[3 * hidden + j]);
+            const T u = tanh(g[2 * hidden + j] + bias[2 * hidden + j]);
+            const T o = sigmoid(g[3 * hidden + j] + bias[3 * hidden + j]);
             g[j] = i;
             g[hidden + j] = f;
-            g[2 * hidden + j] = o;
-            g[3 * hidden + j] = u;
+            g[2 * hidden + j] = u;
+            g[3 * hidden + j] = o;
             const T ct = f * cp[j] + i * u;
             const T st = tanh(ct);
             c[j] = ct;
@@ -230,7 +230,7 @@ void lstm_forward(T* __restrict gates, const T* __restrict bias, const T* __rest
 
 // dh_t is carried (N, H; the product of later gate gradients with W_hh) + below (N rows of H,
 // `below_stride` apart: the gradient at the output h_t). cell_grad (N, H): dc_t from later
-// steps, becomes dc_{t-1}. grads (N, 4H): the gradients at the pre-activations of i, f, o, g.
+// steps, becomes dc_{t-1}. grads (N, 4H): the gradients at the pre-activations of i, f, g, o.
 template <typename T>
 void lstm_backward(const T* __restrict carried, const T* __restrict below,
                    std::int64_t below_stride, T* __restrict cell_grad,
@@ -247,13 +247,13 @@ void lstm_backward(const T* __restrict carried, const T* __restrict below,
         T* __restrict out = grads + b * 4 * hidden;
         for (std::int64_t j = 0; j < hidden; ++j) {
             const T d = dh[j] + out_grad[j];
-            const T i = g[j], f = g[hidden + j], o = g[2 * hidden + j], u = g[3 * hidden + j];
+            const T i = g[j], f = g[hidden + j], u = g[2 * hidden + j], o = g[3 * hidden + j];
             const T st = s[j];
             const T grad_c = d * o * (T(1) - st * st) + dc[j];
             out[j] = grad_c * u * i * (T(1) - i);
             out[hidden + j] = grad_c * cp[j] * f * (T(1) - f);
-            out[2 * hidden + j] = d * st * o * (T(1) - o);
-            out[3 * hidden + j] = grad_c * i * (T(1) - u * u);
+            out[2 * hidden + j] = grad_c * i * (T(1) - u * u);
+            out[3 * hidden + j] = d * st * o * (T(1) - o);
             dc[j] = grad_c * f;
         }
     }
@@ -349,7 +349,7 @@ void gru_backward_seq(Gemm<T> gemm, T* carried, const T* below, std::int64_t bel
 }
 
 // joined (L, N, H + H_in): step t's row holds [h_{t-1}, x_t], so that one product per step,
-// with weight (4H, H + H_in) = [W_hh, W_ih] in the order (i, f, o, g), forms both gate terms
+// with weight (4H, H + H_in) = [W_hh, W_ih] (torch's gate order), forms both gate terms
 // (and the backward pass forms both weights' gradients with one product over all steps). The
 // caller fills x_t and the first step's h_0 (zeros where none is given); each step copies its
 // h_t into the next step's row.

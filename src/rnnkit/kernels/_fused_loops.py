@@ -349,7 +349,10 @@ def lstm_forward(
     reverse: bool,
     zero_start: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
-    """Forward: ``(gates, cells, squashed, states, joined)``; the first four as ``_run_steps``.
+    """Forward: ``(gates, cells, squashed, states, joined)``.
+
+    The first four are as ``lstm._run_steps`` fills them, but with the weights, the bias and
+    the gates in torch's gate order (i, f, g, o).
 
     ``zero_start``: ``h0`` is zeros, so the first step's product is skipped.
 
@@ -406,7 +409,7 @@ def lstm_backward(
     reverse: bool,
     wants: tuple[bool, bool],
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """Every step's gate gradients (laid out as ``lstm._carry_back``'s), ``h0``'s and ``c0``'s."""
+    """Every step's gate gradients (torch's gate order), and ``h0``'s and ``c0``'s."""
     gates, cells, squashed, states = saved
     steps, batch, hidden = states.shape
     _held, below_at, below_step, below_stride = _rows(grads_out[0], states)  # read via pointer

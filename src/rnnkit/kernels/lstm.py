@@ -9,15 +9,16 @@ torch's recurrence
     + W_{hh} h_{t-1} + b_{hh}),\quad
     c_t = f_t \odot c_{t-1} + i_t \odot g_t,\quad h_t = o_t \odot \tanh(c_t)
 
-in place into preallocated buffers (the gates kept in the order ``i, f, o, g``, so the three
-sigmoids are one call); the backward pass carries :math:`\partial h_{t-1}` and
+in place into preallocated buffers; the backward pass carries :math:`\partial h_{t-1}` and
 :math:`\partial c_{t-1}` back step by step and then forms each weight's gradient with one
-matrix product over all steps. Where the compiled loops run the whole recurrence, each step
-instead forms both gate terms with one product of :math:`[h_{t-1}, x_t]`, whose rows for all
-steps then give both weights' gradients in one product. Each step's elementwise work runs as
-one compiled loop where rnnkit's C++ step can be built on this machine (``_fused``), else as
-torch operations (the same results). Results agree with :class:`torch.nn.LSTM` to float
-rounding, not bitwise.
+matrix product over all steps.
+
+Each step's elementwise work runs as one compiled loop where rnnkit's C++ step can be built
+on this machine (``_fused``), in torch's gate order; else as torch operations, with the gates
+kept in the order ``i, f, o, g`` so that the three sigmoids are one call (the same results).
+Where the compiled loops run the whole recurrence, each step forms both gate terms with one
+product of :math:`[h_{t-1}, x_t]`, whose rows for all steps then give both weights' gradients
+in one product. Results agree with :class:`torch.nn.LSTM` to float rounding, not bitwise.
 """
 
 from __future__ import annotations
@@ -126,22 +127,22 @@ class _Direction(torch.autograd.Function):
         steps, batch, width = x.shape
         hidden = w_hh.shape[1]
         rows = x.reshape(steps * batch, width)  # kept for backward's weight gradient
-        w_ih_ifog, w_hh_ifog = _to_ifog(w_ih, hidden), _to_ifog(w_hh, hidden)
-        weights = (w_ih_ifog, w_hh_ifog, _to_ifog(b_ih + b_hh, hidden))
+        weights = (w_ih, w_hh, b_ih + b_hh)
         h_start = x.new_zeros(batch, hidden) if h0 is None else h0.contiguous()
         c_start = x.new_zeros(batch, hidden) if c0 is None else c0.contiguous()
         starts = (h_start, c_start)  # both read as raw memory by the compiled loops
         ctx.loops = loops = _fused_loops.usable(x, starts, weights, gates=4)
         joined = None
-        if loops is None:
+        if loops is None:  # torch operations, in the gate order (i, f, o, g)
+            weights = (_to_ifog(w_ih, hidden), _to_ifog(w_hh, hidden), _to_ifog(weights[2], hidden))
             gates, cells, squashed, states = _run_steps(rows, starts, weights, steps, reverse)
-        else:
+        else:  # compiled loops, in torch's gate order (i, f, g, o)
             gates, cells, squashed, states, joined = _fused_loops.lstm_forward(
                 loops, rows, starts, weights, reverse, zero_start=h0 is None
             )
         inputs = rows if joined is None else joined  # joined: each step's [h_{t-1}, x_t]
         ctx.save_for_backward(
-            inputs, h_start, c_start, w_ih_ifog, w_hh_ifog, gates, cells, squashed, states
+            inputs, h_start, c_start, weights[0], weights[1], gates, cells, squashed, states
         )
         ctx.reverse, ctx.x_shape, ctx.given_h0 = reverse, x.shape, h0 is not None
         ctx.joined = joined is not None
@@ -173,16 +174,14 @@ class _Direction(torch.autograd.Function):
                 ctx.loops, grads_out, saved, c_start, w_hh, ctx.reverse, wants
             )
         flat = grads.view(-1, 4 * hidden)
+        reorder = _from_ifog if ctx.loops is None else _as_is
         if ctx.joined:  # one product: [∂W_hh, ∂W_ih] = Σ_t ∂G_tᵀ [h_{t-1}, x_t]
             both = summed_outer(flat, inputs.view(flat.shape[0], -1))
-            grad_w_hh, grad_w_ih = (
-                _from_ifog(both[:, :hidden], hidden),
-                _from_ifog(both[:, hidden:], hidden),
-            )
+            grad_w_hh, grad_w_ih = both[:, :hidden], both[:, hidden:]
         else:
-            grad_w_ih = _from_ifog(summed_outer(flat, inputs), hidden)
-            grad_w_hh = _from_ifog(_recurrent_weight_grad(grads, states, h_start, ctx), hidden)
-        grad_b = _from_ifog(flat.sum(0), hidden)
+            grad_w_ih = reorder(summed_outer(flat, inputs), hidden)
+            grad_w_hh = reorder(_recurrent_weight_grad(grads, states, h_start, ctx), hidden)
+        grad_b = reorder(flat.sum(0), hidden)
         grad_x = (flat @ w_ih).view(ctx.x_shape) if ctx.needs_input_grad[0] else None
         return grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b, grad_b.clone(), None
 
@@ -308,6 +307,11 @@ def _recurrent_weight_grad(grads: Tensor, states: Tensor, start: Tensor, ctx: An
 def _to_ifog(tensor: Tensor, hidden: int) -> Tensor:
     """Torch's ``(i, f, g, o)`` row blocks reordered ``(i, f, o, g)``."""
     return torch.cat([tensor[: 2 * hidden], tensor[3 * hidden :], tensor[2 * hidden : 3 * hidden]])
+
+
+def _as_is(tensor: Tensor, hidden: int) -> Tensor:
+    """A gradient already in torch's gate order (from the compiled loops)."""
+    return tensor
 
 
 def _from_ifog(tensor: Tensor, hidden: int) -> Tensor:
