@@ -167,10 +167,10 @@ def summed_outer(grads: Tensor, inputs: Tensor) -> Tensor:
     """``gradsᵀ @ inputs``, ``(G, I)`` from ``(R, G)`` and ``(R, I)``: a weight's gradient.
 
     With few input features (``I`` at most half of ``G``), the BLAS forms the product faster
-    as ``(inputsᵀ @ grads)ᵀ`` (measured in ``benchmarks/NOTES.md``); the result is then a
-    transposed view, copied into a contiguous layout where the GRU/LSTM kernels reorder its
-    gates or where autograd accumulates it.
+    as ``(inputsᵀ @ grads)ᵀ`` (measured in ``benchmarks/NOTES.md``), copied back into the
+    parameter's layout: ``torch.autograd.grad`` returns a gradient as the kernel gives it, and
+    torch's layers give contiguous ones.
     """
     if 2 * inputs.shape[1] <= grads.shape[1]:
-        return (inputs.t() @ grads).t()
+        return (inputs.t() @ grads).t().contiguous()
     return grads.t() @ inputs

@@ -109,10 +109,11 @@ inline T tanh(T x) {
     return magnitude < Math<T>::small ? series : wide;
 }
 
-// In single precision a rational function is as accurate (within 3e-7 of tanh, relative, over
-// the float range) and about a third cheaper than the exponential with its small-x series:
-// Eigen's fast float tanh, an odd degree-13 polynomial over an even degree-6 one, on the input
-// clamped to where tanh rounds to +-1.
+// In single precision a rational function is at least as accurate (within 2.7e-7 of tanh,
+// relative, for |x| >= 1e-35; the exponential form: 4.2e-7) and about a third cheaper than the
+// exponential with its small-x series: Eigen's fast float tanh, an odd degree-13 polynomial
+// over an even degree-6 one, on the input clamped to where tanh rounds to +-1. Below 1e-35,
+// p * x underflows into the subnormals and the result is off by at most 3e-43, absolute.
 template <>
 inline float tanh(float x) {
     const float clamp = 7.90531110763549805f;

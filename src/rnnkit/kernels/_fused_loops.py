@@ -5,8 +5,10 @@ preallocated buffer) and one call of a compiled loop from :mod:`rnnkit.kernels._
 of the step's elementwise work, including every addition a product with a bias term would
 otherwise make (``torch.addmm`` into another tensor first copies its bias there). They leave
 the same buffers, in the same layouts, as the kernels' torch-operation steps, which they
-replace where the compiled loops are available. Every pointer they pass is to a tensor whose
-rows are contiguous and whose dtype is the loops': the kernels allocate their buffers so, and
+replace where the compiled loops are available; the LSTM's keep torch's gate order, and its
+whole-recurrence call also leaves an ``(L, N, H + H_in)`` buffer of each step's
+``[h_{t-1}, x_t]``. Every pointer they pass is to a tensor whose rows are contiguous and whose
+dtype is the loops': the kernels allocate their buffers so, and
 :func:`usable` and :func:`_rows` check the rest.
 """
 
@@ -343,13 +345,13 @@ def gru_backward(
 
 def lstm_forward(
     loops: _fused.Steps,
-    rows: Tensor,
+    x: Tensor,
     starts: tuple[Tensor, Tensor],
     weights: tuple[Tensor, Tensor, Tensor],
     reverse: bool,
     zero_start: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
-    """Forward: ``(gates, cells, squashed, states, joined)``.
+    """Forward over ``x``, ``(L, N, H_in)``: ``(gates, cells, squashed, states, joined)``.
 
     The first four are as ``lstm._run_steps`` fills them, but with the weights, the bias and
     the gates in torch's gate order (i, f, g, o).
@@ -362,22 +364,23 @@ def lstm_forward(
     ``None`` there and form ``W_ih x_t`` for all steps first.
     """
     w_ih, w_hh, bias = weights
-    batch, hidden = starts[1].shape
-    steps, width = rows.shape[0] // batch, rows.shape[1]
-    gates = _saved_buffer(rows, (steps, batch, 4 * hidden), "lstm gates")
-    cells = _saved_buffer(rows, (steps, batch, hidden), "lstm cells")
-    squashed = _saved_buffer(rows, (steps, batch, hidden), "lstm squashed")
-    states = rows.new_empty(steps, batch, hidden)
+    steps, batch, width = x.shape
+    hidden = starts[1].shape[1]
+    gates = _saved_buffer(x, (steps, batch, 4 * hidden), "lstm gates")
+    cells = _saved_buffer(x, (steps, batch, hidden), "lstm cells")
+    squashed = _saved_buffer(x, (steps, batch, hidden), "lstm squashed")
+    states = x.new_empty(steps, batch, hidden)
     bias = bias.contiguous()
     if _sequence(loops):
-        joined = _saved_buffer(rows, (steps, batch, hidden + width), "lstm joined")
-        joined[..., hidden:].copy_(rows.view(steps, batch, width))
+        joined = _saved_buffer(x, (steps, batch, hidden + width), "lstm joined")
+        joined[..., hidden:].copy_(x)
         joined[steps - 1 if reverse else 0, :, :hidden].copy_(starts[0])  # the loops fill the rest
         weight = torch.cat([w_hh, w_ih], dim=1)
         arguments = (gates, joined, weight, bias, starts[1], cells, squashed, states, width)
         sizes = (steps, batch, hidden)
         _whole(loops.lstm_forward_seq, loops, arguments, sizes, reverse, zero_start)
         return gates, cells, squashed, states, joined
+    rows = x.reshape(steps * batch, width)
     torch.mm(rows, w_ih.t(), out=gates.view(-1, 4 * hidden))
     (gates_at, gates_step), (cells_at, step) = _at(gates), _at(cells)
     squashed_at, states_at = squashed.data_ptr(), states.data_ptr()
@@ -403,21 +406,24 @@ def lstm_forward(
 def lstm_backward(
     loops: _fused.Steps,
     grads_out: tuple[Tensor | None, Tensor | None, Tensor | None],
-    saved: tuple[Tensor, Tensor, Tensor, Tensor],
+    saved: tuple[Tensor, Tensor, Tensor],
     c_start: Tensor,
     w_hh: Tensor,
     reverse: bool,
     wants: tuple[bool, bool],
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """Every step's gate gradients (torch's gate order), and ``h0``'s and ``c0``'s."""
-    gates, cells, squashed, states = saved
-    steps, batch, hidden = states.shape
-    _held, below_at, below_step, below_stride = _rows(grads_out[0], states)  # read via pointer
-    grads = _workspace(states, 4 * hidden)
+    """Every step's gate gradients (torch's gate order), and ``h0``'s and ``c0``'s.
+
+    ``saved`` is ``(gates, cells, squashed)`` as :func:`lstm_forward` left them.
+    """
+    gates, cells, squashed = saved
+    steps, batch, hidden = cells.shape
+    _held, below_at, below_step, below_stride = _rows(grads_out[0], cells)  # read via pointer
+    grads = _workspace(cells, 4 * hidden)
     carried = _copy_or_zeros(grads_out[1], c_start)  # each step's product writes here later
     cell_grad = _copy_or_zeros(grads_out[2], c_start)  # each step turns ∂c_t into ∂c_{t-1}
     if _sequence(loops):
-        below = (below_at, below_step // states.element_size(), below_stride)
+        below = (below_at, below_step // cells.element_size(), below_stride)
         weight = w_hh.contiguous()
         arguments = (carried, *below, cell_grad, gates, squashed, cells, c_start, grads, weight)
         _whole(loops.lstm_backward_seq, loops, arguments, (steps, batch, hidden), reverse)

@@ -70,7 +70,7 @@ def applies(rnn: nn.RNNBase, x: object) -> bool:
 
 
 def shares_saved_states(output: Tensor) -> bool:
-    """Whether ``output`` is (a view of) the states buffer a call saved for backward."""
+    """Whether ``output`` is (a view of) a call's states buffer, which it may save for backward."""
     return made_by(output, _Direction)
 
 
@@ -126,7 +126,6 @@ class _Direction(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor, Tensor]:
         steps, batch, width = x.shape
         hidden = w_hh.shape[1]
-        rows = x.reshape(steps * batch, width)  # kept for backward's weight gradient
         weights = (w_ih, w_hh, b_ih + b_hh)
         h_start = x.new_zeros(batch, hidden) if h0 is None else h0.contiguous()
         c_start = x.new_zeros(batch, hidden) if c0 is None else c0.contiguous()
@@ -135,14 +134,17 @@ class _Direction(torch.autograd.Function):
         joined = None
         if loops is None:  # torch operations, in the gate order (i, f, o, g)
             weights = (_to_ifog(w_ih, hidden), _to_ifog(w_hh, hidden), _to_ifog(weights[2], hidden))
+            rows = x.reshape(steps * batch, width)
             gates, cells, squashed, states = _run_steps(rows, starts, weights, steps, reverse)
         else:  # compiled loops, in torch's gate order (i, f, g, o)
             gates, cells, squashed, states, joined = _fused_loops.lstm_forward(
-                loops, rows, starts, weights, reverse, zero_start=h0 is None
+                loops, x, starts, weights, reverse, zero_start=h0 is None
             )
-        inputs = rows if joined is None else joined  # joined: each step's [h_{t-1}, x_t]
+        # the weights' gradients need each step's input and, without joined, h_{t-1} from states
+        inputs = x.reshape(steps * batch, width) if joined is None else joined
+        kept = states if joined is None else None
         ctx.save_for_backward(
-            inputs, h_start, c_start, weights[0], weights[1], gates, cells, squashed, states
+            inputs, h_start, c_start, weights[0], weights[1], gates, cells, squashed, kept
         )
         ctx.reverse, ctx.x_shape, ctx.given_h0 = reverse, x.shape, h0 is not None
         ctx.joined = joined is not None
@@ -171,13 +173,17 @@ class _Direction(torch.autograd.Function):
             )
         else:
             grads, grad_h0, grad_c0 = _fused_loops.lstm_backward(
-                ctx.loops, grads_out, saved, c_start, w_hh, ctx.reverse, wants
+                ctx.loops, grads_out, saved[:3], c_start, w_hh, ctx.reverse, wants
             )
         flat = grads.view(-1, 4 * hidden)
         reorder = _from_ifog if ctx.loops is None else _as_is
-        if ctx.joined:  # one product: [∂W_hh, ∂W_ih] = Σ_t ∂G_tᵀ [h_{t-1}, x_t]
-            both = summed_outer(flat, inputs.view(flat.shape[0], -1))
-            grad_w_hh, grad_w_ih = both[:, :hidden], both[:, hidden:]
+        if ctx.joined:  # one product: [∂W_hh, ∂W_ih]ᵀ = Σ_t [h_{t-1}, x_t]ᵀ ∂G_t
+            both = (
+                inputs.view(flat.shape[0], -1).t() @ flat
+            )  # the faster way round; see summed_outer
+            grad_w_hh, grad_w_ih = (
+                part.t().contiguous() for part in both.split([hidden, len(both) - hidden])
+            )
         else:
             grad_w_ih = reorder(summed_outer(flat, inputs), hidden)
             grad_w_hh = reorder(_recurrent_weight_grad(grads, states, h_start, ctx), hidden)
