@@ -53,6 +53,7 @@ from torch import Tensor
 
 from rnnkit import EarlyStopping, SequenceClassifier, Trainer
 from rnnkit.data import SequenceDataset, Standardizer, from_arrays
+from rnnkit.models.readouts import Readout
 from rnnkit.shapes import CellType
 
 SMOKE_DATASET, SMOKE_EPOCHS = "BasicMotions", 2
@@ -304,6 +305,7 @@ def main(
     frame: str = "auto",
     val_fraction: float = 0.0,
     ensemble: int = 1,
+    readout: Readout = "last",
     cv: int = 0,
     out: str | Path = "runs/classify_series",
     smoke: bool = False,
@@ -323,6 +325,9 @@ def main(
         val_fraction: Share of every class of the training split held out for validation
             (0: none; train on the whole split and keep the last epoch's weights).
         ensemble: Networks per seed, their class probabilities averaged.
+        readout: What the classifier's head reads: both directions' final states (``"last"``),
+            or every step's output averaged (``"mean"``) or its maximum taken per feature
+            (``"max"``); see :mod:`rnnkit.models.readouts`.
         cv: With 2 or more, cross-validate inside the training split with this many folds
             instead of training on it and testing (the test split is not used); 0 to test.
         out: Folder for the plot.
@@ -348,7 +353,12 @@ def main(
     )
     print(f"data: {name} {info} padded={'yes' if train.lengths is not None else 'no'}")
     options = {
-        "model": {"hidden_size": hidden_size, "cell": cell, "bidirectional": bidirectional},
+        "model": {
+            "hidden_size": hidden_size,
+            "cell": cell,
+            "bidirectional": bidirectional,
+            "readout": readout,
+        },
         "trainer": {"batch_size": batch_size, "lr": lr, "grad_clip_norm": 1.0, "progress": False},
     }
     settings: dict[str, Any] = {
@@ -358,6 +368,7 @@ def main(
         "ensemble": ensemble,
     }
     described = f"cell={cell} epochs={epochs} hidden={hidden_size} ensemble={ensemble}"
+    described += "" if readout == "last" else f" readout={readout}"
     assert train.y is not None
     if cv > int(torch.bincount(train.y).max()):
         raise SystemExit(f"--cv {cv} leaves folds empty: no class has {cv} training series")
@@ -417,6 +428,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--ensemble", type=int, default=1, help="networks averaged per seed")
     parser.add_argument(
+        "--readout", choices=("last", "mean", "max"), default="last", help="what the head reads"
+    )
+    parser.add_argument(
         "--cv",
         type=int,
         default=0,
@@ -443,6 +457,7 @@ def cli(argv: Sequence[str] | None = None) -> list[SeedRun]:
         frame=args.frame,
         val_fraction=args.val_fraction,
         ensemble=args.ensemble,
+        readout=args.readout,
         cv=args.cv,
         out=args.out,
         smoke=args.smoke,

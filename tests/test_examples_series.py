@@ -122,6 +122,28 @@ def test_cross_validation_never_reads_the_test_split(
     assert 0.0 <= runs[0].test_accuracy <= 1.0
 
 
+@pytest.mark.parametrize("readout", ["mean", "max"])
+def test_the_readout_option_reaches_the_classifier_and_the_summary(
+    readout: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "aeon", None)
+    built: list[classify_series.SequenceClassifier] = []
+    original = classify_series.SequenceClassifier
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        built.append(original(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(classify_series, "SequenceClassifier", recording)
+    args = classify_series.parse_args(["--readout", readout])
+    classify_series.main(out=tmp_path, smoke=True, hidden_size=8, readout=args.readout)
+    assert [model.readout for model in built] == [readout]
+    assert f"readout={readout}" in _summary(capsys.readouterr().out)
+
+
 def test_an_ensemble_averages_its_members_probabilities() -> None:
     train = from_arrays(*classify_series.standin("train"), layout="NCL")
     test = from_arrays(*classify_series.standin("test"), layout="NCL", classes=train.classes)
