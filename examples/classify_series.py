@@ -26,7 +26,8 @@ among a few settings.
 
 Long series are read as frames of ``--frame`` consecutive steps (one step of ``frame · C``
 values), which shortens the recurrence; ``auto`` picks the smallest frame giving at most 50
-steps.
+steps. ``--readout max`` classifies from each feature's maximum over the steps instead of the
+final states, for series told apart by a shape anywhere along them rather than by how they end.
 
 Run ``python examples/classify_series.py --dataset JapaneseVowels`` (seeds 0-4). Prints one line
 per seed with its test accuracy and a final ``summary:`` line (median and worst seed), and saves
