@@ -326,7 +326,7 @@ def main(
         val_fraction: Share of every class of the training split held out for validation
             (0: none; train on the whole split and keep the last epoch's weights).
         ensemble: Networks per seed, their class probabilities averaged.
-        readout: What the classifier's head reads: both directions' final states (``"last"``),
+        readout: What the classifier's head reads: each direction's final state (``"last"``),
             or every step's output averaged (``"mean"``) or its maximum taken per feature
             (``"max"``); see :mod:`rnnkit.models.readouts`.
         cv: With 2 or more, cross-validate inside the training split with this many folds

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from rnnkit import SequenceClassifier
 from rnnkit.data import from_arrays
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -130,16 +131,17 @@ def test_the_readout_option_reaches_the_classifier_and_the_summary(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "aeon", None)
-    built: list[classify_series.SequenceClassifier] = []
-    original = classify_series.SequenceClassifier
+    monkeypatch.setattr(torch, "set_num_threads", lambda threads: None)  # cli() sets one thread
+    built: list[SequenceClassifier] = []
 
-    def recording(*args: Any, **kwargs: Any) -> Any:
-        built.append(original(*args, **kwargs))
+    def recording(*args: Any, **kwargs: Any) -> SequenceClassifier:
+        built.append(SequenceClassifier(*args, **kwargs))
         return built[-1]
 
     monkeypatch.setattr(classify_series, "SequenceClassifier", recording)
-    args = classify_series.parse_args(["--readout", readout])
-    classify_series.main(out=tmp_path, smoke=True, hidden_size=8, readout=args.readout)
+    classify_series.cli(
+        ["--smoke", "--hidden-size", "8", "--out", str(tmp_path), "--readout", readout]
+    )
     assert [model.readout for model in built] == [readout]
     assert f"readout={readout}" in _summary(capsys.readouterr().out)
 
