@@ -16,7 +16,7 @@ from rnnkit import (
     SequenceTagger,
     Trainer,
 )
-from rnnkit.kernels import _fused
+from rnnkit.kernels import _fused, _fused_loops
 from rnnkit.kernels import gru as _gru
 from rnnkit.kernels import lstm as _lstm
 from rnnkit.models.encoder import RecurrentEncoder
@@ -295,8 +295,12 @@ def test_an_lstm_with_a_projection_raises_with_rnnkit_and_runs_torchs_layer_with
     assert encoder(x)[0].shape == (2, 6, 2)
 
 
+@pytest.mark.parametrize("whole", [True, False])
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_the_output_can_be_modified_in_place_as_torchs_can(cell: str) -> None:
+def test_the_output_can_be_modified_in_place_as_torchs_can(
+    cell: str, whole: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_fused_loops, "SEQUENCE", whole)
     grads = []
     for encoder in twins(cell):
         x = torch.linspace(-1, 1, 3 * 6 * H_IN, dtype=torch.float64).view(3, 6, H_IN)
@@ -306,6 +310,18 @@ def test_the_output_can_be_modified_in_place_as_torchs_can(cell: str) -> None:
         (grad,) = torch.autograd.grad(output.sum(), [x])
         grads.append(grad)
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_an_lstm_output_is_copied_only_where_its_call_saved_the_states(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoder = RecurrentEncoder(H_IN, H, cell="lstm", kernel="rnnkit")
+    x = torch.randn(3, 6, H_IN)
+    loops = _fused.steps(x.dtype)
+    whole = loops is not None and _fused_loops._sequence(loops)
+    assert _lstm.shares_saved_states(encoder.run(x)[0]) is not whole
+    monkeypatch.setattr(_fused_loops, "SEQUENCE", False)  # the per-step calls save the states
+    assert _lstm.shares_saved_states(encoder.run(x)[0]) is True
 
 
 def test_models_take_kernel_outside_their_config() -> None:

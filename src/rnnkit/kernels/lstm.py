@@ -70,8 +70,13 @@ def applies(rnn: nn.RNNBase, x: object) -> bool:
 
 
 def shares_saved_states(output: Tensor) -> bool:
-    """Whether ``output`` is (a view of) a call's states buffer, which it may save for backward."""
-    return made_by(output, _Direction)
+    """Whether ``output`` is (a view of) a states buffer that its call saved for backward.
+
+    A whole-recurrence call saves none (its backward pass reads each ``h_{t-1}`` from its own
+    ``[h_{t-1}, x_t]`` buffer), so its output may be modified in place without a copy.
+    """
+    base = output if output._base is None else output._base
+    return made_by(output, _Direction) and not getattr(base.grad_fn, "joined", False)
 
 
 def run_stack(
