@@ -18,7 +18,7 @@ The protocol keeps the test split out of every choice:
   probabilities are averaged;
 - the test split is evaluated once, after training, and its accuracy only reported.
 
-For choosing settings, ``--cv K`` never uses the test split: it cuts the training split into
+For choosing settings, ``--cv K`` never loads the test split: it cuts the training split into
 K folds (each class's series shuffled per seed and dealt out in turn, so the first folds may
 hold one more), trains on K - 1 of them and scores the one left out, K times, and prints each
 seed's mean accuracy over the folds. ``examples/results/classify_*_cv.txt`` shows it choosing
@@ -118,8 +118,10 @@ def standin(split: str, seed: int = 0) -> tuple[list[np.ndarray[Any, Any]], np.n
     return series, labels
 
 
-def load_splits(name: str, *, smoke: bool) -> tuple[Any, Any, Any, Any, bool]:
-    """Train and test ``(X, y)`` of ``name``; in smoke mode the stand-in when aeon is missing."""
+def load_splits(name: str, *, smoke: bool, test: bool = True) -> tuple[Any, Any, Any, Any, bool]:
+    """Train and test ``(X, y)`` of ``name``, the test split ``(None, None)`` unless ``test``;
+    in smoke mode the stand-in when aeon is missing.
+    """
     try:
         importlib.import_module("aeon")
     except ImportError:
@@ -127,8 +129,9 @@ def load_splits(name: str, *, smoke: bool) -> tuple[Any, Any, Any, Any, bool]:
             raise SystemExit(
                 "classify_series.py needs aeon for the archive: pip install 'rnnkit[datasets]'"
             ) from None
-        return (*standin("train"), *standin("test"), True)
-    return (*load_archive(name, "train"), *load_archive(name, "test"), False)
+        return (*standin("train"), *(standin("test") if test else (None, None)), True)
+    held_out = load_archive(name, "test") if test else (None, None)
+    return (*load_archive(name, "train"), *held_out, False)
 
 
 def resolve_frame(frame: str, seq_len: int) -> int:
@@ -343,13 +346,14 @@ def main(
     name, seeds, epochs = (
         (SMOKE_DATASET, seeds[:1], SMOKE_EPOCHS) if smoke else (dataset, seeds, epochs)
     )
-    x_train, y_train, x_test, y_test, is_standin = load_splits(name, smoke=smoke)
+    x_train, y_train, x_test, y_test, is_standin = load_splits(name, smoke=smoke, test=not cv)
     train = from_arrays(x_train, y_train, layout="NCL", missing="ffill")
     size = resolve_frame(frame, train.seq_len)
     train = to_frames(train, size)
     name = "standin" if is_standin else name
     info = (
-        f"N_train={len(train)} N_test={len(x_test)} C={train.input_size // size} "
+        f"N_train={len(train)} N_test={'(not loaded)' if x_test is None else len(x_test)} "
+        f"C={train.input_size // size} "
         f"L={train.seq_len * size} frame={size} classes={train.num_classes} cell={cell}"
     )
     print(f"data: {name} {info} padded={'yes' if train.lengths is not None else 'no'}")

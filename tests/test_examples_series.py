@@ -113,7 +113,9 @@ def test_cross_validation_never_reads_the_test_split(
     x, y = classify_series.standin("train")
     unreadable = _Unreadable([None] * 3)
     monkeypatch.setattr(
-        classify_series, "load_splits", lambda name, smoke: (x, y, unreadable, unreadable, True)
+        classify_series,
+        "load_splits",
+        lambda name, smoke, test=True: (x, y, unreadable, unreadable, True),
     )
     runs = classify_series.main(out=tmp_path, smoke=True, hidden_size=8, cv=2)
     summary = _summary(capsys.readouterr().out)
@@ -144,6 +146,25 @@ def test_the_readout_option_reaches_the_classifier_and_the_summary(
     )
     assert [model.readout for model in built] == [readout]
     assert f"readout={readout}" in _summary(capsys.readouterr().out)
+
+
+def test_cross_validation_does_not_even_load_the_test_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("aeon")
+    loaded: list[str] = []
+    original = classify_series.load_archive
+
+    def recording(name: str, split: str) -> Any:
+        loaded.append(split)
+        return original(name, split)
+
+    monkeypatch.setattr(classify_series, "load_archive", recording)
+    classify_series.main(out=tmp_path, smoke=True, hidden_size=8, cv=2)
+    assert loaded == ["train"]
+    assert "N_test=(not loaded)" in capsys.readouterr().out
+    classify_series.main(out=tmp_path, smoke=True, hidden_size=8)
+    assert loaded == ["train", "test", "train"]
 
 
 def test_an_ensemble_averages_its_members_probabilities() -> None:
