@@ -350,18 +350,19 @@ def lstm_forward(
     weights: tuple[Tensor, Tensor, Tensor],
     reverse: bool,
     zero_start: bool = False,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
-    """Forward over ``x``, ``(L, N, H_in)``: ``(gates, cells, squashed, states, joined)``.
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Forward over ``x``, ``(L, N, H_in)``: ``(gates, cells, squashed, states, inputs)``.
 
     The first four are as ``lstm._run_steps`` fills them, but with the weights, the bias and
     the gates in torch's gate order (i, f, g, o).
 
     ``zero_start``: ``h0`` is zeros, so the first step's product is skipped.
 
-    A whole-recurrence call returns ``joined``, ``(L, N, H + H_in)``: each step's
-    ``[h_{t-1}, x_t]``, whose product with the gate gradients is both weights' gradients. Its
-    steps form their gates with one product of their ``joined`` rows; the per-step calls return
-    ``None`` there and form ``W_ih x_t`` for all steps first.
+    The last is what the weights' gradients multiply the gate gradients with. A
+    whole-recurrence call returns ``joined``, ``(L, N, H + H_in)``: each step's
+    ``[h_{t-1}, x_t]``, whose product with the gate gradients is both weights' gradients (its
+    steps form their gates with one product of their ``joined`` rows). The per-step calls form
+    ``W_ih x_t`` for all steps first and return ``x``'s ``(L·N, H_in)`` rows.
     """
     w_ih, w_hh, bias = weights
     steps, batch, width = x.shape
@@ -400,7 +401,7 @@ def lstm_forward(
             hidden,
         )
         h, c_at = views[t], cells_at + offset
-    return gates, cells, squashed, states, None
+    return gates, cells, squashed, states, rows
 
 
 def lstm_backward(

@@ -136,23 +136,21 @@ class _Direction(torch.autograd.Function):
         c_start = x.new_zeros(batch, hidden) if c0 is None else c0.contiguous()
         starts = (h_start, c_start)  # both read as raw memory by the compiled loops
         ctx.loops = loops = _fused_loops.usable(x, starts, weights, gates=4)
-        joined = None
         if loops is None:  # torch operations, in the gate order (i, f, o, g)
             weights = (_to_ifog(w_ih, hidden), _to_ifog(w_hh, hidden), _to_ifog(weights[2], hidden))
-            rows = x.reshape(steps * batch, width)
-            gates, cells, squashed, states = _run_steps(rows, starts, weights, steps, reverse)
+            inputs = x.reshape(steps * batch, width)
+            gates, cells, squashed, states = _run_steps(inputs, starts, weights, steps, reverse)
         else:  # compiled loops, in torch's gate order (i, f, g, o)
-            gates, cells, squashed, states, joined = _fused_loops.lstm_forward(
+            gates, cells, squashed, states, inputs = _fused_loops.lstm_forward(
                 loops, x, starts, weights, reverse, zero_start=h0 is None
             )
-        # the weights' gradients need each step's input and, without joined, h_{t-1} from states
-        inputs = x.reshape(steps * batch, width) if joined is None else joined
-        kept = states if joined is None else None
+        # inputs: each step's x_t as (L·N, H_in) rows, or [h_{t-1}, x_t] as (L, N, H + H_in)
+        ctx.joined = joined = inputs.dim() == 3  # then backward needs no states
+        kept = None if joined else states
         ctx.save_for_backward(
             inputs, h_start, c_start, weights[0], weights[1], gates, cells, squashed, kept
         )
         ctx.reverse, ctx.x_shape, ctx.given_h0 = reverse, x.shape, h0 is not None
-        ctx.joined = joined is not None
         ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None
         last = 0 if reverse else -1
         return states, states[last].clone(), cells[last].clone()
