@@ -11,6 +11,7 @@ same masks).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -152,10 +153,13 @@ def run_directions(
     return inputs.transpose(0, 1), torch.stack(finals)
 
 
-def made_by(output: Tensor, function: type[torch.autograd.Function]) -> bool:
-    """Whether ``output`` is (a view of) the states buffer ``function`` saved for backward."""
+def made_by(output: Tensor, function: type[torch.autograd.Function]) -> Any:
+    """The node (``function``'s ``ctx``) whose states buffer ``output`` is, or views; else ``None``.
+
+    Where that node saved the buffer for backward, modifying ``output`` in place would corrupt it.
+    """
     base = output if output._base is None else output._base
-    return isinstance(base.grad_fn, function._backward_cls)
+    return base.grad_fn if isinstance(base.grad_fn, function._backward_cls) else None
 
 
 def zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:

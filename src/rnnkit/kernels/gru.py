@@ -71,7 +71,7 @@ def applies(rnn: nn.RNNBase, x: object) -> bool:
 
 def shares_saved_states(output: Tensor) -> bool:
     """Whether ``output`` is (a view of) the states buffer a call saved for backward."""
-    return made_by(output, _Direction)
+    return made_by(output, _Direction) is not None
 
 
 def run_stack(rnn: nn.GRU, x: Tensor, h0: Tensor | None) -> tuple[Tensor, Tensor]:

@@ -75,8 +75,8 @@ def shares_saved_states(output: Tensor) -> bool:
     A whole-recurrence call saves none (its backward pass reads each ``h_{t-1}`` from its own
     ``[h_{t-1}, x_t]`` buffer), so its output may be modified in place without a copy.
     """
-    base = output if output._base is None else output._base
-    return made_by(output, _Direction) and not getattr(base.grad_fn, "joined", False)
+    node = made_by(output, _Direction)
+    return node is not None and not node.joined
 
 
 def run_stack(

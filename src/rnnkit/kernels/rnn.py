@@ -67,7 +67,7 @@ def shares_saved_states(output: Tensor) -> bool:
     Modifying such a tensor in place would corrupt the backward pass, which autograd refuses,
     so :meth:`rnnkit.RecurrentEncoder.forward` hands the user a copy instead.
     """
-    return made_by(output, _Direction)
+    return made_by(output, _Direction) is not None
 
 
 def run_stack(rnn: nn.RNN, x: Tensor, h0: Tensor | None) -> tuple[Tensor, Tensor]:
