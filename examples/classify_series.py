@@ -32,7 +32,8 @@ final states, for series told apart by a shape anywhere along them rather than b
 Run ``python examples/classify_series.py --dataset JapaneseVowels`` (seeds 0-4). Prints one line
 per seed with its test accuracy and a final ``summary:`` line (median and worst seed), and saves
 ``classify_NAME.png`` (training loss per epoch, one curve per seed) into ``--out``.
-``--smoke`` trains two epochs on BasicMotions (or, without aeon, on a generated stand-in), for CI.
+``--smoke`` trains two epochs on BasicMotions (or, without aeon, on a generated stand-in): a
+quick check that everything runs.
 Needs ``pip install rnnkit[datasets]`` (aeon) for the archive.
 """
 
@@ -335,7 +336,8 @@ def main(
         cv: With 2 or more, cross-validate inside the training split with this many folds
             instead of training on it and testing (the test split is not used); 0 to test.
         out: Folder for the plot.
-        smoke: A quick run for CI: BasicMotions (or a stand-in), one seed, two epochs.
+        smoke: A quick check that everything runs: BasicMotions (or a stand-in), one seed, two
+            epochs.
 
     Returns:
         One :class:`SeedRun` per seed (with ``cv``, its ``test_accuracy`` is the mean accuracy
@@ -442,7 +444,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="cross-validate with this many folds inside the training split (no test)",
     )
     parser.add_argument("--out", default="runs/classify_series")
-    parser.add_argument("--smoke", action="store_true", help="two epochs, one seed, for CI")
+    parser.add_argument("--smoke", action="store_true", help="two epochs, one seed: a quick check")
     return parser.parse_args(argv)
 
 

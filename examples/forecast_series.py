@@ -34,7 +34,8 @@ holdout: MAPE (%), RMSE and MASE (the error relative to the in-sample seasonal-n
 
 Run ``python examples/forecast_series.py --dataset airline --horizon 36`` (seeds 0-4). Prints
 one line per method and seed and a final ``summary:`` line; saves ``forecast_NAME.png``
-(history, holdout and forecasts) into ``--out``. ``--smoke`` trains a few epochs, for CI.
+(history, holdout and forecasts) into ``--out``. ``--smoke`` trains a few epochs: a quick check
+that everything runs.
 """
 
 from __future__ import annotations
@@ -281,7 +282,7 @@ def main(
         shift: With ``backtest``, also leave out this many values before the backtest's
             horizon: a backtest from an earlier origin (several shifts give several origins).
         out: Folder for the plot.
-        smoke: A few epochs and one seed, for CI.
+        smoke: A few epochs and one seed: a quick check that everything runs.
 
     Returns:
         Every method's :class:`Forecast` (baselines first, then one per seed).
@@ -380,7 +381,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="with --backtest: also leave out this many values, for an earlier origin",
     )
     parser.add_argument("--out", default="runs/forecast_series")
-    parser.add_argument("--smoke", action="store_true", help="a few epochs, one seed, for CI")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a few epochs, one seed: a quick check"
+    )
     return parser.parse_args(argv)
 
 

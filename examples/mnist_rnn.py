@@ -386,7 +386,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--out", default=out, help="folder for the plots")
-    parser.add_argument("--smoke", action="store_true", help="a few batches, for CI")
+    parser.add_argument("--smoke", action="store_true", help="a few batches: a quick check")
     parser.add_argument(
         "--no-tutorial-loop",
         action="store_true",

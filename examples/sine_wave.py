@@ -27,9 +27,9 @@ Two procedures are run for every seed:
 
 Run ``python examples/sine_wave.py`` (both procedures, seeds 0-4, a couple of minutes on a
 CPU); ``--procedure tutorial`` or ``--procedure rnnkit`` runs one; ``--smoke`` runs a few
-epochs of each, for CI. Prints one line per run and a final ``summary:`` line, and saves
-``sine_wave.png`` (truth as a line, the input as a black dot, the predictions as red dots,
-as in the reference tutorial) into ``--out``.
+epochs of each, a quick check that everything runs. Prints one line per run and a final
+``summary:`` line, and saves ``sine_wave.png`` (truth as a line, the input as a black dot, the
+predictions as red dots, as in the reference tutorial) into ``--out``.
 """
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ def main(
         noise: Standard deviation of rnnkit's input noise.
         device: Where to train (``"cpu"``, the default, or ``"cuda"``).
         out: Folder for ``sine_wave.png``.
-        smoke: A quick run for CI: 20 epochs per procedure.
+        smoke: A quick check that everything runs: 20 epochs per procedure.
 
     Returns:
         One :class:`SineRun` per procedure and seed.
@@ -293,7 +293,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--noise", type=float, default=0.02)
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--out", default="runs/sine_wave")
-    parser.add_argument("--smoke", action="store_true", help="20 epochs per run, for CI")
+    parser.add_argument("--smoke", action="store_true", help="20 epochs per run: a quick check")
     return parser.parse_args(argv)
 
 
