@@ -72,6 +72,9 @@ class SeedRun:
         test_accuracy: Accuracy on the test split with the kept weights (with ``--cv``, the
             mean accuracy over the held-out folds).
         kept_epoch: The epoch (1-based) whose weights were kept (the first network's).
+        log_loss: The mean negative log-probability of the true class on the test split (with
+            ``--cv``, over the held-out folds): finer than the accuracy, it tells apart settings
+            that classify the same series right by how sure they are.
         train_loss: The training loss of every epoch (the first network's).
         seconds: Training time.
     """
@@ -81,6 +84,7 @@ class SeedRun:
     kept_epoch: int
     train_loss: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    log_loss: float = math.nan
 
     def report(self, name: str) -> str:
         """One line with the seed's figures."""
@@ -183,19 +187,21 @@ def stratified_folds(data: SequenceDataset, folds: int, seed: int) -> list[Tenso
     return [torch.tensor(sorted(part), dtype=torch.int64) for part in parts]
 
 
-def cross_validate(
-    seed: int, train: SequenceDataset, folds: int, **settings: Any
-) -> tuple[float, float]:
-    """Mean accuracy over ``folds`` folds of the training split, and the seconds it took."""
+def cross_validate(seed: int, train: SequenceDataset, folds: int, **settings: Any) -> SeedRun:
+    """Mean accuracy and log loss over ``folds`` folds of the training split."""
     parts = stratified_folds(train, folds, seed)
     everything = torch.arange(len(train))
-    accuracies, seconds = [], 0.0
+    runs = []
     for held_out in parts:
         rest = everything[~torch.isin(everything, held_out)]
-        run = run_seed(seed, train.subset(rest), train.subset(held_out), **settings)
-        accuracies.append(run.test_accuracy)
-        seconds += run.seconds
-    return statistics.fmean(accuracies), seconds
+        runs.append(run_seed(seed, train.subset(rest), train.subset(held_out), **settings))
+    return SeedRun(
+        seed,
+        statistics.fmean(run.test_accuracy for run in runs),
+        settings["epochs"],
+        seconds=sum(run.seconds for run in runs),
+        log_loss=statistics.fmean(run.log_loss for run in runs),
+    )
 
 
 def run_seed(
@@ -226,7 +232,19 @@ def run_seed(
     accuracy = float((probabilities.argmax(-1) == test.y).double().mean())
     first = members[0][1]
     seconds = sum(run.seconds for _, run in members)
-    return SeedRun(seed, accuracy, first.kept_epoch, first.train_loss, seconds)
+    return SeedRun(
+        seed, accuracy, first.kept_epoch, first.train_loss, seconds, log_loss(probabilities, test.y)
+    )
+
+
+def log_loss(probabilities: Tensor, labels: Tensor) -> float:
+    """The mean of ``-log p(true class)``, each probability floored at 1e-7.
+
+    Shapes:
+        - ``probabilities``: ``(N, num_classes)``; ``labels``: ``(N,)``.
+    """
+    picked = probabilities.gather(1, labels.unsqueeze(1)).clamp_min(1e-7)
+    return float(-picked.double().log().mean())
 
 
 def _train_one(
@@ -406,14 +424,21 @@ def _cross_validated(
     """:func:`cross_validate` per seed; prints a line each and a summary."""
     runs = []
     for seed in seeds:
-        accuracy, seconds = cross_validate(seed, train, folds, **settings)
-        print(f"{name} seed={seed} cv_accuracy={accuracy:.4f} sec={seconds:.1f}", flush=True)
-        runs.append(SeedRun(seed, accuracy, settings["epochs"], seconds=seconds))
+        run = cross_validate(seed, train, folds, **settings)
+        print(
+            f"{name} seed={seed} cv_accuracy={run.test_accuracy:.4f} "
+            f"cv_log_loss={run.log_loss:.4f} sec={run.seconds:.1f}",
+            flush=True,
+        )
+        runs.append(run)
     accuracies = [run.test_accuracy for run in runs]
+    losses = [run.log_loss for run in runs]
     print(
         f"summary: classify_series dataset={name} cv={folds} {described} "
         f"cv_accuracy=[{','.join(f'{a:.4f}' for a in accuracies)}] "
-        f"median={statistics.median(accuracies):.4f} worst={min(accuracies):.4f}"
+        f"median={statistics.median(accuracies):.4f} worst={min(accuracies):.4f} "
+        f"cv_log_loss=[{','.join(f'{v:.4f}' for v in losses)}] "
+        f"median_log_loss={statistics.median(losses):.4f}"
     )
     return runs
 
