@@ -13,7 +13,9 @@ The recipe (a trend-aware target):
    free of the seasonal pattern and of most of the trend;
 3. ``--target diff`` (the default) models ``d`` itself; ``--target diff2`` goes one step
    further, ``d[t] - d[t - 1]``, the change of the growth (its free-running errors add up
-   twice, so small biases grow into a drifting trend);
+   twice, so small biases grow into a drifting trend); ``--target detrend`` instead models
+   ``z`` minus the straight line fitted to ``z`` over the history, so that the line carries the
+   trend into the horizon and the network the seasonal pattern and the swings around the line;
 4. standardised with statistics of the history only (:class:`rnnkit.data.Standardizer`);
 5. a :class:`rnnkit.Seq2SeqRegressor` learns next-step prediction on sliding windows
    (:func:`rnnkit.data.windows`), then :meth:`~rnnkit.Seq2SeqRegressor.generate` runs it over
@@ -24,7 +26,8 @@ The recipe (a trend-aware target):
    seeds 0-4; the lowest mean over the origins of the median MAPE among 10-60 epochs and 1 or
    5 networks per seed);
 7. the differences are undone step by step (each forecast month builds on the forecast of the
-   month a season before it) and ``exp`` returns to the original units.
+   month a season before it), or the line is added back, and ``exp`` returns to the original
+   units.
 
 The same run scores the seasonal-naive forecast (the last season repeated), the growth-naive
 forecast (the last season grown by the last year-on-year growth, month after month: what the
@@ -57,7 +60,7 @@ from rnnkit import Seq2SeqRegressor, Trainer
 from rnnkit.data import Standardizer, windows
 from rnnkit.shapes import CellType
 
-Target = Literal["diff", "diff2"]
+Target = Literal["diff", "diff2", "detrend"]
 SMOKE_EPOCHS = 3
 
 AIRLINE = (
@@ -152,13 +155,24 @@ def holt_winters(history: np.ndarray, horizon: int, season: int) -> np.ndarray |
     return np.asarray(model.forecast(horizon))
 
 
+def log_trend(history: np.ndarray) -> tuple[float, float]:
+    """Intercept and slope of the least-squares line through ``log(history)`` (step 0, 1, ...)."""
+    slope, intercept = np.polyfit(np.arange(len(history)), np.log(history), 1)
+    return float(intercept), float(slope)
+
+
 def to_target(history: np.ndarray, season: int, target: Target) -> np.ndarray:
-    """The differenced log series the network models (see the module's recipe).
+    """The differenced or detrended log series the network models (see the module's recipe).
 
     Shapes:
-        - returns: ``(T - season,)`` for ``diff``, ``(T - season - 1,)`` for ``diff2``.
+        - returns: ``(T - season,)`` for ``diff``, ``(T - season - 1,)`` for ``diff2``,
+          ``(T,)`` for ``detrend``.
     """
     z = np.log(history)
+    if target == "detrend":
+        intercept, slope = log_trend(history)
+        detrended: np.ndarray = z - (intercept + slope * np.arange(len(z)))
+        return detrended
     d = z[season:] - z[:-season]
     return d if target == "diff" else np.diff(d)
 
@@ -171,6 +185,11 @@ def from_target(
     Shapes:
         - ``predicted``: ``(H,)``; returns ``(H,)`` in the series' units.
     """
+    if target == "detrend":
+        intercept, slope = log_trend(history)
+        steps = np.arange(len(history), len(history) + len(predicted))
+        level: np.ndarray = np.exp(intercept + slope * steps + predicted)
+        return level
     z = list(np.log(history))
     growth = z[-1] - z[-1 - season]
     for step in predicted:
@@ -270,7 +289,7 @@ def main(
         csv_path: A CSV file with a header row; ``column`` names the series.
         column: The CSV column to forecast.
         season: The season length s (12 for monthly data).
-        target: ``"diff"`` or ``"diff2"``, see the module's recipe.
+        target: ``"diff"``, ``"diff2"`` or ``"detrend"``, see the module's recipe.
         cell: ``"rnn"``, ``"lstm"`` or ``"gru"``.
         hidden_size: Hidden units.
         epochs: Training epochs per network (cosine decay of the learning rate).
@@ -362,7 +381,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--column", default=None, help="the CSV column to forecast")
     parser.add_argument("--horizon", type=int, default=36)
     parser.add_argument("--season", type=int, default=12)
-    parser.add_argument("--target", choices=("diff", "diff2"), default="diff")
+    parser.add_argument("--target", choices=("diff", "diff2", "detrend"), default="diff")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="gru")
     parser.add_argument("--hidden-size", type=int, default=16)

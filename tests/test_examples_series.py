@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -121,8 +122,21 @@ def test_cross_validation_never_reads_the_test_split(
     summary = _summary(capsys.readouterr().out)
     assert "cv=2" in summary
     assert "cv_accuracy=[" in summary
+    assert f"cv_log_loss=[{runs[0].log_loss:.4f}]" in summary
     assert len(runs) == 1
     assert 0.0 <= runs[0].test_accuracy <= 1.0
+    assert runs[0].log_loss > 0.0
+
+
+def test_log_loss_is_torch_cross_entropy_of_the_probabilities() -> None:
+    logits = torch.randn(7, 4, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1, 2, 3, 3, 2, 1])
+    expected = torch.nn.functional.cross_entropy(logits, labels).item()
+    assert classify_series.log_loss(logits.softmax(-1), labels) == pytest.approx(expected)
+    certain_miss = torch.tensor([[1.0, 0.0]])  # log(0) is floored, not infinite
+    assert classify_series.log_loss(certain_miss, torch.tensor([1])) == pytest.approx(
+        -math.log(1e-7)
+    )
 
 
 @pytest.mark.parametrize("readout", ["mean", "max"])
@@ -212,6 +226,19 @@ def test_target_round_trip_reproduces_the_holdout() -> None:
         truth = full[-36:]  # the target values of the holdout months
         rebuilt = forecast_series.from_target(truth, history, 12, target)
         assert np.allclose(rebuilt, holdout)
+
+
+def test_detrend_target_is_the_log_minus_the_history_line() -> None:
+    history = np.exp(0.5 + 0.1 * np.arange(30) + 0.2 * np.sin(np.arange(30)))
+    assert forecast_series.log_trend(np.exp(2.0 + 0.3 * np.arange(5))) == pytest.approx((2.0, 0.3))
+    intercept, slope = forecast_series.log_trend(history)
+    target = forecast_series.to_target(history, 12, "detrend")
+    assert target.shape == (30,)
+    assert np.allclose(target, np.log(history) - intercept - slope * np.arange(30))
+    # a zero prediction continues the history's line; an offset scales it
+    ahead = forecast_series.from_target(np.array([0.0, 0.1]), history, 12, "detrend")
+    line = np.exp(intercept + slope * np.array([30, 31]))
+    assert np.allclose(ahead, line * np.exp([0.0, 0.1]))
 
 
 def test_metrics_against_hand_computation() -> None:
