@@ -21,8 +21,9 @@ The protocol keeps the test split out of every choice:
 For choosing settings, ``--cv K`` never loads the test split: it cuts the training split into
 K folds (each class's series shuffled per seed and dealt out in turn, so the first folds may
 hold one more), trains on K - 1 of them and scores the one left out, K times, and prints each
-seed's mean accuracy over the folds. ``examples/results/classify_*_cv.txt`` shows it choosing
-among a few settings.
+seed's mean accuracy and log loss over the folds (the log loss, the mean of
+``-log p(true class)``, still tells settings apart when both classify every fold right).
+``examples/results/classify_*_cv*.txt`` shows it choosing among a few settings.
 
 Long series are read as frames of ``--frame`` consecutive steps (one step of ``frame · C``
 values), which shortens the recurrence; ``auto`` picks the smallest frame giving at most 50
