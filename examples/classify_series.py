@@ -58,6 +58,7 @@ from rnnkit import EarlyStopping, SequenceClassifier, Trainer
 from rnnkit.data import SequenceDataset, Standardizer, from_arrays
 from rnnkit.models.readouts import Readout
 from rnnkit.shapes import CellType
+from rnnkit.training.trainer import OptimizerFactory
 
 SMOKE_DATASET, SMOKE_EPOCHS = "BasicMotions", 2
 MAX_STEPS = 50
@@ -326,6 +327,7 @@ def main(
     epochs: int = 100,
     batch_size: int = 16,
     lr: float = 3e-3,
+    weight_decay: float = 0.0,
     frame: str = "auto",
     val_fraction: float = 0.0,
     ensemble: int = 1,
@@ -345,6 +347,7 @@ def main(
         epochs: Epochs per run (the learning rate follows a cosine to zero).
         batch_size: Sequences per batch.
         lr: Adam's initial learning rate.
+        weight_decay: With more than 0, AdamW with this decoupled weight decay instead of Adam.
         frame: Steps per frame (``"auto"``: at most 50 steps).
         val_fraction: Share of every class of the training split held out for validation
             (0: none; train on the whole split and keep the last epoch's weights).
@@ -362,8 +365,11 @@ def main(
         One :class:`SeedRun` per seed (with ``cv``, its ``test_accuracy`` is the mean accuracy
         over the folds).
     """
-    if cv == 1 or cv < 0 or ensemble < 1:
-        raise SystemExit("--cv takes 0 (test) or a count of folds >= 2; --ensemble a count >= 1")
+    if cv == 1 or cv < 0 or ensemble < 1 or weight_decay < 0:
+        raise SystemExit(
+            "--cv takes 0 (test) or a count of folds >= 2; --ensemble a count >= 1; "
+            "--weight-decay a value >= 0"
+        )
     name, seeds, epochs = (
         (SMOKE_DATASET, seeds[:1], SMOKE_EPOCHS) if smoke else (dataset, seeds, epochs)
     )
@@ -385,7 +391,13 @@ def main(
             "bidirectional": bidirectional,
             "readout": readout,
         },
-        "trainer": {"batch_size": batch_size, "lr": lr, "grad_clip_norm": 1.0, "progress": False},
+        "trainer": {
+            "batch_size": batch_size,
+            "lr": lr,
+            "optimizer": adamw(lr, weight_decay) if weight_decay else "adam",
+            "grad_clip_norm": 1.0,
+            "progress": False,
+        },
     }
     settings: dict[str, Any] = {
         "options": options,
@@ -395,6 +407,7 @@ def main(
     }
     described = f"cell={cell} epochs={epochs} hidden={hidden_size} ensemble={ensemble}"
     described += "" if readout == "last" else f" readout={readout}"
+    described += f" weight_decay={weight_decay:g}" if weight_decay else ""
     assert train.y is not None
     if cv > int(torch.bincount(train.y).max()):
         raise SystemExit(f"--cv {cv} leaves folds empty: no class has {cv} training series")
@@ -412,6 +425,11 @@ def main(
     print(f"plot: {plot_runs(runs, name, folder / f'classify_{name}.png')}")
     print(summarize(name, runs, described))
     return runs
+
+
+def adamw(lr: float, weight_decay: float) -> OptimizerFactory:
+    """A Trainer ``optimizer`` factory: fused AdamW with ``lr`` and ``weight_decay``."""
+    return lambda params: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
 def _cross_validated(
@@ -455,6 +473,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument(
+        "--weight-decay", type=float, default=0.0, help="AdamW's weight decay (default: Adam)"
+    )
     parser.add_argument("--frame", default="auto", help="steps per frame, or auto")
     parser.add_argument(
         "--val-fraction", type=float, default=0.0, help="hold out for validation (default none)"
@@ -487,6 +508,7 @@ def cli(argv: Sequence[str] | None = None) -> list[SeedRun]:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        weight_decay=args.weight_decay,
         frame=args.frame,
         val_fraction=args.val_fraction,
         ensemble=args.ensemble,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit import SequenceClassifier
+from rnnkit import SequenceClassifier, Trainer
 from rnnkit.data import from_arrays
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -160,6 +160,34 @@ def test_the_readout_option_reaches_the_classifier_and_the_summary(
     )
     assert [model.readout for model in built] == [readout]
     assert f"readout={readout}" in _summary(capsys.readouterr().out)
+
+
+def test_the_weight_decay_option_trains_with_adamw_and_that_decay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "aeon", None)
+    monkeypatch.setattr(torch, "set_num_threads", lambda threads: None)  # cli() sets one thread
+    optimizers: list[torch.optim.Optimizer] = []
+    original = Trainer.configure_optimizer
+
+    def recording(self: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
+        optimizers.append(original(self, model))
+        return optimizers[-1]
+
+    monkeypatch.setattr(Trainer, "configure_optimizer", recording)
+    argv = ["--smoke", "--hidden-size", "8", "--out", str(tmp_path), "--lr", "0.002"]
+    classify_series.cli([*argv, "--weight-decay", "0.25"])
+    assert "weight_decay=0.25" in _summary(capsys.readouterr().out)
+    classify_series.cli(argv)
+    assert "weight_decay" not in _summary(capsys.readouterr().out)
+    decayed, plain = optimizers
+    assert isinstance(decayed, torch.optim.AdamW)
+    assert decayed.defaults["weight_decay"] == 0.25
+    assert decayed.defaults["lr"] == 0.002
+    assert type(plain) is torch.optim.Adam
+    assert plain.defaults["weight_decay"] == 0
+    with pytest.raises(SystemExit, match="--weight-decay a value >= 0"):
+        classify_series.cli([*argv, "--weight-decay", "-1"])
 
 
 def test_cross_validation_does_not_even_load_the_test_split(
