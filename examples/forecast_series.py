@@ -20,11 +20,11 @@ The recipe (a trend-aware target):
 5. a :class:`rnnkit.Seq2SeqRegressor` learns next-step prediction on sliding windows
    (:func:`rnnkit.data.windows`), then :meth:`~rnnkit.Seq2SeqRegressor.generate` runs it over
    the whole history and feeds its predictions back for ``--horizon`` steps;
-6. ``--epochs`` 30 with the learning rate decaying to zero along a cosine, chosen with
-   ``--backtest`` from three origins (the three years before the holdout, and the same window
-   ``--shift 6`` and ``--shift 12`` months earlier, each forecast from the years before it;
-   seeds 0-4; the lowest mean over the origins of the median MAPE among 10-60 epochs and 1 or
-   5 networks per seed);
+6. ``--target diff`` and ``--epochs`` 30 with the learning rate decaying to zero along a
+   cosine, chosen with ``--backtest`` from three origins (the three years before the holdout,
+   and the same window ``--shift 6`` and ``--shift 12`` months earlier, each forecast from the
+   years before it; seeds 0-4; the lowest mean over the origins of the median MAPE among 10-60
+   epochs, 1 or 5 networks per seed, and the ``diff`` or ``detrend`` target);
 7. the differences are undone step by step (each forecast month builds on the forecast of the
    month a season before it), or the line is added back, and ``exp`` returns to the original
    units.
