@@ -33,7 +33,9 @@ The same run scores the seasonal-naive forecast (the last season repeated), the 
 forecast (the last season grown by the last year-on-year growth, month after month: what the
 ``diff2`` network forecasts when it predicts no change at all) and, when statsmodels is
 installed, Holt-Winters (additive trend, multiplicative season). Metrics on the
-holdout: MAPE (%), RMSE and MASE (the error relative to the in-sample seasonal-naive error).
+holdout: MAPE (%), RMSE, MASE (the error relative to the in-sample seasonal-naive error) and
+the bias per season of the horizon (the mean error in % of the holdout, per forecast year for
+monthly data: too high or too low, and whether it drifts).
 
 Run ``python examples/forecast_series.py --dataset airline --horizon 36`` (seeds 0-4). Prints
 one line per method and seed and a final ``summary:`` line; saves ``forecast_NAME.png``
@@ -79,8 +81,12 @@ AIRLINE = (
 class Forecast:
     """One method's forecast of the holdout and its errors.
 
+    ``bias`` is the mean error in percent of the holdout over each season of the horizon
+    (the first ``season`` steps, the next ``season``, ...): positive where the forecast is too
+    high, and whether it drifts.
+
     Shapes:
-        - ``values``: ``(horizon,)``.
+        - ``values``: ``(horizon,)``; ``bias``: ``(ceil(horizon / season),)``.
     """
 
     method: str
@@ -88,13 +94,15 @@ class Forecast:
     mape: float
     rmse: float
     mase: float
+    bias: tuple[float, ...] = ()
     seconds: float = 0.0
 
     def report(self) -> str:
         """One line with the method's errors."""
         return (
             f"method={self.method} mape={self.mape:.2f}% rmse={self.rmse:.2f} "
-            f"mase={self.mase:.3f} sec={self.seconds:.1f}"
+            f"mase={self.mase:.3f} bias_by_season=[{','.join(f'{b:+.1f}' for b in self.bias)}]% "
+            f"sec={self.seconds:.1f}"
         )
 
 
@@ -118,7 +126,7 @@ def load_series(dataset: str, csv_path: str | None, column: str | None) -> np.nd
 def score(
     method: str, values: np.ndarray, history: np.ndarray, holdout: np.ndarray, season: int
 ) -> Forecast:
-    """MAPE (%), RMSE and MASE of ``values`` on ``holdout``.
+    """MAPE (%), RMSE, MASE and the bias per season (%) of ``values`` on ``holdout``.
 
     MASE divides the mean absolute error by the mean absolute error of the seasonal-naive
     one-season-ahead forecast within ``history``.
@@ -134,6 +142,10 @@ def score(
         mape=float(100 * np.mean(np.abs(error) / np.abs(holdout))),
         rmse=float(np.sqrt(np.mean(error**2))),
         mase=float(np.mean(np.abs(error)) / scale),
+        bias=tuple(
+            float(100 * np.mean(error[k : k + season] / holdout[k : k + season]))
+            for k in range(0, len(holdout), season)
+        ),
     )
 
 

@@ -276,6 +276,12 @@ def test_metrics_against_hand_computation() -> None:
     assert result.mape == pytest.approx(100 * (0.1 + 0.1) / 2)
     assert result.rmse == pytest.approx(np.sqrt((1 + 4) / 2))
     assert result.mase == pytest.approx(1.5 / np.mean([2.0, 2.0, 3.0]))
+    assert result.bias == pytest.approx([100 * (0.1 - 0.1) / 2])  # one season of two steps
+    per_step = forecast_series.score(
+        "x", np.array([11.0, 18.0, 33.0]), history, np.array([10.0, 20.0, 30.0]), 2
+    )
+    assert per_step.bias == pytest.approx([0.0, 10.0])  # the last season is the partial one
+    assert "bias_by_season=[+0.0,+10.0]%" in per_step.report()
     assert forecast_series.seasonal_naive(history, 3, 2).tolist() == [4.0, 6.0, 4.0]
 
 
