@@ -74,11 +74,11 @@ class SeedRun:
         test_accuracy: Accuracy on the test split with the kept weights (with ``--cv``, the
             mean accuracy over the held-out folds).
         kept_epoch: The epoch (1-based) whose weights were kept (the first network's).
+        train_loss: The training loss of every epoch (the first network's).
+        seconds: Training time.
         log_loss: The mean negative log-probability of the true class on the test split (with
             ``--cv``, over the held-out folds): finer than the accuracy, it tells apart settings
             that classify the same series right by how sure they are.
-        train_loss: The training loss of every epoch (the first network's).
-        seconds: Training time.
     """
 
     seed: int
@@ -428,7 +428,11 @@ def main(
 
 
 def adamw(lr: float, weight_decay: float) -> OptimizerFactory:
-    """A Trainer ``optimizer`` factory: fused AdamW with ``lr`` and ``weight_decay``."""
+    """A Trainer ``optimizer`` factory: AdamW with ``lr`` and ``weight_decay``.
+
+    Fused, like the Trainer's named ``"adam"``: the example's parameters are ``float32`` on
+    the CPU or a CUDA device, where torch's fused AdamW runs.
+    """
     return lambda params: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
@@ -474,7 +478,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument(
-        "--weight-decay", type=float, default=0.0, help="AdamW's weight decay (default: Adam)"
+        "--weight-decay",
+        type=float,
+        default=0.0,
+        help="train with AdamW and this decoupled weight decay (default 0: Adam)",
     )
     parser.add_argument("--frame", default="auto", help="steps per frame, or auto")
     parser.add_argument(

@@ -23,8 +23,9 @@ The recipe (a trend-aware target):
 6. ``--target diff`` and ``--epochs`` 30 with the learning rate decaying to zero along a
    cosine, chosen with ``--backtest`` from three origins (the three years before the holdout,
    and the same window ``--shift 6`` and ``--shift 12`` months earlier, each forecast from the
-   years before it; seeds 0-4; the lowest mean over the origins of the median MAPE among 10-60
-   epochs, 1 or 5 networks per seed, and the ``diff`` or ``detrend`` target);
+   years before it; seeds 0-4; the lowest mean over the origins of the median MAPE, first
+   among 10, 20, 30 or 60 epochs with 1 or 5 networks per seed, then among the ``diff`` or
+   ``detrend`` target with 30 or 60 epochs and 1 or 5 networks);
 7. the differences are undone step by step (each forecast month builds on the forecast of the
    month a season before it), or the line is added back, and ``exp`` returns to the original
    units.
@@ -34,8 +35,8 @@ forecast (the last season grown by the last year-on-year growth, month after mon
 ``diff2`` network forecasts when it predicts no change at all) and, when statsmodels is
 installed, Holt-Winters (additive trend, multiplicative season). Metrics on the
 holdout: MAPE (%), RMSE, MASE (the error relative to the in-sample seasonal-naive error) and
-the bias per season of the horizon (the mean error in % of the holdout, per forecast year for
-monthly data: too high or too low, and whether it drifts).
+the bias per season of the horizon (the mean signed percentage error over each season, each
+forecast year for monthly data; positive: too high), which shows whether a forecast drifts.
 
 Run ``python examples/forecast_series.py --dataset airline --horizon 36`` (seeds 0-4). Prints
 one line per method and seed and a final ``summary:`` line; saves ``forecast_NAME.png``
@@ -81,9 +82,8 @@ AIRLINE = (
 class Forecast:
     """One method's forecast of the holdout and its errors.
 
-    ``bias`` is the mean error in percent of the holdout over each season of the horizon
-    (the first ``season`` steps, the next ``season``, ...): positive where the forecast is too
-    high, and whether it drifts.
+    ``bias`` is the mean signed percentage error over each season of the horizon (the first
+    ``season`` steps, the next ``season``, ...; positive: too high).
 
     Shapes:
         - ``values``: ``(horizon,)``; ``bias``: ``(ceil(horizon / season),)``.

@@ -128,6 +128,24 @@ def test_cross_validation_never_reads_the_test_split(
     assert runs[0].log_loss > 0.0
 
 
+def test_cross_validation_averages_every_fold(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = classify_series.standin("train")
+    train = from_arrays(x, y, layout="NCL")
+    folds: list[int] = []
+
+    def scored(seed: int, fit: Any, held_out: Any, **settings: Any) -> classify_series.SeedRun:
+        folds.append(len(held_out))  # fold k scores k / 10 and a log loss of k
+        k = len(folds)
+        return classify_series.SeedRun(seed, k / 10, 1, seconds=1.0, log_loss=float(k))
+
+    monkeypatch.setattr(classify_series, "run_seed", scored)
+    run = classify_series.cross_validate(7, train, 3, epochs=5)
+    assert sum(folds) == len(train)
+    assert (run.seed, run.kept_epoch, run.seconds) == (7, 5, 3.0)
+    assert run.test_accuracy == pytest.approx(0.2)
+    assert run.log_loss == pytest.approx(2.0)
+
+
 def test_log_loss_is_torch_cross_entropy_of_the_probabilities() -> None:
     logits = torch.randn(7, 4, generator=torch.Generator().manual_seed(0))
     labels = torch.tensor([0, 1, 2, 3, 3, 2, 1])
@@ -237,6 +255,20 @@ def test_forecast_smoke_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "seasonal_naive_mape=13.19" in summary
     assert {f.method for f in forecasts} >= {"seasonal_naive", "growth_naive", "rnnkit_gru_seed0"}
     assert (tmp_path / "forecast_airline.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_forecast_smoke_run_with_the_detrended_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert forecast_series.parse_args(["--target", "detrend"]).target == "detrend"
+    forecasts = forecast_series.main(out=tmp_path, smoke=True, hidden_size=8, target="detrend")
+    assert "target=detrend" in _summary(capsys.readouterr().out)
+    network = forecasts[-1]
+    assert network.method == "rnnkit_gru_seed0"
+    assert network.values.shape == (36,)
+    assert len(network.bias) == 3
+    assert np.all(np.isfinite(network.values))
+    assert np.all(network.values > 0)
 
 
 def test_bundled_airline_is_aeons() -> None:
