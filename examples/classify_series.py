@@ -16,6 +16,9 @@ The protocol keeps the test split out of every choice:
 - per-channel standardisation fitted on the training part only (:class:`rnnkit.data.Standardizer`);
 - with ``--ensemble K``, K networks per seed (seeds ``seed * 1000 + k``) whose class
   probabilities are averaged;
+- with ``--noise S``, Gaussian noise of standard deviation ``S`` added to the standardised
+  inputs of every training batch (``JitterTrainer`` below), and with ``--weight-decay W``, AdamW
+  with that weight decay: regularisation for small training splits;
 - the test split is evaluated once, after training, and its accuracy only reported.
 
 For choosing settings, ``--cv K`` never loads the test split: it cuts the training split into
@@ -55,9 +58,10 @@ import torch
 from torch import Tensor
 
 from rnnkit import EarlyStopping, SequenceClassifier, Trainer
-from rnnkit.data import SequenceDataset, Standardizer, from_arrays
+from rnnkit.data import Batch, SequenceDataset, Standardizer, from_arrays
 from rnnkit.models.readouts import Readout
 from rnnkit.shapes import CellType
+from rnnkit.training import StepOutput
 from rnnkit.training.trainer import OptimizerFactory
 
 SMOKE_DATASET, SMOKE_EPOCHS = "BasicMotions", 2
@@ -268,7 +272,7 @@ def _train_one(
     assert train.num_classes is not None
     model = SequenceClassifier(train.input_size, train.num_classes, **options["model"])
     keep_best = EarlyStopping("val_loss", patience=epochs, restore_best_weights=True)
-    trainer = Trainer(
+    trainer = JitterTrainer(
         max_epochs=epochs,
         callbacks=[] if val is None else [keep_best],
         scheduler=lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs),
@@ -328,6 +332,7 @@ def main(
     batch_size: int = 16,
     lr: float = 3e-3,
     weight_decay: float = 0.0,
+    noise: float = 0.0,
     frame: str = "auto",
     val_fraction: float = 0.0,
     ensemble: int = 1,
@@ -348,6 +353,8 @@ def main(
         batch_size: Sequences per batch.
         lr: Adam's initial learning rate.
         weight_decay: With more than 0, AdamW with this decoupled weight decay instead of Adam.
+        noise: The standard deviation of the Gaussian noise added to every training batch's
+            standardised inputs (see ``JitterTrainer``); 0 for none.
         frame: Steps per frame (``"auto"``: at most 50 steps).
         val_fraction: Share of every class of the training split held out for validation
             (0: none; train on the whole split and keep the last epoch's weights).
@@ -365,10 +372,10 @@ def main(
         One :class:`SeedRun` per seed (with ``cv``, its ``test_accuracy`` is the mean accuracy
         over the folds).
     """
-    if cv == 1 or cv < 0 or ensemble < 1 or weight_decay < 0:
+    if cv == 1 or cv < 0 or ensemble < 1 or weight_decay < 0 or noise < 0:
         raise SystemExit(
             "--cv takes 0 (test) or a count of folds >= 2; --ensemble a count >= 1; "
-            "--weight-decay a value >= 0"
+            "--weight-decay and --noise a value >= 0"
         )
     name, seeds, epochs = (
         (SMOKE_DATASET, seeds[:1], SMOKE_EPOCHS) if smoke else (dataset, seeds, epochs)
@@ -397,6 +404,7 @@ def main(
             "optimizer": adamw(lr, weight_decay) if weight_decay else "adam",
             "grad_clip_norm": 1.0,
             "progress": False,
+            "noise": noise,
         },
     }
     settings: dict[str, Any] = {
@@ -408,6 +416,7 @@ def main(
     described = f"cell={cell} epochs={epochs} hidden={hidden_size} ensemble={ensemble}"
     described += "" if readout == "last" else f" readout={readout}"
     described += f" weight_decay={weight_decay:g}" if weight_decay else ""
+    described += f" noise={noise:g}" if noise else ""
     assert train.y is not None
     if cv > int(torch.bincount(train.y).max()):
         raise SystemExit(f"--cv {cv} leaves folds empty: no class has {cv} training series")
@@ -425,6 +434,39 @@ def main(
     print(f"plot: {plot_runs(runs, name, folder / f'classify_{name}.png')}")
     print(summarize(name, runs, described))
     return runs
+
+
+class JitterTrainer(Trainer):
+    """A :class:`~rnnkit.Trainer` that adds Gaussian noise to the inputs of every training batch.
+
+    Noise of standard deviation ``noise`` (in the standardised units the network reads) goes
+    on every step of ``x`` but the padding: a data augmentation ("jitter") that keeps a network
+    from memorising a small training split. Validation, evaluation and prediction read the
+    inputs unchanged. With ``noise`` 0 it is the plain Trainer, drawing no random numbers.
+    """
+
+    def __init__(self, *, noise: float = 0.0, **options: Any) -> None:
+        super().__init__(**options)
+        self.noise = noise
+
+    def training_step(self, batch: Batch, batch_idx: int) -> StepOutput:
+        """The Trainer's step on the jittered batch."""
+        return super().training_step(jittered(batch, self.noise), batch_idx)
+
+
+def jittered(batch: Batch, noise: float) -> Batch:
+    """``batch`` with ``N(0, noise²)`` added to ``x`` at every step within ``lengths``.
+
+    Shapes:
+        - ``batch.x``: ``(N, L, H_in)``; ``batch.lengths``: ``(N,)`` or ``None``.
+    """
+    if noise == 0:
+        return batch
+    jitter = noise * torch.randn_like(batch.x)
+    if batch.lengths is not None:
+        steps = torch.arange(batch.x.shape[1], device=batch.x.device)
+        jitter = jitter * (steps < batch.lengths.to(batch.x.device).unsqueeze(1)).unsqueeze(2)
+    return batch._replace(x=batch.x + jitter)
 
 
 def adamw(lr: float, weight_decay: float) -> OptimizerFactory:
@@ -483,6 +525,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="train with AdamW and this decoupled weight decay (default 0: Adam)",
     )
+    parser.add_argument(
+        "--noise", type=float, default=0.0, help="Gaussian jitter on the training inputs (std)"
+    )
     parser.add_argument("--frame", default="auto", help="steps per frame, or auto")
     parser.add_argument(
         "--val-fraction", type=float, default=0.0, help="hold out for validation (default none)"
@@ -516,6 +561,7 @@ def cli(argv: Sequence[str] | None = None) -> list[SeedRun]:
         batch_size=args.batch_size,
         lr=args.lr,
         weight_decay=args.weight_decay,
+        noise=args.noise,
         frame=args.frame,
         val_fraction=args.val_fraction,
         ensemble=args.ensemble,

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rnnkit import SequenceClassifier, Trainer
-from rnnkit.data import from_arrays
+from rnnkit.data import Batch, from_arrays
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
@@ -206,6 +206,46 @@ def test_the_weight_decay_option_trains_with_adamw_and_that_decay(
     assert plain.defaults["weight_decay"] == 0
     with pytest.raises(SystemExit, match="--weight-decay a value >= 0"):
         classify_series.cli([*argv, "--weight-decay", "-1"])
+
+
+def test_jitter_goes_on_every_step_but_the_padding() -> None:
+    torch.manual_seed(0)
+    x = torch.zeros(2, 4, 3000)
+    batch = Batch(x, torch.tensor([0, 1]), torch.tensor([3, 1]))
+    assert classify_series.jittered(batch, 0.0) is batch
+    noisy = classify_series.jittered(batch, 0.5)
+    assert noisy.x.shape == (2, 4, 3000)
+    assert noisy.y is batch.y
+    assert noisy.lengths is batch.lengths
+    assert torch.equal(noisy.x[0, 3], torch.zeros(3000))  # padding
+    assert torch.equal(noisy.x[1, 1:], torch.zeros(3, 3000))
+    for valid in (noisy.x[0, :3], noisy.x[1, :1]):
+        assert valid.std().item() == pytest.approx(0.5, rel=0.05)
+        assert bool((valid != 0).all())
+    unpadded = classify_series.jittered(Batch(x), 0.5)
+    assert unpadded.x.std().item() == pytest.approx(0.5, rel=0.05)
+
+
+def test_the_noise_option_jitters_the_training_steps_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "aeon", None)
+    monkeypatch.setattr(torch, "set_num_threads", lambda threads: None)  # cli() sets one thread
+    seen: list[tuple[float, bool]] = []
+    original = classify_series.jittered
+
+    def recording(batch: Batch, noise: float) -> Batch:
+        seen.append((noise, torch.is_grad_enabled()))
+        return original(batch, noise)
+
+    monkeypatch.setattr(classify_series, "jittered", recording)
+    classify_series.cli(["--smoke", "--hidden-size", "8", "--out", str(tmp_path), "--noise", "0.2"])
+    assert "noise=0.2" in _summary(capsys.readouterr().out)
+    series = len(classify_series.standin("train")[1])
+    steps = 2 * math.ceil(series / 16)  # two epochs of the stand-in in batches of 16
+    assert seen == [(0.2, True)] * steps  # no call from predicting the test split
+    with pytest.raises(SystemExit, match="--weight-decay and --noise a value >= 0"):
+        classify_series.cli(["--smoke", "--out", str(tmp_path), "--noise", "-0.1"])
 
 
 def test_cross_validation_does_not_even_load_the_test_split(
