@@ -272,11 +272,13 @@ def _train_one(
     assert train.num_classes is not None
     model = SequenceClassifier(train.input_size, train.num_classes, **options["model"])
     keep_best = EarlyStopping("val_loss", patience=epochs, restore_best_weights=True)
-    trainer = JitterTrainer(
+    noise = options.get("noise", 0.0)
+    trainer = (JitterTrainer if noise else Trainer)(
         max_epochs=epochs,
         callbacks=[] if val is None else [keep_best],
         scheduler=lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs),
         seed=seed,
+        **({"noise": noise} if noise else {}),
         **options["trainer"],
     )
     started = time.perf_counter()
@@ -404,8 +406,8 @@ def main(
             "optimizer": adamw(lr, weight_decay) if weight_decay else "adam",
             "grad_clip_norm": 1.0,
             "progress": False,
-            "noise": noise,
         },
+        "noise": noise,
     }
     settings: dict[str, Any] = {
         "options": options,
@@ -440,9 +442,11 @@ class JitterTrainer(Trainer):
     """A :class:`~rnnkit.Trainer` that adds Gaussian noise to the inputs of every training batch.
 
     Noise of standard deviation ``noise`` (in the standardised units the network reads) goes
-    on every step of ``x`` but the padding: a data augmentation ("jitter") that keeps a network
-    from memorising a small training split. Validation, evaluation and prediction read the
-    inputs unchanged. With ``noise`` 0 it is the plain Trainer, drawing no random numbers.
+    on every step of ``x`` within ``lengths``: a data augmentation ("jitter") that keeps a
+    network from memorising a small training split. Padded steps stay zero, except the zeros
+    that ``--frame`` adds inside a series' last frame, which count as part of it. Validation,
+    evaluation and prediction read the inputs unchanged. With ``noise`` 0 it draws no random
+    numbers (the example then uses the plain Trainer).
     """
 
     def __init__(self, *, noise: float = 0.0, **options: Any) -> None:

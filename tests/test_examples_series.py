@@ -204,7 +204,7 @@ def test_the_weight_decay_option_trains_with_adamw_and_that_decay(
     assert decayed.defaults["lr"] == 0.002
     assert type(plain) is torch.optim.Adam
     assert plain.defaults["weight_decay"] == 0
-    with pytest.raises(SystemExit, match="--weight-decay a value >= 0"):
+    with pytest.raises(SystemExit, match="--weight-decay and --noise a value >= 0"):
         classify_series.cli([*argv, "--weight-decay", "-1"])
 
 
@@ -212,7 +212,9 @@ def test_jitter_goes_on_every_step_but_the_padding() -> None:
     torch.manual_seed(0)
     x = torch.zeros(2, 4, 3000)
     batch = Batch(x, torch.tensor([0, 1]), torch.tensor([3, 1]))
+    state = torch.get_rng_state()
     assert classify_series.jittered(batch, 0.0) is batch
+    assert torch.equal(torch.get_rng_state(), state)  # no draw: earlier runs reproduce
     noisy = classify_series.jittered(batch, 0.5)
     assert noisy.x.shape == (2, 4, 3000)
     assert noisy.y is batch.y

@@ -82,9 +82,12 @@ def _cycle(root: Path, delay: float) -> tuple[str, dict[str, Any]]:
 def _driver(folder: Path, seed: int) -> None:
     torch.set_num_threads(1)
     _fit(folder / "warm-up", model_seed=1)  # the first fit pays for lazy initialisation
-    started = time.perf_counter()
-    straight = _summary(_fit(folder / "straight", model_seed=1))
-    duration = time.perf_counter() - started
+    durations = []
+    for attempt in range(3):  # the fastest of three: a busy machine slows one timing, not all
+        started = time.perf_counter()
+        straight = _summary(_fit(folder / f"straight-{attempt}", model_seed=1))
+        durations.append(time.perf_counter() - started)
+    duration = min(durations)
     rng = random.Random(seed)
     for i in range(CYCLES):
         delay = rng.uniform(0.0, duration)
