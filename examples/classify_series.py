@@ -476,10 +476,18 @@ def jittered(batch: Batch, noise: float) -> Batch:
 def adamw(lr: float, weight_decay: float) -> OptimizerFactory:
     """A Trainer ``optimizer`` factory: AdamW with ``lr`` and ``weight_decay``.
 
-    Fused, like the Trainer's named ``"adam"``: the example's parameters are ``float32`` on
-    the CPU or a CUDA device, where torch's fused AdamW runs.
+    Fused where torch's fused AdamW runs (floating-point parameters on the CPU or a CUDA
+    device), like the Trainer's named ``"adam"``; torch's default implementation elsewhere.
     """
-    return lambda params: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+
+    def build(parameters: Any) -> torch.optim.Optimizer:
+        params = list(parameters)
+        fusable = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+        return torch.optim.AdamW(
+            params, lr=lr, weight_decay=weight_decay, fused=True if fusable else None
+        )
+
+    return build
 
 
 def _cross_validated(

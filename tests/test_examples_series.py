@@ -202,10 +202,18 @@ def test_the_weight_decay_option_trains_with_adamw_and_that_decay(
     assert isinstance(decayed, torch.optim.AdamW)
     assert decayed.defaults["weight_decay"] == 0.25
     assert decayed.defaults["lr"] == 0.002
+    assert decayed.defaults["fused"] is True  # float32 on the CPU
     assert type(plain) is torch.optim.Adam
     assert plain.defaults["weight_decay"] == 0
     with pytest.raises(SystemExit, match="--weight-decay and --noise a value >= 0"):
         classify_series.cli([*argv, "--weight-decay", "-1"])
+
+
+def test_adamw_is_fused_only_where_torch_can_fuse() -> None:
+    factory = classify_series.adamw(0.01, 0.1)
+    assert factory([torch.nn.Parameter(torch.zeros(2))]).defaults["fused"] is True
+    meta = torch.nn.Parameter(torch.zeros(2, device="meta"))
+    assert not factory([meta]).defaults["fused"]
 
 
 def test_jitter_goes_on_every_step_but_the_padding() -> None:
