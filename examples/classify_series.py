@@ -17,8 +17,8 @@ The protocol keeps the test split out of every choice:
 - with ``--ensemble K``, K networks per seed (seeds ``seed * 1000 + k``) whose class
   probabilities are averaged;
 - with ``--noise S``, Gaussian noise of standard deviation ``S`` added to the standardised
-  inputs of every training batch (``JitterTrainer`` below), and with ``--weight-decay W``, AdamW
-  with that weight decay: regularisation for small training splits;
+  inputs of every training batch (``InputNoiseTrainer`` in ``_input_noise.py``), and with
+  ``--weight-decay W``, AdamW with that weight decay: regularisation for small training splits;
 - the test split is evaluated once, after training, and its accuracy only reported.
 
 For choosing settings, ``--cv K`` never loads the test split: it cuts the training split into
@@ -55,13 +55,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from _input_noise import InputNoiseTrainer
 from torch import Tensor
 
 from rnnkit import EarlyStopping, SequenceClassifier, Trainer
-from rnnkit.data import Batch, SequenceDataset, Standardizer, from_arrays
+from rnnkit.data import SequenceDataset, Standardizer, from_arrays
 from rnnkit.models.readouts import Readout
 from rnnkit.shapes import CellType
-from rnnkit.training import StepOutput
 from rnnkit.training.trainer import OptimizerFactory
 
 SMOKE_DATASET, SMOKE_EPOCHS = "BasicMotions", 2
@@ -273,12 +273,12 @@ def _train_one(
     model = SequenceClassifier(train.input_size, train.num_classes, **options["model"])
     keep_best = EarlyStopping("val_loss", patience=epochs, restore_best_weights=True)
     noise = options.get("noise", 0.0)
-    trainer = (JitterTrainer if noise else Trainer)(
+    trainer = (InputNoiseTrainer if noise else Trainer)(
         max_epochs=epochs,
         callbacks=[] if val is None else [keep_best],
         scheduler=lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs),
         seed=seed,
-        **({"noise": noise} if noise else {}),
+        **({"noise_std": noise} if noise else {}),
         **options["trainer"],
     )
     started = time.perf_counter()
@@ -356,7 +356,8 @@ def main(
         lr: Adam's initial learning rate.
         weight_decay: With more than 0, AdamW with this decoupled weight decay instead of Adam.
         noise: The standard deviation of the Gaussian noise added to every training batch's
-            standardised inputs (see ``JitterTrainer``); 0 for none.
+            standardised inputs at the steps within its lengths (the zeros ``frame`` adds inside
+            a series' last frame count as part of it); 0 for none, with the plain Trainer.
         frame: Steps per frame (``"auto"``: at most 50 steps).
         val_fraction: Share of every class of the training split held out for validation
             (0: none; train on the whole split and keep the last epoch's weights).
@@ -436,41 +437,6 @@ def main(
     print(f"plot: {plot_runs(runs, name, folder / f'classify_{name}.png')}")
     print(summarize(name, runs, described))
     return runs
-
-
-class JitterTrainer(Trainer):
-    """A :class:`~rnnkit.Trainer` that adds Gaussian noise to the inputs of every training batch.
-
-    Noise of standard deviation ``noise`` (in the standardised units the network reads) goes
-    on every step of ``x`` within ``lengths``: a data augmentation ("jitter") that keeps a
-    network from memorising a small training split. Padded steps stay zero, except the zeros
-    that ``--frame`` adds inside a series' last frame, which count as part of it. Validation,
-    evaluation and prediction read the inputs unchanged. With ``noise`` 0 it draws no random
-    numbers (the example then uses the plain Trainer).
-    """
-
-    def __init__(self, *, noise: float = 0.0, **options: Any) -> None:
-        super().__init__(**options)
-        self.noise = noise
-
-    def training_step(self, batch: Batch, batch_idx: int) -> StepOutput:
-        """The Trainer's step on the jittered batch."""
-        return super().training_step(jittered(batch, self.noise), batch_idx)
-
-
-def jittered(batch: Batch, noise: float) -> Batch:
-    """``batch`` with ``N(0, noise²)`` added to ``x`` at every step within ``lengths``.
-
-    Shapes:
-        - ``batch.x``: ``(N, L, H_in)``; ``batch.lengths``: ``(N,)`` or ``None``.
-    """
-    if noise == 0:
-        return batch
-    jitter = noise * torch.randn_like(batch.x)
-    if batch.lengths is not None:
-        steps = torch.arange(batch.x.shape[1], device=batch.x.device)
-        jitter = jitter * (steps < batch.lengths.to(batch.x.device).unsqueeze(1)).unsqueeze(2)
-    return batch._replace(x=batch.x + jitter)
 
 
 def adamw(lr: float, weight_decay: float) -> OptimizerFactory:

@@ -42,12 +42,12 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import torch
+from _input_noise import InputNoiseTrainer
 from torch import Tensor
 
 from rnnkit import Seq2SeqRegressor, Trainer
-from rnnkit.data import Batch, SequenceDataset, next_step, sine_wave
+from rnnkit.data import SequenceDataset, next_step, sine_wave
 from rnnkit.shapes import CellType
-from rnnkit.training import StepOutput
 
 Procedure = Literal["tutorial", "rnnkit"]
 PROCEDURES: tuple[Procedure, ...] = get_args(Procedure)
@@ -55,34 +55,6 @@ TUTORIAL_EPOCHS = 3000
 RNNKIT_EPOCHS = 3000
 SMOKE_EPOCHS = 20
 THRESHOLD = 0.01
-
-
-class InputNoiseTrainer(Trainer):
-    """A :class:`rnnkit.Trainer` that adds Gaussian noise to every training batch's inputs.
-
-    Only the inputs get noise; the targets stay clean, so the model learns to map a perturbed
-    history to the true next value. Validation and evaluation see clean inputs.
-
-    Args:
-        noise_std: Standard deviation of the noise.
-        noise_seed: Seed of the noise's own generator (reproducible runs).
-        **options: Everything else goes to :class:`rnnkit.Trainer`.
-    """
-
-    def __init__(self, *, noise_std: float, noise_seed: int = 0, **options: Any) -> None:
-        super().__init__(**options)
-        self.noise_std = noise_std
-        self.noise_generator = torch.Generator().manual_seed(noise_seed)
-
-    def training_step(self, batch: Batch, batch_idx: int) -> StepOutput:
-        """Add noise to ``batch.x``, then run the usual training step.
-
-        Shapes:
-            - ``batch.x``: ``(N, L, H_in)``.
-        """
-        noise = torch.randn(batch.x.shape, generator=self.noise_generator)
-        noisy = batch.x + self.noise_std * noise.to(batch.x.device)
-        return super().training_step(batch._replace(x=noisy), batch_idx)
 
 
 @dataclass(frozen=True)

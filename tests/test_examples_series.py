@@ -17,6 +17,7 @@ from rnnkit.data import Batch, from_arrays
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
+import _input_noise  # noqa: E402
 import classify_series  # noqa: E402
 import forecast_series  # noqa: E402
 
@@ -221,9 +222,9 @@ def test_jitter_goes_on_every_step_but_the_padding() -> None:
     x = torch.zeros(2, 4, 3000)
     batch = Batch(x, torch.tensor([0, 1]), torch.tensor([3, 1]))
     state = torch.get_rng_state()
-    assert classify_series.jittered(batch, 0.0) is batch
+    assert _input_noise.with_input_noise(batch, 0.0) is batch
     assert torch.equal(torch.get_rng_state(), state)  # no draw: earlier runs reproduce
-    noisy = classify_series.jittered(batch, 0.5)
+    noisy = _input_noise.with_input_noise(batch, 0.5)
     assert noisy.x.shape == (2, 4, 3000)
     assert noisy.y is batch.y
     assert noisy.lengths is batch.lengths
@@ -232,8 +233,15 @@ def test_jitter_goes_on_every_step_but_the_padding() -> None:
     for valid in (noisy.x[0, :3], noisy.x[1, :1]):
         assert valid.std().item() == pytest.approx(0.5, rel=0.05)
         assert bool((valid != 0).all())
-    unpadded = classify_series.jittered(Batch(x), 0.5)
+    unpadded = _input_noise.with_input_noise(Batch(x), 0.5)
     assert unpadded.x.std().item() == pytest.approx(0.5, rel=0.05)
+    state = torch.get_rng_state()
+    own = [
+        _input_noise.with_input_noise(batch, 0.5, torch.Generator().manual_seed(1)) for _ in "ab"
+    ]
+    assert torch.equal(own[0].x, own[1].x)  # its own generator: the same noise for one seed
+    assert not torch.equal(own[0].x, noisy.x)
+    assert torch.equal(torch.get_rng_state(), state)  # and the global generator untouched
 
 
 def test_the_noise_option_jitters_the_training_steps_only(
@@ -242,13 +250,13 @@ def test_the_noise_option_jitters_the_training_steps_only(
     monkeypatch.setitem(sys.modules, "aeon", None)
     monkeypatch.setattr(torch, "set_num_threads", lambda threads: None)  # cli() sets one thread
     seen: list[tuple[float, bool]] = []
-    original = classify_series.jittered
+    original = _input_noise.with_input_noise
 
-    def recording(batch: Batch, noise: float) -> Batch:
+    def recording(batch: Batch, noise: float, generator: torch.Generator | None = None) -> Batch:
         seen.append((noise, torch.is_grad_enabled()))
-        return original(batch, noise)
+        return original(batch, noise, generator)
 
-    monkeypatch.setattr(classify_series, "jittered", recording)
+    monkeypatch.setattr(_input_noise, "with_input_noise", recording)
     classify_series.cli(["--smoke", "--hidden-size", "8", "--out", str(tmp_path), "--noise", "0.2"])
     assert "noise=0.2" in _summary(capsys.readouterr().out)
     series = len(classify_series.standin("train")[1])
