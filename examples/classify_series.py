@@ -62,7 +62,6 @@ from rnnkit import EarlyStopping, SequenceClassifier, Trainer
 from rnnkit.data import SequenceDataset, Standardizer, from_arrays
 from rnnkit.models.readouts import Readout
 from rnnkit.shapes import CellType
-from rnnkit.training.trainer import OptimizerFactory
 
 SMOKE_DATASET, SMOKE_EPOCHS = "BasicMotions", 2
 MAX_STEPS = 50
@@ -404,7 +403,8 @@ def main(
         "trainer": {
             "batch_size": batch_size,
             "lr": lr,
-            "optimizer": adamw(lr, weight_decay) if weight_decay else "adam",
+            "optimizer": "adamw" if weight_decay else "adam",
+            "weight_decay": weight_decay if weight_decay else None,
             "grad_clip_norm": 1.0,
             "progress": False,
         },
@@ -437,23 +437,6 @@ def main(
     print(f"plot: {plot_runs(runs, name, folder / f'classify_{name}.png')}")
     print(summarize(name, runs, described))
     return runs
-
-
-def adamw(lr: float, weight_decay: float) -> OptimizerFactory:
-    """A Trainer ``optimizer`` factory: AdamW with ``lr`` and ``weight_decay``.
-
-    Fused where torch's fused AdamW runs (floating-point parameters on the CPU or a CUDA
-    device), like the Trainer's named ``"adam"``; torch's default implementation elsewhere.
-    """
-
-    def build(parameters: Any) -> torch.optim.Optimizer:
-        params = list(parameters)
-        fusable = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-        return torch.optim.AdamW(
-            params, lr=lr, weight_decay=weight_decay, fused=True if fusable else None
-        )
-
-    return build
 
 
 def _cross_validated(

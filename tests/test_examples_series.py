@@ -210,13 +210,6 @@ def test_the_weight_decay_option_trains_with_adamw_and_that_decay(
         classify_series.cli([*argv, "--weight-decay", "-1"])
 
 
-def test_adamw_is_fused_only_where_torch_can_fuse() -> None:
-    factory = classify_series.adamw(0.01, 0.1)
-    assert factory([torch.nn.Parameter(torch.zeros(2))]).defaults["fused"] is True
-    meta = torch.nn.Parameter(torch.zeros(2, device="meta"))
-    assert not factory([meta]).defaults["fused"]
-
-
 def test_jitter_goes_on_every_step_but_the_padding() -> None:
     torch.manual_seed(0)
     x = torch.zeros(2, 4, 3000)

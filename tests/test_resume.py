@@ -442,15 +442,22 @@ def test_resuming_with_another_optimizer_is_refused_before_the_model_changes(
         assert torch.equal(value, before[key]), key
 
 
-def test_resuming_with_another_lr_keeps_the_checkpoints_and_warns_with_both(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("setting", "shown"),
+    [
+        ("lr", r"lr=0\.001 \(this run: 0\.5\)"),
+        ("weight_decay", r"weight_decay=0\.01 \(this run: 0\.5\)"),
+    ],
+)
+def test_resuming_with_another_setting_keeps_the_checkpoints_and_warns_with_both(
+    tmp_path: Path, setting: str, shown: str
 ) -> None:
     straight = _straight("classifier", tmp_path)
     _fit("classifier", tmp_path / "stopped", epochs=2)
     x, y = _data("classifier")
     trainer = _trainer("classifier", tmp_path / "resumed")
-    trainer.lr = 0.5
-    with pytest.warns(UserWarning, match=r"lr=0\.001 \(this run: 0\.5\)"):
+    setattr(trainer, setting, 0.5)
+    with pytest.warns(UserWarning, match=shown):
         trainer.fit(
             _model("classifier", seed=2),
             (x, y),

@@ -177,6 +177,27 @@ def test_adam_and_adamw_are_fused_where_torch_allows(name: str, cls: type) -> No
     assert optimizer.defaults["fused"] is True
 
 
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [("adamw", torch.optim.AdamW), ("adam", torch.optim.Adam), ("sgd", torch.optim.SGD)],
+)
+def test_weight_decay_reaches_the_named_optimizer(name: str, cls: type) -> None:
+    weights, _ = _fit_options(optimizer=name, lr=0.01, weight_decay=0.5)
+    fused = {"fused": True} if name != "sgd" else {}
+    expected, _ = _hand_loop(lambda p: cls(p, lr=0.01, weight_decay=0.5, **fused))
+    assert _same(weights, expected)
+    plain, _ = _fit_options(optimizer=name, lr=0.01)
+    assert not _same(weights, plain)
+
+
+@pytest.mark.parametrize(("name", "default"), [("adamw", 0.01), ("adam", 0.0), ("rmsprop", 0.0)])
+def test_weight_decay_none_keeps_torchs_default(name: str, default: float) -> None:
+    optimizer = Trainer(optimizer=name, progress=False).configure_optimizer(_classifier())
+    assert optimizer.defaults["weight_decay"] == default
+    decayed = Trainer(optimizer=name, weight_decay=0, progress=False)
+    assert decayed.configure_optimizer(_classifier()).defaults["weight_decay"] == 0
+
+
 def test_parameters_the_fused_kernel_refuses_get_torchs_default_adam() -> None:
     model = nn.Module()
     model.weight = nn.Parameter(torch.zeros(2, dtype=torch.complex64))  # fused step() raises
@@ -335,6 +356,13 @@ def test_rollout_needs_feedback_and_long_enough_validation() -> None:
         ({"teacher_forcing": 1.5}, r"ratio in \[0, 1\]"),
         ({"lr": 0}, r"`lr` to be a positive number"),
         ({"grad_clip_norm": -1.0}, r"`grad_clip_norm` > 0"),
+        ({"weight_decay": -0.1}, r"`weight_decay` to be a finite number >= 0 or None"),
+        ({"weight_decay": float("inf")}, r"`weight_decay` to be a finite number >= 0 or None"),
+        (
+            {"weight_decay": 0.1, "optimizer": lambda p: torch.optim.SGD(p, lr=0.1)},
+            r"^Expected `weight_decay` only with a named optimizer, but got weight_decay=0.1 "
+            r"with a callable `optimizer`, which builds its own\. Hint: pass it to the optimizer",
+        ),
     ],
 )
 def test_bad_arguments_fail_at_construction(options: dict[str, Any], message: str) -> None:

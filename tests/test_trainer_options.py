@@ -25,6 +25,7 @@ EVERY_KEYWORD: dict[str, Any] = {
     "batch_size": 8,
     "optimizer": "sgd",
     "lr": 0.05,
+    "weight_decay": 0.01,
     "scheduler": lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5),
     "scheduler_interval": "step",
     "loss": torch.nn.functional.cross_entropy,

@@ -23,6 +23,7 @@ __all__ = [
     "check_shardable",
     "check_task_options",
     "check_val_like_train",
+    "check_weight_decay",
 ]
 
 
@@ -41,6 +42,24 @@ def check_optimizer(optimizer: object, names: Collection[str]) -> None:
         f"`params -> torch.optim.Optimizer`, but got {optimizer!r}. Hint: e.g. "
         "optimizer=lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)."
     )
+
+
+def check_weight_decay(weight_decay: object, optimizer: object) -> None:
+    """Raise unless ``weight_decay`` is None, or a finite number >= 0 for a named optimizer."""
+    if weight_decay is None:
+        return
+    if not 0 <= check_number("weight_decay", weight_decay) < float("inf"):
+        raise ValueError(
+            f"Expected `weight_decay` to be a finite number >= 0 or None, but got "
+            f"{weight_decay!r}. Hint: e.g. weight_decay=0.01; None keeps torch's default."
+        )
+    if callable(optimizer):
+        raise ValueError(
+            "Expected `weight_decay` only with a named optimizer, but got "
+            f"weight_decay={weight_decay!r} with a callable `optimizer`, which builds its own. "
+            "Hint: pass it to the optimizer you build, e.g. "
+            "optimizer=lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.1)."
+        )
 
 
 def check_misc(lr: object, clip: object, fast_dev_run: object, scheduler: object) -> None:

@@ -21,18 +21,26 @@ _FUSED = frozenset({"adam", "adamw"})
 
 
 def named_optimizer(
-    name: str, params: list[nn.Parameter], lr: float, fused: bool | None = None
+    name: str,
+    params: list[nn.Parameter],
+    lr: float,
+    fused: bool | None = None,
+    weight_decay: float | None = None,
 ) -> torch.optim.Optimizer:
     """``optimizer=name``: torch's optimizer; Adam and AdamW fused on CPU and CUDA.
 
-    The fused kernel updates all parameters in one pass; its results differ from torch's
+    ``weight_decay=None`` keeps torch's default for that optimizer (0.01 for AdamW, 0 for the
+    others). The fused kernel updates all parameters in one pass; its results differ from torch's
     default implementation only in the last bits. ``fused=False`` (a resumed run saved with
     the default implementation) keeps the default: a fused optimizer that loads an unfused
     state would hand the gradient scaler's arguments to the unfused update.
     """
+    kwargs: dict[str, float | bool] = {"lr": lr}
+    if weight_decay is not None:
+        kwargs["weight_decay"] = weight_decay
     if name in _FUSED and fused is not False and _fusable(params):
-        return OPTIMIZERS[name](params, lr=lr, fused=True)
-    return OPTIMIZERS[name](params, lr=lr)
+        kwargs["fused"] = True
+    return OPTIMIZERS[name](params, **kwargs)
 
 
 def _fusable(params: list[nn.Parameter]) -> bool:

@@ -27,6 +27,7 @@ from rnnkit.training._checks import (
     check_optimizer,
     check_ratio,
     check_task_options,
+    check_weight_decay,
 )
 from rnnkit.training._optimizers import OPTIMIZERS
 from rnnkit.training._precision import PrecisionName, resolve_precision
@@ -209,6 +210,7 @@ def check_arguments(args: Mapping[str, Any]) -> None:
     check_optional_int("rollout_horizon", args["rollout_horizon"], 1)
     check_optional_int("seed", args["seed"], 0)
     check_optimizer(args["optimizer"], OPTIMIZERS)
+    check_weight_decay(args["weight_decay"], args["optimizer"])
     check_choice("on_nan", args["on_nan"], ("raise", "skip"))
     check_choice("scheduler_interval", args["scheduler_interval"], ("epoch", "step"))
     check_ratio(args["teacher_forcing"])

@@ -115,7 +115,8 @@ def build_optimizer(trainer: Trainer, model: nn.Module) -> torch.optim.Optimizer
     if callable(spec):
         return spec(model.parameters())
     fused = saved_fused(trainer._pending_state)
-    return named_optimizer(spec, list(model.parameters()), trainer.lr, fused)
+    params = list(model.parameters())
+    return named_optimizer(spec, params, trainer.lr, fused, trainer.weight_decay)
 
 
 def check_task(

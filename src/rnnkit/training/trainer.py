@@ -58,6 +58,10 @@ class Trainer:
             ``params -> torch.optim.Optimizer`` (``lr`` unused), e.g.
             ``lambda p: torch.optim.Adam(p, lr=1e-3)`` for torch's default Adam.
         lr: Learning rate of a named optimizer.
+        weight_decay: Weight decay of a named optimizer: decoupled for ``"adamw"``, an L2
+            penalty added to the gradient for the others (torch's meaning). ``None``: torch's
+            default, 0.01 for ``"adamw"`` and 0 for the others. A callable ``optimizer`` sets
+            its own, so passing both is refused.
         scheduler: ``None`` or ``optimizer -> LRScheduler``, stepped after every epoch or
             after every optimizer step (``scheduler_interval``).
         loss: ``None`` (cross-entropy for classifiers, MSE over the valid steps for
@@ -109,6 +113,7 @@ class Trainer:
         *,
         optimizer: str | OptimizerFactory = "adam",
         lr: float = 1e-3,
+        weight_decay: float | None = None,
         scheduler: SchedulerFactory | None = None,
         loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         metrics: Sequence[str | Metric] | None = None,
@@ -122,6 +127,7 @@ class Trainer:
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = float(lr)
+        self.weight_decay = None if weight_decay is None else float(weight_decay)
         self.optimizer_spec = optimizer
         self.scheduler_factory = scheduler
         self.loss_fn = loss
