@@ -150,8 +150,8 @@ def check_optimizer_state(state: Mapping[str, Any], optimizer: torch.optim.Optim
     name = type(optimizer).__name__
     if saved_class is not None and saved_class != name:
         raise CheckpointMismatchError(
-            f"Expected a {saved_class} optimizer to resume the checkpoint, but this run "
-            f"builds a {name}. " + _HINT_NEW_RUN.format(what="optimizer")
+            f"Expected the optimizer class {saved_class} to resume the checkpoint, but this "
+            f"run builds {name}. " + _HINT_NEW_RUN.format(what="optimizer")
         )
     saved_groups, fresh = saved_state["param_groups"], optimizer.state_dict()["param_groups"]
     _check_groups(saved_groups, fresh)
