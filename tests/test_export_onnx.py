@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rnnkit import Seq2SeqRegressor, SequenceClassifier, SequenceTagger, Trainer
-from rnnkit.data import next_step, sine_wave
+from rnnkit.data import Standardizer, next_step, sine_wave
 from rnnkit.export import sidecar_path, to_onnx
 from rnnkit.models import RecurrentModel
 from rnnkit.models.readouts import apply_readout
@@ -226,6 +226,42 @@ def test_sidecar_describes_the_file(tmp_path: Path) -> None:
     assert [i.name for i in session.get_inputs()] == list(inputs)
     assert [o.name for o in session.get_outputs()] == outputs
     assert session.get_inputs()[0].shape == ["N", "L", 3]
+    assert sidecar["data"] == {"classes": None, "input_scaler": None, "target_scaler": None}
+
+
+@pytest.mark.parametrize("labels", [["cat", "dog", "eel", "fox"], [10, 20, 30, 40], [0.5, 1, 2, 3]])
+def test_a_deployment_reading_only_the_sidecar_predicts_the_original_labels(
+    tmp_path: Path, labels: list[Any]
+) -> None:
+    model = _build("classifier", "gru", False)
+    assert isinstance(model, SequenceClassifier)
+    raw = torch.randn(6, 7, 3) * torch.tensor([100.0, 0.01, 5.0]) + torch.tensor([50.0, 0, -3])
+    model.input_scaler = Standardizer().fit(raw)
+    model.classes = labels
+    path = to_onnx(model, tmp_path / "m.onnx", lengths=False, initial_state=False)
+    data = json.loads(sidecar_path(path).read_text())["data"]
+    mean, std = (np.asarray(data["input_scaler"][k], dtype=np.float32) for k in ("mean", "std"))
+    session = ort.InferenceSession(str(path))
+    (logits, _h_n) = session.run(None, {"x": ((raw.numpy() - mean) / std).astype(np.float32)})
+    predicted = [data["classes"][k] for k in logits.argmax(axis=-1)]
+    assert predicted == model.predict_labels(raw).tolist()
+    assert data["target_scaler"] is None
+
+
+def test_the_sidecar_maps_a_regressors_outputs_back_to_the_original_units(tmp_path: Path) -> None:
+    model = _build("regressor", "lstm", False)
+    x = torch.randn(4, 6, 3)
+    model.target_scaler = Standardizer().fit(torch.randn(50, 2) * 30 + 7)
+    path = to_onnx(model, tmp_path / "m.onnx", mode="step")
+    scaler = json.loads(sidecar_path(path).read_text())["data"]["target_scaler"]
+    zeros = np.zeros((2, 4, 5), dtype=np.float32)  # (num_layers, N, H_out)
+    y_t, *_ = ort.InferenceSession(str(path)).run(
+        None, {"x_t": x[:, 0].numpy(), "h": zeros, "c": zeros}
+    )
+    original = y_t * np.asarray(scaler["std"]) + np.asarray(scaler["mean"])
+    with torch.no_grad():
+        expected = model.target_scaler.inverse_transform(model(x[:, :1])[0][:, 0])
+    np.testing.assert_allclose(original, expected.numpy(), rtol=1e-5, atol=1e-4)
 
 
 def test_unsupported_models_raise_before_writing(tmp_path: Path) -> None:

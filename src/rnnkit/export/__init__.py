@@ -50,7 +50,10 @@ def to_onnx(
     """Write `model` as an ONNX file, and a JSON sidecar (``path + ".json"``) describing it.
 
     The batch size ``N`` and (in sequence mode) the length ``L`` are dynamic: one file runs
-    every batch. The graph computes the model in eval mode (no dropout).
+    every batch. The graph computes the model in eval mode (no dropout), in the model's
+    units: the sidecar's ``"data"`` holds the model's ``classes``, ``input_scaler`` and
+    ``target_scaler`` (``null`` where unset) for mapping raw inputs and outputs (see
+    :doc:`/deploying`).
 
     Sequence mode (``mode="sequence"``):
         Inputs ``x`` ``(N, L, H_in)`` (``(L, N, H_in)`` if not ``batch_first``), then, as
