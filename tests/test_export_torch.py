@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rnnkit import Seq2SeqRegressor, SequenceClassifier, SequenceTagger
-from rnnkit.export import to_torch_export
+from rnnkit.export import _torch, to_torch_export
 from rnnkit.models import RecurrentModel
 from rnnkit.models.readouts import apply_readout
 from rnnkit.shapes import State
@@ -125,3 +125,17 @@ def test_projected_lstm_without_lengths_or_state() -> None:
     torch.testing.assert_close(y, want, rtol=0, atol=1e-5)
     torch.testing.assert_close(h_n, h_want, rtol=0, atol=1e-5)
     torch.testing.assert_close(c_n, c_want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["sequence", "step"])
+def test_example_inputs_are_on_the_models_device_and_dtype(mode: str) -> None:
+    # The traced example inputs must sit where the weights are: a CUDA model traced with CPU
+    # states would mix devices. The meta device stands in for an accelerator here.
+    model = Seq2SeqRegressor(3, 2, 5, cell="lstm", num_layers=2).to("meta", torch.float64)
+    if mode == "sequence":
+        example, _ = _torch._sequence_example(model, lengths=True, initial_state=True)
+    else:
+        example, _ = _torch._step_example(model)
+    floating = {name: t for name, t in example.items() if t.is_floating_point()}
+    assert sorted(floating) == (["c0", "h0", "x"] if mode == "sequence" else ["c", "h", "x_t"])
+    assert {(t.device.type, t.dtype) for t in floating.values()} == {("meta", torch.float64)}

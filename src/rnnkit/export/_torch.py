@@ -96,14 +96,19 @@ class StepProgram(nn.Module):
         return (y, h_next, c_next) if model.spec.cell == "lstm" else (y, h_next)
 
 
+def _zeros(model: RecurrentModel, *shape: int) -> Tensor:
+    """An example input of zeros in the model's dtype, on the model's device."""
+    weight = next(model.parameters())
+    return torch.zeros(shape, dtype=weight.dtype, device=weight.device)
+
+
 def _sequence_example(
     model: RecurrentModel, lengths: bool, initial_state: bool
 ) -> tuple[dict[str, Tensor], dict[str, Any]]:
     spec = model.spec
-    weight = next(model.parameters())
     shape = (_N, _L, spec.input_size) if spec.batch_first else (_L, _N, spec.input_size)
     batch = Dim("N", min=1)
-    example = {"x": torch.zeros(shape, dtype=weight.dtype, device=weight.device)}
+    example = {"x": _zeros(model, *shape)}
     time_dim = 1 if spec.batch_first else 0
     dynamic: dict[str, Any] = {"x": {1 - time_dim: batch, time_dim: Dim("L", min=1)}}
     if lengths:
@@ -111,25 +116,24 @@ def _sequence_example(
         dynamic["lengths"] = {0: batch}
     if initial_state:
         rows = spec.D * spec.num_layers
-        example["h0"] = torch.zeros(rows, _N, spec.output_size, dtype=weight.dtype)
+        example["h0"] = _zeros(model, rows, _N, spec.output_size)
         dynamic["h0"] = {1: batch}
         if spec.cell == "lstm":
-            example["c0"] = torch.zeros(rows, _N, spec.hidden_size, dtype=weight.dtype)
+            example["c0"] = _zeros(model, rows, _N, spec.hidden_size)
             dynamic["c0"] = {1: batch}
     return example, dynamic
 
 
 def _step_example(model: RecurrentModel) -> tuple[dict[str, Tensor], dict[str, Any]]:
     spec = model.spec
-    weight = next(model.parameters())
     batch = Dim("N", min=1)
     example = {
-        "x_t": torch.zeros(_N, spec.input_size, dtype=weight.dtype, device=weight.device),
-        "h": torch.zeros(spec.num_layers, _N, spec.output_size, dtype=weight.dtype),
+        "x_t": _zeros(model, _N, spec.input_size),
+        "h": _zeros(model, spec.num_layers, _N, spec.output_size),
     }
     dynamic: dict[str, Any] = {"x_t": {0: batch}, "h": {1: batch}}
     if spec.cell == "lstm":
-        example["c"] = torch.zeros(spec.num_layers, _N, spec.hidden_size, dtype=weight.dtype)
+        example["c"] = _zeros(model, spec.num_layers, _N, spec.hidden_size)
         dynamic["c"] = {1: batch}
     return example, dynamic
 
