@@ -7,6 +7,7 @@ a NEW process: this file doubles as that process's script (see ``_worker``).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -181,6 +182,39 @@ def test_an_interrupt_inside_a_step_repeats_that_step_on_resume(tmp_path: Path) 
     resumed = _fit("classifier", tmp_path / "resumed", resume_from=trainer.interrupt_checkpoint)
     resumed.save_checkpoint(tmp_path / "resumed.ckpt")
     _assert_same_run(straight, load_checkpoint(tmp_path / "resumed.ckpt"))
+
+
+@pytest.mark.parametrize("checkpoint_first", [True, False])
+def test_early_stopping_resumes_exactly_whichever_callback_comes_first(
+    tmp_path: Path, checkpoint_first: bool
+) -> None:
+    # Noise labels: validation is best after the first epoch, so EarlyStopping's count
+    # starts there, and a checkpoint that missed the first epoch's update stops later.
+    torch.manual_seed(0)
+    x, y = torch.randn(20, 5, 3), torch.randint(0, 2, (20,))
+    xv, yv = torch.randn(20, 5, 3), torch.randint(0, 2, (20,))
+    model = SequenceClassifier(3, 2, 8)
+
+    def fit(folder: Path, epochs: int, **kwargs: Any) -> Trainer:
+        pair: list[Callback] = [ModelCheckpoint(folder), EarlyStopping("val_loss", patience=3)]
+        callbacks = pair if checkpoint_first else pair[::-1]
+        trainer = Trainer(epochs, 8, lr=0.1, seed=0, callbacks=callbacks, progress=False)
+        trainer.fit(copy.deepcopy(model), (x, y), val=(xv, yv), **kwargs)
+        return trainer
+
+    straight = fit(tmp_path / "straight", 40)
+    assert len(straight.history) < 40  # it stopped early
+    fit(tmp_path / "resumed", 1)  # the run ends after its first epoch, as if it crashed
+    resumed = fit(tmp_path / "resumed", 40, resume_from="last")
+    untimed = [
+        [{k: v for k, v in r.items() if k != "time"} for r in t.history]
+        for t in (straight, resumed)
+    ]
+    assert untimed[0] == untimed[1]
+    assert straight.model is not None
+    assert resumed.model is not None
+    pairs = zip(straight.model.parameters(), resumed.model.parameters(), strict=True)
+    assert all(torch.equal(before, after) for before, after in pairs)
 
 
 def test_resume_from_last_without_a_checkpoint_starts_afresh(tmp_path: Path) -> None:

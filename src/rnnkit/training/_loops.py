@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
+from rnnkit.callbacks import Callback, ModelCheckpoint
 from rnnkit.data import Batch
 from rnnkit.models.base import evaluating
 from rnnkit.training._batches import BatchSource, IndexedSource, input_dtype, to_device
@@ -49,9 +50,18 @@ logger = logging.getLogger("rnnkit")
 
 
 def call(trainer: Trainer, hook: str, *args: Any) -> None:
-    """Call ``hook`` of every callback, in order."""
-    for callback in trainer.callbacks:
+    """Call ``hook`` of every callback, in order, the checkpoint writers last."""
+    for callback in hook_order(trainer.callbacks):
         getattr(callback, hook)(trainer, *args)
+
+
+def hook_order(callbacks: Sequence[Callback]) -> list[Callback]:
+    """``callbacks`` in their order, with every :class:`~rnnkit.ModelCheckpoint` moved last.
+
+    A checkpoint then holds what every other callback did this epoch (an EarlyStopping's
+    count, a key it logged), so a run resumed from it continues exactly whatever the order.
+    """
+    return sorted(callbacks, key=lambda callback: isinstance(callback, ModelCheckpoint))
 
 
 def run_fit(trainer: Trainer) -> History:

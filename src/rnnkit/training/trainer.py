@@ -74,7 +74,9 @@ class Trainer:
             (data order, teacher-forcing coins): same seed and weights, same run (bitwise on
             the CPU). ``None``: the order comes from torch's global generator (so
             :func:`torch.manual_seed` also makes runs repeatable).
-        callbacks: :class:`~rnnkit.Callback` objects, called in this order.
+        callbacks: :class:`~rnnkit.Callback` objects, called in this order, except that
+            every :class:`~rnnkit.ModelCheckpoint` is called after the others (its files then
+            hold what they did in the epoch).
         progress: Add a :class:`~rnnkit.ProgressBar` (drawn only on a terminal).
         task: What training means for the model, a :class:`~rnnkit.tasks.Task` (e.g.
             :class:`~rnnkit.tasks.ClassificationTask` for any module returning ``(N, C)``
