@@ -28,6 +28,9 @@ from rnnkit.errors import ShapeError
 IGNORE_INDEX = -100
 """A per-step class target that marks a step to skip (cross_entropy's default ignore_index)."""
 
+COLUMN_HINT = "a column of class indices (N, 1) becomes (N,) with `y.squeeze(1)`."
+"""The hint for class labels given as a column ``(N, 1)`` where ``(N,)`` is expected."""
+
 _Affine = float | Sequence[float] | Tensor
 
 
@@ -94,7 +97,7 @@ def _prepare_y(
 def _y_dims_hint(t: Tensor, seq_len: int) -> str:
     """The likeliest fix for targets of the wrong dimensionality, judged from their values."""
     if t.dim() == 2 and t.shape[1] == 1:
-        return "a column of class indices (N, 1) becomes (N,) with `y.squeeze(1)`."
+        return COLUMN_HINT
     if t.dim() == 2 and t.numel() and _is_one_hot(t):
         return "one-hot rows (N, C) become class indices (N,) with `y.argmax(1)`."
     if t.dim() == 2 and _is_integer(t):
@@ -151,17 +154,22 @@ def _is_one_hot(t: Tensor) -> bool:
 
 
 def _prepare_labels(t: Tensor, num_classes: int | None) -> tuple[Tensor, int]:
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(
-            f"Expected the class targets `y` of shape (N,) to be integers, but got dtype "
-            f"{t.dtype}. Hint: convert class labels with `y.long()`; for one regression target "
-            "per sequence use shape (N, 1, H_y) with a Seq2SeqRegressor."
-        )
+    _require_integer_labels(t)
     if num_classes is not None:
         num_classes = check_int("num_classes", num_classes, 1)
     t = t.long()
     check_labels(t, "y", num_classes)
     return t, num_classes if num_classes is not None else int(t.max()) + 1
+
+
+def _require_integer_labels(t: Tensor) -> None:
+    """Refuse class targets ``(N,)`` that are not integers (``.long()`` would truncate them)."""
+    if not _is_integer(t):
+        raise TypeError(
+            f"Expected the class targets `y` of shape (N,) to be integers, but got dtype "
+            f"{t.dtype}. Hint: convert class labels with `y.long()`; for one regression target "
+            "per sequence use shape (N, 1, H_y) with a Seq2SeqRegressor."
+        )
 
 
 def _prepare_lengths(lengths: Any, n: int, seq_len: int) -> Tensor | None:

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from rnnkit._validate import check_int
 from rnnkit.data._checks import fmt_shape
-from rnnkit.data._prepare import IGNORE_INDEX
+from rnnkit.data._prepare import COLUMN_HINT, IGNORE_INDEX
 from rnnkit.data.dataset import SequenceDataset
 from rnnkit.data.labels import encode_labels, label_array, plain_label, unknown_label
 from rnnkit.data.missing import MissingPolicy, fill_missing
@@ -69,8 +69,10 @@ def from_arrays(
     ``(N, L)`` holds a label per step (for a :class:`~rnnkit.SequenceTagger`), encoded the same
     way over the valid steps; steps after a sequence's length become
     :data:`~rnnkit.data.IGNORE_INDEX`, whatever they held; for a list ``x`` they may also come
-    as a list of N label sequences, each as long as its series. A ``y`` with three axes holds
-    per-step regression targets and is laid out like ``x``.
+    as a list of N label sequences, each as long as its series. A column of labels ``(N, 1)``
+    is a label per step only for ``L == 1``; with longer sequences it is refused, with the hint
+    to squeeze it to ``(N,)``. A ``y`` with three axes holds per-step regression targets and is
+    laid out like ``x``.
 
     Args:
         x: The input series, see above (:class:`numpy.ndarray`, :class:`torch.Tensor` or
@@ -84,7 +86,10 @@ def from_arrays(
         input_size: The channels C the model expects; when given, an ``x`` whose channel axis
             differs is a :class:`~rnnkit.errors.ShapeError` (with a hint naming ``layout=``
             when the other axis matches).
-        dtype: The floating dtype the inputs are stored in.
+        dtype: The floating dtype the inputs are stored in: ``torch.float32``, or
+            ``torch.float16``/``torch.bfloat16`` to halve the memory. ``torch.float64`` is
+            stored as ``float32``, as :class:`~rnnkit.data.SequenceDataset` stores it; its
+            batches are ``float32`` whatever the storage, so no precision a model sees is lost.
         missing: What to do with NaN inside a series: ``"error"`` (the default) raises naming
             the sample, step and channel; ``"ffill"`` carries the last observed value of the
             channel forward (values before the first observation take the first observed
@@ -360,6 +365,20 @@ def _is_ignore_index(value: Any) -> bool:
     )
 
 
+def _raise_step_shape(shape: tuple[int, ...], valid: Tensor) -> None:
+    if shape == (len(valid), 1):  # L > 1 here: one label per sequence, given as a column
+        raise ShapeError(
+            f"Expected `y` to have shape (N,) for a label per sequence or (N, L) = "
+            f"{fmt_shape(valid)} for a label per step, but got {fmt_shape(shape)}. "
+            f"Hint: {COLUMN_HINT}"
+        )
+    raise ShapeError(
+        f"Expected `y` of a label per step to have shape (N, L) = {fmt_shape(valid)}, as "
+        f"`x`, but got {fmt_shape(shape)}. Hint: one label per step of every "
+        "sequence; padded steps may hold anything."
+    )
+
+
 def _step_labels(y: Any, classes: Any, valid: Tensor) -> tuple[Tensor, np.ndarray[Any, Any]]:
     """Encode ``(N, L)`` labels over ``x``'s ``valid`` steps; the others become ``IGNORE_INDEX``.
 
@@ -368,11 +387,7 @@ def _step_labels(y: Any, classes: Any, valid: Tensor) -> tuple[Tensor, np.ndarra
     """
     values = y.detach().cpu().numpy() if isinstance(y, Tensor) else np.asarray(y)
     if values.shape != tuple(valid.shape):
-        raise ShapeError(
-            f"Expected `y` of a label per step to have shape (N, L) = {fmt_shape(valid)}, as "
-            f"`x`, but got {fmt_shape(values.shape)}. Hint: one label per step of every "
-            "sequence; padded steps may hold anything."
-        )
+        _raise_step_shape(values.shape, valid)
     labelled = valid.numpy() & ~_skipped(values)
     values = label_array(y, "y", labelled)  # padded steps may hold anything, even None
     if classes is not None:

@@ -173,15 +173,19 @@ class SequenceDataset(Dataset[tuple[Tensor, ...]]):
         :class:`~rnnkit.data.BucketBatchSampler`) waste little compute on padding.
 
         Args:
-            indices: Non-negative sample indices, e.g. a slice of ``torch.randperm(N)``.
+            indices: Non-negative sample indices, e.g. a slice of ``torch.randperm(N)``, or a
+                boolean mask with one flag per sample, which selects the samples where it is
+                true (as in numpy).
+
+        Raises:
+            IndexError: A boolean mask whose length is not the dataset's.
 
         Shapes:
-            - ``indices``: ``(N,)``.
-            - returns: ``x`` ``(N, L, H_in)``; ``y`` ``(N,)`` or ``(N, L_y, H_y)``; ``lengths``
-              ``(N,)``, see :class:`Batch`.
+            - ``indices``: ``(B,)``, or ``(N,)`` for a mask.
+            - returns: ``x`` ``(B, L, H_in)``; ``y`` ``(B,)`` or ``(B, L_y, H_y)``; ``lengths``
+              ``(B,)``, see :class:`Batch`.
         """
-        idx = indices if isinstance(indices, Tensor) else torch.as_tensor(indices)
-        return self._gather(idx.long(), trim=True)
+        return self._gather(_as_indices(indices, len(self)), trim=True)
 
     def _gather(self, idx: Tensor, *, trim: bool) -> Batch:
         lengths = None if self._lengths is None else self._lengths[idx.cpu()]
@@ -261,10 +265,18 @@ class SequenceDataset(Dataset[tuple[Tensor, ...]]):
     def subset(self, indices: Tensor | Sequence[int]) -> SequenceDataset:
         """A new dataset holding copies of the samples at ``indices``, converted the same way.
 
+        Args:
+            indices: Sample indices, or a boolean mask with one flag per sample, which selects
+                the samples where it is true (as in numpy).
+
+        Raises:
+            ValueError: ``indices`` selects no sample.
+            IndexError: A boolean mask whose length is not the dataset's.
+
         Shapes:
-            - ``indices``: ``(M,)``; returns a dataset of M samples.
+            - ``indices``: ``(M,)``, or ``(N,)`` for a mask; returns a dataset of M samples.
         """
-        idx = torch.as_tensor(indices).long()
+        idx = _as_indices(indices, len(self))
         if idx.numel() == 0:
             raise ValueError("Expected `indices` to select at least one sample, but it is empty.")
         dev = idx.to(self._x.device)
@@ -427,6 +439,20 @@ def _check_index(index: Any, n: int) -> int:
     if not -n <= i < n:
         raise IndexError(f"Index {i} is out of range for a dataset of {n} samples.")
     return i % n
+
+
+def _as_indices(indices: Tensor | Sequence[int], n: int) -> Tensor:
+    """``indices`` as ``int64`` sample indices; a boolean mask of length ``n`` selects."""
+    idx = indices if isinstance(indices, Tensor) else torch.as_tensor(indices)
+    if idx.dtype != torch.bool:
+        return idx.long()
+    if idx.dim() != 1 or idx.shape[0] != n:
+        raise IndexError(
+            f"Expected the boolean mask `indices` to have shape (N,) = ({n},), one flag per "
+            f"sample, but got {fmt_shape(idx)}. Hint: a mask selects the samples where it is "
+            "true and must be as long as the dataset; otherwise pass integer indices."
+        )
+    return idx.nonzero().flatten()  # .long() would read the flags as indices 0 and 1
 
 
 def _split_sizes(fraction_or_sizes: Any, n: int) -> tuple[int, int]:

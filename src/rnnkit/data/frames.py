@@ -16,6 +16,7 @@ import torch
 
 from rnnkit.data.arrays import from_arrays
 from rnnkit.data.dataset import SequenceDataset
+from rnnkit.data.labels import plain_label
 from rnnkit.data.missing import MissingPolicy
 
 __all__ = ["from_dataframe"]
@@ -34,9 +35,10 @@ def from_dataframe(
 ) -> SequenceDataset:
     """Build a dataset from a long table: one row per step of one series.
 
-    Rows are grouped by ``id`` (series in sorted order of their ids, as
-    ``df[id].unique()`` sorted), ordered by ``time`` within each series (row order when
-    ``None``), and padded to the longest series with its ``lengths`` set. The ``target``
+    Rows are grouped by ``id`` (series in sorted order of their ids, as ``df[id].unique()``
+    sorted; a categorical id's unused categories make no series), ordered by ``time`` within
+    each series (row order when ``None``), and padded to the longest series with its
+    ``lengths`` set. Every row needs an id. The ``target``
     column holds each series' class label, the same on every row of a series; labels are
     encoded as with :func:`~rnnkit.data.from_arrays` (see ``classes``).
 
@@ -46,7 +48,8 @@ def from_dataframe(
         features: The feature columns, C of them, in the order the model sees them.
         time: The column ordering steps within a series, or ``None`` for row order.
         target: The label column, or ``None`` for a dataset without targets.
-        dtype: The floating dtype the inputs are stored in.
+        dtype: The floating dtype the inputs are stored in, as in
+            :func:`~rnnkit.data.from_arrays` (``torch.float64`` is stored as ``float32``).
         missing: NaN handling, as in :func:`~rnnkit.data.from_arrays`.
         classes: The classes to encode labels with, e.g. a training set's ``classes``.
 
@@ -56,7 +59,8 @@ def from_dataframe(
     Raises:
         ImportError: pandas is not installed.
         KeyError: A named column is not in ``df``.
-        ValueError: A series whose rows disagree on the label (its id is named), NaN under
+        ValueError: A row without an id (NaN or ``None``; the first such row is named), a
+            series whose rows disagree on the label (its id is named), NaN under
             ``missing="error"``, or the errors of :func:`~rnnkit.data.from_arrays`.
 
     Shapes:
@@ -74,8 +78,10 @@ def from_dataframe(
         raise KeyError(
             f"Expected columns {absent} in the data frame, but it has {list(df.columns)}."
         )
+    _check_ids(df, id)
     table = df.sort_values([id, time], kind="stable") if time is not None else df
-    groups = table.groupby(id, sort=True)
+    # observed=True: a categorical id's unused categories would otherwise be empty series
+    groups = table.groupby(id, sort=True, observed=True)
     series = [group[list(features)].to_numpy(dtype=np.float64) for _, group in groups]
     labels = None if target is None else _labels(groups, target)
     return from_arrays(series, labels, layout="NLC", dtype=dtype, missing=missing, classes=classes)
@@ -86,6 +92,20 @@ def _require_pandas() -> None:
         raise ImportError(
             "from_dataframe needs pandas. Hint: `pip install pandas` (or rnnkit[datasets])."
         )
+
+
+def _check_ids(df: Any, id: str) -> None:
+    """Refuse rows without an id, which groupby would drop without a word."""
+    absent = df[id].isna().to_numpy()
+    if not bool(absent.any()):
+        return
+    first = int(absent.argmax())
+    row, value = plain_label(df.index[first]), plain_label(df[id].iloc[first])
+    raise ValueError(
+        f"Expected every row to have an id in column `{id}`, but row {row!r} has {value!r}. "
+        f"Hint: drop those rows with `df.dropna(subset=[{id!r}])`, or fill them with ids of "
+        "their own."
+    )
 
 
 def _labels(groups: Any, target: str) -> np.ndarray[Any, Any]:

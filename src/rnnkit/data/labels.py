@@ -39,8 +39,8 @@ def encode_labels(
         ``(codes, classes)``: ``int64`` class indices and the classes as an array.
 
     Raises:
-        ValueError: No labels, a missing label (``None``), or a label that is not among
-            ``classes`` (the first is named).
+        ValueError: No labels, a missing label (``None``, NaN, ``pandas.NA``), or a label
+            that is not among ``classes`` (the first is named).
         TypeError: Floating-point labels with a fractional part (regression targets, not
             classes), or labels that mix strings and numbers.
 
@@ -115,14 +115,17 @@ def label_array(
 
     Left to numpy, ``["a", 1]`` silently becomes the strings ``["a", "1"]`` and a ``None``
     fails later on sorting; both are named here instead (``None``, NaN, ``pandas.NA`` and
-    ``NaT`` count as missing). Only the positions where ``labelled`` (a boolean array of the
-    labels' shape) is true are checked.
+    ``NaT`` count as missing; so does NaN in a floating array, the form in which numpy gets
+    pandas' nullable ``Int64`` with ``NA``). Only the positions where ``labelled`` (a boolean
+    array of the labels' shape) is true are checked.
     """
     values = _as_array(labels)
     if values.dtype.kind == "O":
         _check_one_kind(values, name, labelled)
     elif values.dtype.kind == "U" and not isinstance(labels, np.ndarray):  # coerced by numpy
         _check_one_kind(np.asarray(labels, dtype=object), name, labelled)
+    elif values.dtype.kind in "fc":  # before the fractional-part check, which NaN also fails
+        _check_no_nan(values, name, labelled)
     return values
 
 
@@ -134,10 +137,7 @@ def _check_one_kind(
         if labelled is not None and not labelled[index]:
             continue
         if _missing(value):
-            raise ValueError(
-                f"Expected every label in `{name}` to be set, but `{_at(name, index)}` is "
-                f"{value!r}. Hint: drop the unlabelled samples, or give them a class of their own."
-            )
+            raise _missing_label(name, index, value)
         first.setdefault(_kind(value), (index, value))
     if len(first) > 1:
         shown = " and ".join(f"{k} ({v!r} at `{_at(name, i)}`)" for k, (i, v) in first.items())
@@ -145,6 +145,22 @@ def _check_one_kind(
             f"Expected the labels in `{name}` to be of one type, but got {shown}. Hint: "
             "convert them to one type first, e.g. all to strings."
         )
+
+
+def _check_no_nan(
+    values: np.ndarray[Any, Any], name: str, labelled: np.ndarray[Any, Any] | None
+) -> None:
+    missing = np.isnan(values) if labelled is None else np.isnan(values) & labelled
+    if bool(np.any(missing)):
+        index = tuple(int(i) for i in np.argwhere(missing)[0])
+        raise _missing_label(name, index, values[index].item())
+
+
+def _missing_label(name: str, index: tuple[int, ...], value: Any) -> ValueError:
+    return ValueError(
+        f"Expected every label in `{name}` to be set, but `{_at(name, index)}` is {value!r}. "
+        "Hint: drop the unlabelled samples, or give them a class of their own."
+    )
 
 
 def _at(name: str, index: tuple[int, ...]) -> str:
@@ -178,8 +194,8 @@ def _check_not_continuous(values: np.ndarray[Any, Any]) -> None:
     ):
         raise TypeError(
             "Expected class labels, but got floating-point values with a fractional part (or "
-            "NaN). Hint: regression targets go in as per-step targets (N, L_y, H_y); add the "
-            "feature axis with y[..., None]."
+            "infinite ones). Hint: regression targets go in as per-step targets (N, L_y, H_y); "
+            "add the feature axis with y[..., None]."
         )
 
 

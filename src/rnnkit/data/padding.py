@@ -8,7 +8,7 @@ similar lengths waste less compute on padding: :class:`BucketBatchSampler` group
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from torch.utils.data import Sampler
 
 from rnnkit._validate import check_int, is_int
 from rnnkit.data._checks import as_tensor, fmt_shape
+from rnnkit.data._prepare import IGNORE_INDEX, _is_integer, _require_integer_labels
 from rnnkit.data.dataset import Batch, SequenceDataset
 from rnnkit.errors import ShapeError
 
@@ -46,6 +47,7 @@ def pad(
 
     Raises:
         ValueError: No sequences, an empty sequence, or a target count differing from N.
+        TypeError: Floating-point class labels (refused, not truncated).
         rnnkit.errors.ShapeError: Sequences with different feature sizes, a sequence with more
             than two axes, or a per-step target whose length differs from its sequence's.
 
@@ -73,6 +75,11 @@ def collate_padded(samples: Sequence[Any], padding_value: float = 0.0) -> Batch:
     ``length_i`` is trimmed). A 2-tuple is always read as ``(x_i, y_i)``. Use
     ``functools.partial`` to set ``padding_value``.
 
+    ``y_i`` is a class index ``()``, per-step targets ``(L_i, H_y)`` (or ``(L_i,)`` floating,
+    one value per step), or, when it is a 1-D integer tensor or array ``(L_i,)``, a class
+    label per step (a tagger's): these are padded with :data:`~rnnkit.data.IGNORE_INDEX`,
+    not ``padding_value``, exactly as :meth:`~rnnkit.data.SequenceDataset.batch` gives them.
+
     Note:
         The batch is ``(x, y, lengths)``, rnnkit's order everywhere (see
         :class:`~rnnkit.data.Batch`), not the ``(x, lengths, y)`` some code bases use.
@@ -86,14 +93,17 @@ def collate_padded(samples: Sequence[Any], padding_value: float = 0.0) -> Batch:
 
     Raises:
         ValueError: No samples, or an empty sequence.
+        TypeError: Floating-point class indices ``y_i`` of shape ``()`` (refused, not
+            truncated).
         rnnkit.errors.ShapeError: Mixed feature sizes, or a per-step target whose length
             differs from its sequence's.
 
     Shapes:
-        - ``x_i``: ``(L_i, H_in)`` or ``(L_i,)``; ``y_i``: ``()`` or ``(L_i, H_y)``;
-          ``length_i``: ``()``.
-        - returns: ``x`` ``(N, max L_i, H_in)``, ``y`` ``(N,)`` or ``(N, max L_i, H_y)``,
-          ``lengths`` ``(N,)``.
+        - ``x_i``: ``(L_i, H_in)`` or ``(L_i,)``; ``y_i``: ``()``, ``(L_i,)`` or
+          ``(L_i, H_y)``; ``length_i``: ``()``.
+        - returns: ``x`` ``(N, max L_i, H_in)``; ``y`` ``(N,)`` ``int64``, ``(N, max L_i)``
+          ``int64`` (labels per step) or ``(N, max L_i, H_y)`` ``float32``; ``lengths``
+          ``(N,)``.
     """
     if len(samples) == 0:
         raise ValueError("Expected `samples` to hold at least one sample, but it is empty.")
@@ -106,7 +116,11 @@ def collate_padded(samples: Sequence[Any], padding_value: float = 0.0) -> Batch:
     ys = [p[1] for p in parts if len(p) > 1]
     if not ys:
         return Batch(x, None, lengths)
-    y = _targets(ys, torch.tensor([len(s) for s in xs]), padding_value, "samples[].y")
+    sizes = torch.tensor([len(s) for s in xs])
+    tags = _tag_sequences(ys)
+    if tags is not None:  # per-step class labels, padded as SequenceDataset.batch pads them
+        return Batch(x, _padded_tags(tags, sizes, "samples[].y")[:, :steps], lengths)
+    y = _targets(ys, sizes, padding_value, "samples[].y")
     return Batch(x, y[:, :steps].float() if y.dim() == 3 else y, lengths)
 
 
@@ -139,29 +153,67 @@ def _sequence(item: Any, name: str) -> Tensor:
 
 def _targets(targets: Any, lengths: Tensor, padding_value: float, name: str) -> Tensor:
     """Class labels as ``(N,)`` ``int64``, or per-step targets padded to ``(N, max L_i, H_y)``."""
-    n = len(lengths)
+    _check_count(targets, len(lengths), name)
+    if isinstance(targets, (Tensor, np.ndarray)) and targets.ndim == 1:
+        return _class_targets(as_tensor(targets, name))
+    if all(_is_scalar(t) for t in targets):
+        values = [t.item() if isinstance(t, (Tensor, np.ndarray)) else t for t in targets]
+        return _class_targets(torch.tensor(values))
+    ys = _sequences(list(targets), name)
+    _check_steps(ys, lengths, name)
+    return pad_sequence(ys, batch_first=True, padding_value=padding_value)
+
+
+def _class_targets(t: Tensor) -> Tensor:
+    """Class labels ``(N,)`` as ``int64``; floating ones are refused, not truncated."""
+    _require_integer_labels(t)
+    return t.long()
+
+
+def _tag_sequences(items: Sequence[Any]) -> list[Tensor] | None:
+    """The items as ``int64`` tensors if each is per-step class labels ``(L_i,)``, else ``None``.
+
+    A sample of a :class:`~rnnkit.data.SequenceDataset` with ``target_kind == "tag"`` holds
+    such a ``y_i``; ``(L_i,)`` floating targets stay per-step values.
+    """
+    if not all(_is_tag_row(t) for t in items):
+        return None
+    return [as_tensor(t, "y").long() for t in items]
+
+
+def _is_tag_row(value: Any) -> bool:
+    if isinstance(value, Tensor):
+        return value.dim() == 1 and _is_integer(value)
+    return isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iu"
+
+
+def _padded_tags(tags: list[Tensor], lengths: Tensor, name: str) -> Tensor:
+    """Per-step class labels padded with :data:`~rnnkit.data.IGNORE_INDEX` to ``(N, max L_i)``."""
+    _check_count(tags, len(lengths), name)
+    _check_steps(tags, lengths, name)
+    return pad_sequence(tags, batch_first=True, padding_value=IGNORE_INDEX)
+
+
+def _check_count(targets: Sized, n: int, name: str) -> None:
     if len(targets) != n:
         raise ValueError(
             f"Expected `{name}` to hold N = {n} targets (one per sequence), but got {len(targets)}."
         )
-    if isinstance(targets, (Tensor, np.ndarray)) and targets.ndim == 1:
-        return as_tensor(targets, name).long()
-    if all(_is_scalar(t) for t in targets):
-        return torch.tensor([int(t) for t in targets], dtype=torch.int64)
-    ys = _sequences(list(targets), name)
+
+
+def _check_steps(ys: Sequence[Tensor], lengths: Tensor, name: str) -> None:
     for i, (y, length) in enumerate(zip(ys, lengths.tolist(), strict=True)):
         if len(y) != length:
             raise ShapeError(
                 f"Expected `{name}[{i}]` to have {length} steps like its sequence, but got "
                 f"{fmt_shape(y)}. Hint: per-step targets align with the inputs step by step."
             )
-    return pad_sequence(ys, batch_first=True, padding_value=padding_value)
 
 
 def _is_scalar(value: Any) -> bool:
     if isinstance(value, (Tensor, np.ndarray)):
         return value.ndim == 0
-    return is_int(value)
+    return is_int(value) or isinstance(value, float)  # a float label is refused, by name
 
 
 class BucketBatchSampler(Sampler[list[int]]):
