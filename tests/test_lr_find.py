@@ -119,6 +119,15 @@ def test_leaves_model_optimizer_rng_and_run_state_untouched() -> None:
         assert torch.equal(state_after["rng"][name], state_before["rng"][name]), name
 
 
+def test_a_float64_model_gets_its_inputs_cast_as_fit_casts_them() -> None:
+    x, y = _linear_data()
+    model = SequenceClassifier(3, 2, 8).double()
+    trainer = Trainer(max_epochs=1, batch_size=32, progress=False, seed=0)
+    result = trainer.lr_find(model, (x, y), num_steps=5)
+    assert len(result.lrs) == len(result.losses) == 5
+    assert next(model.parameters()).dtype == torch.float64
+
+
 def test_steepest_index_ignores_the_rise_after_the_minimum() -> None:
     lrs = [10.0**k for k in range(-6, 4)]
     smoothed = [1.0, 1.0, 0.99, 0.9, 0.5, 0.3, 0.25, 0.24, 2.0, 9.0]

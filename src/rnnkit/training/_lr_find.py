@@ -25,7 +25,13 @@ from rnnkit.data import Batch
 from rnnkit.shapes import State
 from rnnkit.tasks import Task, detach_state
 from rnnkit.training import _setup
-from rnnkit.training._batches import BatchSource, IndexedSource, as_source, to_device
+from rnnkit.training._batches import (
+    BatchSource,
+    IndexedSource,
+    as_source,
+    input_dtype,
+    to_device,
+)
 from rnnkit.training._rng import capture_rng, restore_rng
 
 if TYPE_CHECKING:
@@ -244,13 +250,13 @@ def _sweep(
     batches = _endless_batches(source, trainer.batch_size, generator, trainer.options.shuffle)
     result = LRFinderResult([], [], [])
     average, best = 0.0, math.inf
+    dtype = input_dtype(model)  # inputs cast as fit casts them (a model.double() trains)
     for step, batch in zip(range(test.num_steps), batches, strict=False):
         lr = test.lr_at(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = _train_batch(
-            trainer, task, model, optimizer, scaler, to_device(batch, trainer.device)
-        )
+        batch = to_device(batch, trainer.device, dtype)
+        loss = _train_batch(trainer, task, model, optimizer, scaler, batch)
         if not math.isfinite(loss):
             result.diverged = True
             break
