@@ -200,6 +200,27 @@ def test_load_model_rebuilds_a_model_with_equal_outputs(tmp_path: Path, build: A
     assert torch.equal(expected, got)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float32])
+def test_load_model_keeps_the_dtype_the_weights_were_saved_in(
+    tmp_path: Path, dtype: torch.dtype
+) -> None:
+    torch.manual_seed(1)
+    original = SequenceClassifier(3, 4, 8, cell="gru").to(dtype).eval()
+    atomic_save(make_checkpoint(original, {}, {}), tmp_path / "m.ckpt")
+    rebuilt = load_model(tmp_path / "m.ckpt")
+    assert {p.dtype for p in rebuilt.parameters()} == {dtype}
+    x = torch.randn(4, 6, 3, dtype=dtype)
+    with torch.no_grad():
+        assert torch.equal(original(x), rebuilt(x))
+
+
+def test_load_model_puts_the_model_where_map_location_puts_the_weights(tmp_path: Path) -> None:
+    # The meta device stands in for an accelerator: the model must follow map_location.
+    atomic_save(make_checkpoint(SequenceClassifier(3, 4, 8), {}, {}), tmp_path / "m.ckpt")
+    rebuilt = load_model(tmp_path / "m.ckpt", map_location="meta")
+    assert {p.device.type for p in rebuilt.parameters()} == {"meta"}
+
+
 def test_load_model_refuses_a_class_that_is_not_an_rnnkit_model(tmp_path: Path) -> None:
     atomic_save(make_checkpoint(nn.Linear(2, 3), {}, {}), tmp_path / "lin.ckpt")
     with pytest.raises(CheckpointMismatchError) as info:

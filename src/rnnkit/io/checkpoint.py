@@ -348,7 +348,8 @@ def load_model(path: str | os.PathLike[str], *, map_location: Any = "cpu") -> nn
         map_location: Where the weights are loaded, as for :func:`torch.load`.
 
     Returns:
-        The model, in evaluation mode, on the device given by ``map_location``.
+        The model, in evaluation mode, on the device given by ``map_location``, in the
+        floating dtype its weights were saved in (``float32`` unless converted).
 
     Raises:
         rnnkit.errors.CheckpointError: Any error of :func:`~rnnkit.load_checkpoint`; a
@@ -364,9 +365,29 @@ def load_model(path: str | os.PathLike[str], *, map_location: Any = "cpu") -> nn
     _check_buildable(cls, saved, file)
     model = cls.from_config(saved["config"])
     check_compatible(checkpoint, model)
+    # Built on the CPU in float32: move it where map_location put the weights, in the dtype
+    # they were saved in (a model saved after model.double() comes back in float64).
+    model.to(device=_loaded_device(saved["state_dict"]), dtype=_saved_dtype(saved["state_dict"]))
     model.load_state_dict(saved["state_dict"])
     restore_data_card(checkpoint, model)
     return model.eval()
+
+
+_FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _loaded_device(state_dict: Mapping[str, Any]) -> torch.device | None:
+    """The device ``map_location`` loaded the weights to (``None``: no tensor)."""
+    return next((v.device for v in state_dict.values() if torch.is_tensor(v)), None)
+
+
+def _saved_dtype(state_dict: Mapping[str, Any]) -> torch.dtype | None:
+    """The one floating dtype of the saved weights, or ``None`` (none, or several)."""
+    dtypes = {v.dtype for v in state_dict.values() if torch.is_tensor(v) and v.is_floating_point()}
+    if len(dtypes) != 1:
+        return None
+    (dtype,) = dtypes
+    return dtype if dtype in _FLOATING else None
 
 
 def _check_buildable(cls: type[RecurrentModel], saved: Mapping[str, Any], file: Path) -> None:
