@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnnkit.callbacks import Callback, EarlyStopping
+from rnnkit.callbacks import Callback, EarlyStopping, LearningRateMonitor
 from rnnkit.callbacks.model_checkpoint import ModelCheckpoint
 from rnnkit.errors import CheckpointError, CheckpointMismatchError, TrainingDivergedError
 from rnnkit.io._atomic import check_plain
@@ -215,6 +215,41 @@ def test_early_stopping_resumes_exactly_whichever_callback_comes_first(
     assert resumed.model is not None
     pairs = zip(straight.model.parameters(), resumed.model.parameters(), strict=True)
     assert all(torch.equal(before, after) for before, after in pairs)
+
+
+def test_a_mid_epoch_resume_records_the_rate_the_epoch_started_with(tmp_path: Path) -> None:
+    # A per-step scheduler moves the rate inside the epoch; the History's "lr" is the rate
+    # the epoch started with, also when the epoch was interrupted and resumed.
+    x, y = _data("classifier")
+
+    def trainer(folder: str, *callbacks: Callback) -> Trainer:
+        return Trainer(
+            2,
+            12,
+            seed=3,
+            scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5),
+            scheduler_interval="step",
+            callbacks=[ModelCheckpoint(tmp_path / folder), LearningRateMonitor("rate"), *callbacks],
+            progress=False,
+        )
+
+    straight = trainer("straight").fit(_model("classifier"), (x, y))
+    steps_per_epoch = math.ceil(len(x) / 12)
+    interrupted = trainer("resumed", InterruptAt(steps_per_epoch + 2))
+    interrupted.fit(_model("classifier"), (x, y))
+    assert interrupted.interrupted
+    resumed = trainer("resumed").fit(_model("classifier"), (x, y), resume_from="last")
+    assert resumed["lr"] == straight["lr"]
+    assert resumed["rate"] == straight["rate"] == straight["lr"]
+    assert straight["lr"][1] == 1e-3 * 0.5**steps_per_epoch
+
+
+def test_a_learning_rate_monitor_state_from_a_file_is_checked() -> None:
+    monitor = LearningRateMonitor()
+    with pytest.raises(ValueError, match=r"^Expected a LearningRateMonitor state"):
+        monitor.load_state_dict({"epoch": 1, "lrs": {"lr": "rm -rf"}})
+    monitor.load_state_dict({"epoch": 1, "lrs": {"lr": 0.5}})
+    assert monitor.state_dict() == {"epoch": 1, "lrs": {"lr": 0.5}}
 
 
 def test_resume_from_last_without_a_checkpoint_starts_afresh(tmp_path: Path) -> None:

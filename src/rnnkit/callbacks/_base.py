@@ -21,12 +21,12 @@ import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, TypeGuard
 
 import torch
 from torch import Tensor
 
-from rnnkit._validate import check_optional_int
+from rnnkit._validate import check_optional_int, is_int
 
 __all__ = [
     "Callback",
@@ -347,11 +347,30 @@ class LearningRateMonitor(Callback):
     def __init__(self, key: str = "lr") -> None:
         self.key = key
         self._lrs: dict[str, float] = {}
+        self._epoch: int | None = None  # the epoch ``_lrs`` were read at
 
     def on_epoch_start(self, trainer: Any, epoch: int) -> None:
-        """Read the learning rates the epoch will train with."""
+        """Read the learning rates the epoch will train with (kept when it is resumed)."""
+        if epoch == self._epoch:  # an epoch resumed midway: a per-step schedule moved on
+            return
         optimizer = getattr(trainer, "optimizer", None)
         self._lrs = {} if optimizer is None else self.read(optimizer)
+        self._epoch = epoch
+
+    def state_dict(self) -> dict[str, Any]:
+        """The rates read at the start of the current epoch, and that epoch."""
+        return {"epoch": self._epoch, "lrs": dict(self._lrs)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (a checkpoint's values are checked, not trusted)."""
+        epoch, lrs = state.get("epoch"), state.get("lrs")
+        if not (epoch is None or is_int(epoch)) or not _is_rate_map(lrs):
+            raise ValueError(
+                f"Expected a LearningRateMonitor state {{'epoch': int | None, 'lrs': "
+                f"{{str: float}}}}, but got {dict(state)!r}."
+            )
+        self._epoch = None if epoch is None else int(epoch)
+        self._lrs = {str(k): float(v) for k, v in lrs.items()}
 
     def read(self, optimizer: torch.optim.Optimizer) -> dict[str, float]:
         """The current learning rate of each parameter group, keyed as they are logged."""
@@ -371,3 +390,10 @@ class LearningRateMonitor(Callback):
             return
         if history[-1].get("epoch", math.nan) == logs.get("epoch", epoch):
             history.update_last(self._lrs)
+
+
+def _is_rate_map(value: object) -> TypeGuard[Mapping[str, float]]:
+    """Whether ``value`` is a mapping of names to finite numbers (saved learning rates)."""
+    return isinstance(value, Mapping) and all(
+        isinstance(k, str) and isinstance(v, float) and math.isfinite(v) for k, v in value.items()
+    )

@@ -90,10 +90,10 @@ def run_fit(trainer: Trainer) -> History:
 def run_epoch(trainer: Trainer, epoch: int) -> dict[str, float]:
     """Train one epoch, validate, record it, call the epoch hooks (``Trainer.run_epoch``)."""
     started = time.perf_counter()
-    assert trainer.optimizer is not None
-    lr = float(trainer.optimizer.param_groups[0]["lr"])
     with trainer.interrupts.held():  # the order drawn is the order saved
         _begin_epoch(trainer, epoch)
+    assert trainer.run.epoch_lr is not None
+    lr = trainer.run.epoch_lr
     call(trainer, "on_epoch_start", epoch)
     train_metrics = trainer.train_loop()
     val_metrics = {} if trainer.val_source is None else trainer.validate()
@@ -107,8 +107,12 @@ def _begin_epoch(trainer: Trainer, epoch: int) -> None:
     """This epoch's ratio and order: a fresh permutation, or the saved one when resuming."""
     run = trainer.run
     run.teacher_ratio = _teacher_ratio(trainer, epoch)
+    assert trainer.optimizer is not None
+    current_lr = float(trainer.optimizer.param_groups[0]["lr"])
     if run.resume_epoch(epoch, trainer.device, trainer.distributed.is_global_zero):
+        run.epoch_lr = current_lr if run.epoch_lr is None else run.epoch_lr
         return
+    run.epoch_lr = current_lr
     source, options = trainer.train_source, trainer.options
     if options.shuffle and not options.overfit_batches and isinstance(source, IndexedSource):
         run.order = torch.randperm(source.num_samples, generator=run.shuffle_gen)

@@ -16,6 +16,7 @@ saved as the start of the next, so no unfinished work is ever counted twice.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,7 @@ class _SavedEpoch:
     position: int
     order: Tensor | None
     totals: Mapping[str, Any] | None
+    lr: float | None
 
 
 @dataclass
@@ -64,6 +66,8 @@ class RunState:
         should_stop: Stop after the current epoch.
         skipped_batches: Updates skipped for a non-finite loss.
         teacher_ratio: This epoch's teacher-forcing ratio.
+        epoch_lr: The learning rate this epoch started with (the History's ``"lr"``), kept
+            across a resume in the middle of the epoch, when a per-step scheduler has moved on.
         logged_upto: The steps of this epoch whose loss was logged already.
         fillers: Under DDP, the indices of this epoch's batches for which this process holds
             a stand-in sample (trained with weight 0, not counted).
@@ -85,6 +89,7 @@ class RunState:
     should_stop: bool = False
     skipped_batches: int = 0
     teacher_ratio: float = 1.0
+    epoch_lr: float | None = None
     logged_upto: int = 0
     fillers: frozenset[int] = frozenset()
     shuffle_gen: torch.Generator = field(default_factory=torch.Generator)
@@ -122,6 +127,7 @@ class RunState:
         if saved is None or saved.epoch != epoch:
             return False
         self.order, self.position = saved.order, saved.position
+        self.epoch_lr = saved.lr
         if saved.totals is not None and keep_totals:
             self.totals.load_state_dict(saved.totals, device)
         return True
@@ -161,8 +167,9 @@ class RunState:
         Returns:
             ``"epoch"`` and ``"position"`` (where to resume), ``"global_step"``,
             ``"permutation"``, ``"totals"``, ``"should_stop"``, ``"skipped_batches"`` and
-            ``"rng"`` (the global generators' and the run's own), and ``"data"`` (the
-            training data's signature).
+            ``"rng"`` (the global generators' and the run's own), ``"data"`` (the
+            training data's signature) and ``"epoch_lr"`` (the rate an unfinished epoch
+            started with).
         """
         snap, finished = self.snapshot, self.epoch_finished
         return {
@@ -175,6 +182,7 @@ class RunState:
             "skipped_batches": self.skipped_batches if snap is None else snap.skipped_batches,
             "rng": self._rng_state(device),
             "data": None if self.data_signature is None else dict(self.data_signature),
+            "epoch_lr": None if finished else self.epoch_lr,
         }
 
     def _rng_state(self, device: torch.device) -> dict[str, Any]:
@@ -197,9 +205,20 @@ class RunState:
         self.saved_epoch = None
         if int(state["position"]) > 0 or state["permutation"] is not None:
             self.saved_epoch = _SavedEpoch(
-                int(state["epoch"]), int(state["position"]), state["permutation"], state["totals"]
+                int(state["epoch"]),
+                int(state["position"]),
+                state["permutation"],
+                state["totals"],
+                _saved_lr(state.get("epoch_lr")),  # absent from older checkpoints
             )
         rng = state["rng"]
         restore_rng(dict(rng))
         self.shuffle_gen.set_state(rng["shuffle"])
         self.teacher_gen.set_state(rng["teacher"])
+
+
+def _saved_lr(value: object) -> float | None:
+    """A saved epoch's starting rate, if it is a finite number (anything else is ignored)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
