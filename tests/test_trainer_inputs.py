@@ -214,6 +214,22 @@ def test_a_step_scheduler_steps_after_every_optimizer_step() -> None:
     assert lrs == [1.0, 0.125, 0.125**2]  # 3 steps per epoch
 
 
+def test_reduce_on_plateau_per_step_is_refused_before_training() -> None:
+    model = _classifier()
+    before = _weights(model)
+    trainer = Trainer(
+        scheduler=lambda opt: torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=2),
+        scheduler_interval="step",
+        progress=False,
+    )
+    with pytest.raises(
+        ValueError, match=r"^Expected `scheduler_interval='epoch'` for a ReduceLROnPlateau"
+    ):
+        trainer.fit(model, _class_data())
+    assert _same(_weights(model), before)
+    assert trainer.global_step == 0
+
+
 def test_bf16_mixed_precision_trains_on_the_cpu() -> None:
     x, y = _class_data(n=64)
     trainer = Trainer(max_epochs=3, batch_size=16, lr=1e-2, precision="bf16-mixed", progress=False)

@@ -68,7 +68,8 @@ class TrainerOptions:
             scaling).
         scheduler_interval: ``"epoch"`` (default) or ``"step"``: when the ``scheduler`` steps,
             after every epoch (``ReduceLROnPlateau`` gets ``val_loss``, or ``loss`` without
-            validation) or after every optimizer step.
+            validation) or after every optimizer step (not for ``ReduceLROnPlateau``, which
+            needs the epoch's loss: refused when ``fit`` starts).
         grad_clip_norm: Clip the gradients' global 2-norm to this value; ``None`` (default):
             no clipping.
         log_every_n_steps: Batches between reads of the loss from the device

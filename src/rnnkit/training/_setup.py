@@ -198,6 +198,21 @@ def read_resume_checkpoint(
     return checkpoint
 
 
+def check_plateau_interval(scheduler: object, interval: str) -> None:
+    """Refuse ``ReduceLROnPlateau`` stepped per optimizer step, where no metric exists.
+
+    Raises:
+        ValueError: ``scheduler_interval="step"`` with a ``ReduceLROnPlateau``.
+    """
+    if interval == "step" and isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        raise ValueError(
+            "Expected `scheduler_interval='epoch'` for a ReduceLROnPlateau scheduler, but got "
+            "'step': it is stepped with the epoch's val_loss (or loss), which a single "
+            "optimizer step does not have. Hint: drop scheduler_interval, or use a per-step "
+            "schedule such as OneCycleLR."
+        )
+
+
 def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
     """Build optimizer, scheduler and scaler; restore a checkpoint or seed a fresh run."""
     model = trainer.model
@@ -209,6 +224,7 @@ def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
     trainer.optimizer.zero_grad(set_to_none=True)
     factory = trainer.scheduler_factory
     trainer.scheduler = None if factory is None else factory(trainer.optimizer)
+    check_plateau_interval(trainer.scheduler, trainer.options.scheduler_interval)
     trainer.scaler = trainer.precision_plugin.make_scaler()
     assert trainer.train_source is not None
     trainer.num_training_batches = trainer.train_source.num_batches(trainer.global_batch_size)
