@@ -95,7 +95,16 @@ def test_step_rejects_a_whole_sequence() -> None:
         model.step(torch.zeros(3, 5, 2))
 
 
-def test_step_checks_the_state() -> None:
+def test_step_checks_the_state_and_names_its_argument() -> None:
     model = Seq2SeqRegressor(2, 2, 4, cell="lstm")
-    with pytest.raises(ShapeError, match="c_0"):
+    with pytest.raises(ShapeError, match=r"^Expected `state` to be a tuple \(h_0, c_0\)"):
         model.step(torch.zeros(3, 2), torch.zeros(1, 3, 4))
+    with pytest.raises(
+        ShapeError,
+        match=r"^Expected `state\[1\]` to have shape \(D·num_layers, N, H_cell\) = \(1, 3, 4\), "
+        r"but got \(1, 2, 4\)\.",
+    ):
+        model.step(torch.zeros(3, 2), (torch.zeros(1, 3, 4), torch.zeros(1, 2, 4)))
+    gru = Seq2SeqRegressor(2, 2, 4, cell="gru")
+    with pytest.raises(ShapeError, match=r"^Expected `state` to have shape"):
+        gru.step(torch.zeros(3, 2), torch.zeros(1, 2, 4))

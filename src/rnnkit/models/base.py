@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, ClassVar, TypeAlias, TypeVar
+from typing import Any, ClassVar, TypeAlias, TypeVar, cast
 
 import numpy as np
 import torch
@@ -267,6 +267,11 @@ class RecurrentModel(nn.Module):
         _check_step_input(x_t, self.spec)
         unbatched_or_time_first = x_t.dim() == 1 or not self.batch_first
         sequence = x_t.unsqueeze(0) if unbatched_or_time_first else x_t.unsqueeze(1)
+        # Checked here, so that an error names step()'s argument, not the encoder's h_0.
+        weight = cast(Tensor, self.encoder.rnn.weight_ih_l0)
+        self.spec.validate_state(
+            state, sequence, name="state", dtype=weight.dtype, device=weight.device
+        )
         return self._in_user_layout(self._one_step, sequence, state, per_step=False)
 
     def _one_step(
