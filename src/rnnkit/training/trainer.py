@@ -58,10 +58,8 @@ class Trainer:
             ``params -> torch.optim.Optimizer`` (``lr`` unused), e.g.
             ``lambda p: torch.optim.Adam(p, lr=1e-3)`` for torch's default Adam.
         lr: Learning rate of a named optimizer.
-        weight_decay: Weight decay of a named optimizer: decoupled for ``"adamw"``, an L2
-            penalty added to the gradient for the others (torch's meaning). ``None``: torch's
-            default, 0.01 for ``"adamw"`` and 0 for the others. A callable ``optimizer`` sets
-            its own, so passing both is refused.
+        weight_decay: A named optimizer's, as torch means it (decoupled for ``"adamw"``);
+            ``None``: torch's default (0.01 for AdamW, else 0). Not with a callable optimizer.
         scheduler: ``None`` or ``optimizer -> LRScheduler``, stepped after every epoch or
             after every optimizer step (``scheduler_interval``).
         loss: ``None`` (cross-entropy for classifiers, MSE over the valid steps for
@@ -74,9 +72,8 @@ class Trainer:
             (data order, teacher-forcing coins): same seed and weights, same run (bitwise on
             the CPU). ``None``: the order comes from torch's global generator (so
             :func:`torch.manual_seed` also makes runs repeatable).
-        callbacks: :class:`~rnnkit.Callback` objects, called in this order, except that
-            every :class:`~rnnkit.ModelCheckpoint` is called after the others (its files then
-            hold what they did in the epoch).
+        callbacks: :class:`~rnnkit.Callback` objects, called in this order, but every
+            :class:`~rnnkit.ModelCheckpoint` last (it saves what the others did).
         progress: Add a :class:`~rnnkit.ProgressBar` (drawn only on a terminal).
         task: What training means for the model, a :class:`~rnnkit.tasks.Task` (e.g.
             :class:`~rnnkit.tasks.ClassificationTask` for any module returning ``(N, C)``
@@ -220,10 +217,8 @@ class Trainer:
 
     @property
     def evaluated(self) -> tuple[nn.Module, Task]:
-        """The model and task the evaluation and prediction steps run.
-
-        Those of ``evaluate`` or ``predict`` while one runs, else the fit's.
-        """
+        """The model and task the evaluation and prediction steps run (the fit's, or those of
+        ``evaluate`` or ``predict`` while one runs)."""
         if self._evaluating is not None:
             return self._evaluating
         assert self.model is not None
@@ -250,12 +245,11 @@ class Trainer:
             train: A :class:`~rnnkit.data.SequenceDataset`, an ``(x, y)`` or
                 ``(x, y, lengths)`` tuple of tensors/arrays, or a re-iterable of batches.
             val: Validation data, in any of the same forms, or ``None``.
-            resume_from: A checkpoint to continue from exactly, or ``"last"``: the latest in
+            resume_from: A checkpoint to continue from exactly, or ``"last"``: the newest of
                 this run's folder (the :class:`~rnnkit.ModelCheckpoint`'s, else
-                ``default_root_dir``'s), training afresh while there is none. Only the run
-                that wrote it may resume it: another model, training data or kind of
-                optimizer is refused before the model is touched, and the saved optimizer
-                settings win over the Trainer's (see :doc:`/checkpoints`).
+                ``default_root_dir``'s; none yet: a fresh start). Only the run that wrote it
+                may resume it: another model, training data or optimizer is refused before the
+                model is touched; the saved optimizer settings win (see :doc:`/checkpoints`).
 
         The data are constants to the model: tensors that require grad are detached, and
         floating inputs and targets take the dtype of the model's first floating parameter.
