@@ -54,7 +54,9 @@ class ModelCheckpoint(Callback):
       is safely written. A NaN value ranks worst. A name that is already taken gets a
       ``-v1``, ``-v2``, ... suffix, so a kept file is never overwritten.
     - and, with ``save_last``, into ``<dirpath>/last.ckpt`` (a real file, written atomically,
-      no symlink), which ``Trainer.fit(..., resume_from="last")`` loads.
+      no symlink), which ``Trainer.fit(..., resume_from="last")`` loads. With
+      ``save_last=False`` that loads the newest ranked file instead (by the epoch and step
+      saved in it): a ranked file holds the full state at the end of its epoch too.
 
     One folder belongs to one run: at the start of a fit the callback writes a small marker
     ``<dirpath>/.rnnkit-run`` naming its run, and refuses a folder that holds another run's
@@ -74,7 +76,8 @@ class ModelCheckpoint(Callback):
         mode: ``"min"`` when lower is better (losses), ``"max"`` when higher is (accuracy);
             ``"auto"`` (the default) picks it from ``monitor``, see
             :func:`rnnkit.metrics.resolve_mode`.
-        save_last: Also write ``last.ckpt`` at every save.
+        save_last: Also write ``last.ckpt`` at every save. Without it, ``resume_from="last"``
+            continues from the newest ranked file of the run that owns the folder.
         save_top_k: How many ranked files to keep; ``-1`` keeps all, ``0`` none (then only
             ``last.ckpt`` is written).
         every_n_epochs: Save after every n-th epoch (epochs ``n-1, 2n-1, ...``, 0-based).
@@ -138,12 +141,14 @@ class ModelCheckpoint(Callback):
 
     @property
     def last_path(self) -> Path | None:
-        """The checkpoint ``resume_from="last"`` loads, or ``None`` when there is none yet.
+        """The latest checkpoint this callback knows of, or ``None`` when there is none yet.
 
         The more recently written of ``<dirpath>/last.ckpt`` (also one written by an earlier
         process, or by the Trainer on a KeyboardInterrupt) and the latest ranked file this
         callback wrote (or restored from a checkpoint's state); always a regular file
-        directly inside ``dirpath``.
+        directly inside ``dirpath``. ``resume_from="last"`` loads it when ``save_last`` is on
+        and ``last.ckpt`` exists; otherwise it loads the newest checkpoint of the folder's run
+        by the epoch and step saved inside (a new process knows no ranked file yet).
         """
         names = [LAST_NAME, self._last_written]
         existing = [self.dirpath / n for n in names if n is not None and _is_regular(n, self)]
@@ -208,32 +213,41 @@ class ModelCheckpoint(Callback):
             return
         self._forget_restored_files()
         self._run_id = new_run_id()
+        resumed = restored is not None
         if owner is not None:
-            self._take_over(owner)
+            self._take_over(owner, resumed)
             return
         if folder_has_checkpoints(self.dirpath) and not self.overwrite:
-            raise self._not_ours("holds checkpoints that no ModelCheckpoint run claims")
+            raise self._not_ours("holds checkpoints that no ModelCheckpoint run claims", resumed)
         other = claim_folder(self.dirpath, self._run_id, replace=self.overwrite)
         if other is not None:  # another run claimed it a moment ago
-            self._take_over(other)
+            self._take_over(other, resumed)
 
-    def _take_over(self, owner: RunOwner) -> None:
+    def _take_over(self, owner: RunOwner, resumed: bool) -> None:
         if not self.overwrite:
             if folder_has_checkpoints(self.dirpath):
-                raise self._not_ours("holds checkpoints of another run")
+                raise self._not_ours("holds checkpoints of another run", resumed)
             if owner.is_alive_here():
-                raise self._not_ours("is being written by another run (still running)")
+                raise self._not_ours("is being written by another run (still running)", resumed)
         assert self._run_id is not None
         claim_folder(self.dirpath, self._run_id, replace=True)
 
-    def _not_ours(self, why: str) -> CheckpointError:
+    def _not_ours(self, why: str, resumed: bool) -> CheckpointError:
+        """The refusal of a folder; a resumed fit is not told to resume (it just did)."""
         self._started = False
+        if resumed:
+            hint = (
+                "the checkpoint this fit resumes is not one of that run's; pass another "
+                "`dirpath` (the resumed training then starts a new ranking there)"
+            )
+        else:
+            hint = "pass another `dirpath`; to continue that run, resume it with "
+            hint += "fit(..., resume_from='last')"
         return CheckpointError(
             f"Expected ModelCheckpoint's folder {str(self.dirpath)!r} to be new or this "
             f"run's, but it {why}; writing there would overwrite and delete that run's files. "
-            f"Hint: pass another `dirpath`; to continue that run, resume it with "
-            f"fit(..., resume_from='last'); to take the folder over anyway (its ranked files "
-            f"are kept, last.ckpt is replaced), pass ModelCheckpoint(..., overwrite=True)."
+            f"Hint: {hint}; to take the folder over anyway (its ranked files are kept, "
+            f"last.ckpt is replaced), pass ModelCheckpoint(..., overwrite=True)."
         )
 
     def _check_still_owner(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rnnkit.callbacks import Callback
+from rnnkit.callbacks._checkpoint_names import ranked_files
 from rnnkit.callbacks.model_checkpoint import LAST_NAME, ModelCheckpoint
 from rnnkit.errors import CheckpointError
-from rnnkit.io.checkpoint import atomic_save, make_checkpoint
+from rnnkit.io.checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from rnnkit.io.run_folder import MARKER_NAME, folder_has_checkpoints, read_owner
 from rnnkit.training._stateful import state_entry
 
 if TYPE_CHECKING:
@@ -33,10 +36,10 @@ __all__ = [
     "check_state",
     "interrupt_path",
     "last_candidates",
+    "latest_checkpoint",
     "load_callback_states",
     "load_optimizers",
     "resolve_resume_path",
-    "resume_candidates",
     "save_checkpoint",
     "saved_fused",
     "trainer_state",
@@ -218,27 +221,126 @@ def last_candidates(callbacks: Sequence[Callback], root: Path) -> list[Path]:
     return [*paths, root / LAST_NAME]
 
 
-def resume_candidates(callbacks: Sequence[Callback], root: Path) -> list[Path]:
-    """Where ``"last"`` looks: this run's folder only.
-
-    The ModelCheckpoints' files when there is one (``root`` may hold another experiment's
-    interrupted run), else ``root/last.ckpt``.
-    """
-    candidates = last_candidates(callbacks, root)
-    return candidates[:-1] if _model_checkpoints(callbacks) else candidates
-
-
 def resolve_resume_path(
     resume_from: str | os.PathLike[str], callbacks: Sequence[Callback], root: Path
 ) -> Path | None:
-    """The file ``resume_from`` names; for ``"last"``, the latest of this run's, or ``None``."""
+    """The file ``resume_from`` names; for ``"last"``, the latest of this run's, or ``None``.
+
+    ``"last"`` looks in this run's folder only: each ModelCheckpoint's in turn (see
+    :func:`latest_checkpoint`) when there is one (``root`` may hold another experiment's
+    interrupted run), else ``root/last.ckpt``. ``None`` (a fresh start, logged) when there is
+    none yet.
+
+    Raises:
+        rnnkit.errors.CheckpointError: For ``"last"``: no checkpoint is found, but a
+            ModelCheckpoint's folder holds checkpoints, which a fresh run may not overwrite
+            (without ``overwrite=True``); raised before any training.
+    """
     if str(resume_from) != "last":
         return Path(resume_from)
-    for path in resume_candidates(callbacks, root):
-        if path.is_file():
+    checkpoints = _model_checkpoints(callbacks)
+    if not checkpoints and (root / LAST_NAME).is_file():
+        return root / LAST_NAME
+    for callback in checkpoints:
+        path = latest_checkpoint(callback)
+        if path is not None:
             return path
+    for callback in checkpoints:
+        _refuse_fresh_start(callback)
     logger.info("rnnkit: resume_from='last' found no checkpoint; training starts afresh.")
     return None
+
+
+def latest_checkpoint(callback: ModelCheckpoint) -> Path | None:
+    """The checkpoint of ``callback``'s folder that ``resume_from="last"`` continues, or ``None``.
+
+    With ``save_last`` and a ``last.ckpt``: :attr:`ModelCheckpoint.last_path
+    <rnnkit.ModelCheckpoint.last_path>`. Otherwise (``save_last=False``, where a
+    ``last.ckpt`` is only an interrupted fit's and may be older than the ranked files, or no
+    ``last.ckpt``) the newest, by the epoch, position and global step saved inside (not the
+    file times), of ``last.ckpt`` and the ranked files written by the run that owns the
+    folder (its marker); a ranked file is written at the end of an epoch with the full
+    trainer state, like ``last.ckpt``. A file that cannot be read is skipped with a warning;
+    only regular files directly inside the folder are read.
+    """
+    folder = callback.dirpath
+    last = folder / LAST_NAME
+    has_last = last.is_file() and not last.is_symlink()
+    if callback.save_last and has_last:
+        return callback.last_path
+    owner = read_owner(folder) if folder.is_dir() else None
+    run = None if owner is None or not owner.run_id else owner.run_id
+    paths = [folder / name for name in ranked_files(folder)]
+    found: list[tuple[tuple[int, int, int], bool, Path]] = []
+    for path in [last, *paths] if has_last else paths:
+        saved = _saved_progress(path)
+        if saved is not None and (path == last or run in saved[1]):
+            found.append((saved[0], path == last, path))
+    if not found:
+        return None
+    (epoch, _, step), _, path = max(found)  # a tie goes to last.ckpt
+    if path != last:
+        logger.info(
+            "rnnkit: resume_from='last' found no up-to-date last.ckpt in %r (save_last=%s); "
+            "resuming from its newest ranked checkpoint %r (global step %d, epoch %d next).",
+            str(folder),
+            callback.save_last,
+            path.name,
+            step,
+            epoch,
+        )
+    return path
+
+
+def _saved_progress(path: Path) -> tuple[tuple[int, int, int], set[str]] | None:
+    """``((epoch, position, global_step), run ids of its callback states)``; ``None``: unreadable.
+
+    The checkpoint is data: a value of the wrong type makes the file unreadable, never an
+    error of the fit.
+    """
+    try:
+        checkpoint = load_checkpoint(path, map_location="cpu")
+    except CheckpointError as exc:
+        _skip(path, str(exc))
+        return None
+    state = checkpoint["trainer"]
+    epoch, position, step = (state.get(key) for key in ("epoch", "position", "global_step"))
+    if type(epoch) is not int or type(position) is not int or type(step) is not int:
+        _skip(path, f"its epoch, position and global step are {epoch!r}, {position!r}, {step!r}")
+        return None
+    runs = {
+        value["run_id"]
+        for value in checkpoint["callbacks"].values()
+        if isinstance(value, dict) and isinstance(value.get("run_id"), str) and value["run_id"]
+    }
+    return (epoch, position, step), runs
+
+
+def _skip(path: Path, why: str) -> None:
+    warnings.warn(
+        f"rnnkit: resume_from='last' skipped {str(path)!r}, which cannot be resumed: {why}",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def _refuse_fresh_start(callback: ModelCheckpoint) -> None:
+    """Raise when a fresh run may not start in ``callback``'s folder (it holds checkpoints)."""
+    folder = callback.dirpath
+    if callback.overwrite or not folder.is_dir() or not folder_has_checkpoints(folder):
+        return
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".ckpt") and n[:1] != ".")
+    shown = ", ".join(names[:3]) + (f", ... ({len(names)} in all)" if len(names) > 3 else "")
+    raise CheckpointError(
+        f"Expected resume_from='last' to find a checkpoint of the run that owns "
+        f"{str(folder)!r} (its last.ckpt, or with save_last=False its newest ranked file), "
+        f"but none of the checkpoints there ({shown}) is a readable one of that run (the "
+        f"marker {MARKER_NAME!r} names the run), and a fresh start would overwrite them. "
+        f"Hint: to continue from one of them, pass its path, e.g. fit(..., resume_from="
+        f"{str(folder / names[0])!r}), with ModelCheckpoint(<another dirpath>) unless it is "
+        f"this folder's run; to start afresh, pass another `dirpath`, or "
+        f"ModelCheckpoint(..., overwrite=True) to take the folder over."
+    )
 
 
 def interrupt_path(callbacks: Sequence[Callback], root: Path) -> Path:

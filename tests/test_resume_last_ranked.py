@@ -1,0 +1,236 @@
+"""``resume_from="last"`` in a folder without ``last.ckpt``: the newest ranked checkpoint.
+
+With ``ModelCheckpoint(save_last=False)`` a run leaves only ranked files; a ranked file holds
+the full trainer state at the end of its epoch, so ``resume_from="last"`` continues from the
+newest one (by the epoch and step saved inside) of the run that owns the folder. These tests
+compare such a resume, bitwise, with the run that was never stopped, and check what is never
+taken for the latest checkpoint: another run's file, a damaged one, one outside the folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor
+
+from rnnkit.callbacks.model_checkpoint import ModelCheckpoint
+from rnnkit.errors import CheckpointError
+from rnnkit.io.checkpoint import load_checkpoint
+from rnnkit.io.run_folder import claim_folder
+from rnnkit.models import SequenceClassifier
+from rnnkit.training.trainer import Trainer
+
+
+def _data() -> tuple[Tensor, Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 5, 3, generator=gen)
+    return x, torch.randint(0, 3, (30,), generator=gen)
+
+
+def _trainer(callback: ModelCheckpoint, epochs: int) -> Trainer:
+    return Trainer(
+        max_epochs=epochs,
+        batch_size=8,  # 4 batches per epoch, the last one short
+        optimizer="adamw",
+        scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7),
+        seed=5,
+        callbacks=[callback],
+        progress=False,
+    )
+
+
+def _fit(callback: ModelCheckpoint, epochs: int, **kwargs: Any) -> Trainer:
+    x, y = _data()
+    torch.manual_seed(2 if kwargs.get("resume_from") is not None else 1)  # only a resume restores
+    model = SequenceClassifier(3, 3, 8, cell="gru", num_layers=2, dropout=0.3)
+    trainer = _trainer(callback, epochs)
+    trainer.fit(model, (x, y), val=(x[:12], y[:12]), **kwargs)
+    return trainer
+
+
+def _ckpts(folder: Path) -> list[str]:
+    return sorted(name for name in os.listdir(folder) if name.endswith(".ckpt"))
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))}
+
+
+def _untimed(trainer: Trainer) -> list[dict[str, float]]:
+    return [{k: v for k, v in record.items() if k != "time"} for record in trainer.history]
+
+
+def _step(path: Path) -> int:
+    return int(load_checkpoint(path)["trainer"]["global_step"])
+
+
+SETTINGS = [
+    pytest.param({"save_top_k": 2}, id="latest-two"),
+    pytest.param({"monitor": "val_loss", "save_top_k": 1}, id="best-val-loss"),
+    pytest.param({"monitor": "val_accuracy", "save_top_k": 2}, id="best-two-val-accuracy"),
+]
+
+
+@pytest.mark.parametrize("settings", SETTINGS)
+def test_resume_last_without_last_ckpt_equals_the_uninterrupted_run(
+    tmp_path: Path, settings: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    straight_cb = ModelCheckpoint(tmp_path / "straight", save_last=False, **settings)
+    straight = _fit(straight_cb, epochs=5)
+    _fit(ModelCheckpoint(tmp_path / "run", save_last=False, **settings), epochs=3)
+    newest = max((tmp_path / "run" / name for name in _ckpts(tmp_path / "run")), key=_step)
+
+    resumed_cb = ModelCheckpoint(tmp_path / "run", save_last=False, **settings)  # a new process
+    with caplog.at_level(logging.INFO, logger="rnnkit"):
+        resumed = _fit(resumed_cb, epochs=5, resume_from="last")
+
+    assert f"resuming from its newest ranked checkpoint {newest.name!r}" in caplog.text
+    assert "starts afresh" not in caplog.text
+    assert _untimed(resumed) == _untimed(straight)
+    assert len(resumed.history) == 5
+    assert resumed.global_step == straight.global_step == 20
+    assert resumed.model is not None
+    assert straight.model is not None
+    for (name, a), b in zip(
+        resumed.model.state_dict().items(), straight.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    assert resumed.optimizer is not None
+    assert straight.optimizer is not None
+    opt_a, opt_b = resumed.optimizer.state_dict(), straight.optimizer.state_dict()
+    assert opt_a["param_groups"] == opt_b["param_groups"]
+    for index, state in opt_a["state"].items():
+        for key, value in state.items():
+            assert torch.equal(value, opt_b["state"][index][key]), (index, key)
+    # the resumed run ranks and prunes on: the same files, with the same bookkeeping
+    assert _ckpts(tmp_path / "run") == _ckpts(tmp_path / "straight")
+    assert resumed_cb.state_dict()["best_k"] == straight_cb.state_dict()["best_k"]
+    assert resumed_cb.best_path is not None
+    assert straight_cb.best_path is not None
+    assert resumed_cb.best_path.name == straight_cb.best_path.name
+
+
+def test_the_reported_case_resumes_instead_of_refusing_the_folder(tmp_path: Path) -> None:
+    x, y = _data()
+    model = SequenceClassifier(3, 3, 8)
+
+    def make(epochs: int) -> Trainer:
+        return Trainer(
+            epochs, 8, progress=False, callbacks=[ModelCheckpoint(tmp_path, save_last=False)]
+        )
+
+    make(2).fit(model, (x, y))
+    resumed = make(4)
+    resumed.fit(model, (x, y), resume_from="last")
+    assert len(resumed.history) == 4  # epochs 0 and 1 came from the checkpoint
+    assert _ckpts(tmp_path) == ["epoch=003-step=16.ckpt"]
+
+
+def test_the_newest_is_told_by_the_step_inside_not_the_file_time(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    _fit(ModelCheckpoint(folder, save_last=False, save_top_k=-1), epochs=3)
+    oldest = folder / "epoch=000-step=4.ckpt"
+    os.utime(oldest, (4_000_000_000, 4_000_000_000))  # touched last, but epoch 0
+    trainer = _trainer(ModelCheckpoint(folder, save_last=False, save_top_k=-1), 5)
+    assert trainer.resolve_resume_path("last") == folder / "epoch=002-step=12.ckpt"
+
+
+def test_an_older_last_ckpt_of_an_interrupt_loses_to_a_newer_ranked_file(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    _fit(ModelCheckpoint(folder, save_last=False, save_top_k=-1), epochs=3)
+    shutil.copyfile(folder / "epoch=000-step=4.ckpt", folder / "last.ckpt")  # stale, yet newest
+    trainer = _trainer(ModelCheckpoint(folder, save_last=False, save_top_k=-1), 5)
+    assert trainer.resolve_resume_path("last") == folder / "epoch=002-step=12.ckpt"
+    # at the same step, last.ckpt wins
+    shutil.copyfile(folder / "epoch=002-step=12.ckpt", folder / "last.ckpt")
+    assert trainer.resolve_resume_path("last") == folder / "last.ckpt"
+
+
+def test_with_save_last_but_no_last_ckpt_the_newest_ranked_file_is_resumed(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "run"
+    _fit(ModelCheckpoint(folder, save_top_k=2), epochs=3)
+    (folder / "last.ckpt").unlink()
+    trainer = _trainer(ModelCheckpoint(folder, save_top_k=2), 5)
+    assert trainer.resolve_resume_path("last") == folder / "epoch=002-step=12.ckpt"
+
+
+def test_a_damaged_ranked_file_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    _fit(ModelCheckpoint(folder, save_last=False, save_top_k=2), epochs=3)
+    (folder / "epoch=002-step=12.ckpt").write_bytes(b"not a checkpoint")
+    trainer = _trainer(ModelCheckpoint(folder, save_last=False, save_top_k=2), 5)
+    with pytest.warns(UserWarning, match=r"skipped .*epoch=002-step=12\.ckpt.*PyTorch file"):
+        assert trainer.resolve_resume_path("last") == folder / "epoch=001-step=8.ckpt"
+
+
+def test_a_symlink_in_the_folder_is_never_read(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    _fit(ModelCheckpoint(folder, save_last=False, save_top_k=-1), epochs=3)
+    outside = tmp_path / "outside.ckpt"  # the run's newest checkpoint, moved out of the folder
+    (folder / "epoch=002-step=12.ckpt").rename(outside)
+    (folder / "zzz.ckpt").symlink_to(outside)
+    trainer = _trainer(ModelCheckpoint(folder, save_last=False, save_top_k=-1), 5)
+    assert trainer.resolve_resume_path("last") == folder / "epoch=001-step=8.ckpt"
+
+
+def test_another_runs_ranked_files_are_refused_before_training(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    _fit(ModelCheckpoint(folder, save_last=False, save_top_k=2), epochs=3)
+    claim_folder(folder, "another-run", replace=True)  # a later run claimed it, saved nothing
+    before = _snapshot(folder)
+    x, y = _data()
+    model = SequenceClassifier(3, 3, 8, cell="gru", num_layers=2, dropout=0.3)
+    weights = {key: value.clone() for key, value in model.state_dict().items()}
+    trainer = _trainer(ModelCheckpoint(folder, save_last=False, save_top_k=2), 5)
+    message = (
+        r"Expected resume_from='last' to find a checkpoint of the run that owns .*/run' .*"
+        r"but none of the checkpoints there \(epoch=001-step=8\.ckpt, epoch=002-step=12\.ckpt\)"
+        r" is a readable one of that run .* Hint: to continue from one of them, pass its path, "
+        r"e\.g\. fit\(\.\.\., resume_from='.*epoch=001-step=8\.ckpt'\)"
+    )
+    with pytest.raises(CheckpointError, match=message) as caught:
+        trainer.fit(model, (x, y), resume_from="last")
+    assert "resume_from='last')" not in str(caught.value)  # never "do what you just did"
+    assert trainer.global_step == 0
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    assert _snapshot(folder) == before
+
+
+def test_resuming_another_runs_file_into_a_taken_folder_says_not_to_resume(
+    tmp_path: Path,
+) -> None:
+    _fit(ModelCheckpoint(tmp_path / "a"), epochs=2)
+    _fit(ModelCheckpoint(tmp_path / "b"), epochs=2)
+    before = _snapshot(tmp_path / "b")
+    message = (
+        r"Expected ModelCheckpoint's folder .*/b' to be new or this run's, but it holds "
+        r"checkpoints of another run; .* Hint: the checkpoint this fit resumes is not one of "
+        r"that run's; pass another `dirpath` \(the resumed training then starts a new ranking "
+        r"there\); to take the folder over anyway"
+    )
+    with pytest.raises(CheckpointError, match=message) as caught:
+        _fit(ModelCheckpoint(tmp_path / "b"), epochs=4, resume_from=tmp_path / "a" / "last.ckpt")
+    assert "resume_from='last'" not in str(caught.value)
+    assert _snapshot(tmp_path / "b") == before
+
+
+@pytest.mark.parametrize("made", [False, True], ids=["missing-folder", "empty-folder"])
+def test_resume_last_with_nothing_saved_yet_starts_afresh(
+    tmp_path: Path, made: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "run"
+    if made:
+        folder.mkdir()
+    with caplog.at_level(logging.INFO, logger="rnnkit"):
+        trainer = _fit(ModelCheckpoint(folder, save_last=False), epochs=2, resume_from="last")
+    assert "resume_from='last' found no checkpoint; training starts afresh" in caplog.text
+    assert len(trainer.history) == 2
+    assert _ckpts(folder) == ["epoch=001-step=8.ckpt"]
