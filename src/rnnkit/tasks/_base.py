@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 import torch
@@ -34,6 +35,24 @@ Parts = list[tuple[str, Tensor, Tensor | float]]
 """``(name, sum, count)`` triples: each metric's mean is ``sum / count`` over the epoch."""
 
 
+@dataclass
+class _WindowCarry:
+    """What one window of a batch hands the next besides the state (one holder per batch).
+
+    The Trainer carries only the state from window to window; a task whose windows need more
+    (a closed loop's last prediction) shares one holder among the chunks of a batch.
+
+    Attributes:
+        prediction: The previous window's last prediction, detached, or ``None`` before the
+            batch's first window has run.
+
+    Shapes:
+        - prediction: ``(N, H_y)``
+    """
+
+    prediction: Tensor | None = None
+
+
 class Chunk(NamedTuple):
     """A piece of a batch the model runs on in one call.
 
@@ -44,6 +63,8 @@ class Chunk(NamedTuple):
         lengths: Valid lengths to pass to the model (CPU, each >= 1), or ``None``.
         mask: ``True`` at valid steps (on the device), or ``None`` when all are valid.
         elements: Number of target elements the loss averages over.
+        carried: What the previous window of the same batch left besides the state (shared
+            by the batch's windows), or ``None``.
 
     Its ``target`` property is ``y``, raising ``ValueError`` when there is none.
 
@@ -59,6 +80,7 @@ class Chunk(NamedTuple):
     lengths: Tensor | None
     mask: Tensor | None
     elements: int
+    carried: _WindowCarry | None = None
 
     @property
     def target(self) -> Tensor:

@@ -14,7 +14,15 @@ from rnnkit.errors import ShapeError
 from rnnkit.metrics import Metric, rollout_error
 from rnnkit.models.regressor import Seq2SeqRegressor
 from rnnkit.shapes import State
-from rnnkit.tasks._base import Chunk, LossFn, Parts, Task, state_as, time_major
+from rnnkit.tasks._base import (
+    Chunk,
+    LossFn,
+    Parts,
+    Task,
+    _WindowCarry,
+    state_as,
+    time_major,
+)
 from rnnkit.tasks._info import DataInfo
 
 __all__ = ["RegressionTask"]
@@ -134,14 +142,19 @@ class RegressionTask(Task):
     # -- per batch ---------------------------------------------------------------------------
 
     def chunks(self, batch: Batch) -> Iterator[Chunk]:
-        """Windows of ``tbptt_steps`` steps (one window without TBPTT); empty ones skipped."""
+        """Windows of ``tbptt_steps`` steps (one window without TBPTT); empty ones skipped.
+
+        The windows of a batch share one holder, through which a closed loop (teacher forcing
+        below 1) feeds each window's last prediction to the next window.
+        """
         x, y, lengths = batch
         steps = int(x.shape[1])
         window = self.tbptt_steps or steps
         longest = steps if lengths is None else int(lengths.max())
+        carried = _WindowCarry()
         for start in range(0, longest, window):
             end = min(start + window, steps)
-            yield _window(x, y, lengths, start, end)
+            yield _window(x, y, lengths, start, end)._replace(carried=carried)
 
     def forward(
         self,
@@ -151,16 +164,27 @@ class RegressionTask(Task):
         ratio: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, State | None]:
-        """``model(x, h0, lengths)``, or ``model.rollout(x, ratio, h0)`` when ratio < 1."""
+        """``model(x, h0, lengths)``, or ``model.rollout(x, ratio, h0)`` when ratio < 1.
+
+        The output is zero at padded steps, and a sequence with no valid step in the window
+        keeps its state, so TBPTT windows give what one pass over the batch gives. Below ratio
+        1, a window's first step (but the batch's first) takes, by a coin of probability
+        ``ratio``, its given input or the previous window's last prediction (detached): the
+        windows run the closed loop of one rollout over the whole batch.
+        """
         major = time_major(model)
-        x = chunk.x.transpose(0, 1) if major else chunk.x
+        x = _fed_first_step(chunk, ratio, generator) if ratio < 1.0 else chunk.x
+        x = x.transpose(0, 1) if major else x
         state = state_as(state, x.dtype)
         if ratio < 1.0:
             regressor = cast(Seq2SeqRegressor, model)
             output, new_state = regressor.rollout(x, ratio, h0=state, generator=generator)
         else:
             output, new_state = model(x, state, chunk.lengths)
-        return (output.transpose(0, 1) if major else output), new_state
+        output = output.transpose(0, 1) if major else output
+        if ratio < 1.0 and chunk.carried is not None:
+            chunk.carried.prediction = output[:, -1].detach()
+        return _valid_only(output, state, new_state, chunk.mask)
 
     def loss(self, output: Tensor, chunk: Chunk) -> Tensor:
         """MSE over the valid steps, or the user's loss (on the valid steps only)."""
@@ -223,3 +247,76 @@ def _window(x: Tensor, y: Tensor | None, lengths: Tensor | None, start: int, end
         return Chunk(xs, ys, None, None, count)
     mask = torch.arange(width).unsqueeze(0) < valid.unsqueeze(1)
     return Chunk(xs, ys, valid.clamp(min=1), mask.to(x.device, non_blocking=True), count)
+
+
+def _fed_first_step(chunk: Chunk, ratio: float, generator: torch.Generator | None) -> Tensor:
+    """The window's inputs, its first step fed as a rollout over the whole batch feeds it.
+
+    ``rollout`` always feeds its first step the given input: right for the batch's first
+    window, but a later window's first step is an ordinary step of the closed loop.
+
+    Shapes:
+        - ``chunk.x``, return: ``(N, l, H_in)``.
+    """
+    previous = None if chunk.carried is None else chunk.carried.prediction
+    if previous is None:  # the sequences' first step: always the given input
+        return chunk.x
+    given = chunk.x[:, 0]
+    fed = previous.to(given.dtype)  # a prediction made under autocast may be low-precision
+    if ratio > 0.0:
+        coins = _first_coins(int(chunk.x.shape[0]), int(chunk.x.shape[1]), ratio, generator)
+        fed = torch.where(coins.to(given.device, non_blocking=True).unsqueeze(1), given, fed)
+    return torch.cat([fed.unsqueeze(1), chunk.x[:, 1:]], dim=1)
+
+
+def _first_coins(batch: int, steps: int, ratio: float, generator: torch.Generator | None) -> Tensor:
+    """The step-0 coins of the next ``rollout`` over ``(batch, steps)``, left undrawn.
+
+    ``rollout`` draws ``batch x steps`` uniforms and ignores column 0 (its first step takes
+    the given input). Reading that column from a copy of the generator gives a window's first
+    step its own coin without drawing more: the generator's sequence, every other coin and
+    exact resume stay as they were.
+
+    Shapes:
+        - return: ``(N,)``, on the CPU.
+    """
+    if generator is None:
+        with torch.random.fork_rng(devices=[]):
+            draws = torch.rand(batch, steps)
+    else:
+        copy = torch.Generator(device=generator.device)
+        copy.set_state(generator.get_state())
+        draws = torch.rand(batch, steps, generator=copy, device=generator.device)
+    return (draws[:, 0] < ratio).cpu()
+
+
+def _valid_only(
+    output: Tensor, state: State | None, new_state: State | None, mask: Tensor | None
+) -> tuple[Tensor, State | None]:
+    """The output zeroed at padded steps; ``state`` kept where a window holds no valid step.
+
+    A window past a sequence's end still runs it one step (the model needs lengths >= 1).
+
+    Shapes:
+        - ``output``: ``(N, l, H_y)``; ``mask``: ``(N, l)``.
+    """
+    if mask is None:
+        return output, new_state
+    zero = torch.zeros((), dtype=output.dtype, device=output.device)
+    output = torch.where(mask.unsqueeze(-1), output, zero)
+    return output, _keep_idle(state, new_state, mask[:, 0])
+
+
+def _keep_idle(state: State | None, new_state: State | None, active: Tensor) -> State | None:
+    """``new_state``, but ``state`` for the sequences not ``active`` in the window.
+
+    Shapes:
+        - ``active``: ``(N,)``; states: ``(num_layers, N, H)`` (LSTM: ``(h, c)``).
+    """
+    if state is None or new_state is None:
+        return new_state
+    keep = active.view(1, -1, 1)
+    if isinstance(new_state, tuple):
+        old = cast(tuple[Tensor, Tensor], state)
+        return (torch.where(keep, new_state[0], old[0]), torch.where(keep, new_state[1], old[1]))
+    return torch.where(keep, new_state, cast(Tensor, state))
