@@ -2,22 +2,20 @@
 
 The template is checked when the callback is made (syntax, field names, format specs, that
 it yields a plain file name); a name that is taken gets a ``-v1``, ``-v2``, ... suffix, so a
-kept file is never overwritten by a later epoch whose name happens to be the same. A folder's
-ranked files are its plain ``.ckpt`` names other than ``last.ckpt`` that are regular files.
+kept file is never overwritten by a later epoch whose name happens to be the same.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import stat
 import string
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from rnnkit.io.run_folder import LAST_NAME
 
-__all__ = ["check_template", "fill_template", "log_fields", "ranked_files", "unique_name"]
+__all__ = ["check_template", "fill_template", "log_fields", "unique_name"]
 
 _INT_FIELDS = ("epoch", "step")
 _EXAMPLE = "Hint: e.g. 'epoch={epoch:03d}-{val_loss:.4f}'."
@@ -127,37 +125,3 @@ def unique_name(folder: Path, name: str, taken: Collection[str]) -> str:
         if candidate not in taken and not os.path.lexists(folder / candidate):
             return candidate
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def ranked_files(folder: Path) -> list[str]:
-    """The names of the ranked checkpoint files directly inside ``folder``, sorted.
-
-    A ranked file is a plain ``.ckpt`` name (not hidden, not ``last.ckpt``) of a regular file:
-    a symlink, folder or device is never listed, so nothing outside ``folder`` is reached
-    through it. A missing folder has none.
-
-    Args:
-        folder: A ``ModelCheckpoint`` folder.
-
-    Returns:
-        The file names, relative to ``folder``.
-    """
-    try:
-        with os.scandir(folder) as entries:
-            names = [
-                entry.name
-                for entry in entries
-                if entry.name.endswith(".ckpt")
-                and _plain_file_name(entry.name)
-                and _is_regular(entry)
-            ]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return sorted(names)
-
-
-def _is_regular(entry: os.DirEntry[str]) -> bool:
-    try:
-        return stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode)
-    except FileNotFoundError:  # removed while the folder was read
-        return False

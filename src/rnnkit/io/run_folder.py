@@ -18,6 +18,7 @@ import socket
 import stat
 import warnings
 from pathlib import Path
+from typing import TypeGuard
 
 from rnnkit.errors import CheckpointError
 from rnnkit.io._atomic import _atomic_write, _Writer
@@ -29,6 +30,7 @@ __all__ = [
     "claim_folder",
     "folder_has_checkpoints",
     "new_run_id",
+    "ranked_files",
     "read_owner",
     "remove_kept_file",
     "safe_name",
@@ -46,6 +48,42 @@ def new_run_id() -> str:
     return secrets.token_hex(8)
 
 
+def _is_plain_name(value: object) -> TypeGuard[str]:
+    """A plain ``.ckpt`` name inside the folder: no separator, not hidden, not ``last.ckpt``."""
+    return (
+        isinstance(value, str)
+        and value == os.path.basename(value)
+        and "/" not in value
+        and "\\" not in value
+        and "\x00" not in value
+        and not value.startswith(".")
+        and value.endswith(".ckpt")
+        and value != LAST_NAME
+    )
+
+
+def ranked_files(folder: Path) -> list[str]:
+    """The names of the ranked checkpoint files directly inside ``folder``, sorted.
+
+    A ranked file is a plain ``.ckpt`` name (see :func:`safe_name`) of a regular file: a
+    symlink, folder or device is never listed, so nothing outside ``folder`` is reached
+    through it. A missing folder has none.
+    """
+    try:
+        with os.scandir(folder) as entries:
+            names = [e.name for e in entries if _is_plain_name(e.name) and _is_regular(e)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(names)
+
+
+def _is_regular(entry: os.DirEntry[str]) -> bool:
+    try:
+        return stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode)
+    except FileNotFoundError:  # removed while the folder was read
+        return False
+
+
 def safe_name(value: object, *, what: str) -> str | None:
     """``value`` when it is a plain checkpoint file name, else ``None`` (with a warning).
 
@@ -58,16 +96,7 @@ def safe_name(value: object, *, what: str) -> str | None:
     """
     if value is None:
         return None
-    if (
-        isinstance(value, str)
-        and value == os.path.basename(value)
-        and "/" not in value
-        and "\\" not in value
-        and "\x00" not in value
-        and not value.startswith(".")
-        and value.endswith(".ckpt")
-        and value != LAST_NAME
-    ):
+    if _is_plain_name(value):
         return value
     warnings.warn(
         f"ModelCheckpoint ignored {what} = {value!r} from the checkpoint: a kept file must be "

@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rnnkit.callbacks import Callback
-from rnnkit.callbacks._checkpoint_names import ranked_files
 from rnnkit.callbacks.model_checkpoint import LAST_NAME, ModelCheckpoint
 from rnnkit.errors import CheckpointError
 from rnnkit.io.checkpoint import atomic_save, load_checkpoint, make_checkpoint
-from rnnkit.io.run_folder import MARKER_NAME, folder_has_checkpoints, read_owner
+from rnnkit.io.run_folder import MARKER_NAME, folder_has_checkpoints, ranked_files, read_owner
 from rnnkit.training._stateful import state_entry
 
 if TYPE_CHECKING:
