@@ -217,7 +217,7 @@ class Trainer:
 
     @property
     def evaluated(self) -> tuple[nn.Module, Task]:
-        """The model and task the steps evaluate: a running evaluate/predict's, else the fit's."""
+        """The model and task the steps evaluate (a running evaluate/predict's, else the fit's)."""
         if self._evaluating is not None:
             return self._evaluating
         assert self.model is not None
