@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import io
 import math
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 import rnnkit.callbacks._base as callbacks_module
+from rnnkit import SequenceClassifier, Trainer
 from rnnkit.callbacks import (
     Callback,
     EarlyStopping,
@@ -22,7 +24,7 @@ from rnnkit.callbacks import (
     ProgressBar,
 )
 from rnnkit.callbacks.model_checkpoint import ModelCheckpoint
-from rnnkit.metrics import resolve_mode
+from rnnkit.metrics import get_metric, resolve_mode
 from rnnkit.training.history import History
 
 
@@ -488,6 +490,26 @@ def test_auto_mode_follows_the_monitored_metric(
     if monitor is not None:
         assert EarlyStopping(monitor=monitor, mode=mode).mode == expected
     assert ModelCheckpoint("unused", monitor=monitor, mode=mode).mode == expected
+
+
+def test_auto_mode_follows_a_users_metric_of_the_fit(tmp_path: Path) -> None:
+    # "hit_rate" is unknown by name; the fit's Metric says higher is better.
+    hit_rate = dataclasses.replace(get_metric("accuracy"), name="hit_rate")
+    assert resolve_mode("val_hit_rate", "auto") == "min"
+    assert resolve_mode("val_hit_rate", "auto", [hit_rate]) == "max"
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 5, 3), torch.randint(0, 2, (40,))
+    stop = EarlyStopping("val_hit_rate", patience=50)
+    keep = ModelCheckpoint(tmp_path, monitor="val_hit_rate")
+    trainer = Trainer(6, 8, lr=0.05, metrics=[hit_rate], callbacks=[stop, keep], progress=False)
+    history = trainer.fit(SequenceClassifier(3, 2, 8), (x, y), val=(x, y))
+    assert stop.mode == keep.mode == "max"
+    assert stop.best == keep.best_score == max(history["val_hit_rate"])
+    resumed = EarlyStopping("val_hit_rate", patience=50)  # auto: takes the saved mode
+    resumed.load_state_dict(stop.state_dict())
+    assert resumed.mode == "max"
+    with pytest.raises(ValueError, match="Expected an EarlyStopping state for"):
+        EarlyStopping("val_hit_rate", mode="min").load_state_dict(stop.state_dict())
 
 
 def test_early_stopping_on_accuracy_by_default_keeps_the_best_epoch() -> None:

@@ -23,7 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LogKeys", "check_log_keys"]
+from rnnkit.metrics import Metric
+
+__all__ = ["LogKeys", "check_log_keys", "fit_metrics"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,19 @@ class LogKeys:
     keys: frozenset[str]
     complete: bool
     has_val: bool
+
+
+def fit_metrics(trainer: Any) -> tuple[Metric, ...]:
+    """The metrics of the fit that is starting (a user's :class:`Metric` objects among them).
+
+    ``mode="auto"`` reads their ``higher_is_better`` (:func:`rnnkit.metrics.resolve_mode`);
+    a trainer without a fit yet has none.
+    """
+    try:
+        task = trainer.task_of_fit
+    except (AttributeError, RuntimeError):
+        return ()
+    return tuple(m for m in getattr(task, "metrics", ()) if isinstance(m, Metric))
 
 
 def check_log_keys(trainer: Any, owner: str, wanted: Mapping[str, str]) -> None:

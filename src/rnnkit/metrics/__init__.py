@@ -205,18 +205,24 @@ def get_metric(name: str) -> Metric:
     )
 
 
-def resolve_mode(monitor: str | None, mode: Literal["min", "max", "auto"]) -> Literal["min", "max"]:
+def resolve_mode(
+    monitor: str | None,
+    mode: Literal["min", "max", "auto"],
+    metrics: Iterable[Metric] = (),
+) -> Literal["min", "max"]:
     """The direction in which ``monitor`` improves: ``mode``, or for ``"auto"`` its guess.
 
-    ``"auto"`` gives ``"max"`` for a metric rnnkit knows to be higher-is-better (accuracies,
-    such as ``"val_accuracy"`` or ``"top5_accuracy"``, with or without the ``val_`` prefix)
-    and ``"min"`` for anything else (losses and errors). Watching an accuracy with
-    ``"min"`` would keep the worst epoch without a word, the commonest slip with these
-    callbacks.
+    ``"auto"`` gives ``"max"`` for a metric known to be higher-is-better and ``"min"`` for
+    anything else (losses and errors). Known are ``metrics`` (e.g. the fit's own
+    :class:`Metric` objects, which the callbacks pass when a fit starts) and rnnkit's named
+    metrics (accuracies, such as ``"val_accuracy"`` or ``"top5_accuracy"``), with or without
+    the ``val_`` prefix. Watching an accuracy with ``"min"`` would keep the worst epoch
+    without a word, the commonest slip with these callbacks.
 
     Args:
         monitor: The monitored key of the epoch logs, or ``None``.
         mode: ``"min"``, ``"max"`` or ``"auto"``.
+        metrics: Metrics that take precedence over the named ones, matched by name.
 
     Returns:
         ``"min"`` or ``"max"``.
@@ -232,10 +238,12 @@ def resolve_mode(monitor: str | None, mode: Literal["min", "max", "auto"]) -> Li
     if mode != "auto":
         return mode
     name = (monitor or "").removeprefix("val_")
+    known = {metric.name: metric for metric in metrics}
     try:
-        return "max" if get_metric(name).higher_is_better else "min"
+        metric = known[name] if name in known else get_metric(name)
     except ValueError:
         return "min"
+    return "max" if metric.higher_is_better else "min"
 
 
 def _accumulator_dtype(device: torch.device) -> torch.dtype:
