@@ -244,12 +244,38 @@ def test_a_mid_epoch_resume_records_the_rate_the_epoch_started_with(tmp_path: Pa
     assert straight["lr"][1] == 1e-3 * 0.5**steps_per_epoch
 
 
+def test_a_learning_rate_monitor_reused_in_a_new_fit_reads_that_fits_rate() -> None:
+    x, y = _data("classifier")
+    monitor = LearningRateMonitor("rate")
+    for lr in (1e-3, 0.5):
+        trainer = Trainer(1, 12, lr=lr, callbacks=[monitor], progress=False)
+        assert trainer.fit(_model("classifier"), (x, y))["rate"] == [lr]
+
+
 def test_a_learning_rate_monitor_state_from_a_file_is_checked() -> None:
     monitor = LearningRateMonitor()
     with pytest.raises(ValueError, match=r"^Expected a LearningRateMonitor state"):
         monitor.load_state_dict({"epoch": 1, "lrs": {"lr": "rm -rf"}})
     monitor.load_state_dict({"epoch": 1, "lrs": {"lr": 0.5}})
     assert monitor.state_dict() == {"epoch": 1, "lrs": {"lr": 0.5}}
+
+
+def test_a_bad_callback_state_is_refused_before_the_model_changes(tmp_path: Path) -> None:
+    x, y = _data("classifier")
+
+    def trainer(epochs: int) -> Trainer:
+        callbacks = [ModelCheckpoint(tmp_path), LearningRateMonitor()]
+        return Trainer(epochs, 12, seed=3, callbacks=callbacks, progress=False)
+
+    trainer(1).fit(_model("classifier"), (x, y))
+    checkpoint = load_checkpoint(tmp_path / "last.ckpt")
+    checkpoint["callbacks"]["LearningRateMonitor"]["lrs"] = {"lr": math.nan}
+    torch.save(checkpoint, tmp_path / "last.ckpt")
+    model = _model("classifier", seed=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"^Expected a LearningRateMonitor state"):
+        trainer(2).fit(model, (x, y), resume_from="last")
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_resume_from_last_without_a_checkpoint_starts_afresh(tmp_path: Path) -> None:

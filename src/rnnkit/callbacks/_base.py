@@ -348,10 +348,12 @@ class LearningRateMonitor(Callback):
         self.key = key
         self._lrs: dict[str, float] = {}
         self._epoch: int | None = None  # the epoch ``_lrs`` were read at
+        self._resumed_epoch: int | None = None  # set by load_state_dict, used once
 
     def on_epoch_start(self, trainer: Any, epoch: int) -> None:
         """Read the learning rates the epoch will train with (kept when it is resumed)."""
-        if epoch == self._epoch:  # an epoch resumed midway: a per-step schedule moved on
+        resumed, self._resumed_epoch = self._resumed_epoch, None
+        if epoch == resumed:  # an epoch resumed midway: a per-step schedule moved on
             return
         optimizer = getattr(trainer, "optimizer", None)
         self._lrs = {} if optimizer is None else self.read(optimizer)
@@ -367,9 +369,10 @@ class LearningRateMonitor(Callback):
         if not (epoch is None or is_int(epoch)) or not _is_rate_map(lrs):
             raise ValueError(
                 f"Expected a LearningRateMonitor state {{'epoch': int | None, 'lrs': "
-                f"{{str: float}}}}, but got {dict(state)!r}."
+                f"{{str: finite float}}}}, but got {dict(state)!r}. Hint: resume from a "
+                "checkpoint rnnkit wrote; a damaged or edited one cannot be trusted."
             )
-        self._epoch = None if epoch is None else int(epoch)
+        self._epoch = self._resumed_epoch = None if epoch is None else int(epoch)
         self._lrs = {str(k): float(v) for k, v in lrs.items()}
 
     def read(self, optimizer: torch.optim.Optimizer) -> dict[str, float]:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "evaluation_loop",
+    "hook_order",
     "optimizer_step",
     "prediction_loop",
     "run_epoch",
@@ -316,7 +317,7 @@ def handle_interrupt(trainer: Trainer, exc: KeyboardInterrupt) -> None:
 
 def notify_exception(trainer: Trainer, exc: BaseException) -> None:
     """Call every callback's ``on_exception``; their own errors never mask ``exc``."""
-    for callback in trainer.callbacks:
+    for callback in hook_order(trainer.callbacks):
         try:
             callback.on_exception(trainer, exc)
         except Exception as inner:

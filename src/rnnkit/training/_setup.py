@@ -41,6 +41,7 @@ __all__ = [
     "build_optimizer",
     "check_distributed",
     "check_each_batch",
+    "check_plateau_interval",
     "check_task",
     "prepare_fit",
     "read_resume_checkpoint",
@@ -233,9 +234,9 @@ def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
         check_resume_layout(pending, trainer.batch_size, trainer.world_size)
         check_data(pending.get("data"), trainer.run.data_signature)
         check_optimizer_state(pending, trainer.optimizer)
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"]["state_dict"])
+    if checkpoint is not None:  # the callbacks check their states before the model changes
         load_callback_states(trainer.callbacks, checkpoint["callbacks"])
+        model.load_state_dict(checkpoint["model"]["state_dict"])
     if pending is None:
         _seed_run(trainer, trainer.run)
     else:
