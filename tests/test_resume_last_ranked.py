@@ -19,6 +19,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from rnnkit.callbacks import Callback
 from rnnkit.callbacks.model_checkpoint import ModelCheckpoint
 from rnnkit.errors import CheckpointError
 from rnnkit.io.checkpoint import load_checkpoint
@@ -116,7 +117,7 @@ def test_resume_last_without_last_ckpt_equals_the_uninterrupted_run(
     assert resumed_cb.best_path.name == straight_cb.best_path.name
 
 
-def test_the_reported_case_resumes_instead_of_refusing_the_folder(tmp_path: Path) -> None:
+def test_a_run_saved_without_last_ckpt_resumes_from_its_ranked_file(tmp_path: Path) -> None:
     x, y = _data()
     model = SequenceClassifier(3, 3, 8)
 
@@ -234,3 +235,50 @@ def test_resume_last_with_nothing_saved_yet_starts_afresh(
     assert "resume_from='last' found no checkpoint; training starts afresh" in caplog.text
     assert len(trainer.history) == 2
     assert _ckpts(folder) == ["epoch=001-step=8.ckpt"]
+
+
+class _CrashAt(Callback):
+    """Raises at the start of an epoch, as a crash would (no checkpoint is written)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+        if epoch == self.epoch:
+            raise RuntimeError("crash")
+
+
+def test_with_two_checkpoint_folders_the_furthest_checkpoint_is_resumed(tmp_path: Path) -> None:
+    x, y = _data()
+
+    def callbacks() -> list[Callback]:
+        # A keeps one ranked file (epoch 0 is best here: lowest val_accuracy wins with "min")
+        best = ModelCheckpoint(tmp_path / "A", "val_accuracy", "min", save_last=False)
+        return [best, ModelCheckpoint(tmp_path / "B", save_top_k=0)]
+
+    with pytest.raises(RuntimeError, match="crash"):
+        Trainer(20, 8, seed=0, callbacks=[*callbacks(), _CrashAt(5)], progress=False).fit(
+            SequenceClassifier(3, 3, 8), (x, y), val=(x[:12], y[:12])
+        )
+    trainer = Trainer(20, 8, seed=0, callbacks=callbacks(), progress=False)
+    assert trainer.resolve_resume_path("last") == tmp_path / "B" / "last.ckpt"
+    assert _step(tmp_path / "B" / "last.ckpt") > max(map(_step, (tmp_path / "A").glob("*.ckpt")))
+
+
+def test_another_runs_last_ckpt_is_not_resumed(tmp_path: Path) -> None:
+    x, y = _data()
+    Trainer(6, 8, callbacks=[ModelCheckpoint(tmp_path)], progress=False).fit(
+        SequenceClassifier(3, 3, 8), (x, y)
+    )  # run 1 leaves last.ckpt at epoch 5
+
+    def takeover() -> ModelCheckpoint:
+        return ModelCheckpoint(
+            tmp_path, save_last=False, save_top_k=-1, overwrite=True, filename="r2-{epoch}"
+        )
+
+    with pytest.raises(RuntimeError, match="crash"):
+        Trainer(10, 8, callbacks=[takeover(), _CrashAt(3)], progress=False).fit(
+            SequenceClassifier(3, 3, 8), (x, y)
+        )  # run 2 takes the folder over, writes r2-0..2, then crashes
+    trainer = Trainer(10, 8, callbacks=[takeover()], progress=False)
+    assert trainer.resolve_resume_path("last") == tmp_path / "r2-2.ckpt"

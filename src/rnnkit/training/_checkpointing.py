@@ -225,10 +225,10 @@ def resolve_resume_path(
 ) -> Path | None:
     """The file ``resume_from`` names; for ``"last"``, the latest of this run's, or ``None``.
 
-    ``"last"`` looks in this run's folder only: each ModelCheckpoint's in turn (see
-    :func:`latest_checkpoint`) when there is one (``root`` may hold another experiment's
-    interrupted run), else ``root/last.ckpt``. ``None`` (a fresh start, logged) when there is
-    none yet.
+    ``"last"`` looks in this run's folders only: the newest (by the progress saved inside) of
+    each ModelCheckpoint's latest checkpoint (see :func:`latest_checkpoint`) when there is one
+    (``root`` may hold another experiment's interrupted run), else ``root/last.ckpt``.
+    ``None`` (a fresh start, logged) when there is none yet.
 
     Raises:
         rnnkit.errors.CheckpointError: For ``"last"``: no checkpoint is found, but a
@@ -240,10 +240,9 @@ def resolve_resume_path(
     checkpoints = _model_checkpoints(callbacks)
     if not checkpoints and (root / LAST_NAME).is_file():
         return root / LAST_NAME
-    for callback in checkpoints:
-        path = latest_checkpoint(callback)
-        if path is not None:
-            return path
+    found = [path for path in map(latest_checkpoint, checkpoints) if path is not None]
+    if found:
+        return found[0] if len(found) == 1 else _newest(found)
     for callback in checkpoints:
         _refuse_fresh_start(callback)
     logger.info("rnnkit: resume_from='last' found no checkpoint; training starts afresh.")
@@ -257,10 +256,10 @@ def latest_checkpoint(callback: ModelCheckpoint) -> Path | None:
     <rnnkit.ModelCheckpoint.last_path>`. Otherwise (``save_last=False``, where a
     ``last.ckpt`` is only an interrupted fit's and may be older than the ranked files, or no
     ``last.ckpt``) the newest, by the epoch, position and global step saved inside (not the
-    file times), of ``last.ckpt`` and the ranked files written by the run that owns the
-    folder (its marker); a ranked file is written at the end of an epoch with the full
-    trainer state, like ``last.ckpt``. A file that cannot be read is skipped with a warning;
-    only regular files directly inside the folder are read.
+    file times), of the checkpoints written by the run that owns the folder (its marker):
+    ``last.ckpt`` and the ranked files; a ranked file is written at the end of an epoch with
+    the full trainer state, like ``last.ckpt``. A file that cannot be read is skipped with a
+    warning; only regular files directly inside the folder are read.
     """
     folder = callback.dirpath
     last = folder / LAST_NAME
@@ -273,7 +272,7 @@ def latest_checkpoint(callback: ModelCheckpoint) -> Path | None:
     found: list[tuple[tuple[int, int, int], bool, Path]] = []
     for path in [last, *paths] if has_last else paths:
         saved = _saved_progress(path)
-        if saved is not None and (path == last or run in saved[1]):
+        if saved is not None and run in saved[1]:  # another run's last.ckpt is not ours
             found.append((saved[0], path == last, path))
     if not found:
         return None
@@ -289,6 +288,14 @@ def latest_checkpoint(callback: ModelCheckpoint) -> Path | None:
             epoch,
         )
     return path
+
+
+def _newest(paths: list[Path]) -> Path:
+    """The path whose saved progress is furthest (the first on a tie or when none is read)."""
+    progress = [
+        (saved[0], -index) for index, p in enumerate(paths) if (saved := _saved_progress(p))
+    ]
+    return paths[-max(progress)[1]] if progress else paths[0]
 
 
 def _saved_progress(path: Path) -> tuple[tuple[int, int, int], set[str]] | None:
