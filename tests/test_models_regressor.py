@@ -246,6 +246,25 @@ def test_rollout_between_the_extremes_is_scheduled_sampling(cell: CellType, rati
     assert all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.parametrize("ratio", [0.0, 0.5])
+def test_rollout_continued_with_previous_equals_one_rollout(ratio: float) -> None:
+    # Two halves, the second continuing from the first's last prediction and state, run the
+    # closed loop of the whole: step 0 of the second half is fed by its own coin.
+    torch.manual_seed(4)
+    model = Seq2SeqRegressor(2, hidden_size=4, cell="lstm")
+    x = torch.randn(5, 8, 2)
+    first, state = model.rollout(x[:, :4], ratio, generator=torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed(2)
+    second, _ = model.rollout(x[:, 4:], ratio, state, generator=gen, previous=first[:, -1])
+    coins = torch.rand(5, 4, generator=torch.Generator().manual_seed(1)) < ratio
+    more = torch.rand(5, 4, generator=torch.Generator().manual_seed(2)) < ratio
+    expected = hand_rollout(model, x, torch.cat([coins, more], dim=1))
+    torch.testing.assert_close(torch.cat([first, second], dim=1), expected)
+    if ratio == 0.0:  # free-running throughout: what generate gives
+        generated, _ = model.generate(x[:, :1], 8)
+        torch.testing.assert_close(torch.cat([first, second], dim=1), generated)
+
+
 def test_rollout_in_other_layouts_matches_batch_first() -> None:
     torch.manual_seed(11)
     model = Seq2SeqRegressor(2, hidden_size=4, cell="gru", num_layers=2)

@@ -153,6 +153,8 @@ class Seq2SeqRegressor(RecurrentModel):
             h0: The state before ``prime``; zeros when omitted.
             feedback: Maps a prediction ``(N, H_y)`` to the next input ``(N, H_in)``;
                 needed when ``output_size != input_size``.
+            previous: The prediction that precedes ``x[:, 0]``, e.g. the last step of the
+                previous window under truncated BPTT (detach it to cut the gradient there).
 
         Returns:
             ``(predictions, state)``: the ``steps`` predictions that follow ``prime``, and the
@@ -228,10 +230,13 @@ class Seq2SeqRegressor(RecurrentModel):
         h0: State | None = None,
         generator: torch.Generator | None = None,
         feedback: Feedback | None = None,
+        previous: Tensor | None = None,
     ) -> tuple[Tensor, State]:
         """Run closed-loop over ``x`` for training: scheduled sampling between two extremes.
 
-        Step 0's input is always ``x[:, 0]``. For every later step ``t`` and every sequence
+        Step 0's input is ``x[:, 0]``, unless ``previous`` continues a closed loop: then step
+        0 is fed like the others, with ``previous`` as the prediction before it. For every
+        later step ``t`` and every sequence
         ``n``, a coin with probability ``teacher_forcing_ratio`` decides the input: the
         given ``x[n, t]`` (teacher forcing) or ``feedback(y[n, t - 1])``, the model's own
         previous prediction (the prediction itself by default). Gradients flow through the
@@ -254,6 +259,8 @@ class Seq2SeqRegressor(RecurrentModel):
             generator: The random generator for the coins, for reproducible runs.
             feedback: Maps a prediction ``(N, H_y)`` to the next input ``(N, H_in)``;
                 needed when ``output_size != input_size``.
+            previous: The prediction that precedes ``x[:, 0]``, e.g. the last step of the
+                previous window under truncated BPTT (detach it to cut the gradient there).
 
         Returns:
             ``(y, h_n)`` as :meth:`forward` returns them, differentiable.
@@ -263,6 +270,7 @@ class Seq2SeqRegressor(RecurrentModel):
               unbatched).
             - ``h0``, ``h_n``: ``(num_layers, N, H_out)`` (LSTM: ``(h, c)``).
             - ``y``: ``(N, L, H_y)`` in ``x``'s layout.
+            - ``previous``: ``(N, H_y)`` (``(H_y,)`` unbatched).
 
         Raises:
             ValueError: The model is bidirectional, the ratio is outside ``[0, 1]``, or no
@@ -278,6 +286,10 @@ class Seq2SeqRegressor(RecurrentModel):
 
         def closed_loop(xb: Tensor, hb: State | None, _: Tensor | None) -> tuple[Tensor, State]:
             teacher = _coin_flips(xb.shape[0], xb.shape[1], ratio, generator)
+            if previous is not None:  # step 0 continues the loop: its own coin decides
+                xb = _first_step_fed(
+                    xb, teacher[:, 0], step_input(previous.reshape(xb.shape[0], -1))
+                )
             return self._rollout(xb, hb, teacher, step_input)
 
         return self._in_user_layout(closed_loop, x, h0)
@@ -361,6 +373,16 @@ def _coin_flips(batch: int, steps: int, ratio: float, generator: torch.Generator
     device = generator.device if generator is not None else torch.device("cpu")
     draws = torch.rand(batch, steps, generator=generator, device=device)
     return (draws < ratio).cpu()
+
+
+def _first_step_fed(x: Tensor, given: Tensor, fed: Tensor) -> Tensor:
+    """``x`` with step 0 replaced by ``fed`` where its coin (``given``) is False.
+
+    Shapes:
+        - ``x``: ``(N, L, H_in)``; ``given``: ``(N,)``; ``fed``: ``(N, 1, H_in)``.
+    """
+    keep = given.to(x.device, non_blocking=True).view(-1, 1, 1)
+    return torch.cat([torch.where(keep, x[:, :1], fed.to(x.dtype)), x[:, 1:]], dim=1)
 
 
 def _segments(teacher: Tensor) -> list[tuple[int, int]]:

@@ -173,12 +173,14 @@ class RegressionTask(Task):
         windows run the closed loop of one rollout over the whole batch.
         """
         major = time_major(model)
-        x = _fed_first_step(chunk, ratio, generator) if ratio < 1.0 else chunk.x
-        x = x.transpose(0, 1) if major else x
+        x = chunk.x.transpose(0, 1) if major else chunk.x
         state = state_as(state, x.dtype)
         if ratio < 1.0:
             regressor = cast(Seq2SeqRegressor, model)
-            output, new_state = regressor.rollout(x, ratio, h0=state, generator=generator)
+            previous = None if chunk.carried is None else chunk.carried.prediction
+            output, new_state = regressor.rollout(
+                x, ratio, h0=state, generator=generator, previous=previous
+            )
         else:
             output, new_state = model(x, state, chunk.lengths)
         output = output.transpose(0, 1) if major else output
@@ -247,47 +249,6 @@ def _window(x: Tensor, y: Tensor | None, lengths: Tensor | None, start: int, end
         return Chunk(xs, ys, None, None, count)
     mask = torch.arange(width).unsqueeze(0) < valid.unsqueeze(1)
     return Chunk(xs, ys, valid.clamp(min=1), mask.to(x.device, non_blocking=True), count)
-
-
-def _fed_first_step(chunk: Chunk, ratio: float, generator: torch.Generator | None) -> Tensor:
-    """The window's inputs, its first step fed as a rollout over the whole batch feeds it.
-
-    ``rollout`` always feeds its first step the given input: right for the batch's first
-    window, but a later window's first step is an ordinary step of the closed loop.
-
-    Shapes:
-        - ``chunk.x``, return: ``(N, l, H_in)``.
-    """
-    previous = None if chunk.carried is None else chunk.carried.prediction
-    if previous is None:  # the sequences' first step: always the given input
-        return chunk.x
-    given = chunk.x[:, 0]
-    fed = previous.to(given.dtype)  # a prediction made under autocast may be low-precision
-    if ratio > 0.0:
-        coins = _first_coins(int(chunk.x.shape[0]), int(chunk.x.shape[1]), ratio, generator)
-        fed = torch.where(coins.to(given.device, non_blocking=True).unsqueeze(1), given, fed)
-    return torch.cat([fed.unsqueeze(1), chunk.x[:, 1:]], dim=1)
-
-
-def _first_coins(batch: int, steps: int, ratio: float, generator: torch.Generator | None) -> Tensor:
-    """The step-0 coins of the next ``rollout`` over ``(batch, steps)``, left undrawn.
-
-    ``rollout`` draws ``batch x steps`` uniforms and ignores column 0 (its first step takes
-    the given input). Reading that column from a copy of the generator gives a window's first
-    step its own coin without drawing more: the generator's sequence, every other coin and
-    exact resume stay as they were.
-
-    Shapes:
-        - return: ``(N,)``, on the CPU.
-    """
-    if generator is None:
-        with torch.random.fork_rng(devices=[]):
-            draws = torch.rand(batch, steps)
-    else:
-        copy = torch.Generator(device=generator.device)
-        copy.set_state(generator.get_state())
-        draws = torch.rand(batch, steps, generator=copy, device=generator.device)
-    return (draws[:, 0] < ratio).cpu()
 
 
 def _valid_only(
