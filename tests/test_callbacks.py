@@ -492,24 +492,37 @@ def test_auto_mode_follows_the_monitored_metric(
     assert ModelCheckpoint("unused", monitor=monitor, mode=mode).mode == expected
 
 
-def test_auto_mode_follows_a_users_metric_of_the_fit(tmp_path: Path) -> None:
-    # "hit_rate" is unknown by name; the fit's Metric says higher is better.
+@pytest.mark.parametrize("kind", ["early_stopping", "model_checkpoint"])
+def test_auto_mode_that_a_users_metric_contradicts_is_refused_before_training(
+    tmp_path: Path, kind: str
+) -> None:
+    # "hit_rate" is unknown by name, so "auto" gives "min"; the fit's Metric says higher is
+    # better: watching it downwards would keep the worst epoch without a word.
     hit_rate = dataclasses.replace(get_metric("accuracy"), name="hit_rate")
     assert resolve_mode("val_hit_rate", "auto") == "min"
     assert resolve_mode("val_hit_rate", "auto", [hit_rate]) == "max"
     torch.manual_seed(0)
     x, y = torch.randn(40, 5, 3), torch.randint(0, 2, (40,))
-    stop = EarlyStopping("val_hit_rate", patience=50)
-    keep = ModelCheckpoint(tmp_path, monitor="val_hit_rate")
-    trainer = Trainer(6, 8, lr=0.05, metrics=[hit_rate], callbacks=[stop, keep], progress=False)
-    history = trainer.fit(SequenceClassifier(3, 2, 8), (x, y), val=(x, y))
-    assert stop.mode == keep.mode == "max"
-    assert stop.best == keep.best_score == max(history["val_hit_rate"])
-    resumed = EarlyStopping("val_hit_rate", patience=50)  # auto: takes the saved mode
-    resumed.load_state_dict(stop.state_dict())
-    assert resumed.mode == "max"
-    with pytest.raises(ValueError, match="Expected an EarlyStopping state for"):
-        EarlyStopping("val_hit_rate", mode="min").load_state_dict(stop.state_dict())
+
+    def fit(mode: Any) -> Trainer:
+        watcher: Callback = (
+            EarlyStopping("val_hit_rate", mode=mode, patience=50)
+            if kind == "early_stopping"
+            else ModelCheckpoint(tmp_path / str(mode), monitor="val_hit_rate", mode=mode)
+        )
+        trainer = Trainer(3, 8, lr=0.05, metrics=[hit_rate], callbacks=[watcher], progress=False)
+        trainer.fit(SequenceClassifier(3, 2, 8), (x, y), val=(x, y))
+        return trainer
+
+    owner = "EarlyStopping" if kind == "early_stopping" else "ModelCheckpoint"
+    with pytest.raises(
+        ValueError,
+        match=rf"^Expected {owner}'s mode='auto' to watch 'val_hit_rate' as the fit's metric "
+        r"of that name says \(higher is better: mode='max'\), but the name alone gives "
+        rf"mode='min'\. Hint: pass mode='max' to the {owner}\.$",
+    ):
+        fit("auto")
+    assert fit("max").global_step == 3 * 5
 
 
 def test_early_stopping_on_accuracy_by_default_keeps_the_best_epoch() -> None:

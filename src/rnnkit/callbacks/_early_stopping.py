@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from rnnkit._validate import check_int
 from rnnkit.callbacks._base import Callback
-from rnnkit.callbacks._log_keys import check_log_keys, fit_metrics
+from rnnkit.callbacks._log_keys import check_auto_mode, check_log_keys
 from rnnkit.metrics import resolve_mode
 
 __all__ = ["EarlyStopping"]
@@ -35,8 +35,8 @@ class EarlyStopping(Callback):
     Args:
         monitor: Key of the epoch logs to watch, e.g. ``"val_loss"`` or ``"val_accuracy"``.
         mode: ``"min"`` when lower is better (losses), ``"max"`` when higher is (accuracy);
-            ``"auto"`` (the default) picks it from ``monitor`` when the fit starts, a metric
-            of the fit telling its own direction, see :func:`rnnkit.metrics.resolve_mode`.
+            ``"auto"`` (the default) picks it from ``monitor``, see
+            :func:`rnnkit.metrics.resolve_mode` (a fit whose own metric disagrees is refused).
         patience: Epochs without improvement to wait before stopping (at least 1).
         min_delta: Smallest change that counts as an improvement (at least 0).
         restore_best_weights: Load the best epoch's weights into the model at the end.
@@ -64,7 +64,7 @@ class EarlyStopping(Callback):
         strict: bool = True,
     ) -> None:
         self.mode = resolve_mode(monitor, mode)  # checks `mode` first
-        self._auto = mode == "auto"  # resolved again with the fit's metrics when it starts
+        self._auto = mode == "auto"  # checked against the fit's metrics when it starts
         self.patience = check_int("patience", patience, 1)
         _check_min_delta(min_delta)
         self.monitor = monitor
@@ -95,9 +95,9 @@ class EarlyStopping(Callback):
                 without validation data).
         """
         check_log_keys(trainer, "EarlyStopping", {self.monitor: "monitor"})
+        if self._auto:
+            check_auto_mode(trainer, "EarlyStopping", self.monitor, self.mode)
         if getattr(trainer, "global_step", 0) == 0:
-            if self._auto:  # a user's metric knows its own direction
-                self.mode = resolve_mode(self.monitor, "auto", fit_metrics(trainer))
             self.reset()
 
     def log_keys(self, trainer: Any) -> Sequence[str]:
@@ -155,13 +155,9 @@ class EarlyStopping(Callback):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict`.
 
-        With ``mode="auto"`` the saved mode is taken: the run that saved it resolved it.
-
         Raises:
             ValueError: If the state monitors another key or mode than this callback.
         """
-        if self._auto and state["monitor"] == self.monitor and state["mode"] in ("min", "max"):
-            self.mode = state["mode"]
         if (state["monitor"], state["mode"]) != (self.monitor, self.mode):
             raise ValueError(
                 f"Expected an EarlyStopping state for monitor={self.monitor!r}, "

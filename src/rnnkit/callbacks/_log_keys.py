@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rnnkit.metrics import Metric
+from rnnkit.metrics import Metric, resolve_mode
 
-__all__ = ["LogKeys", "check_log_keys", "fit_metrics"]
+__all__ = ["LogKeys", "check_auto_mode", "check_log_keys", "fit_metrics"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,26 @@ def fit_metrics(trainer: Any) -> tuple[Metric, ...]:
     except (AttributeError, RuntimeError):
         return ()
     return tuple(m for m in getattr(task, "metrics", ()) if isinstance(m, Metric))
+
+
+def check_auto_mode(trainer: Any, owner: str, monitor: str, mode: str) -> None:
+    """Refuse ``mode="auto"`` (resolved to ``mode`` from the name) that a fit's metric contradicts.
+
+    A :class:`~rnnkit.metrics.Metric` of the fit named like ``monitor`` whose
+    ``higher_is_better`` says otherwise would be watched the wrong way without a word.
+
+    Raises:
+        ValueError: The fit's metric goes the other way; raised before the first epoch.
+    """
+    wanted = resolve_mode(monitor, "auto", fit_metrics(trainer))
+    if wanted == mode:
+        return
+    direction = "higher" if wanted == "max" else "lower"
+    raise ValueError(
+        f"Expected {owner}'s mode='auto' to watch {monitor!r} as the fit's metric of that name "
+        f"says ({direction} is better: mode={wanted!r}), but the name alone gives "
+        f"mode={mode!r}. Hint: pass mode={wanted!r} to the {owner}."
+    )
 
 
 def check_log_keys(trainer: Any, owner: str, wanted: Mapping[str, str]) -> None:

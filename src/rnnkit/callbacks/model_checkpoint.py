@@ -21,7 +21,7 @@ from rnnkit.callbacks._checkpoint_names import (
     log_fields,
     unique_name,
 )
-from rnnkit.callbacks._log_keys import check_log_keys, fit_metrics
+from rnnkit.callbacks._log_keys import check_auto_mode, check_log_keys
 from rnnkit.errors import CheckpointError, CheckpointWriteError
 from rnnkit.io.checkpoint import atomic_copy
 from rnnkit.io.run_folder import (
@@ -74,8 +74,8 @@ class ModelCheckpoint(Callback):
         monitor: Key of the epoch logs to rank by, e.g. ``"val_loss"``; ``None`` keeps the
             most recent epochs.
         mode: ``"min"`` when lower is better (losses), ``"max"`` when higher is (accuracy);
-            ``"auto"`` (the default) picks it from ``monitor`` when the fit starts, a metric
-            of the fit telling its own direction, see :func:`rnnkit.metrics.resolve_mode`.
+            ``"auto"`` (the default) picks it from ``monitor``, see
+            :func:`rnnkit.metrics.resolve_mode` (a fit whose own metric disagrees is refused).
         save_last: Also write ``last.ckpt`` at every save. Without it, ``resume_from="last"``
             continues from the newest ranked file of the run that owns the folder.
         save_top_k: How many ranked files to keep; ``-1`` keeps all, ``0`` none (then only
@@ -113,7 +113,7 @@ class ModelCheckpoint(Callback):
     ) -> None:
         _check_types(dirpath, monitor, save_last, overwrite)
         self.mode = resolve_mode(monitor, mode)  # checks `mode` first
-        self._auto = mode == "auto"  # resolved again with the fit's metrics when it starts
+        self._auto = mode == "auto"  # checked against the fit's metrics when it starts
         self.save_top_k = check_int("save_top_k", save_top_k, -1)
         self.every_n_epochs = check_int("every_n_epochs", every_n_epochs, 1)
         _check_saves_something(save_last, self.save_top_k)
@@ -170,8 +170,8 @@ class ModelCheckpoint(Callback):
             rnnkit.errors.CheckpointError: The folder belongs to another run (see
                 ``overwrite``).
         """
-        if self._auto and getattr(trainer, "global_step", 0) == 0:  # a fresh run
-            self.mode = resolve_mode(self.monitor, "auto", fit_metrics(trainer))
+        if self._auto and self.monitor is not None:
+            check_auto_mode(trainer, "ModelCheckpoint", self.monitor, self.mode)
         wanted = {field: "filename" for field in log_fields(self.filename)}
         if self.monitor is not None:
             wanted[self.monitor] = "monitor"
@@ -384,10 +384,7 @@ class ModelCheckpoint(Callback):
 
     def _restore(self, state: Mapping[str, Any]) -> None:
         self._last_written = safe_name(state.get("last_written"), what="last_written")
-        saved_mode = state.get("mode")
-        if self._auto and state.get("monitor") == self.monitor and saved_mode in ("min", "max"):
-            self.mode = saved_mode  # the run that saved it resolved "auto" with its metrics
-        same = (state.get("monitor"), saved_mode) == (self.monitor, self.mode)
+        same = (state.get("monitor"), state.get("mode")) == (self.monitor, self.mode)
         kept = state.get("best_k", {}) if same else {}
         self._kept = {}
         for key, score in kept.items() if isinstance(kept, Mapping) else []:
