@@ -260,22 +260,29 @@ def test_a_learning_rate_monitor_state_from_a_file_is_checked() -> None:
     assert monitor.state_dict() == {"epoch": 1, "lrs": {"lr": 0.5}}
 
 
-def test_a_bad_callback_state_is_refused_before_the_model_changes(tmp_path: Path) -> None:
+def test_a_bad_callback_state_is_refused_before_the_model_or_any_callback_changes(
+    tmp_path: Path,
+) -> None:
     x, y = _data("classifier")
-
-    def trainer(epochs: int) -> Trainer:
-        callbacks = [ModelCheckpoint(tmp_path), LearningRateMonitor()]
-        return Trainer(epochs, 12, seed=3, callbacks=callbacks, progress=False)
-
-    trainer(1).fit(_model("classifier"), (x, y))
+    Trainer(1, 12, seed=3, callbacks=[ModelCheckpoint(tmp_path)], progress=False).fit(
+        _model("classifier"), (x, y)
+    )
     checkpoint = load_checkpoint(tmp_path / "last.ckpt")
-    checkpoint["callbacks"]["LearningRateMonitor"]["lrs"] = {"lr": math.nan}
+    checkpoint["callbacks"]["LearningRateMonitor"] = {"epoch": 0, "lrs": {"lr": math.nan}}
     torch.save(checkpoint, tmp_path / "last.ckpt")
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    keeper, monitor = ModelCheckpoint(tmp_path), LearningRateMonitor()
+    fresh = {"keeper": keeper.state_dict(), "monitor": monitor.state_dict()}
     model = _model("classifier", seed=2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = Trainer(2, 12, seed=3, callbacks=[keeper, monitor], progress=False)
     with pytest.raises(ValueError, match=r"^Expected a LearningRateMonitor state"):
-        trainer(2).fit(model, (x, y), resume_from="last")
+        trainer.fit(model, (x, y), resume_from="last")  # the keeper's state loads first
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert {"keeper": keeper.state_dict(), "monitor": monitor.state_dict()} == fresh
+    with pytest.raises(CheckpointError, match="holds checkpoints of another run"):
+        trainer.fit(model, (x, y))  # a fresh fit: the folder is still the old run's
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
 
 
 def test_resume_from_last_without_a_checkpoint_starts_afresh(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -235,7 +236,7 @@ def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
         check_data(pending.get("data"), trainer.run.data_signature)
         check_optimizer_state(pending, trainer.optimizer)
     if checkpoint is not None:  # the callbacks check their states before the model changes
-        load_callback_states(trainer.callbacks, checkpoint["callbacks"])
+        _load_callbacks_or_roll_back(trainer, checkpoint["callbacks"])
         model.load_state_dict(checkpoint["model"]["state_dict"])
     if pending is None:
         _seed_run(trainer, trainer.run)
@@ -245,6 +246,20 @@ def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
         trainer.run.load_state_dict(pending)
     trainer.train_model = trainer.distributed.wrap_model(model)
     trainer.expected_log_keys = expected_log_keys(trainer)  # read by callbacks' on_fit_start
+
+
+def _load_callbacks_or_roll_back(trainer: Trainer, states: Mapping[str, Any]) -> None:
+    """Give the callbacks their saved states; on a refusal, every callback is as it was.
+
+    A callback left half-resumed (a ModelCheckpoint holding the old run's bookkeeping) would
+    act on it in the next fit.
+    """
+    before = trainer.callback_states()
+    try:
+        load_callback_states(trainer.callbacks, states)
+    except BaseException:
+        load_callback_states(trainer.callbacks, before)
+        raise
 
 
 def _seed_run(trainer: Trainer, run: RunState) -> None:
