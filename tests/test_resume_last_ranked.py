@@ -282,3 +282,29 @@ def test_another_runs_last_ckpt_is_not_resumed(tmp_path: Path) -> None:
         )  # run 2 takes the folder over, writes r2-0..2, then crashes
     trainer = Trainer(10, 8, callbacks=[takeover()], progress=False)
     assert trainer.resolve_resume_path("last") == tmp_path / "r2-2.ckpt"
+
+
+def test_a_taken_over_folder_never_resumes_the_previous_runs_last_ckpt(tmp_path: Path) -> None:
+    x, y = _data()
+    Trainer(3, 8, callbacks=[ModelCheckpoint(tmp_path)], progress=False).fit(
+        SequenceClassifier(3, 3, 8), (x, y)
+    )  # run A: last.ckpt and one ranked file
+    with pytest.raises(RuntimeError, match="crash"):  # run B takes over, crashes before saving
+        Trainer(
+            3, 8, callbacks=[ModelCheckpoint(tmp_path, overwrite=True), _CrashAt(0)], progress=False
+        ).fit(SequenceClassifier(3, 3, 8), (x, y))
+    trainer = Trainer(3, 8, callbacks=[ModelCheckpoint(tmp_path, overwrite=True)], progress=False)
+    assert trainer.resolve_resume_path("last") is None  # nothing of run B: a fresh start
+
+
+def test_another_experiments_folder_added_at_resume_is_not_preferred(tmp_path: Path) -> None:
+    x, y = _data()
+    Trainer(5, 8, callbacks=[ModelCheckpoint(tmp_path / "c")], progress=False).fit(
+        SequenceClassifier(3, 3, 8), (x, y)
+    )  # another experiment, further along
+    Trainer(2, 8, callbacks=[ModelCheckpoint(tmp_path / "a")], progress=False).fit(
+        SequenceClassifier(3, 3, 8), (x, y)
+    )
+    both = [ModelCheckpoint(tmp_path / "a"), ModelCheckpoint(tmp_path / "c")]
+    trainer = Trainer(5, 8, callbacks=both, progress=False)
+    assert trainer.resolve_resume_path("last") == tmp_path / "a" / "last.ckpt"

@@ -253,21 +253,25 @@ def latest_checkpoint(callback: ModelCheckpoint) -> Path | None:
     """The checkpoint of ``callback``'s folder that ``resume_from="last"`` continues, or ``None``.
 
     With ``save_last`` and a ``last.ckpt``: :attr:`ModelCheckpoint.last_path
-    <rnnkit.ModelCheckpoint.last_path>`. Otherwise (``save_last=False``, where a
-    ``last.ckpt`` is only an interrupted fit's and may be older than the ranked files, or no
-    ``last.ckpt``) the newest, by the epoch, position and global step saved inside (not the
-    file times), of the checkpoints written by the run that owns the folder (its marker):
-    ``last.ckpt`` and the ranked files; a ranked file is written at the end of an epoch with
-    the full trainer state, like ``last.ckpt``. A file that cannot be read is skipped with a
-    warning; only regular files directly inside the folder are read.
+    <rnnkit.ModelCheckpoint.last_path>`, if the run that owns the folder wrote it. Otherwise
+    (``save_last=False``, where a ``last.ckpt`` is only an interrupted fit's and may be older
+    than the ranked files, or no ``last.ckpt`` of that run) the newest, by the epoch,
+    position and global step saved inside (not the file times), of the checkpoints written
+    by the run that owns the folder (its marker): ``last.ckpt`` and the ranked files; a
+    ranked file is written at the end of an epoch with the full trainer state, like
+    ``last.ckpt``. A file that cannot be read is skipped with a warning; only regular files
+    directly inside the folder are read.
     """
     folder = callback.dirpath
     last = folder / LAST_NAME
     has_last = last.is_file() and not last.is_symlink()
-    if callback.save_last and has_last:
-        return callback.last_path
     owner = read_owner(folder) if folder.is_dir() else None
     run = None if owner is None or not owner.run_id else owner.run_id
+    if callback.save_last and has_last:
+        latest = callback.last_path
+        saved = None if latest is None else _saved_progress(latest)
+        if latest is not None and saved is not None and run in saved[1]:
+            return latest
     paths = [folder / name for name in ranked_files(folder)]
     found: list[tuple[tuple[int, int, int], bool, Path]] = []
     for path in [last, *paths] if has_last else paths:
@@ -291,11 +295,20 @@ def latest_checkpoint(callback: ModelCheckpoint) -> Path | None:
 
 
 def _newest(paths: list[Path]) -> Path:
-    """The path whose saved progress is furthest (the first on a tie or when none is read)."""
-    progress = [
-        (saved[0], -index) for index, p in enumerate(paths) if (saved := _saved_progress(p))
-    ]
-    return paths[-max(progress)[1]] if progress else paths[0]
+    """The furthest of ``paths`` (by saved progress) of the first readable one's run.
+
+    Each folder's candidate is its owner's; the first folder's run is this run, and another
+    run's file in a second folder is never preferred to it.
+    """
+    read = [(p, saved) for p in paths if (saved := _saved_progress(p)) is not None]
+    if not read:
+        return paths[0]
+    runs = read[0][1][1]
+    ours = [(saved[0], -index, p) for index, (p, saved) in enumerate(read) if saved[1] & runs]
+    for p, saved in read:
+        if not saved[1] & runs:
+            logger.warning("rnnkit: resume_from='last' ignored %r: another run's.", str(p))
+    return max(ours)[2]
 
 
 def _saved_progress(path: Path) -> tuple[tuple[int, int, int], set[str]] | None:
