@@ -265,6 +265,25 @@ def test_rollout_continued_with_previous_equals_one_rollout(ratio: float) -> Non
         torch.testing.assert_close(torch.cat([first, second], dim=1), generated)
 
 
+def test_rollout_previous_in_every_layout_and_refused_when_malformed() -> None:
+    torch.manual_seed(5)
+    model = Seq2SeqRegressor(2, hidden_size=4, cell="gru")
+    time_major = Seq2SeqRegressor(2, hidden_size=4, cell="gru", batch_first=False)
+    time_major.load_state_dict(model.state_dict())
+    x, previous = torch.randn(3, 6, 2), torch.randn(3, 2)
+    y, _ = model.rollout(x, 0.0, previous=previous)
+    y_t, _ = time_major.rollout(x.transpose(0, 1), 0.0, previous=previous)
+    torch.testing.assert_close(y_t, y.transpose(0, 1))
+    single, _ = model.rollout(x[0], 0.0, previous=previous[0])
+    torch.testing.assert_close(single, y[0])
+    expected = r"^Expected `previous` to have shape \(N, H_y\) = \(3, 2\), floating point on cpu"
+    for bad in (torch.randn(2, 3), torch.randn(4, 2), torch.zeros(3, 2, dtype=torch.long)):
+        with pytest.raises(ShapeError, match=expected):
+            model.rollout(x, 0.5, previous=bad)
+    with pytest.raises(ShapeError, match=r"^Expected `previous` to have shape \(H_y,\) = \(2,\)"):
+        model.rollout(x[0], 0.0, previous=previous)
+
+
 def test_rollout_in_other_layouts_matches_batch_first() -> None:
     torch.manual_seed(11)
     model = Seq2SeqRegressor(2, hidden_size=4, cell="gru", num_layers=2)

@@ -153,8 +153,6 @@ class Seq2SeqRegressor(RecurrentModel):
             h0: The state before ``prime``; zeros when omitted.
             feedback: Maps a prediction ``(N, H_y)`` to the next input ``(N, H_in)``;
                 needed when ``output_size != input_size``.
-            previous: The prediction that precedes ``x[:, 0]``, e.g. the last step of the
-                previous window under truncated BPTT (detach it to cut the gradient there).
 
         Returns:
             ``(predictions, state)``: the ``steps`` predictions that follow ``prime``, and the
@@ -244,8 +242,9 @@ class Seq2SeqRegressor(RecurrentModel):
 
         - ``teacher_forcing_ratio=1``: exactly :meth:`forward` ``(x, h0)``, plain teacher
           forcing; no coins are drawn.
-        - ``teacher_forcing_ratio=0``: fully free-running from ``x[:, 0]``; no coins are drawn;
-          the values equal ``generate(x[:, :1], L)`` but keep the graph.
+        - ``teacher_forcing_ratio=0``: fully free-running from ``x[:, 0]`` (from ``previous``
+          when given); no coins are drawn; the values equal ``generate(x[:, :1], L)`` but keep
+          the graph.
         - in between: ``N·L`` uniform draws from ``generator`` (torch's global generator if
           ``None``); runs of steps where every sequence is teacher-forced go through the
           recurrent layers in one call.
@@ -260,7 +259,8 @@ class Seq2SeqRegressor(RecurrentModel):
             feedback: Maps a prediction ``(N, H_y)`` to the next input ``(N, H_in)``;
                 needed when ``output_size != input_size``.
             previous: The prediction that precedes ``x[:, 0]``, e.g. the last step of the
-                previous window under truncated BPTT (detach it to cut the gradient there).
+                previous window under truncated BPTT (detach it to cut the gradient there);
+                unused with ratio 1.
 
         Returns:
             ``(y, h_n)`` as :meth:`forward` returns them, differentiable.
@@ -275,11 +275,15 @@ class Seq2SeqRegressor(RecurrentModel):
         Raises:
             ValueError: The model is bidirectional, the ratio is outside ``[0, 1]``, or no
                 ``feedback`` was given while ``output_size != input_size``.
-            rnnkit.errors.ShapeError: ``x``, ``h0`` or a ``feedback`` result break the contract.
+            rnnkit.errors.ShapeError: ``x``, ``h0``, ``previous`` or a ``feedback`` result
+                break the contract.
         """
         self._check_causal("rollout")
         ratio = _check_ratio(teacher_forcing_ratio)
         step_input = self._feedback(feedback)
+        if previous is not None:
+            self.spec.validate_input(x)
+            _check_previous(previous, x, self.batch_first, self.output_size)
         if ratio == 1.0:
             teacher_forced: tuple[Tensor, State] = self(x, h0)
             return teacher_forced
@@ -287,9 +291,7 @@ class Seq2SeqRegressor(RecurrentModel):
         def closed_loop(xb: Tensor, hb: State | None, _: Tensor | None) -> tuple[Tensor, State]:
             teacher = _coin_flips(xb.shape[0], xb.shape[1], ratio, generator)
             if previous is not None:  # step 0 continues the loop: its own coin decides
-                xb = _first_step_fed(
-                    xb, teacher[:, 0], step_input(previous.reshape(xb.shape[0], -1))
-                )
+                xb = _first_step_fed(xb, teacher[:, 0], step_input(previous.view(len(xb), -1)))
             return self._rollout(xb, hb, teacher, step_input)
 
         return self._in_user_layout(closed_loop, x, h0)
@@ -373,6 +375,28 @@ def _coin_flips(batch: int, steps: int, ratio: float, generator: torch.Generator
     device = generator.device if generator is not None else torch.device("cpu")
     draws = torch.rand(batch, steps, generator=generator, device=device)
     return (draws < ratio).cpu()
+
+
+def _check_previous(previous: object, x: Tensor, batch_first: bool, output_size: int) -> None:
+    """Raise unless ``previous`` is floating ``(N, H_y)`` (``(H_y,)`` unbatched) like ``x``."""
+    expected: tuple[int, ...]
+    if x.dim() == 2:
+        expected, layout = (output_size,), f"(H_y,) = ({output_size},)"
+    else:
+        n = x.shape[0] if batch_first else x.shape[1]
+        expected, layout = (n, output_size), f"(N, H_y) = ({n}, {output_size})"
+    if isinstance(previous, Tensor):
+        fits = tuple(previous.shape) == expected and previous.device == x.device
+        if fits and previous.is_floating_point():
+            return
+        got = f"{tuple(previous.shape)} {previous.dtype} on {previous.device}"
+    else:
+        got = type(previous).__name__
+    raise ShapeError(
+        f"Expected `previous` to have shape {layout}, floating point on {x.device} like `x`, "
+        f"but got {got}. Hint: pass the last step of the previous rollout's output, "
+        "y[:, -1] (batch-first) or y[-1] (time-major)."
+    )
 
 
 def _first_step_fed(x: Tensor, given: Tensor, fed: Tensor) -> Tensor:
