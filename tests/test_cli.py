@@ -96,3 +96,16 @@ def test_python_dash_m_rnnkit_shapes() -> None:
     assert result.returncode == 0, result.stderr.decode()
     spec = RecurrentSpec("lstm", 28, 128, num_layers=2, bidirectional=True)
     assert result.stdout.decode("utf-8").splitlines() == spec.describe(64, 28).splitlines()
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    # `python -m rnnkit shapes ... | head -1`: the reader goes away before the table is out.
+    code = (
+        "import os, sys; r, w = os.pipe(); os.close(r); os.dup2(w, sys.stdout.fileno()); "
+        "from rnnkit.__main__ import main; sys.exit(main(sys.argv[1:]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, *ISSUE_EXAMPLE], capture_output=True, check=False, timeout=120
+    )
+    assert result.returncode == 1
+    assert b"Traceback" not in result.stderr

@@ -306,11 +306,24 @@ def test_cli_exports_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[
     np.testing.assert_allclose(h_next, want_h.numpy(), rtol=0, atol=TOLERANCE)
 
 
+def _cli_path(tmp_path: Path, arg: str) -> str:
+    """OUT: a file to write; DIR: an existing folder; NODIR/...: a path in a missing folder."""
+    if arg == "OUT":
+        return str(tmp_path / "m.onnx")
+    if arg == "DIR":
+        return str(tmp_path)
+    return str(tmp_path / arg) if arg.startswith("NODIR/") else arg
+
+
 @pytest.mark.parametrize(
     ("extra", "error"),
     [
         ([], "nothing to write"),
         (["--onnx", "OUT", "--mode", "step"], "bidirectional"),
+        (["--onnx", "NODIR/m.onnx"], "does not exist. Hint: create it first"),
+        (["--onnx", "DIR"], "is a folder. Hint: name a file inside it."),
+        (["--torch-export", "NODIR/m.pt2"], "does not exist"),
+        (["--onnx", "OUT", "--mode", "step", "--no-lengths"], "apply to --mode sequence only"),
     ],
 )
 def test_cli_export_errors_exit_2(
@@ -322,7 +335,7 @@ def test_cli_export_errors_exit_2(
     args = [
         "export",
         str(checkpoint),
-        *[str(tmp_path / "m.onnx") if a == "OUT" else a for a in extra],
+        *[_cli_path(tmp_path, a) for a in extra],
     ]
     assert main(args) == 2
     err = capsys.readouterr().err

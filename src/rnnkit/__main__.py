@@ -14,6 +14,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -116,6 +117,13 @@ def _export(args: argparse.Namespace) -> str:
 
     if args.onnx is None and args.torch_export is None:
         raise ValueError("nothing to write. Hint: pass --onnx PATH and/or --torch-export PATH.")
+    if args.mode == "step" and (args.no_lengths or args.no_initial_state):
+        raise ValueError(
+            "--no-lengths and --no-initial-state apply to --mode sequence only. Hint: a "
+            "step-mode graph always takes the state and one step, without lengths."
+        )
+    for option, target in (("--onnx", args.onnx), ("--torch-export", args.torch_export)):
+        _check_output(option, target)
     model = load_model(args.checkpoint)
     assert isinstance(model, RecurrentModel)
     mode, lengths, state = args.mode, not args.no_lengths, not args.no_initial_state
@@ -128,6 +136,20 @@ def _export(args: argparse.Namespace) -> str:
         torch.export.save(program, args.torch_export)
         written.append(f"wrote {args.torch_export}")
     return "\n".join(written)
+
+
+def _check_output(option: str, target: str | None) -> None:
+    """Refuse an output path that cannot be written, before the export's work is done."""
+    if target is None:
+        return
+    path = Path(target)
+    if path.is_dir():
+        raise ValueError(f"{option} {target!r} is a folder. Hint: name a file inside it.")
+    if not path.parent.is_dir():
+        raise ValueError(
+            f"{option} {target!r}: the folder {str(path.parent)!r} does not exist. Hint: "
+            "create it first, or name a file in an existing folder."
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -146,10 +168,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stop.code if isinstance(stop.code, int) else 2
     try:
         text = _export(args) if args.command == "export" else _shapes(args)
-    except (ValueError, TypeError, ImportError, RnnkitError) as error:
+    except (ValueError, TypeError, ImportError, OSError, RnnkitError) as error:
         print(f"rnnkit {args.command}: error: {error}", file=sys.stderr)
         return 2
-    print(text)
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # e.g. `python -m rnnkit shapes ... | head -1`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
     return 0
 
 
