@@ -544,3 +544,20 @@ def test_early_stopping_on_accuracy_by_default_keeps_the_best_epoch() -> None:
     assert stopper.best == 0.8
     assert stopper.best_epoch == 2
     assert torch.all(trainer.model.weight == 2.0)  # the best epoch's weights restored
+
+
+def test_the_docs_callback_snippet_records_the_worst_batch_loss(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    snippet = Path(__file__).resolve().parents[1] / "docs" / "_snippets" / "custom_callback.py"
+    code = snippet.read_text(encoding="utf-8").replace(
+        "Trainer(max_epochs", "Trainer(progress=False, max_epochs"
+    )
+    scope: dict[str, Any] = {"__name__": "custom_callback"}
+    exec(compile(code, str(snippet), "exec"), scope)
+    printed = capsys.readouterr().out.strip()
+    history = scope["history"]
+    worst = history["worst_batch_loss"]
+    assert printed == str([round(value, 3) for value in worst])
+    assert len(worst) == 3
+    assert all(w >= mean for w, mean in zip(worst, history["loss"], strict=True))
