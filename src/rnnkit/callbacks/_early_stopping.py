@@ -92,9 +92,10 @@ class EarlyStopping(Callback):
 
         Raises:
             ValueError: ``monitor`` is a key the epoch logs cannot hold (e.g. ``"val_loss"``
-                without validation data).
+                without validation data), unless ``strict=False``, which skips such epochs.
         """
-        check_log_keys(trainer, "EarlyStopping", {self.monitor: "monitor"})
+        if self.strict:
+            check_log_keys(trainer, "EarlyStopping", {self.monitor: "monitor"})
         if self._auto:
             check_auto_mode(trainer, "EarlyStopping", self.monitor, self.mode)
         if getattr(trainer, "global_step", 0) == 0:
