@@ -223,3 +223,17 @@ def test_rows_without_an_id_are_refused_naming_the_first(missing: Any) -> None:
     )
     with pytest.raises(ValueError, match=pattern):
         from_dataframe(df, id="id", features=["v"])
+
+
+@pytest.mark.parametrize(
+    ("shape", "hint"),
+    [
+        ((8, 1, 28, 28), r"Hint: images \(N, 1, H, W\) read by rows become \(N, H, W\) with "),
+        ((8, 28), r"Hint: add a feature axis to univariate sequences with `x.unsqueeze\(-1\)`"),
+    ],
+)
+def test_inputs_of_the_wrong_rank_get_the_hint_for_their_rank(
+    shape: tuple[int, ...], hint: str
+) -> None:
+    with pytest.raises(ShapeError, match=r"^Expected `x` to have shape \(N, L, H_in\), .*" + hint):
+        SequenceDataset(torch.randn(shape), torch.zeros(8, dtype=torch.long))
