@@ -217,3 +217,9 @@ def test_stateful_refuses_a_model_without_an_initial_state() -> None:
     batches = _two_series()
     with pytest.raises(ValueError, match="initial state"):
         _trainer().fit(SequenceClassifier(1, 2, 4), batches)
+
+
+def test_stateful_refuses_a_bidirectional_model() -> None:
+    model = Seq2SeqRegressor(1, 1, 4, bidirectional=True)
+    with pytest.raises(ValueError, match=r"^Expected a unidirectional model with stateful=True"):
+        _trainer().fit(model, _two_series())

@@ -96,7 +96,7 @@ def _start_fit(
 ) -> None:
     task = trainer_task(trainer, model)
     if trainer.options.stateful:
-        _stateful.check_stateful(trainer, task, train, val)
+        _stateful.check_stateful(trainer, task, model, train, val)
     prepare_fit(trainer, task, model, train, val)
     trainer._fit_task = task
     trainer.model = model.to(trainer.device)

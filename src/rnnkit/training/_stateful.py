@@ -101,11 +101,12 @@ def stream_of(source: BatchSource | None) -> StreamBatches | None:
     return None
 
 
-def check_stateful(trainer: Trainer, task: Task, train: Any, val: Any) -> None:
+def check_stateful(trainer: Trainer, task: Task, model: nn.Module, train: Any, val: Any) -> None:
     """Raise, before any training, for a stateful set-up that cannot carry state.
 
     Raises:
-        ValueError: Data that are not streams, a task that takes no initial state, or DDP.
+        ValueError: Data that are not streams, a task that takes no initial state, a
+            bidirectional model, or DDP.
     """
     for name, data in (("train", train), ("val", val)):
         if data is not None and not isinstance(data, StreamBatches):
@@ -121,6 +122,14 @@ def check_stateful(trainer: Trainer, task: Task, train: Any, val: Any) -> None:
             f"Expected a model whose forward takes an initial state with stateful=True (a "
             f"Seq2SeqRegressor), but the task is a {type(task).__name__}. Hint: use a "
             "Seq2SeqRegressor, or a task with takes_state = True whose forward uses `state`."
+        )
+    spec = getattr(model, "spec", None)
+    if getattr(spec, "bidirectional", False):
+        raise ValueError(
+            "Expected a unidirectional model with stateful=True, but this one is "
+            "bidirectional: its backward direction ends at a window's first step, so its final "
+            "state belongs to the start of the window, not to the next one. Hint: use "
+            "bidirectional=False, or train without stateful=True."
         )
     if trainer.distributed.is_distributed:
         raise ValueError(
