@@ -235,6 +235,7 @@ def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
         check_resume_layout(pending, trainer.batch_size, trainer.world_size)
         check_data(pending.get("data"), trainer.run.data_signature)
         check_optimizer_state(pending, trainer.optimizer)
+        _stateful.check_carry_resumable(pending, trainer.options.stateful)
     if checkpoint is not None:  # the callbacks check their states before the model changes
         _load_callbacks_or_roll_back(trainer, checkpoint["callbacks"])
         model.load_state_dict(checkpoint["model"]["state_dict"])

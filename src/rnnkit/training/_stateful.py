@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "StreamCarry",
+    "check_carry_resumable",
     "check_stateful",
     "fit_carry",
     "join_stream_predictions",
@@ -136,6 +137,22 @@ def check_stateful(trainer: Trainer, task: Task, model: nn.Module, train: Any, v
             "Expected one process with stateful=True, but the Trainer runs under DDP. Hint: "
             "train streams in one process (the streams cannot be split without cutting them)."
         )
+
+
+def check_carry_resumable(pending: Mapping[str, Any], stateful: bool) -> None:
+    """Refuse to drop a stateful run's carried state by resuming it mid-epoch without it.
+
+    Raises:
+        rnnkit.errors.CheckpointError: The checkpoint stops mid-epoch with a carried state
+            and the Trainer has ``stateful=False``.
+    """
+    if stateful or pending.get("stream_state") is None or int(pending["position"]) == 0:
+        return
+    raise CheckpointError(
+        "Expected stateful=True to resume this checkpoint: it stops mid-epoch in a stateful "
+        "run, with the state carried across its stream batches, which stateful=False would "
+        "drop. Hint: resume with Trainer(..., stateful=True) as the run was saved."
+    )
 
 
 def fit_carry(trainer: Trainer, pending: Mapping[str, Any] | None) -> StreamCarry | None:
