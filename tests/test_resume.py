@@ -260,26 +260,35 @@ def test_a_learning_rate_monitor_state_from_a_file_is_checked() -> None:
     assert monitor.state_dict() == {"epoch": 1, "lrs": {"lr": 0.5}}
 
 
-def test_a_bad_callback_state_is_refused_before_the_model_or_any_callback_changes(
-    tmp_path: Path,
+@pytest.mark.parametrize("refused_by", ["a bad state", "a check at fit start"])
+def test_a_refused_resume_leaves_the_model_and_every_callback_as_they_were(
+    tmp_path: Path, refused_by: str
 ) -> None:
     x, y = _data("classifier")
-    Trainer(1, 12, seed=3, callbacks=[ModelCheckpoint(tmp_path)], progress=False).fit(
-        _model("classifier"), (x, y)
-    )
-    checkpoint = load_checkpoint(tmp_path / "last.ckpt")
-    checkpoint["callbacks"]["LearningRateMonitor"] = {"epoch": 0, "lrs": {"lr": math.nan}}
-    torch.save(checkpoint, tmp_path / "last.ckpt")
-    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     keeper, monitor = ModelCheckpoint(tmp_path), LearningRateMonitor()
-    fresh = {"keeper": keeper.state_dict(), "monitor": monitor.state_dict()}
+    Trainer(1, 12, seed=3, callbacks=[keeper, monitor], progress=False).fit(
+        _model("classifier"), (x, y), val=(x[:12], y[:12])
+    )  # the same callback objects wrote the folder
+    checkpoint = load_checkpoint(tmp_path / "last.ckpt")
+    callbacks: list[Callback] = [keeper, monitor]
+    if refused_by == "a bad state":
+        checkpoint["callbacks"]["LearningRateMonitor"] = {"epoch": 0, "lrs": {"lr": math.nan}}
+        torch.save(checkpoint, tmp_path / "last.ckpt")
+        error = r"^Expected a LearningRateMonitor state"
+    else:  # a misspelt monitor, refused in on_fit_start after the states were loaded
+        callbacks.append(EarlyStopping("val_los"))
+        error = "'val_los'"
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    before_callbacks = [dict(vars(keeper)), dict(vars(monitor))]
     model = _model("classifier", seed=2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    trainer = Trainer(2, 12, seed=3, callbacks=[keeper, monitor], progress=False)
-    with pytest.raises(ValueError, match=r"^Expected a LearningRateMonitor state"):
-        trainer.fit(model, (x, y), resume_from="last")  # the keeper's state loads first
-    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
-    assert {"keeper": keeper.state_dict(), "monitor": monitor.state_dict()} == fresh
+    trainer = Trainer(2, 12, seed=3, callbacks=callbacks, progress=False)
+    with pytest.raises(ValueError, match=error):
+        trainer.fit(model, (x, y), val=(x[:12], y[:12]), resume_from="last")
+    if refused_by == "a bad state":
+        assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert [dict(vars(keeper)), dict(vars(monitor))] == before_callbacks
+    trainer.callbacks = [keeper, monitor]
     with pytest.raises(CheckpointError, match="holds checkpoints of another run"):
         trainer.fit(model, (x, y))  # a fresh fit: the folder is still the old run's
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files

@@ -28,6 +28,7 @@ from rnnkit.data import Batch
 from rnnkit.models.base import evaluating
 from rnnkit.training._batches import BatchSource, IndexedSource, input_dtype, to_device
 from rnnkit.training._checkpointing import interrupt_path
+from rnnkit.training._setup import roll_back_callbacks
 from rnnkit.training._stateful import join_stream_predictions, streaming
 from rnnkit.training._steps import check_divergence, parts_of
 from rnnkit.training._totals import EpochTotals
@@ -71,7 +72,7 @@ def run_fit(trainer: Trainer) -> History:
     run = trainer.run
     trainer.interrupts.install()
     try:
-        call(trainer, "on_fit_start")
+        _start_callbacks(trainer)
         while run.epoch < epochs and not run.should_stop:
             trainer.run_epoch(run.epoch)
             with trainer.interrupts.held():  # never an epoch counted but not reset
@@ -86,6 +87,16 @@ def run_fit(trainer: Trainer) -> History:
     finally:
         trainer.interrupts.uninstall()
     return trainer.history
+
+
+def _start_callbacks(trainer: Trainer) -> None:
+    """``on_fit_start``; a refusal there undoes the callback states a resume loaded."""
+    try:
+        call(trainer, "on_fit_start")
+    except BaseException:
+        roll_back_callbacks(trainer)
+        raise
+    trainer._callback_snapshot = None
 
 
 def run_epoch(trainer: Trainer, epoch: int) -> dict[str, float]:

@@ -46,6 +46,7 @@ __all__ = [
     "check_task",
     "prepare_fit",
     "read_resume_checkpoint",
+    "roll_back_callbacks",
     "setup_run",
     "start_fit",
     "trainer_task",
@@ -253,14 +254,27 @@ def _load_callbacks_or_roll_back(trainer: Trainer, states: Mapping[str, Any]) ->
     """Give the callbacks their saved states; on a refusal, every callback is as it was.
 
     A callback left half-resumed (a ModelCheckpoint holding the old run's bookkeeping) would
-    act on it in the next fit.
+    act on it in the next fit. The snapshot is kept until the callbacks' ``on_fit_start``
+    has accepted the set-up (see :func:`roll_back_callbacks`).
     """
-    before = trainer.callback_states()
+    trainer._callback_snapshot = [dict(vars(callback)) for callback in trainer.callbacks]
     try:
         load_callback_states(trainer.callbacks, states)
     except BaseException:
-        load_callback_states(trainer.callbacks, before)
+        roll_back_callbacks(trainer)
         raise
+
+
+def roll_back_callbacks(trainer: Trainer) -> None:
+    """Put every callback's attributes back as they were before a refused resume loaded them.
+
+    Loading a state rebinds a callback's attributes, so a copy of its ``__dict__`` restores
+    it (a callback whose ``load_state_dict`` mutates an attribute in place is not restored).
+    """
+    snapshot, trainer._callback_snapshot = trainer._callback_snapshot, None
+    for callback, attributes in zip(trainer.callbacks, snapshot or [], strict=False):
+        vars(callback).clear()
+        vars(callback).update(attributes)
 
 
 def _seed_run(trainer: Trainer, run: RunState) -> None:
