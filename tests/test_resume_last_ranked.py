@@ -308,3 +308,16 @@ def test_another_experiments_folder_added_at_resume_is_not_preferred(tmp_path: P
     both = [ModelCheckpoint(tmp_path / "a"), ModelCheckpoint(tmp_path / "c")]
     trainer = Trainer(5, 8, callbacks=both, progress=False)
     assert trainer.resolve_resume_path("last") == tmp_path / "a" / "last.ckpt"
+
+
+def test_a_folder_copied_without_its_marker_still_resumes(tmp_path: Path) -> None:
+    x, y = _data()
+    Trainer(3, 8, callbacks=[ModelCheckpoint(tmp_path / "run")], progress=False).fit(
+        SequenceClassifier(3, 3, 8), (x, y)
+    )
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in (tmp_path / "run").glob("*.ckpt"):  # `cp run/*.ckpt copy/`: no hidden marker
+        shutil.copy(path, copy / path.name)
+    trainer = Trainer(3, 8, callbacks=[ModelCheckpoint(copy, overwrite=True)], progress=False)
+    assert trainer.resolve_resume_path("last") == copy / "last.ckpt"

@@ -253,7 +253,8 @@ def latest_checkpoint(callback: ModelCheckpoint) -> Path | None:
     """The checkpoint of ``callback``'s folder that ``resume_from="last"`` continues, or ``None``.
 
     With ``save_last`` and a ``last.ckpt``: :attr:`ModelCheckpoint.last_path
-    <rnnkit.ModelCheckpoint.last_path>`, if the run that owns the folder wrote it. Otherwise
+    <rnnkit.ModelCheckpoint.last_path>`, if the run that owns the folder wrote it (any run,
+    in a folder without a marker, e.g. one copied without its hidden files). Otherwise
     (``save_last=False``, where a ``last.ckpt`` is only an interrupted fit's and may be older
     than the ranked files, or no ``last.ckpt`` of that run) the newest, by the epoch,
     position and global step saved inside (not the file times), of the checkpoints written
@@ -270,13 +271,13 @@ def latest_checkpoint(callback: ModelCheckpoint) -> Path | None:
     if callback.save_last and has_last:
         latest = callback.last_path
         saved = None if latest is None else _saved_progress(latest)
-        if latest is not None and saved is not None and run in saved[1]:
+        if latest is not None and saved is not None and (run is None or run in saved[1]):
             return latest
     paths = [folder / name for name in ranked_files(folder)]
     found: list[tuple[tuple[int, int, int], bool, Path]] = []
     for path in [last, *paths] if has_last else paths:
         saved = _saved_progress(path)
-        if saved is not None and run in saved[1]:  # another run's last.ckpt is not ours
+        if saved is not None and (run is None or run in saved[1]):  # not another run's
             found.append((saved[0], path == last, path))
     if not found:
         return None
