@@ -234,3 +234,10 @@ def test_stateful_refuses_a_bidirectional_model() -> None:
     model = Seq2SeqRegressor(1, 1, 4, bidirectional=True)
     with pytest.raises(ValueError, match=r"^Expected a unidirectional model with stateful=True"):
         _trainer().fit(model, _two_series())
+
+
+def test_predict_and_evaluate_on_streams_refuse_a_bidirectional_model() -> None:
+    model = Seq2SeqRegressor(1, 1, 4, bidirectional=True)
+    for run in (_trainer().predict, _trainer().evaluate):
+        with pytest.raises(ValueError, match=r"^Expected a unidirectional model with stateful"):
+            run(model, _two_series())

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "StreamCarry",
     "check_carry_resumable",
+    "check_one_direction",
     "check_stateful",
     "fit_carry",
     "join_stream_predictions",
@@ -124,6 +125,20 @@ def check_stateful(trainer: Trainer, task: Task, model: nn.Module, train: Any, v
             f"Seq2SeqRegressor), but the task is a {type(task).__name__}. Hint: use a "
             "Seq2SeqRegressor, or a task with takes_state = True whose forward uses `state`."
         )
+    check_one_direction(model)
+    if trainer.distributed.is_distributed:
+        raise ValueError(
+            "Expected one process with stateful=True, but the Trainer runs under DDP. Hint: "
+            "train streams in one process (the streams cannot be split without cutting them)."
+        )
+
+
+def check_one_direction(model: nn.Module) -> None:
+    """Refuse a bidirectional model for carrying state across stream batches.
+
+    Raises:
+        ValueError: The model is bidirectional.
+    """
     spec = getattr(model, "spec", None)
     if getattr(spec, "bidirectional", False):
         raise ValueError(
@@ -131,11 +146,6 @@ def check_stateful(trainer: Trainer, task: Task, model: nn.Module, train: Any, v
             "bidirectional: its backward direction ends at a window's first step, so its final "
             "state belongs to the start of the window, not to the next one. Hint: use "
             "bidirectional=False, or train without stateful=True."
-        )
-    if trainer.distributed.is_distributed:
-        raise ValueError(
-            "Expected one process with stateful=True, but the Trainer runs under DDP. Hint: "
-            "train streams in one process (the streams cannot be split without cutting them)."
         )
 
 
@@ -190,6 +200,8 @@ def streaming(trainer: Trainer, source: BatchSource) -> Iterator[None]:
     """Carry the state over ``source`` in evaluation and prediction, if it is a stream."""
     stream = stream_of(source)
     carry = StreamCarry(stream.resets) if trainer.options.stateful and stream is not None else None
+    if carry is not None:
+        check_one_direction(trainer.evaluated[0])
     outer, trainer.eval_carry = trainer.eval_carry, carry
     try:
         yield
