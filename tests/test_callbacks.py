@@ -567,9 +567,10 @@ def test_early_stopping_not_strict_trains_without_the_monitored_key() -> None:
     torch.manual_seed(0)
     x, y = torch.randn(32, 5, 3), torch.randint(0, 2, (32,))
     stop = EarlyStopping("val_loss", strict=False, patience=1)
-    history = Trainer(3, 8, callbacks=[stop], progress=False).fit(
-        SequenceClassifier(3, 2, 8), (x, y)
-    )
+    with pytest.warns(UserWarning, match=r"'val_loss'.*\(strict=False: every epoch is skipped\)"):
+        history = Trainer(3, 8, callbacks=[stop], progress=False).fit(
+            SequenceClassifier(3, 2, 8), (x, y)
+        )
     assert len(history) == 3  # no validation data: every epoch skipped, none stopped the fit
     assert stop.best_epoch == -1
     with pytest.raises(ValueError, match="val_loss"):

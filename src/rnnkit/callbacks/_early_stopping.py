@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -92,10 +93,15 @@ class EarlyStopping(Callback):
 
         Raises:
             ValueError: ``monitor`` is a key the epoch logs cannot hold (e.g. ``"val_loss"``
-                without validation data), unless ``strict=False``, which skips such epochs.
+                without validation data); with ``strict=False`` a warning, and such epochs
+                are skipped.
         """
-        if self.strict:
+        try:
             check_log_keys(trainer, "EarlyStopping", {self.monitor: "monitor"})
+        except ValueError as error:
+            if self.strict:
+                raise
+            warnings.warn(f"{error} (strict=False: every epoch is skipped)", stacklevel=2)
         if self._auto:
             check_auto_mode(trainer, "EarlyStopping", self.monitor, self.mode)
         if getattr(trainer, "global_step", 0) == 0:
