@@ -230,6 +230,7 @@ def test_rows_without_an_id_are_refused_naming_the_first(missing: Any) -> None:
     [
         ((8, 1, 28, 28), r"Hint: images \(N, 1, H, W\) read by rows become \(N, H, W\) with "),
         ((8, 28), r"Hint: add a feature axis to univariate sequences with `x.unsqueeze\(-1\)`"),
+        ((8, 3, 28, 28), r"Hint: images \(N, C, H, W\) go through rnnkit.data.image_sequences"),
     ],
 )
 def test_inputs_of_the_wrong_rank_get_the_hint_for_their_rank(

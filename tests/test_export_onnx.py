@@ -321,9 +321,9 @@ def _cli_path(tmp_path: Path, arg: str) -> str:
         ([], "nothing to write"),
         (["--onnx", "OUT", "--mode", "step"], "bidirectional"),
         (["--onnx", "NODIR/m.onnx"], "does not exist. Hint: create it first"),
-        (["--onnx", "DIR"], "is a folder. Hint: name a file inside it."),
-        (["--torch-export", "NODIR/m.pt2"], "does not exist"),
-        (["--onnx", "OUT", "--mode", "step", "--no-lengths"], "apply to --mode sequence only"),
+        (["--onnx", "DIR"], "Expected --onnx to name a file, but got the folder"),
+        (["--torch-export", "NODIR/m.pt2"], "Expected --torch-export to name a file in an"),
+        (["--onnx", "OUT", "--mode", "step", "--no-lengths"], "Expected --mode sequence with"),
     ],
 )
 def test_cli_export_errors_exit_2(

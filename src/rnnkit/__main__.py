@@ -119,8 +119,9 @@ def _export(args: argparse.Namespace) -> str:
         raise ValueError("nothing to write. Hint: pass --onnx PATH and/or --torch-export PATH.")
     if args.mode == "step" and (args.no_lengths or args.no_initial_state):
         raise ValueError(
-            "--no-lengths and --no-initial-state apply to --mode sequence only. Hint: a "
-            "step-mode graph always takes the state and one step, without lengths."
+            "Expected --mode sequence with --no-lengths or --no-initial-state, but got --mode "
+            "step. Hint: a step-mode graph always takes one step and the state, no lengths; "
+            "drop those flags."
         )
     for option, target in (("--onnx", args.onnx), ("--torch-export", args.torch_export)):
         _check_output(option, target)
@@ -144,11 +145,14 @@ def _check_output(option: str, target: str | None) -> None:
         return
     path = Path(target)
     if path.is_dir():
-        raise ValueError(f"{option} {target!r} is a folder. Hint: name a file inside it.")
+        raise ValueError(
+            f"Expected {option} to name a file, but got the folder {target!r}. Hint: name a "
+            "file inside it."
+        )
     if not path.parent.is_dir():
         raise ValueError(
-            f"{option} {target!r}: the folder {str(path.parent)!r} does not exist. Hint: "
-            "create it first, or name a file in an existing folder."
+            f"Expected {option} to name a file in an existing folder, but got {target!r}, "
+            f"whose folder {str(path.parent)!r} does not exist. Hint: create it first."
         )
 
 

@@ -46,8 +46,8 @@ class LogKeys:
 def fit_metrics(trainer: Any) -> tuple[Metric, ...]:
     """The metrics of the fit that is starting (a user's :class:`Metric` objects among them).
 
-    ``mode="auto"`` reads their ``higher_is_better`` (:func:`rnnkit.metrics.resolve_mode`);
-    a trainer without a fit yet has none.
+    :func:`check_auto_mode` compares their ``higher_is_better`` with a callback's
+    ``mode="auto"``; a trainer without a fit yet has none.
     """
     try:
         task = trainer.task_of_fit

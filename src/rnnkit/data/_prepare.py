@@ -36,7 +36,7 @@ _Affine = float | Sequence[float] | Tensor
 
 def _prepare_x(x: Any) -> Tensor:
     t = as_tensor(x, "x")
-    require_dims(t, "x", (3,), "(N, L, H_in)", _x_dims_hint(t.dim()))
+    require_dims(t, "x", (3,), "(N, L, H_in)", _x_dims_hint(tuple(t.shape)))
     if t.numel() == 0:
         raise ValueError(f"Expected a non-empty `x`, but got shape {fmt_shape(t)}.")
     if t.dtype == torch.bool or t.is_complex():
@@ -46,13 +46,15 @@ def _prepare_x(x: Any) -> Tensor:
     return t
 
 
-def _x_dims_hint(dims: int) -> str:
+def _x_dims_hint(shape: tuple[int, ...]) -> str:
     """The likeliest fix for inputs that are not ``(N, L, H_in)``, judged by their axes."""
-    if dims == 4:
+    if len(shape) == 4 and shape[1] == 1:
         return (
             "images (N, 1, H, W) read by rows become (N, H, W) with `x.squeeze(1)`; or use "
             "rnnkit.data.image_sequences(...)."
         )
+    if len(shape) == 4:
+        return "images (N, C, H, W) go through rnnkit.data.image_sequences(...)."
     return (
         "add a feature axis to univariate sequences with `x.unsqueeze(-1)`; images go through "
         "rnnkit.data.image_sequences(...)."

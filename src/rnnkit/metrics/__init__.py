@@ -214,7 +214,8 @@ def resolve_mode(
 
     ``"auto"`` gives ``"max"`` for a metric known to be higher-is-better and ``"min"`` for
     anything else (losses and errors). Known are ``metrics`` (e.g. the fit's own
-    :class:`Metric` objects, which the callbacks pass when a fit starts) and rnnkit's named
+    :class:`Metric` objects, against which the callbacks check their mode when a fit starts)
+    and rnnkit's named
     metrics (accuracies, such as ``"val_accuracy"`` or ``"top5_accuracy"``), with or without
     the ``val_`` prefix. Watching an accuracy with ``"min"`` would keep the worst epoch
     without a word, the commonest slip with these callbacks.
