@@ -307,7 +307,8 @@ def test_another_experiments_folder_added_at_resume_is_not_preferred(tmp_path: P
     )
     both = [ModelCheckpoint(tmp_path / "a"), ModelCheckpoint(tmp_path / "c")]
     trainer = Trainer(5, 8, callbacks=both, progress=False)
-    assert trainer.resolve_resume_path("last") == tmp_path / "a" / "last.ckpt"
+    with pytest.warns(UserWarning, match=r"c/last.ckpt', which cannot be resumed: it belongs"):
+        assert trainer.resolve_resume_path("last") == tmp_path / "a" / "last.ckpt"
 
 
 def test_a_folder_copied_without_its_marker_still_resumes(tmp_path: Path) -> None:

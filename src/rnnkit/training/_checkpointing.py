@@ -308,7 +308,7 @@ def _newest(paths: list[Path]) -> Path:
     ours = [(saved[0], -index, p) for index, (p, saved) in enumerate(read) if saved[1] & runs]
     for p, saved in read:
         if not saved[1] & runs:
-            logger.warning("rnnkit: resume_from='last' ignored %r: another run's.", str(p))
+            _skip(p, "it belongs to another run than the first folder's")
     return max(ours)[2]
 
 
