@@ -567,7 +567,9 @@ def test_early_stopping_not_strict_trains_without_the_monitored_key() -> None:
     torch.manual_seed(0)
     x, y = torch.randn(32, 5, 3), torch.randint(0, 2, (32,))
     stop = EarlyStopping("val_loss", strict=False, patience=1)
-    with pytest.warns(UserWarning, match=r"'val_loss'.*\(strict=False: every epoch is skipped\)"):
+    with pytest.warns(
+        UserWarning, match=r"^EarlyStopping\(strict=False\) skips every epoch: .*'val_loss'"
+    ):
         history = Trainer(3, 8, callbacks=[stop], progress=False).fit(
             SequenceClassifier(3, 2, 8), (x, y)
         )

@@ -294,6 +294,59 @@ def test_a_refused_resume_leaves_the_model_and_every_callback_as_they_were(
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
 
 
+class _Opens(Callback):
+    """Opens a resource in on_fit_start and closes what it holds in on_exception."""
+
+    def __init__(self) -> None:
+        self.closed: list[str] = []
+
+    def on_fit_start(self, trainer: Any) -> None:
+        self.handle = "open"
+
+    def on_exception(self, trainer: Any, exc: BaseException) -> None:
+        self.closed.append(self.handle)
+
+
+class _InterruptAtStart(Callback):
+    def on_fit_start(self, trainer: Any) -> None:
+        raise KeyboardInterrupt
+
+
+def test_a_refusal_at_fit_start_lets_callbacks_close_what_they_opened(tmp_path: Path) -> None:
+    x, y = _data("classifier")
+    Trainer(1, 12, callbacks=[ModelCheckpoint(tmp_path)], progress=False).fit(
+        _model("classifier"), (x, y)
+    )
+    opens = _Opens()
+    callbacks = [opens, EarlyStopping("val_los"), ModelCheckpoint(tmp_path)]
+    with pytest.raises(ValueError, match="'val_los'"):
+        Trainer(2, 12, callbacks=callbacks, progress=False).fit(
+            _model("classifier"), (x, y), resume_from="last"
+        )
+    assert opens.closed == ["open"]  # on_exception ran before the roll-back
+
+
+def test_ctrl_c_at_fit_start_of_a_resume_keeps_the_run_resumable(tmp_path: Path) -> None:
+    x, y = _data("classifier")
+
+    def fit(*extra: Callback, folder: str = "run", **kwargs: Any) -> Trainer:
+        callbacks = [ModelCheckpoint(tmp_path / folder, save_top_k=0), *extra]
+        trainer = Trainer(3, 12, seed=3, callbacks=callbacks, progress=False)
+        trainer.fit(_model("classifier"), (x, y), **kwargs)
+        return trainer
+
+    straight = fit(folder="straight")
+    fit(InterruptAt(6))  # stopped in the second epoch
+    interrupted = fit(_InterruptAtStart(), resume_from="last")  # Ctrl-C before training
+    assert interrupted.interrupted
+    resumed = fit(resume_from="last")
+    assert resumed.global_step == straight.global_step == 3 * 4
+    assert resumed.model is not None
+    assert straight.model is not None
+    pairs = zip(resumed.model.parameters(), straight.model.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+
+
 def test_resume_from_last_without_a_checkpoint_starts_afresh(tmp_path: Path) -> None:
     trainer = _fit("classifier", tmp_path / "new", epochs=1, resume_from="last")
     assert len(trainer.history) == 1

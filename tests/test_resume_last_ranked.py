@@ -322,3 +322,26 @@ def test_a_folder_copied_without_its_marker_still_resumes(tmp_path: Path) -> Non
         shutil.copy(path, copy / path.name)
     trainer = Trainer(3, 8, callbacks=[ModelCheckpoint(copy, overwrite=True)], progress=False)
     assert trainer.resolve_resume_path("last") == copy / "last.ckpt"
+
+
+def test_a_checkpoint_without_a_run_id_is_compared_with_a_folders(tmp_path: Path) -> None:
+    # runs/last.ckpt comes from an interrupted fit without a ModelCheckpoint: no run id.
+    x, y = _data()
+    Trainer(
+        3, 8, callbacks=[_InterruptAfter(7)], default_root_dir=tmp_path / "runs", progress=False
+    ).fit(SequenceClassifier(3, 3, 8), (x, y))
+    Trainer(1, 8, callbacks=[ModelCheckpoint(tmp_path / "best")], progress=False).fit(
+        SequenceClassifier(3, 3, 8), (x, y)
+    )
+    both = [ModelCheckpoint(tmp_path / "runs", overwrite=True), ModelCheckpoint(tmp_path / "best")]
+    trainer = Trainer(3, 8, callbacks=both, progress=False)
+    assert trainer.resolve_resume_path("last") == tmp_path / "runs" / "last.ckpt"
+
+
+class _InterruptAfter(Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_batch_end(self, trainer: Any, batch_idx: int, outputs: dict[str, Any]) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt

@@ -131,8 +131,11 @@ def test_resuming_mid_epoch_without_the_carried_state_is_refused(tmp_path: Path)
     batches = _two_series()
     trainer = _trainer(stateful=False, callbacks=[InterruptAt(3)], default_root_dir=tmp_path)
     trainer.fit(_model(), batches)
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(CheckpointError, match="stream_state"):
-        _trainer().fit(_model(), batches, resume_from=trainer.interrupt_checkpoint)
+        _trainer().fit(model, batches, resume_from=trainer.interrupt_checkpoint)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_resuming_a_stateful_run_mid_epoch_without_stateful_is_refused(tmp_path: Path) -> None:

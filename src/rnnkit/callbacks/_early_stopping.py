@@ -101,7 +101,7 @@ class EarlyStopping(Callback):
         except ValueError as error:
             if self.strict:
                 raise
-            warnings.warn(f"{error} (strict=False: every epoch is skipped)", stacklevel=2)
+            warnings.warn(f"EarlyStopping(strict=False) skips every epoch: {error}", stacklevel=2)
         if self._auto:
             check_auto_mode(trainer, "EarlyStopping", self.monitor, self.mode)
         if getattr(trainer, "global_step", 0) == 0:

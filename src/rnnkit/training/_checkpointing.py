@@ -305,9 +305,13 @@ def _newest(paths: list[Path]) -> Path:
     if not read:
         return paths[0]
     runs = read[0][1][1]
-    ours = [(saved[0], -index, p) for index, (p, saved) in enumerate(read) if saved[1] & runs]
+
+    def same_run(other: set[str]) -> bool:  # a file without a run id (no ModelCheckpoint) may be
+        return not runs or not other or bool(other & runs)
+
+    ours = [(saved[0], -index, p) for index, (p, saved) in enumerate(read) if same_run(saved[1])]
     for p, saved in read:
-        if not saved[1] & runs:
+        if not same_run(saved[1]):
             _skip(p, "it belongs to another run than the first folder's")
     return max(ours)[2]
 

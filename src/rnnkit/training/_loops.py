@@ -72,31 +72,24 @@ def run_fit(trainer: Trainer) -> History:
     run = trainer.run
     trainer.interrupts.install()
     try:
-        _start_callbacks(trainer)
+        call(trainer, "on_fit_start")
+        trainer._callback_snapshot = None  # the callbacks accepted the set-up
         while run.epoch < epochs and not run.should_stop:
             trainer.run_epoch(run.epoch)
             with trainer.interrupts.held():  # never an epoch counted but not reset
                 run.next_epoch()
         call(trainer, "on_fit_end")
         trainer.distributed.barrier()  # rank 0's files are written before anyone reads them
-    except KeyboardInterrupt as exc:
+    except KeyboardInterrupt as exc:  # saved as it stands, loaded states included
+        trainer._callback_snapshot = None
         handle_interrupt(trainer, exc)
     except BaseException as exc:
-        notify_exception(trainer, exc)
+        notify_exception(trainer, exc)  # the callbacks close what they opened first
+        roll_back_callbacks(trainer)  # an on_fit_start refusal undoes a resume's states
         raise
     finally:
         trainer.interrupts.uninstall()
     return trainer.history
-
-
-def _start_callbacks(trainer: Trainer) -> None:
-    """``on_fit_start``; a refusal there undoes the callback states a resume loaded."""
-    try:
-        call(trainer, "on_fit_start")
-    except BaseException:
-        roll_back_callbacks(trainer)
-        raise
-    trainer._callback_snapshot = None
 
 
 def run_epoch(trainer: Trainer, epoch: int) -> dict[str, float]:

@@ -85,6 +85,7 @@ def start_fit(
         _start_fit(trainer, model, train, val, resume_from)
     except BaseException:
         trainer._pending_state = kept
+        roll_back_callbacks(trainer)  # callback states a refused resume had loaded
         raise
 
 
@@ -255,9 +256,11 @@ def _load_callbacks_or_roll_back(trainer: Trainer, states: Mapping[str, Any]) ->
 
     A callback left half-resumed (a ModelCheckpoint holding the old run's bookkeeping) would
     act on it in the next fit. The snapshot is kept until the callbacks' ``on_fit_start``
-    has accepted the set-up (see :func:`roll_back_callbacks`).
+    has accepted the set-up: any refusal before then rolls back (:func:`roll_back_callbacks`).
     """
-    trainer._callback_snapshot = [dict(vars(callback)) for callback in trainer.callbacks]
+    trainer._callback_snapshot = [
+        (callback, dict(vars(callback))) for callback in trainer.callbacks
+    ]
     try:
         load_callback_states(trainer.callbacks, states)
     except BaseException:
@@ -272,7 +275,7 @@ def roll_back_callbacks(trainer: Trainer) -> None:
     it (a callback whose ``load_state_dict`` mutates an attribute in place is not restored).
     """
     snapshot, trainer._callback_snapshot = trainer._callback_snapshot, None
-    for callback, attributes in zip(trainer.callbacks, snapshot or [], strict=False):
+    for callback, attributes in snapshot or []:
         vars(callback).clear()
         vars(callback).update(attributes)
 

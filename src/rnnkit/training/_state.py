@@ -172,7 +172,7 @@ class RunState:
             started with).
         """
         snap, finished = self.snapshot, self.epoch_finished
-        return {
+        state = {
             "epoch": self.epoch + 1 if finished else self.epoch,
             "position": 0 if finished else self.position,
             "global_step": self.global_step if snap is None else snap.global_step,
@@ -183,6 +183,21 @@ class RunState:
             "rng": self._rng_state(device),
             "data": None if self.data_signature is None else dict(self.data_signature),
             "epoch_lr": None if finished else self.epoch_lr,
+        }
+        return {**state, **self._kept_aside()}
+
+    def _kept_aside(self) -> dict[str, Any]:
+        """A loaded unfinished epoch not yet continued (a stop before it started), as saved."""
+        saved = self.saved_epoch
+        if saved is None or saved.epoch != self.epoch or self.epoch_finished:
+            return {}
+        order = None if saved.order is None else saved.order.clone()
+        totals = None if saved.totals is None else dict(saved.totals)
+        return {
+            "position": saved.position,
+            "permutation": order,
+            "totals": totals,
+            "epoch_lr": saved.lr,
         }
 
     def _rng_state(self, device: torch.device) -> dict[str, Any]:

@@ -150,14 +150,22 @@ def check_one_direction(model: nn.Module) -> None:
 
 
 def check_carry_resumable(pending: Mapping[str, Any], stateful: bool) -> None:
-    """Refuse to drop a stateful run's carried state by resuming it mid-epoch without it.
+    """Refuse a mid-epoch resume whose carried state and ``stateful`` setting disagree.
+
+    Called before the checkpoint's states are loaded, so a refusal changes nothing.
 
     Raises:
         rnnkit.errors.CheckpointError: The checkpoint stops mid-epoch with a carried state
-            and the Trainer has ``stateful=False``.
+            and the Trainer has ``stateful=False``, or without one and ``stateful=True``.
     """
-    if stateful or pending.get("stream_state") is None or int(pending["position"]) == 0:
+    if int(pending["position"]) == 0 or (pending.get("stream_state") is not None) == stateful:
         return
+    if stateful:
+        raise CheckpointError(
+            "Expected the checkpoint of a stateful run to hold the carried state "
+            "('stream_state'), but it has none and stops mid-epoch. Hint: resume it with "
+            "the Trainer it was saved with (stateful=False), or start the epoch afresh."
+        )
     raise CheckpointError(
         "Expected stateful=True to resume this checkpoint: it stops mid-epoch in a stateful "
         "run, with the state carried across its stream batches, which stateful=False would "
@@ -166,27 +174,16 @@ def check_carry_resumable(pending: Mapping[str, Any], stateful: bool) -> None:
 
 
 def fit_carry(trainer: Trainer, pending: Mapping[str, Any] | None) -> StreamCarry | None:
-    """The training carry of a stateful fit, restored from a resumed state if any.
-
-    Raises:
-        rnnkit.errors.CheckpointError: Resuming a stateful run mid-epoch from a state
-            saved without the carried state.
-    """
+    """The training carry of a stateful fit, restored from a resumed state if any."""
     stream = stream_of(trainer.train_source)
     if not trainer.options.stateful or stream is None:
         return None
     carry = StreamCarry(stream.resets)
     if pending is None:
         return carry
-    saved = pending.get("stream_state")
+    saved = pending.get("stream_state")  # its presence mid-epoch: check_carry_resumable
     if saved is not None:
         carry.load_state_dict(saved, trainer.device)
-    elif int(pending["position"]) > 0:
-        raise CheckpointError(
-            "Expected the checkpoint of a stateful run to hold the carried state "
-            "('stream_state'), but it has none and stops mid-epoch. Hint: resume it with "
-            "the Trainer it was saved with (stateful=False), or start the epoch afresh."
-        )
     return carry
 
 
