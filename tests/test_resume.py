@@ -347,6 +347,72 @@ def test_ctrl_c_at_fit_start_of_a_resume_keeps_the_run_resumable(tmp_path: Path)
     assert all(torch.equal(a, b) for a, b in pairs)
 
 
+class _CountBatches(Callback):
+    def __init__(self) -> None:
+        self.batches = 0
+
+    def on_batch_end(self, trainer: Any, batch_idx: int, outputs: dict[str, Any]) -> None:
+        self.batches += 1
+
+
+def test_a_refusal_at_fit_start_keeps_a_loaded_state_for_the_next_fit(tmp_path: Path) -> None:
+    x, y = _data("classifier")
+    first = Trainer(1, 12, seed=3, progress=False)
+    first.fit(_model("classifier"), (x, y))
+    trainer = Trainer(2, 12, seed=3, progress=False, callbacks=[EarlyStopping("val_los")])
+    trainer.load_state_dict(first.state_dict())
+    with pytest.raises(ValueError, match="'val_los'"):
+        trainer.fit(_model("classifier"), (x, y), val=(x, y))
+    counter = _CountBatches()
+    trainer.callbacks = [counter]
+    trainer.fit(_model("classifier"), (x, y))
+    assert counter.batches == 4  # one epoch more: continued from the state, not afresh
+
+
+def test_a_missing_scheduler_is_refused_before_the_model_changes(tmp_path: Path) -> None:
+    _fit("classifier", tmp_path, epochs=1)  # its Trainer has a StepLR scheduler
+    x, y = _data("classifier")
+    model = _model("classifier", seed=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = Trainer(
+        2, 12, optimizer="adamw", callbacks=[ModelCheckpoint(tmp_path)], progress=False
+    )
+    with pytest.raises(CheckpointError, match=r"^Expected a Trainer with a `scheduler`"):
+        trainer.fit(model, (x, y), val=(x[:20], y[:20]), resume_from="last")
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+class _StopAt(Callback):
+    """Asks the fit to stop after the current epoch, from the middle of it."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_batch_end(self, trainer: Any, batch_idx: int, outputs: dict[str, Any]) -> None:
+        if trainer.global_step == self.step:
+            trainer.should_stop = True
+
+
+def test_a_stop_asked_mid_epoch_then_ctrl_c_resumes_to_the_epochs_end(tmp_path: Path) -> None:
+    x, y = _data("classifier")
+
+    def fit(*extra: Callback, folder: str = "run", **kwargs: Any) -> Trainer:
+        callbacks = [ModelCheckpoint(tmp_path / folder, save_top_k=0), _StopAt(5), *extra]
+        trainer = Trainer(4, 12, seed=3, callbacks=callbacks, progress=False)
+        trainer.fit(_model("classifier"), (x, y), **kwargs)
+        return trainer
+
+    straight = fit(folder="straight")
+    assert straight.global_step == 2 * 4  # the stop asked at step 5 ends the second epoch
+    fit(InterruptAt(6))
+    resumed = fit(resume_from="last")
+    assert resumed.global_step == straight.global_step
+    assert resumed.model is not None
+    assert straight.model is not None
+    pairs = zip(resumed.model.parameters(), straight.model.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+
+
 def test_resume_from_last_without_a_checkpoint_starts_afresh(tmp_path: Path) -> None:
     trainer = _fit("classifier", tmp_path / "new", epochs=1, resume_from="last")
     assert len(trainer.history) == 1

@@ -324,7 +324,7 @@ def test_a_folder_copied_without_its_marker_still_resumes(tmp_path: Path) -> Non
     assert trainer.resolve_resume_path("last") == copy / "last.ckpt"
 
 
-def test_a_checkpoint_without_a_run_id_is_compared_with_a_folders(tmp_path: Path) -> None:
+def test_a_checkpoint_without_a_run_id_is_not_compared_with_another_runs(tmp_path: Path) -> None:
     # runs/last.ckpt comes from an interrupted fit without a ModelCheckpoint: no run id.
     x, y = _data()
     Trainer(
@@ -335,7 +335,8 @@ def test_a_checkpoint_without_a_run_id_is_compared_with_a_folders(tmp_path: Path
     )
     both = [ModelCheckpoint(tmp_path / "runs", overwrite=True), ModelCheckpoint(tmp_path / "best")]
     trainer = Trainer(3, 8, callbacks=both, progress=False)
-    assert trainer.resolve_resume_path("last") == tmp_path / "runs" / "last.ckpt"
+    with pytest.warns(UserWarning, match=r"best/last.ckpt', which cannot be resumed: it belongs"):
+        assert trainer.resolve_resume_path("last") == tmp_path / "runs" / "last.ckpt"
 
 
 class _InterruptAfter(Callback):

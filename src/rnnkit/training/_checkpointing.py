@@ -32,6 +32,7 @@ __all__ = [
     "STATE_VERSION",
     "callback_states",
     "check_resume_layout",
+    "check_scheduler_state",
     "check_state",
     "interrupt_path",
     "last_candidates",
@@ -158,16 +159,25 @@ def load_optimizers(
     """
     if state["optimizer"] is not None:
         optimizer.load_state_dict(state["optimizer"])
+    check_scheduler_state(state, scheduler)
     if state["scheduler"] is not None:
-        if scheduler is None:
-            raise CheckpointError(
-                "Expected a Trainer with a `scheduler` to resume this checkpoint, which "
-                "holds a scheduler's state, but it has none. Hint: pass the same "
-                "scheduler= as the run that wrote it."
-            )
         scheduler.load_state_dict(state["scheduler"])
     if state["scaler"] is not None and scaler.is_enabled():
         scaler.load_state_dict(state["scaler"])
+
+
+def check_scheduler_state(state: Mapping[str, Any], scheduler: Any) -> None:
+    """Refuse a state that holds a scheduler's when the Trainer has none (before loading).
+
+    Raises:
+        rnnkit.errors.CheckpointError: The state holds a scheduler's, but there is none.
+    """
+    if state["scheduler"] is not None and scheduler is None:
+        raise CheckpointError(
+            "Expected a Trainer with a `scheduler` to resume this checkpoint, which holds a "
+            "scheduler's state, but it has none. Hint: pass the same scheduler= as the run "
+            "that wrote it."
+        )
 
 
 def saved_fused(state: Mapping[str, Any] | None) -> bool | None:
@@ -306,8 +316,8 @@ def _newest(paths: list[Path]) -> Path:
         return paths[0]
     runs = read[0][1][1]
 
-    def same_run(other: set[str]) -> bool:  # a file without a run id (no ModelCheckpoint) may be
-        return not runs or not other or bool(other & runs)
+    def same_run(other: set[str]) -> bool:  # files without a run id match only each other
+        return bool(other & runs) if runs else not other
 
     ours = [(saved[0], -index, p) for index, (p, saved) in enumerate(read) if same_run(saved[1])]
     for p, saved in read:

@@ -74,7 +74,7 @@ def run_fit(trainer: Trainer) -> History:
     try:
         call(trainer, "on_fit_start")
         trainer._callback_snapshot = None  # the callbacks accepted the set-up
-        while run.epoch < epochs and not run.should_stop:
+        while run.epoch < epochs and (not run.should_stop or run.has_kept_aside_epoch()):
             trainer.run_epoch(run.epoch)
             with trainer.interrupts.held():  # never an epoch counted but not reset
                 run.next_epoch()

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from rnnkit.callbacks import Callback
 from rnnkit.data import Batch
 from rnnkit.io.checkpoint import check_compatible, load_checkpoint
 from rnnkit.tasks import DataInfo, Task, task_for
@@ -22,6 +22,7 @@ from rnnkit.training import _stateful
 from rnnkit.training._batches import BatchSource, IterableSource, as_source
 from rnnkit.training._checkpointing import (
     check_resume_layout,
+    check_scheduler_state,
     load_callback_states,
     load_optimizers,
     resolve_resume_path,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from rnnkit.training.trainer import Trainer
 
 __all__ = [
+    "RollBack",
     "build_optimizer",
     "check_distributed",
     "check_each_batch",
@@ -84,8 +86,8 @@ def start_fit(
     try:
         _start_fit(trainer, model, train, val, resume_from)
     except BaseException:
-        trainer._pending_state = kept
         roll_back_callbacks(trainer)  # callback states a refused resume had loaded
+        trainer._pending_state = kept
         raise
 
 
@@ -223,6 +225,9 @@ def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
     assert model is not None
     pending = trainer._pending_state
     trainer._reset_run()
+    # Until the callbacks' on_fit_start accepts the set-up, a refusal puts back the state
+    # kept for the next fit and every callback's attributes (roll_back_callbacks).
+    trainer._callback_snapshot = (pending, [(cb, dict(vars(cb))) for cb in trainer.callbacks])
     trainer.optimizer = trainer.configure_optimizer(model)  # reads the pending state's "fused"
     trainer._pending_state = None
     trainer.optimizer.zero_grad(set_to_none=True)
@@ -238,8 +243,9 @@ def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
         check_data(pending.get("data"), trainer.run.data_signature)
         check_optimizer_state(pending, trainer.optimizer)
         _stateful.check_carry_resumable(pending, trainer.options.stateful)
+        check_scheduler_state(pending, trainer.scheduler)
     if checkpoint is not None:  # the callbacks check their states before the model changes
-        _load_callbacks_or_roll_back(trainer, checkpoint["callbacks"])
+        load_callback_states(trainer.callbacks, checkpoint["callbacks"])
         model.load_state_dict(checkpoint["model"]["state_dict"])
     if pending is None:
         _seed_run(trainer, trainer.run)
@@ -251,31 +257,23 @@ def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
     trainer.expected_log_keys = expected_log_keys(trainer)  # read by callbacks' on_fit_start
 
 
-def _load_callbacks_or_roll_back(trainer: Trainer, states: Mapping[str, Any]) -> None:
-    """Give the callbacks their saved states; on a refusal, every callback is as it was.
-
-    A callback left half-resumed (a ModelCheckpoint holding the old run's bookkeeping) would
-    act on it in the next fit. The snapshot is kept until the callbacks' ``on_fit_start``
-    has accepted the set-up: any refusal before then rolls back (:func:`roll_back_callbacks`).
-    """
-    trainer._callback_snapshot = [
-        (callback, dict(vars(callback))) for callback in trainer.callbacks
-    ]
-    try:
-        load_callback_states(trainer.callbacks, states)
-    except BaseException:
-        roll_back_callbacks(trainer)
-        raise
+RollBack = tuple[dict[str, Any] | None, list[tuple[Callback, dict[str, Any]]]]
+"""What a refused fit puts back: the state kept for the next fit, each callback's attributes."""
 
 
 def roll_back_callbacks(trainer: Trainer) -> None:
-    """Put every callback's attributes back as they were before a refused resume loaded them.
+    """Undo what a refused fit took up: the kept state and each callback's loaded state.
 
-    Loading a state rebinds a callback's attributes, so a copy of its ``__dict__`` restores
-    it (a callback whose ``load_state_dict`` mutates an attribute in place is not restored).
+    A callback left half-resumed (a ModelCheckpoint holding the old run's bookkeeping) would
+    act on it in the next fit. Loading a state rebinds a callback's attributes, so a copy of
+    its ``__dict__`` restores it (one whose ``load_state_dict`` mutates an attribute in place
+    is not restored). Nothing happens once the callbacks' ``on_fit_start`` has accepted.
     """
     snapshot, trainer._callback_snapshot = trainer._callback_snapshot, None
-    for callback, attributes in snapshot or []:
+    if snapshot is None:
+        return
+    trainer._pending_state, callbacks = snapshot
+    for callback, attributes in callbacks:
         vars(callback).clear()
         vars(callback).update(attributes)
 

@@ -186,6 +186,15 @@ class RunState:
         }
         return {**state, **self._kept_aside()}
 
+    def has_kept_aside_epoch(self) -> bool:
+        """Whether a loaded unfinished epoch waits to be continued as the current epoch.
+
+        A stop asked for in the middle of an epoch ends the fit after that epoch; a run
+        interrupted and resumed there still finishes it.
+        """
+        saved = self.saved_epoch
+        return saved is not None and saved.epoch == self.epoch
+
     def _kept_aside(self) -> dict[str, Any]:
         """A loaded unfinished epoch not yet continued (a stop before it started), as saved."""
         saved = self.saved_epoch
