@@ -413,6 +413,47 @@ def test_a_stop_asked_mid_epoch_then_ctrl_c_resumes_to_the_epochs_end(tmp_path: 
     assert all(torch.equal(a, b) for a, b in pairs)
 
 
+class _RecordsErrors(Callback):
+    def on_exception(self, trainer: Any, exc: BaseException) -> None:
+        self.last_error = exc
+
+
+def test_after_a_refused_resume_a_plain_fit_starts_afresh_and_callbacks_keep_their_notes(
+    tmp_path: Path,
+) -> None:
+    x, y = _data("classifier")
+    Trainer(1, 12, callbacks=[ModelCheckpoint(tmp_path / "a")], progress=False).fit(
+        _model("classifier"), (x, y)
+    )
+    notes = _RecordsErrors()
+    callbacks = [notes, EarlyStopping("val_los"), ModelCheckpoint(tmp_path / "a")]
+    trainer = Trainer(3, 12, callbacks=callbacks, progress=False)
+    with pytest.raises(ValueError, match="'val_los'") as refused:
+        trainer.fit(_model("classifier"), (x, y), resume_from="last")
+    assert notes.last_error is refused.value  # its own note, not rolled back
+    counter = _CountBatches()
+    trainer.callbacks = [counter, ModelCheckpoint(tmp_path / "b")]
+    trainer.fit(_model("classifier"), (x, y))
+    assert counter.batches == 3 * 4  # afresh: the refused checkpoint's state was not kept
+
+
+def test_ctrl_c_before_a_folder_is_claimed_leaves_another_runs_files_alone(
+    tmp_path: Path,
+) -> None:
+    x, y = _data("classifier")
+    Trainer(1, 12, callbacks=[ModelCheckpoint(tmp_path / "other")], progress=False).fit(
+        _model("classifier"), (x, y)
+    )
+    files = {p.name: p.read_bytes() for p in (tmp_path / "other").iterdir()}
+    callbacks = [_InterruptAtStart(), ModelCheckpoint(tmp_path / "other")]
+    trainer = Trainer(
+        1, 12, callbacks=callbacks, default_root_dir=tmp_path / "root", progress=False
+    )
+    trainer.fit(_model("classifier"), (x, y))
+    assert trainer.interrupt_checkpoint == tmp_path / "root" / "last.ckpt"
+    assert {p.name: p.read_bytes() for p in (tmp_path / "other").iterdir()} == files
+
+
 def test_resume_from_last_without_a_checkpoint_starts_afresh(tmp_path: Path) -> None:
     trainer = _fit("classifier", tmp_path / "new", epochs=1, resume_from="last")
     assert len(trainer.history) == 1

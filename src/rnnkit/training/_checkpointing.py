@@ -31,6 +31,7 @@ __all__ = [
     "STATE_KEYS",
     "STATE_VERSION",
     "callback_states",
+    "callbacks_with_state",
     "check_resume_layout",
     "check_scheduler_state",
     "check_state",
@@ -209,6 +210,14 @@ def callback_states(callbacks: Sequence[Callback]) -> dict[str, Any]:
     return states
 
 
+def callbacks_with_state(
+    callbacks: Sequence[Callback], states: Mapping[str, Any]
+) -> list[Callback]:
+    """The callbacks :func:`load_callback_states` would give a state from ``states``."""
+    keys = zip(_callback_keys(callbacks), callbacks, strict=True)
+    return [callback for key, callback in keys if key in states]
+
+
 def load_callback_states(callbacks: Sequence[Callback], states: Mapping[str, Any]) -> None:
     """Give each callback its state from :func:`callback_states` (matched by key)."""
     for key, callback in zip(_callback_keys(callbacks), callbacks, strict=True):
@@ -378,7 +387,11 @@ def _refuse_fresh_start(callback: ModelCheckpoint) -> None:
 
 
 def interrupt_path(callbacks: Sequence[Callback], root: Path) -> Path:
-    """Where an interrupted run saves: the first ModelCheckpoint's folder, else ``root``."""
+    """Where an interrupted run saves: the first ModelCheckpoint's folder, else ``root``.
+
+    The folder only once that callback has claimed it for this fit: before, it may still be
+    another run's, whose ``last.ckpt`` must not be replaced.
+    """
     checkpoints = _model_checkpoints(callbacks)
-    folder = checkpoints[0].dirpath if checkpoints else root
+    folder = checkpoints[0].dirpath if checkpoints and checkpoints[0].claimed else root
     return folder / LAST_NAME

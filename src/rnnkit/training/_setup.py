@@ -21,6 +21,7 @@ from rnnkit.tasks import DataInfo, Task, task_for
 from rnnkit.training import _stateful
 from rnnkit.training._batches import BatchSource, IterableSource, as_source
 from rnnkit.training._checkpointing import (
+    callbacks_with_state,
     check_resume_layout,
     check_scheduler_state,
     load_callback_states,
@@ -83,6 +84,7 @@ def start_fit(
     """
     trainer.interrupted, trainer.interrupt_checkpoint = False, None
     kept = trainer._pending_state
+    trainer._callback_snapshot = (kept, [])  # until on_fit_start accepts (roll_back_callbacks)
     try:
         _start_fit(trainer, model, train, val, resume_from)
     except BaseException:
@@ -225,9 +227,6 @@ def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
     assert model is not None
     pending = trainer._pending_state
     trainer._reset_run()
-    # Until the callbacks' on_fit_start accepts the set-up, a refusal puts back the state
-    # kept for the next fit and every callback's attributes (roll_back_callbacks).
-    trainer._callback_snapshot = (pending, [(cb, dict(vars(cb))) for cb in trainer.callbacks])
     trainer.optimizer = trainer.configure_optimizer(model)  # reads the pending state's "fused"
     trainer._pending_state = None
     trainer.optimizer.zero_grad(set_to_none=True)
@@ -245,6 +244,7 @@ def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
         _stateful.check_carry_resumable(pending, trainer.options.stateful)
         check_scheduler_state(pending, trainer.scheduler)
     if checkpoint is not None:  # the callbacks check their states before the model changes
+        _keep_attributes(trainer, callbacks_with_state(trainer.callbacks, checkpoint["callbacks"]))
         load_callback_states(trainer.callbacks, checkpoint["callbacks"])
         model.load_state_dict(checkpoint["model"]["state_dict"])
     if pending is None:
@@ -258,16 +258,24 @@ def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
 
 
 RollBack = tuple[dict[str, Any] | None, list[tuple[Callback, dict[str, Any]]]]
-"""What a refused fit puts back: the state kept for the next fit, each callback's attributes."""
+"""What a refused fit puts back: the state kept for the next fit, and the attributes of the
+callbacks a resume gave a state."""
+
+
+def _keep_attributes(trainer: Trainer, callbacks: list[Callback]) -> None:
+    """Add ``callbacks``' attributes, before they load a state, to what a refusal puts back."""
+    if trainer._callback_snapshot is not None:
+        trainer._callback_snapshot[1].extend((cb, dict(vars(cb))) for cb in callbacks)
 
 
 def roll_back_callbacks(trainer: Trainer) -> None:
-    """Undo what a refused fit took up: the kept state and each callback's loaded state.
+    """Undo what a refused fit took up: the kept state and the callbacks' loaded states.
 
     A callback left half-resumed (a ModelCheckpoint holding the old run's bookkeeping) would
     act on it in the next fit. Loading a state rebinds a callback's attributes, so a copy of
     its ``__dict__`` restores it (one whose ``load_state_dict`` mutates an attribute in place
-    is not restored). Nothing happens once the callbacks' ``on_fit_start`` has accepted.
+    is not restored); callbacks that got no state are left as they are. Nothing happens once
+    the callbacks' ``on_fit_start`` has accepted the set-up.
     """
     snapshot, trainer._callback_snapshot = trainer._callback_snapshot, None
     if snapshot is None:

@@ -146,6 +146,7 @@ class Trainer:
         self.interrupted = False
         self.interrupt_checkpoint: Path | None = None
         self._pending_state: dict[str, Any] | None = None
+        self._callback_snapshot: _setup.RollBack | None = None  # until on_fit_start accepts
         self.interrupts = InterruptShield()
         self._evaluating: tuple[nn.Module, Task] | None = None
         self._fit_task: Task | None = None
@@ -165,7 +166,6 @@ class Trainer:
         self.logged_metrics: dict[str, float] = {}
         self.num_training_batches: int | None = None
         self.expected_log_keys: LogKeys | None = None
-        self._callback_snapshot: _setup.RollBack | None = None  # until on_fit_start accepts
         self.nan_guard = NanGuard(self.options.on_nan, self.device, self.distributed)
 
     # -- the run state, as attributes ----------------------------------------------------------
