@@ -331,7 +331,9 @@ def test_ctrl_c_at_fit_start_of_a_resume_keeps_the_run_resumable(tmp_path: Path)
 
     def fit(*extra: Callback, folder: str = "run", **kwargs: Any) -> Trainer:
         callbacks = [ModelCheckpoint(tmp_path / folder, save_top_k=0), *extra]
-        trainer = Trainer(3, 12, seed=3, callbacks=callbacks, progress=False)
+        trainer = Trainer(
+            3, 12, seed=3, callbacks=callbacks, default_root_dir=tmp_path, progress=False
+        )
         trainer.fit(_model("classifier"), (x, y), **kwargs)
         return trainer
 
@@ -435,23 +437,6 @@ def test_after_a_refused_resume_a_plain_fit_starts_afresh_and_callbacks_keep_the
     trainer.callbacks = [counter, ModelCheckpoint(tmp_path / "b")]
     trainer.fit(_model("classifier"), (x, y))
     assert counter.batches == 3 * 4  # afresh: the refused checkpoint's state was not kept
-
-
-def test_ctrl_c_before_a_folder_is_claimed_leaves_another_runs_files_alone(
-    tmp_path: Path,
-) -> None:
-    x, y = _data("classifier")
-    Trainer(1, 12, callbacks=[ModelCheckpoint(tmp_path / "other")], progress=False).fit(
-        _model("classifier"), (x, y)
-    )
-    files = {p.name: p.read_bytes() for p in (tmp_path / "other").iterdir()}
-    callbacks = [_InterruptAtStart(), ModelCheckpoint(tmp_path / "other")]
-    trainer = Trainer(
-        1, 12, callbacks=callbacks, default_root_dir=tmp_path / "root", progress=False
-    )
-    trainer.fit(_model("classifier"), (x, y))
-    assert trainer.interrupt_checkpoint == tmp_path / "root" / "last.ckpt"
-    assert {p.name: p.read_bytes() for p in (tmp_path / "other").iterdir()} == files
 
 
 def test_resume_from_last_without_a_checkpoint_starts_afresh(tmp_path: Path) -> None:

@@ -141,15 +141,6 @@ class ModelCheckpoint(Callback):
         return None if self._best is None else self.dirpath / self._best
 
     @property
-    def claimed(self) -> bool:
-        """Whether this callback holds its folder for the current fit (from ``on_fit_start``).
-
-        Until then the folder may still be another run's; an interrupted fit then saves its
-        checkpoint under the Trainer's ``default_root_dir`` instead.
-        """
-        return self._started
-
-    @property
     def last_path(self) -> Path | None:
         """The latest checkpoint this callback knows of, or ``None`` when there is none yet.
 

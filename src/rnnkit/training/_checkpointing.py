@@ -387,11 +387,7 @@ def _refuse_fresh_start(callback: ModelCheckpoint) -> None:
 
 
 def interrupt_path(callbacks: Sequence[Callback], root: Path) -> Path:
-    """Where an interrupted run saves: the first ModelCheckpoint's folder, else ``root``.
-
-    The folder only once that callback has claimed it for this fit: before, it may still be
-    another run's, whose ``last.ckpt`` must not be replaced.
-    """
+    """Where an interrupted run saves: the first ModelCheckpoint's folder, else ``root``."""
     checkpoints = _model_checkpoints(callbacks)
-    folder = checkpoints[0].dirpath if checkpoints and checkpoints[0].claimed else root
+    folder = checkpoints[0].dirpath if checkpoints else root
     return folder / LAST_NAME

@@ -84,8 +84,10 @@ def run_fit(trainer: Trainer) -> History:
         trainer._callback_snapshot = None
         handle_interrupt(trainer, exc)
     except BaseException as exc:
-        notify_exception(trainer, exc)  # the callbacks close what they opened first
-        roll_back_callbacks(trainer)  # an on_fit_start refusal undoes a resume's states
+        try:
+            notify_exception(trainer, exc)  # the callbacks close what they opened first
+        finally:
+            roll_back_callbacks(trainer)  # an on_fit_start refusal undoes a resume's states
         raise
     finally:
         trainer.interrupts.uninstall()
