@@ -339,8 +339,11 @@ def test_ctrl_c_at_fit_start_of_a_resume_keeps_the_run_resumable(tmp_path: Path)
 
     straight = fit(folder="straight")
     fit(InterruptAt(6))  # stopped in the second epoch
+    files = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
     interrupted = fit(_InterruptAtStart(), resume_from="last")  # Ctrl-C before training
     assert interrupted.interrupted
+    assert interrupted.interrupt_checkpoint is None  # no step taken: nothing to save
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == files
     resumed = fit(resume_from="last")
     assert resumed.global_step == straight.global_step == 3 * 4
     assert resumed.model is not None
@@ -437,6 +440,21 @@ def test_after_a_refused_resume_a_plain_fit_starts_afresh_and_callbacks_keep_the
     trainer.callbacks = [counter, ModelCheckpoint(tmp_path / "b")]
     trainer.fit(_model("classifier"), (x, y))
     assert counter.batches == 3 * 4  # afresh: the refused checkpoint's state was not kept
+
+
+def test_ctrl_c_before_the_first_step_leaves_another_runs_folder_alone(tmp_path: Path) -> None:
+    x, y = _data("classifier")
+    Trainer(
+        1, 12, callbacks=[ModelCheckpoint(tmp_path / "other", save_top_k=0)], progress=False
+    ).fit(_model("classifier"), (x, y))
+    files = {p.name: p.read_bytes() for p in (tmp_path / "other").iterdir()}
+    callbacks = [_InterruptAtStart(), ModelCheckpoint(tmp_path / "other")]
+    trainer = Trainer(1, 12, callbacks=callbacks, default_root_dir=tmp_path, progress=False)
+    trainer.fit(_model("classifier"), (x, y))
+    assert trainer.interrupted
+    assert trainer.interrupt_checkpoint is None
+    assert {p.name: p.read_bytes() for p in (tmp_path / "other").iterdir()} == files
+    assert not (tmp_path / "last.ckpt").exists()
 
 
 def test_resume_from_last_without_a_checkpoint_starts_afresh(tmp_path: Path) -> None:

@@ -80,9 +80,11 @@ def run_fit(trainer: Trainer) -> History:
                 run.next_epoch()
         call(trainer, "on_fit_end")
         trainer.distributed.barrier()  # rank 0's files are written before anyone reads them
-    except KeyboardInterrupt as exc:  # saved as it stands, loaded states included
-        trainer._callback_snapshot = None
-        handle_interrupt(trainer, exc)
+    except KeyboardInterrupt as exc:
+        if trainer._callback_snapshot is not None:  # before on_fit_start accepted
+            interrupted_before_training(trainer, exc)
+        else:
+            handle_interrupt(trainer, exc)
     except BaseException as exc:
         try:
             notify_exception(trainer, exc)  # the callbacks close what they opened first
@@ -319,6 +321,25 @@ def handle_interrupt(trainer: Trainer, exc: KeyboardInterrupt) -> None:
         )
     trainer.interrupted, trainer.interrupt_checkpoint = True, path
     notify_exception(trainer, exc)
+
+
+def interrupted_before_training(trainer: Trainer, exc: KeyboardInterrupt) -> None:
+    """A Ctrl-C in ``on_fit_start``: no step was taken, so nothing is saved.
+
+    The ModelCheckpoint may not have claimed its folder yet (it may be another run's), and a
+    resumed fit's checkpoint still holds everything; the fit's set-up is undone as for a
+    refusal.
+    """
+    trainer.interrupts.uninstall()
+    logger.warning(
+        "rnnkit: training interrupted (KeyboardInterrupt) before its first step; nothing was "
+        "saved. Run the same fit again to start (or resume) it."
+    )
+    trainer.interrupted, trainer.interrupt_checkpoint = True, None
+    try:
+        notify_exception(trainer, exc)
+    finally:
+        roll_back_callbacks(trainer)
 
 
 def notify_exception(trainer: Trainer, exc: BaseException) -> None:

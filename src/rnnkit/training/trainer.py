@@ -258,8 +258,8 @@ class Trainer:
 
         Returns:
             The :class:`~rnnkit.History`, one record per epoch. After a KeyboardInterrupt the
-            run's state is saved as a resumable checkpoint (logged with how to resume) and the
-            History so far is returned.
+            run's state is saved as a resumable checkpoint (logged with how to resume; before
+            the first step there is nothing to save) and the History so far is returned.
 
         Raises:
             TypeError: ``model`` is not an rnnkit model and the Trainer has no ``task``.
