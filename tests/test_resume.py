@@ -442,6 +442,41 @@ def test_after_a_refused_resume_a_plain_fit_starts_afresh_and_callbacks_keep_the
     assert counter.batches == 3 * 4  # afresh: the refused checkpoint's state was not kept
 
 
+class _SavesAtStart(Callback):
+    """Saves a checkpoint in on_fit_start, before a resumed epoch has continued."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_fit_start(self, trainer: Any) -> None:
+        trainer.save_checkpoint(self.path)
+
+
+def test_a_checkpoint_saved_before_a_resumed_epoch_continues_holds_its_position(
+    tmp_path: Path,
+) -> None:
+    x, y = _data("classifier")
+
+    def fit(*extra: Callback, folder: str = "run", **kwargs: Any) -> Trainer:
+        callbacks = [ModelCheckpoint(tmp_path / folder, save_top_k=0), *extra]
+        trainer = Trainer(
+            3, 12, seed=3, callbacks=callbacks, default_root_dir=tmp_path, progress=False
+        )
+        trainer.fit(_model("classifier"), (x, y), **kwargs)
+        return trainer
+
+    straight = fit(folder="straight")
+    fit(InterruptAt(6))  # stopped in the second epoch, after 2 of its 4 batches
+    fit(_SavesAtStart(tmp_path / "start.ckpt"), resume_from="last")
+    saved = load_checkpoint(tmp_path / "start.ckpt")["trainer"]
+    assert (saved["epoch"], saved["position"], saved["global_step"]) == (1, 2, 6)
+    resumed = fit(folder="again", resume_from=tmp_path / "start.ckpt")
+    assert resumed.model is not None
+    assert straight.model is not None
+    pairs = zip(resumed.model.parameters(), straight.model.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+
+
 def test_ctrl_c_before_the_first_step_leaves_another_runs_folder_alone(tmp_path: Path) -> None:
     x, y = _data("classifier")
     Trainer(
