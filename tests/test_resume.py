@@ -211,10 +211,7 @@ def test_early_stopping_resumes_exactly_whichever_callback_comes_first(
         for t in (straight, resumed)
     ]
     assert untimed[0] == untimed[1]
-    assert straight.model is not None
-    assert resumed.model is not None
-    pairs = zip(straight.model.parameters(), resumed.model.parameters(), strict=True)
-    assert all(torch.equal(before, after) for before, after in pairs)
+    assert _same_parameters(resumed, straight)
 
 
 def test_a_mid_epoch_resume_records_the_rate_the_epoch_started_with(tmp_path: Path) -> None:
@@ -281,12 +278,12 @@ def test_a_refused_resume_leaves_the_model_and_every_callback_as_they_were(
     files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     before_callbacks = [dict(vars(keeper)), dict(vars(monitor))]
     model = _model("classifier", seed=2)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    before = _weights(model)
     trainer = Trainer(2, 12, seed=3, callbacks=callbacks, progress=False)
     with pytest.raises(ValueError, match=error):
         trainer.fit(model, (x, y), val=(x[:12], y[:12]), resume_from="last")
     if refused_by == "a bad state":
-        assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+        assert _unchanged(model, before)
     assert [dict(vars(keeper)), dict(vars(monitor))] == before_callbacks
     trainer.callbacks = [keeper, monitor]
     with pytest.raises(CheckpointError, match="holds checkpoints of another run"):
@@ -327,29 +324,18 @@ def test_a_refusal_at_fit_start_lets_callbacks_close_what_they_opened(tmp_path: 
 
 
 def test_ctrl_c_at_fit_start_of_a_resume_keeps_the_run_resumable(tmp_path: Path) -> None:
-    x, y = _data("classifier")
-
-    def fit(*extra: Callback, folder: str = "run", **kwargs: Any) -> Trainer:
-        callbacks = [ModelCheckpoint(tmp_path / folder, save_top_k=0), *extra]
-        trainer = Trainer(
-            3, 12, seed=3, callbacks=callbacks, default_root_dir=tmp_path, progress=False
-        )
-        trainer.fit(_model("classifier"), (x, y), **kwargs)
-        return trainer
-
-    straight = fit(folder="straight")
-    fit(InterruptAt(6))  # stopped in the second epoch
+    straight = _fit_in(tmp_path / "straight")
+    _fit_in(tmp_path / "run", InterruptAt(6))  # stopped in the second epoch
     files = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
-    interrupted = fit(_InterruptAtStart(), resume_from="last")  # Ctrl-C before training
+    interrupted = _fit_in(
+        tmp_path / "run", _InterruptAtStart(), resume_from="last"
+    )  # Ctrl-C before training
     assert interrupted.interrupted
     assert interrupted.interrupt_checkpoint is None  # no step taken: nothing to save
     assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == files
-    resumed = fit(resume_from="last")
+    resumed = _fit_in(tmp_path / "run", resume_from="last")
     assert resumed.global_step == straight.global_step == 3 * 4
-    assert resumed.model is not None
-    assert straight.model is not None
-    pairs = zip(resumed.model.parameters(), straight.model.parameters(), strict=True)
-    assert all(torch.equal(a, b) for a, b in pairs)
+    assert _same_parameters(resumed, straight)
 
 
 class _CountBatches(Callback):
@@ -378,13 +364,13 @@ def test_a_missing_scheduler_is_refused_before_the_model_changes(tmp_path: Path)
     _fit("classifier", tmp_path, epochs=1)  # its Trainer has a StepLR scheduler
     x, y = _data("classifier")
     model = _model("classifier", seed=2)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    before = _weights(model)
     trainer = Trainer(
         2, 12, optimizer="adamw", callbacks=[ModelCheckpoint(tmp_path)], progress=False
     )
     with pytest.raises(CheckpointError, match=r"^Expected a Trainer with a `scheduler`"):
         trainer.fit(model, (x, y), val=(x[:20], y[:20]), resume_from="last")
-    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert _unchanged(model, before)
 
 
 class _StopAt(Callback):
@@ -399,23 +385,12 @@ class _StopAt(Callback):
 
 
 def test_a_stop_asked_mid_epoch_then_ctrl_c_resumes_to_the_epochs_end(tmp_path: Path) -> None:
-    x, y = _data("classifier")
-
-    def fit(*extra: Callback, folder: str = "run", **kwargs: Any) -> Trainer:
-        callbacks = [ModelCheckpoint(tmp_path / folder, save_top_k=0), _StopAt(5), *extra]
-        trainer = Trainer(4, 12, seed=3, callbacks=callbacks, progress=False)
-        trainer.fit(_model("classifier"), (x, y), **kwargs)
-        return trainer
-
-    straight = fit(folder="straight")
+    straight = _fit_in(tmp_path / "straight", _StopAt(5), epochs=4)
     assert straight.global_step == 2 * 4  # the stop asked at step 5 ends the second epoch
-    fit(InterruptAt(6))
-    resumed = fit(resume_from="last")
+    _fit_in(tmp_path / "run", _StopAt(5), InterruptAt(6), epochs=4)
+    resumed = _fit_in(tmp_path / "run", _StopAt(5), epochs=4, resume_from="last")
     assert resumed.global_step == straight.global_step
-    assert resumed.model is not None
-    assert straight.model is not None
-    pairs = zip(resumed.model.parameters(), straight.model.parameters(), strict=True)
-    assert all(torch.equal(a, b) for a, b in pairs)
+    assert _same_parameters(resumed, straight)
 
 
 class _RecordsErrors(Callback):
@@ -455,26 +430,15 @@ class _SavesAtStart(Callback):
 def test_a_checkpoint_saved_before_a_resumed_epoch_continues_holds_its_position(
     tmp_path: Path,
 ) -> None:
-    x, y = _data("classifier")
-
-    def fit(*extra: Callback, folder: str = "run", **kwargs: Any) -> Trainer:
-        callbacks = [ModelCheckpoint(tmp_path / folder, save_top_k=0), *extra]
-        trainer = Trainer(
-            3, 12, seed=3, callbacks=callbacks, default_root_dir=tmp_path, progress=False
-        )
-        trainer.fit(_model("classifier"), (x, y), **kwargs)
-        return trainer
-
-    straight = fit(folder="straight")
-    fit(InterruptAt(6))  # stopped in the second epoch, after 2 of its 4 batches
-    fit(_SavesAtStart(tmp_path / "start.ckpt"), resume_from="last")
+    straight = _fit_in(tmp_path / "straight")
+    _fit_in(
+        tmp_path / "run", InterruptAt(6)
+    )  # stopped in the second epoch, after 2 of its 4 batches
+    _fit_in(tmp_path / "run", _SavesAtStart(tmp_path / "start.ckpt"), resume_from="last")
     saved = load_checkpoint(tmp_path / "start.ckpt")["trainer"]
     assert (saved["epoch"], saved["position"], saved["global_step"]) == (1, 2, 6)
-    resumed = fit(folder="again", resume_from=tmp_path / "start.ckpt")
-    assert resumed.model is not None
-    assert straight.model is not None
-    pairs = zip(resumed.model.parameters(), straight.model.parameters(), strict=True)
-    assert all(torch.equal(a, b) for a, b in pairs)
+    resumed = _fit_in(tmp_path / "again", resume_from=tmp_path / "start.ckpt")
+    assert _same_parameters(resumed, straight)
 
 
 def test_ctrl_c_before_the_first_step_leaves_another_runs_folder_alone(tmp_path: Path) -> None:
@@ -663,6 +627,31 @@ def test_a_sigint_between_the_epoch_increment_and_the_reset_skips_no_epoch(
 
 def _weights(model: torch.nn.Module) -> dict[str, Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _unchanged(model: torch.nn.Module, before: dict[str, Tensor]) -> bool:
+    return all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def _fit_in(folder: Path, *callbacks: Callback, epochs: int = 3, **kwargs: Any) -> Trainer:
+    """The classifier run of the Ctrl-C tests, checkpointed into ``folder`` (last.ckpt only)."""
+    trainer = Trainer(
+        epochs,
+        12,
+        seed=3,
+        callbacks=[ModelCheckpoint(folder, save_top_k=0), *callbacks],
+        default_root_dir=folder.parent,
+        progress=False,
+    )
+    trainer.fit(_model("classifier"), _data("classifier"), **kwargs)
+    return trainer
+
+
+def _same_parameters(a: Trainer, b: Trainer) -> bool:
+    assert a.model is not None
+    assert b.model is not None
+    pairs = zip(a.model.parameters(), b.model.parameters(), strict=True)
+    return all(torch.equal(x, y) for x, y in pairs)
 
 
 def test_resume_from_last_never_takes_another_experiments_file_in_the_default_root(

@@ -132,10 +132,10 @@ def test_resuming_mid_epoch_without_the_carried_state_is_refused(tmp_path: Path)
     trainer = _trainer(stateful=False, callbacks=[InterruptAt(3)], default_root_dir=tmp_path)
     trainer.fit(_model(), batches)
     model = _model()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    before = copy.deepcopy(model)
     with pytest.raises(CheckpointError, match="stream_state"):
         _trainer().fit(model, batches, resume_from=trainer.interrupt_checkpoint)
-    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert _same_weights(model, before)
 
 
 def test_resuming_a_stateful_run_mid_epoch_without_stateful_is_refused(tmp_path: Path) -> None:
@@ -143,10 +143,10 @@ def test_resuming_a_stateful_run_mid_epoch_without_stateful_is_refused(tmp_path:
     trainer = _trainer(callbacks=[InterruptAt(3)], default_root_dir=tmp_path)
     trainer.fit(_model(), batches)
     model = _model()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    before = copy.deepcopy(model)
     with pytest.raises(CheckpointError, match=r"^Expected stateful=True to resume this checkpoint"):
         _trainer(stateful=False).fit(model, batches, resume_from=trainer.interrupt_checkpoint)
-    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert _same_weights(model, before)
 
 
 def test_predict_and_evaluate_on_streams_carry_the_state() -> None:
