@@ -26,6 +26,7 @@ from rnnkit.io.checkpoint import load_checkpoint
 from rnnkit.io.run_folder import claim_folder
 from rnnkit.models import SequenceClassifier
 from rnnkit.training.trainer import Trainer
+from test_resume import InterruptAt
 
 
 def _data() -> tuple[Tensor, Tensor]:
@@ -328,7 +329,7 @@ def test_a_checkpoint_without_a_run_id_is_not_compared_with_another_runs(tmp_pat
     # runs/last.ckpt comes from an interrupted fit without a ModelCheckpoint: no run id.
     x, y = _data()
     Trainer(
-        3, 8, callbacks=[_InterruptAfter(7)], default_root_dir=tmp_path / "runs", progress=False
+        3, 8, callbacks=[InterruptAt(7)], default_root_dir=tmp_path / "runs", progress=False
     ).fit(SequenceClassifier(3, 3, 8), (x, y))
     Trainer(1, 8, callbacks=[ModelCheckpoint(tmp_path / "best")], progress=False).fit(
         SequenceClassifier(3, 3, 8), (x, y)
@@ -337,12 +338,3 @@ def test_a_checkpoint_without_a_run_id_is_not_compared_with_another_runs(tmp_pat
     trainer = Trainer(3, 8, callbacks=both, progress=False)
     with pytest.warns(UserWarning, match=r"best/last.ckpt', which cannot be resumed: it belongs"):
         assert trainer.resolve_resume_path("last") == tmp_path / "runs" / "last.ckpt"
-
-
-class _InterruptAfter(Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_batch_end(self, trainer: Any, batch_idx: int, outputs: dict[str, Any]) -> None:
-        if trainer.global_step == self.step:
-            raise KeyboardInterrupt
