@@ -7,11 +7,12 @@ Plain functions over the pieces they need (a state dict, the callbacks, the opti
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -239,6 +240,10 @@ def last_candidates(callbacks: Sequence[Callback], root: Path) -> list[Path]:
     return [*paths, root / LAST_NAME]
 
 
+_Progress = tuple[tuple[int, int, int], set[str]]
+"""A checkpoint's ``(epoch, position, global_step)`` and the run ids of its callback states."""
+
+
 def resolve_resume_path(
     resume_from: str | os.PathLike[str], callbacks: Sequence[Callback], root: Path
 ) -> Path | None:
@@ -259,16 +264,19 @@ def resolve_resume_path(
     checkpoints = _model_checkpoints(callbacks)
     if not checkpoints and (root / LAST_NAME).is_file():
         return root / LAST_NAME
-    found = [path for path in map(latest_checkpoint, checkpoints) if path is not None]
+    progress = functools.cache(_saved_progress)  # each candidate is read (and warned of) once
+    found = [p for cb in checkpoints if (p := latest_checkpoint(cb, progress)) is not None]
     if found:
-        return found[0] if len(found) == 1 else _newest(found)
+        return found[0] if len(found) == 1 else _newest(found, progress)
     for callback in checkpoints:
         _refuse_fresh_start(callback)
     logger.info("rnnkit: resume_from='last' found no checkpoint; training starts afresh.")
     return None
 
 
-def latest_checkpoint(callback: ModelCheckpoint) -> Path | None:
+def latest_checkpoint(
+    callback: ModelCheckpoint, progress: Callable[[Path], _Progress | None] | None = None
+) -> Path | None:
     """The checkpoint of ``callback``'s folder that ``resume_from="last"`` continues, or ``None``.
 
     With ``save_last`` and a ``last.ckpt``: :attr:`ModelCheckpoint.last_path
@@ -280,8 +288,10 @@ def latest_checkpoint(callback: ModelCheckpoint) -> Path | None:
     by the run that owns the folder (its marker): ``last.ckpt`` and the ranked files; a
     ranked file is written at the end of an epoch with the full trainer state, like
     ``last.ckpt``. A file that cannot be read is skipped with a warning; only regular files
-    directly inside the folder are read.
+    directly inside the folder are read. ``progress`` reads a file's saved progress
+    (default: ``_saved_progress``; ``resolve_resume_path`` passes a cached one).
     """
+    progress = progress or _saved_progress
     folder = callback.dirpath
     last = folder / LAST_NAME
     has_last = last.is_file() and not last.is_symlink()
@@ -289,13 +299,13 @@ def latest_checkpoint(callback: ModelCheckpoint) -> Path | None:
     run = None if owner is None or not owner.run_id else owner.run_id
     if callback.save_last and has_last:
         latest = callback.last_path
-        saved = None if latest is None else _saved_progress(latest)
+        saved = None if latest is None else progress(latest)
         if latest is not None and saved is not None and (run is None or run in saved[1]):
             return latest
     paths = [folder / name for name in ranked_files(folder)]
     found: list[tuple[tuple[int, int, int], bool, Path]] = []
     for path in [last, *paths] if has_last else paths:
-        saved = _saved_progress(path)
+        saved = progress(path)
         if saved is not None and (run is None or run in saved[1]):  # not another run's
             found.append((saved[0], path == last, path))
     if not found:
@@ -314,13 +324,13 @@ def latest_checkpoint(callback: ModelCheckpoint) -> Path | None:
     return path
 
 
-def _newest(paths: list[Path]) -> Path:
+def _newest(paths: list[Path], progress: Callable[[Path], _Progress | None]) -> Path:
     """The furthest of ``paths`` (by saved progress) of the first readable one's run.
 
     Each folder's candidate is its owner's; the first folder's run is this run, and another
     run's file in a second folder is never preferred to it.
     """
-    read = [(p, saved) for p in paths if (saved := _saved_progress(p)) is not None]
+    read = [(p, saved) for p in paths if (saved := progress(p)) is not None]
     if not read:
         return paths[0]
     runs = read[0][1][1]
@@ -335,7 +345,7 @@ def _newest(paths: list[Path]) -> Path:
     return max(ours)[2]
 
 
-def _saved_progress(path: Path) -> tuple[tuple[int, int, int], set[str]] | None:
+def _saved_progress(path: Path) -> _Progress | None:
     """``((epoch, position, global_step), run ids of its callback states)``; ``None``: unreadable.
 
     The checkpoint is data: a value of the wrong type makes the file unreadable, never an
