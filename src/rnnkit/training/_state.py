@@ -198,7 +198,7 @@ class RunState:
     def _kept_aside(self) -> dict[str, Any]:
         """A loaded unfinished epoch not yet continued (a stop before it started), as saved."""
         saved = self.saved_epoch
-        if saved is None or saved.epoch != self.epoch or self.epoch_finished:
+        if saved is None or not self.has_kept_aside_epoch() or self.epoch_finished:
             return {}
         order = None if saved.order is None else saved.order.clone()
         totals = None if saved.totals is None else dict(saved.totals)
