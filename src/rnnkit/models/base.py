@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, ClassVar, TypeAlias, TypeVar, cast
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 import numpy as np
 import torch
@@ -189,10 +189,15 @@ class RecurrentModel(nn.Module):
         return self.encoder.run_outputs(xb, None, lb), lb, batched
 
     def _to_batch_major(
-        self, x: Tensor, h0: State | None, lengths: Tensor | None, name: str = "x"
+        self,
+        x: Tensor,
+        h0: State | None,
+        lengths: Tensor | None,
+        name: str = "x",
+        state_name: str = "h_0",
     ) -> tuple[Tensor, State | None, Tensor | None, bool]:
         """Validate a call and bring it to the internal layout; also say if it was batched."""
-        batched = self.encoder.validate(x, h0, lengths, name=name)
+        batched = self.encoder.validate(x, h0, lengths, name=name, state_name=state_name)
         return *self.encoder.to_batch_major(x, h0, lengths, batched), batched
 
     def _in_user_layout(
@@ -203,6 +208,7 @@ class RecurrentModel(nn.Module):
         lengths: Tensor | None = None,
         *,
         name: str = "x",
+        state_name: str = "h_0",
         per_step: bool = True,
     ) -> tuple[Tensor, State]:
         """Validate a call, compute it in the internal layout, return it in the user's.
@@ -218,6 +224,7 @@ class RecurrentModel(nn.Module):
             h0: The initial state, or ``None``.
             lengths: The valid lengths, or ``None``.
             name: What the caller calls ``x`` (error messages name it).
+            state_name: What the caller calls ``h0`` (error messages name it).
             per_step: ``values`` hold a time dimension, ``(N, L, F)``, laid out as ``x`` is;
                 else they hold one row per sequence, ``(N, F)`` (``(F,)`` unbatched).
 
@@ -227,7 +234,7 @@ class RecurrentModel(nn.Module):
         Raises:
             rnnkit.errors.ShapeError: ``x``, ``h0`` or ``lengths`` break the shape contract.
         """
-        xb, hb, lb, batched = self._to_batch_major(x, h0, lengths, name)
+        xb, hb, lb, batched = self._to_batch_major(x, h0, lengths, name, state_name)
         values, state = run(xb, hb, lb)
         if per_step:
             values = self.encoder.output_from_batch_major(values, batched)
@@ -267,12 +274,9 @@ class RecurrentModel(nn.Module):
         _check_step_input(x_t, self.spec)
         unbatched_or_time_first = x_t.dim() == 1 or not self.batch_first
         sequence = x_t.unsqueeze(0) if unbatched_or_time_first else x_t.unsqueeze(1)
-        # Checked here, so that an error names step()'s argument, not the encoder's h_0.
-        weight = cast(Tensor, self.encoder.rnn.weight_ih_l0)
-        self.spec.validate_state(
-            state, sequence, name="state", dtype=weight.dtype, device=weight.device
+        return self._in_user_layout(
+            self._one_step, sequence, state, state_name="state", per_step=False
         )
-        return self._in_user_layout(self._one_step, sequence, state, per_step=False)
 
     def _one_step(
         self, x: Tensor, state: State | None, lengths: Tensor | None

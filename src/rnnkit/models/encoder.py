@@ -217,6 +217,7 @@ class RecurrentEncoder(nn.Module):
         lengths: Tensor | None = None,
         *,
         name: str = "x",
+        state_name: str = "h_0",
     ) -> bool:
         """Check a call's tensors against :attr:`spec` and this layer's dtype and device.
 
@@ -225,6 +226,7 @@ class RecurrentEncoder(nn.Module):
             h0: The initial state, or ``None``.
             lengths: The valid lengths, or ``None``.
             name: What the caller calls ``x`` (error messages name it).
+            state_name: What the caller calls ``h0`` (error messages name it).
 
         Returns:
             ``True`` when ``x`` is batched, ``False`` for a single ``(L, H_in)`` sequence.
@@ -236,7 +238,9 @@ class RecurrentEncoder(nn.Module):
         weight = cast(Tensor, self.rnn.weight_ih_l0)
         if name != "x":
             self.spec.validate_input(x, name=name, dtype=weight.dtype, device=weight.device)
-        return self.spec.validate(x, h0, lengths, dtype=weight.dtype, device=weight.device)
+        return self.spec.validate(
+            x, h0, lengths, dtype=weight.dtype, device=weight.device, state_name=state_name
+        )
 
     def to_batch_major(
         self, x: Tensor, h0: State | None, lengths: Tensor | None, batched: bool

@@ -279,6 +279,7 @@ class RecurrentSpec:
         *,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
+        state_name: str = "h_0",
     ) -> bool:
         """Check a whole call: the input, the initial state and the lengths together.
 
@@ -294,6 +295,8 @@ class RecurrentSpec:
             lengths: The lengths of the sequences of a padded batch, or ``None``.
             dtype: The layer's dtype (see :meth:`validate_input`).
             device: The layer's device (see :meth:`validate_input`).
+            state_name: What the caller calls the state (error messages name it), e.g.
+                ``"state"`` for :meth:`rnnkit.models.RecurrentModel.step`.
 
         Returns:
             ``True`` when `x` is batched, ``False`` when unbatched.
@@ -307,7 +310,7 @@ class RecurrentSpec:
             lengths: ``(N,)``.
         """
         batched = check_input(self, x, "x", dtype, device, implied_batch(self, state, lengths))
-        check_state(self, state, x, "h_0", dtype, device, packed=lengths is not None)
+        check_state(self, state, x, state_name, dtype, device, packed=lengths is not None)
         check_lengths(self, lengths, x, "lengths")
         return batched
 
