@@ -211,3 +211,16 @@ def test_standardizer_constant_feature_state_dict_and_errors() -> None:
         Standardizer().transform(series)
     with pytest.raises(ValueError, match="non-empty"):
         Standardizer().fit(torch.zeros(0, 2))
+
+
+def test_standardizer_points_a_dataset_at_apply() -> None:
+    data = next_step(sine_wave())
+    scaler = Standardizer().fit(data)
+    hint = r"got a SequenceDataset\. Hint: `scaler\.apply\(dataset\)`"
+    for method in (scaler.transform, scaler.inverse_transform):
+        with pytest.raises(TypeError, match=hint):
+            method(data)
+    fresh = Standardizer()
+    with pytest.raises(TypeError, match=hint):
+        fresh.fit_transform(data)
+    assert not fresh.is_fitted  # refused before fitting

@@ -105,6 +105,8 @@ class Standardizer:
 
         Raises:
             RuntimeError: The standardizer is not fitted.
+            TypeError: ``data`` is a :class:`~rnnkit.data.SequenceDataset`; :meth:`apply`
+                standardises a dataset.
             rnnkit.errors.ShapeError: ``data``'s last axis is not F.
 
         Shapes:
@@ -118,6 +120,7 @@ class Standardizer:
 
         Raises:
             RuntimeError: The standardizer is not fitted.
+            TypeError: ``data`` is a :class:`~rnnkit.data.SequenceDataset`.
             rnnkit.errors.ShapeError: ``data``'s last axis is not F.
 
         Shapes:
@@ -129,9 +132,13 @@ class Standardizer:
     def fit_transform(self, series: Tensor | Any) -> Tensor:
         """:meth:`fit` on ``series``, then :meth:`transform` it.
 
+        For a :class:`~rnnkit.data.SequenceDataset`, ``fit(train).apply(train)`` is the
+        equivalent; passing one here raises :class:`TypeError` before anything is fitted.
+
         Shapes:
             - ``series``: ``(T,)`` or ``(..., F)``; returns the same shape.
         """
+        _refuse_dataset(series, "series")
         return self.fit(series).transform(series)
 
     def apply(self, dataset: SequenceDataset) -> SequenceDataset:
@@ -191,6 +198,7 @@ class Standardizer:
 
     def _prepared(self, data: Tensor | Any) -> tuple[Tensor, Tensor, Tensor]:
         mean, std = self._fitted()
+        _refuse_dataset(data, "data")
         t = as_tensor(data, "data")
         t = t if t.is_floating_point() else t.float()
         if mean.dim() == 1 and (t.dim() == 0 or t.shape[-1] != mean.shape[0]):
@@ -244,6 +252,14 @@ def _tensor_problem(t: object) -> str | None:
     if not bool(torch.isfinite(t).all()):
         return "holds NaN or infinite values"
     return None
+
+
+def _refuse_dataset(value: object, name: str) -> None:
+    if isinstance(value, SequenceDataset):
+        raise TypeError(
+            f"Expected `{name}` to be a torch.Tensor or numpy.ndarray, but got a "
+            "SequenceDataset. Hint: `scaler.apply(dataset)` standardises a dataset, batch by batch."
+        )
 
 
 def _valid_steps(dataset: SequenceDataset) -> Tensor:
