@@ -125,6 +125,26 @@ def test_the_task_checks_the_data_before_training() -> None:
         )
 
 
+@pytest.mark.parametrize("name", ["top5_accuracy", "top_k", "top3_accuracy"])
+def test_a_top_k_metric_with_fewer_classes_is_refused_before_training(
+    name: str, tmp_path: Path
+) -> None:
+    x, y = _data(16, seed=5)
+    model = SequenceClassifier(3, 2, 4)
+    before = [p.detach().clone() for p in model.parameters()]
+    k = 3 if name == "top3_accuracy" else 5
+    message = (
+        rf"at least {k} classes for '{name}', but its num_classes = 2\. Hint: .*'top2_accuracy'"
+    )
+    trainer = Trainer(progress=False, metrics=[name], default_root_dir=tmp_path)
+    with pytest.raises(ValueError, match=message):
+        trainer.fit(model, (x, y))
+    with pytest.raises(ValueError, match=message):
+        trainer.evaluate(model, (x, y))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert not list(tmp_path.iterdir())  # refused before a run folder was made
+
+
 def test_per_step_class_labels_get_a_hint_about_per_step_labels() -> None:
     x = torch.randn(8, 5, 3)
     loader = [(x, torch.randint(0, 2, (8, 5)))]

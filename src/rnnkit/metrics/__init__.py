@@ -161,12 +161,15 @@ class Metric:
         target_kind: ``"class"`` (class indices, for classifiers) or ``"step"`` (per-step
             values, for regressors).
         higher_is_better: Whether larger values are better (``mode="max"`` for monitoring).
+        min_classes: The fewest classes C the metric is defined for (``k`` for a top-k
+            accuracy). A model with fewer ``num_classes`` is refused before training starts.
     """
 
     name: str
     parts: PartsFn
     target_kind: Literal["class", "step"]
     higher_is_better: bool
+    min_classes: int = 1
 
     def __call__(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         """The metric's value, ``sum / count`` of :attr:`parts`."""
@@ -175,7 +178,7 @@ class Metric:
 
 _REGISTRY: dict[str, Metric] = {
     "accuracy": Metric("accuracy", accuracy_parts, "class", True),
-    "top_k": Metric("top_k", partial(top_k_parts, k=5), "class", True),
+    "top_k": Metric("top_k", partial(top_k_parts, k=5), "class", True, min_classes=5),
     "mse": Metric("mse", mse_parts, "step", False),
     "mae": Metric("mae", mae_parts, "step", False),
 }
@@ -198,7 +201,8 @@ def get_metric(name: str) -> Metric:
         return _REGISTRY[name]
     match = _TOP_K.fullmatch(name)
     if match is not None and int(match.group(1)) >= 1:
-        return Metric(name, partial(top_k_parts, k=int(match.group(1))), "class", True)
+        k = int(match.group(1))
+        return Metric(name, partial(top_k_parts, k=k), "class", True, min_classes=k)
     raise ValueError(
         f"Expected a metric name in {list(METRIC_NAMES)} or 'top{{k}}_accuracy', but got "
         f"{name!r}. Hint: accuracy metrics suit classifiers, 'mse'/'mae' regressors."

@@ -205,6 +205,16 @@ def check_labels_fit(model: nn.Module, info: DataInfo, name: str) -> None:
         )
 
 
+def _check_enough_classes(model: nn.Module, metric: Metric) -> None:
+    num_classes = getattr(model, "num_classes", None)
+    if isinstance(num_classes, int) and num_classes < metric.min_classes:
+        raise ValueError(
+            f"Expected a model with at least {metric.min_classes} classes for "
+            f"{metric.name!r}, but its num_classes = {num_classes}. Hint: drop the metric, "
+            f"or use 'top{num_classes}_accuracy' or 'accuracy'."
+        )
+
+
 def _positional_arity(model: nn.Module) -> int | None:
     """How many positional arguments ``model.forward`` takes (``None``: any number)."""
     try:
@@ -296,6 +306,7 @@ class Task:
                     "targets. Hint: 'accuracy'/'top5_accuracy' suit classifiers, 'mse'/'mae' "
                     "regressors."
                 )
+            _check_enough_classes(model, metric)
 
     def check_data(self, model: nn.Module, info: DataInfo, name: str) -> None:
         """Check one labelled data set against the model (targets, width, padding).
