@@ -177,6 +177,30 @@ def test_a_custom_task_defines_the_loss() -> None:
     assert isinstance(trainer.task, Task)
 
 
+def test_a_task_written_from_the_base_class_takes_its_default_metrics() -> None:
+    class PlainTask(Task):  # what the Task docstring asks of a subclass, nothing more
+        target_kind = "class"
+        default_metrics = ("accuracy",)
+
+        def loss(self, output: Tensor, chunk: Chunk) -> Tensor:
+            return F.cross_entropy(output, chunk.target)
+
+    x, y = _data(32, seed=6)
+    model = GRUClassifier(3, 2, 8)
+    result = Trainer(batch_size=32, progress=False, task=PlainTask()).evaluate(model, (x, y))
+    with torch.no_grad():
+        hits = (model(x).argmax(dim=1) == y).float().mean()
+    assert result["accuracy"] == pytest.approx(float(hits))
+    with pytest.raises(ValueError, match=r"\(class targets\), but got 'mse'"):
+        Trainer(progress=False, task=PlainTask(metrics=["mse"])).evaluate(model, (x, y))
+
+    class Unnamed(Task):
+        pass
+
+    with pytest.raises(TypeError, match=r"Expected Unnamed to set `target_kind` to one of"):
+        Unnamed()
+
+
 def test_the_width_of_an_rnnkit_model_is_still_checked_for_predict() -> None:
     with pytest.raises(ShapeError, match="input_size = 3"):
         Trainer(progress=False).predict(SequenceClassifier(3, 2, 4), torch.randn(4, 5, 2))

@@ -228,6 +228,10 @@ def _positional_arity(model: nn.Module) -> int | None:
     return sum(kind in positional for kind in kinds)
 
 
+_METRIC_KINDS = {"class": "class", "tag": "class", "step": "step"}
+"""Each target kind, and the kind of the metrics that score it."""
+
+
 class Task:
     """What training, evaluating and predicting mean for one kind of model (a base class).
 
@@ -238,7 +242,8 @@ class Task:
     checkpoints), so any :class:`torch.nn.Module` trains once a task describes it.
 
     A subclass sets :attr:`target_kind` and :attr:`default_metrics` and implements
-    :meth:`loss`; it overrides the other methods where its model differs.
+    :meth:`loss`; it overrides the other methods where its model differs. (Its
+    :attr:`metric_kind` follows from :attr:`target_kind` unless it sets one.)
 
     Args:
         loss: A user loss ``loss(output, target) -> 0-dim Tensor``, or ``None`` for the
@@ -247,14 +252,17 @@ class Task:
             :class:`~rnnkit.metrics.Metric` objects; ``None``: :attr:`default_metrics`.
 
     Raises:
+        TypeError: The class sets no :attr:`target_kind`.
         ValueError: An unknown metric name.
     """
 
     target_kind: ClassVar[str] = ""
-    """The targets the task trains on, as :attr:`DataInfo.target_kind` names them."""
+    """The targets the task trains on, as :attr:`DataInfo.target_kind` names them:
+    ``"class"``, ``"tag"`` or ``"step"``."""
 
     metric_kind: ClassVar[str] = ""
-    """The ``target_kind`` of the :class:`~rnnkit.metrics.Metric` objects it accepts."""
+    """The ``target_kind`` of the :class:`~rnnkit.metrics.Metric` objects it accepts; ``""``
+    (the default): ``"class"`` for class and tag targets, ``"step"`` for per-step values."""
 
     default_metrics: ClassVar[tuple[str, ...]] = ()
     """The metric names used when ``metrics`` is ``None``."""
@@ -262,6 +270,12 @@ class Task:
     def __init__(
         self, loss: LossFn | None = None, metrics: Sequence[str | Metric] | None = None
     ) -> None:
+        if self.target_kind not in _METRIC_KINDS:
+            raise TypeError(
+                f"Expected {type(self).__name__} to set `target_kind` to one of "
+                f"{list(_METRIC_KINDS)}, but it is {self.target_kind!r}. Hint: a Task subclass "
+                'names the targets it trains on, e.g. `target_kind = "class"`.'
+            )
         self.loss_fn = loss
         resolved = resolve_metrics(metrics)
         default = [get_metric(name) for name in self.default_metrics]
@@ -299,9 +313,10 @@ class Task:
 
     def _check_metrics(self, model: nn.Module) -> None:
         for metric in self.metrics:
-            if metric.target_kind != self.metric_kind:
+            kind = self.metric_kind or _METRIC_KINDS[self.target_kind]
+            if metric.target_kind != kind:
                 raise ValueError(
-                    f"Expected metrics for a {type(model).__name__} ({self.metric_kind} "
+                    f"Expected metrics for a {type(model).__name__} ({kind} "
                     f"targets), but got {metric.name!r}, a metric for {metric.target_kind} "
                     "targets. Hint: 'accuracy'/'top5_accuracy' suit classifiers, 'mse'/'mae' "
                     "regressors."
