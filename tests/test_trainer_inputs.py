@@ -356,6 +356,19 @@ def test_rollout_needs_feedback_and_long_enough_validation() -> None:
         _fit_bad(_regressor(), (w, w), val=(w, w), rollout_horizon=9)
 
 
+def test_a_loaders_later_batch_meets_the_windows_rules_of_the_first() -> None:
+    x, y = torch.randn(4, 6, 1), torch.randn(4, 6, 1)
+    full = Batch(x[:2], y[:2], None)
+    short = [full, Batch(x[2:], y[2:, :2], None)]  # 2-step targets in batch 1 only
+    trainer = Trainer(progress=False, tbptt_steps=2)
+    with pytest.raises(ValueError, match=r"Batch 1 .* `data` has 2-step targets"):
+        trainer.evaluate(_regressor(), short)
+    padded = [full, Batch(x[2:], y[2:], torch.tensor([6, 2]))]
+    trainer = Trainer(progress=False, rollout_horizon=3)
+    with pytest.raises(ValueError, match=r"Batch 1 .* unpadded sequences .* \(padded: True\)"):
+        trainer.evaluate(_regressor(), padded)
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

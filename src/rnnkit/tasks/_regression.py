@@ -87,13 +87,17 @@ class RegressionTask(Task):
             _check_feedback(model)
         for name, info in infos:
             self.check_data(model, info, name)
-            self._check_windows(info, name)
 
     def check_data(self, model: nn.Module, info: DataInfo, name: str) -> None:
         """Also check the target size H_y and length L_y against the model and inputs.
 
+        Called for the data set before training and for each batch as it is drawn, so a
+        loader's later batch is held to the same rules as the first.
+
         Raises:
-            ValueError: Targets that are not per-step values.
+            ValueError: Targets that are not per-step values, or shorter than the inputs with
+                TBPTT or padding; for validation with ``rollout_horizon``, padded or too
+                short sequences.
             rnnkit.errors.ShapeError: The wrong width, target size or target length.
         """
         super().check_data(model, info, name)
@@ -111,6 +115,7 @@ class RegressionTask(Task):
                 f"steps (the inputs' length), but got {info.target_len}. Hint: targets align "
                 "with the last steps of the output; cut them to the inputs' length."
             )
+        self._check_windows(info, name)
 
     def describe_targets(self) -> str:
         """``"per-step targets (N, L, H_y)"``."""
