@@ -192,6 +192,27 @@ def test_accumulator_keeps_no_graph_and_handles_empty() -> None:
     assert acc.pack().shape == (2, 0)
 
 
+@pytest.mark.parametrize("number_first", [False, True])
+def test_accumulator_keeps_every_sum_on_the_first_tensors_device(number_first: bool) -> None:
+    # the meta device stands in for an accelerator: a mix of devices fails to stack
+    logits = torch.tensor([[2.0, 1.0]], device="meta")
+    acc = MetricAccumulator()
+    if number_first:
+        acc.update("loss", 0.5, weight=1)
+    acc.update_metric("accuracy", logits, torch.tensor([0], device="meta"))
+    acc.update("loss", 0.5, weight=1)
+    assert acc.device == torch.device("meta")
+    assert {t.device.type for t in [*acc.sums.values(), *acc.counts.values()]} == {"meta"}
+    assert acc.pack().shape == (2, 2)
+
+
+def test_accumulator_mean_of_a_zero_count_is_nan_not_inf() -> None:
+    acc = MetricAccumulator()
+    acc.add("odd", torch.tensor(3.0), torch.tensor(0.0))
+    assert torch.isnan(acc.compute_tensors()["odd"])
+    assert math.isnan(acc.compute()["odd"])
+
+
 class _GeometricOracle(torch.nn.Module):
     """Generates x_{t+1} = factor * x_t from the prime's last value (a perfect model if 2.0)."""
 

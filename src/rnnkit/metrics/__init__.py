@@ -267,8 +267,9 @@ class MetricAccumulator:
     Args:
         names: Metric names to create up front, fixing their order (all ranks must hold the same
             names in the same order before an all-reduce).
-        device: Device of the sums; defaults to that of the first tensor added (CPU for plain
-            numbers). Pass it in distributed runs so that ranks without updates agree.
+        device: Device of every sum; defaults to that of the first tensor added (sums of
+            plain numbers added before it move there; CPU while only numbers are added). Pass
+            it in distributed runs so that ranks without updates agree.
 
     Example:
         >>> acc = MetricAccumulator()
@@ -285,13 +286,23 @@ class MetricAccumulator:
         self._sums: dict[str, Tensor] = {}
         self._counts: dict[str, Tensor] = {}
         for name in names:
-            self._slot(name, self.device or torch.device("cpu"))
+            self._slot(name)
 
-    def _slot(self, name: str, device: torch.device) -> None:
+    def _slot(self, name: str) -> None:
         if name not in self._sums:
-            dev = self.device or device
+            dev = self.device or torch.device("cpu")
             zero = torch.zeros((), dtype=_accumulator_dtype(dev), device=dev)
             self._sums[name], self._counts[name] = zero, zero.clone()
+
+    def _adopt_device(self, device: torch.device) -> None:
+        """Fix the device at the first tensor; sums of plain numbers made before move to it."""
+        if self.device is not None:
+            return
+        self.device = device
+        dtype = _accumulator_dtype(device)
+        for store in (self._sums, self._counts):
+            for name, value in store.items():
+                store[name] = value.to(device, dtype)
 
     def add(self, name: str, total: Tensor | float, count: Tensor | float) -> None:
         """Add a precomputed ``(sum, count)`` pair to metric ``name``.
@@ -300,7 +311,9 @@ class MetricAccumulator:
             - total, count: ``()``
         """
         ref = total if isinstance(total, Tensor) else count
-        self._slot(name, ref.device if isinstance(ref, Tensor) else torch.device("cpu"))
+        if isinstance(ref, Tensor):
+            self._adopt_device(ref.device)
+        self._slot(name)
         for store, value in ((self._sums, total), (self._counts, count)):
             current = store[name]
             if isinstance(value, Tensor):
@@ -381,7 +394,11 @@ class MetricAccumulator:
 
     def compute_tensors(self) -> dict[str, Tensor]:
         """The mean per metric as 0-dim tensors (``NaN`` where the count is 0); no sync."""
-        return {name: self._sums[name] / self._counts[name] for name in self._sums}
+        nan = torch.tensor(math.nan)
+        return {
+            name: torch.where(count > 0, self._sums[name] / count, nan.to(count))
+            for name, count in self._counts.items()
+        }
 
     def compute(self) -> dict[str, float]:
         """The mean per metric as Python floats, with one host synchronisation."""
