@@ -114,6 +114,22 @@ def test_shape_errors_follow_the_template() -> None:
         top_k_accuracy(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), k=4)
 
 
+def test_shape_errors_name_the_per_step_layouts() -> None:
+    tags = torch.zeros(2, 4, dtype=torch.long)
+    with pytest.raises(ShapeError, match=r"shape \(N, L, C\) = \(2, 4, \?\).*indices \(N, L\),"):
+        accuracy(torch.zeros(2, 3, 5), tags)
+    labels = torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ShapeError, match=r"`mask` to have shape \(N,\) = \(4,\)"):
+        accuracy(torch.zeros(4, 3), labels, torch.ones(2, dtype=torch.bool))
+    with pytest.raises(ShapeError, match=r"shape \(4, 5\), the shape of `pred`.*element for"):
+        mse(torch.zeros(4, 5), torch.zeros(4, 6))
+
+
+def test_a_single_logit_is_refused_not_scored_as_class_0() -> None:
+    with pytest.raises(ValueError, match=r"C >= 2 classes in `logits`, but got \(4, 1\)"):
+        accuracy(torch.randn(4, 1), torch.ones(4, dtype=torch.long))
+
+
 def test_registry_resolves_names() -> None:
     torch.manual_seed(6)
     logits, targets = torch.randn(30, 8), torch.randint(0, 8, (30,))

@@ -35,8 +35,9 @@ def count_tensor(n: int, like: Tensor) -> Tensor:
 
 def check_mask(mask: Tensor, ref: Tensor, ref_name: str) -> None:
     if tuple(mask.shape) != tuple(ref.shape[: mask.dim()]) or mask.dim() == 0:
+        layout = "(N,)" if ref.dim() == 1 else "(N, L)"
         raise ShapeError(
-            f"Expected `mask` to have shape (N, L) = {fmt_shape(ref.shape[:2])}, the leading "
+            f"Expected `mask` to have shape {layout} = {fmt_shape(ref.shape[:2])}, the leading "
             f"dimensions of `{ref_name}` {fmt_shape(ref)}, but got {fmt_shape(mask)}. Hint: the "
             "mask marks the valid (unpadded) steps, e.g. `torch.arange(L) < lengths[:, None]`."
         )
@@ -55,10 +56,18 @@ def masked_sum(values: Tensor, mask: Tensor | None) -> Parts:
 def check_class_shapes(logits: Tensor, targets: Tensor) -> None:
     if logits.dim() < 1 or tuple(logits.shape[:-1]) != tuple(targets.shape):
         expected = "(" + ", ".join([*map(str, targets.shape), "?"]) + ")"
+        scores, labels = ("(N, L, C)", "(N, L)") if targets.dim() == 2 else ("(N, C)", "(N,)")
         raise ShapeError(
-            f"Expected `logits` to have shape (N, C) = {expected}, one row of class scores per "
+            f"Expected `logits` to have shape {scores} = {expected}, one row of class scores per "
             f"target in `targets` {fmt_shape(targets)}, but got {fmt_shape(logits)}. Hint: pass "
-            "the raw model output (N, C) and integer class indices (N,), not one-hot targets."
+            f"the raw model output {scores} and integer class indices {labels}, not one-hot "
+            "targets."
+        )
+    if logits.shape[-1] < 2:
+        raise ValueError(
+            f"Expected class scores for C >= 2 classes in `logits`, but got "
+            f"{fmt_shape(logits)}. Hint: a single logit is a binary score; give the model two "
+            "outputs (one per class), or pass metrics=[] to score it yourself."
         )
     if targets.is_floating_point() or targets.is_complex():
         raise TypeError(
@@ -89,10 +98,16 @@ def accuracy_parts(logits: Tensor, targets: Tensor, mask: Tensor | None) -> Part
 
 def error_parts(pred: Tensor, target: Tensor, mask: Tensor | None, *, power: int) -> Parts:
     if tuple(pred.shape) != tuple(target.shape):
+        layout = "(N, L, H_y) = " if pred.dim() == 3 else ""
+        hint = (
+            "per-step targets need the trailing size dimension too, e.g. `y.unsqueeze(-1)` "
+            "for a single series"
+            if target.dim() == pred.dim() - 1
+            else "`pred` and `target` must match element for element"
+        )
         raise ShapeError(
-            f"Expected `target` to have shape (N, L, H_y) = {fmt_shape(pred)}, the shape of "
-            f"`pred`, but got {fmt_shape(target)}. Hint: per-step targets need the trailing size "
-            "dimension too, e.g. `y.unsqueeze(-1)` for a single series."
+            f"Expected `target` to have shape {layout}{fmt_shape(pred)}, the shape of `pred`, "
+            f"but got {fmt_shape(target)}. Hint: {hint}."
         )
     if mask is not None:
         check_mask(mask, pred, "pred")
