@@ -291,6 +291,40 @@ def test_a_user_loss_gets_only_the_labelled_valid_steps() -> None:
     assert seen == [(5, C, 5)]
 
 
+def test_a_user_loss_is_not_called_for_a_batch_without_labelled_steps() -> None:
+    seen: list[int] = []
+
+    def loss(logits: Tensor, target: Tensor) -> Tensor:
+        seen.append(int(target.numel()))
+        return F.cross_entropy(logits, target)
+
+    task = TaggingTask(loss, [])
+    batch = Batch(torch.randn(2, 3, H_IN), torch.full((2, 3), -100), None)
+    (chunk,) = task.chunks(batch)
+    value = task.loss(task.forward(_tagger(), chunk, None)[0], chunk)
+    assert float(value.detach()) == 0.0
+    assert value.requires_grad
+    assert not seen
+
+
+def test_labels_in_padding_are_neither_counted_nor_checked(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    x, lengths = torch.randn(4, 5, H_IN), torch.tensor([5, 2, 4, 3])
+    clean = torch.randint(0, C, (4, 5))
+    padded = torch.arange(5) >= lengths.unsqueeze(1)
+    trainer = _quiet(batch_size=2, default_root_dir=tmp_path)
+    model = _tagger()
+    expected = trainer.evaluate(model, (x, clean, lengths))
+    for fill in (7, -1):  # beyond num_classes, and negative: only in the padding
+        dirty = clean.masked_fill(padded, fill)
+        assert trainer.evaluate(model, (x, dirty, lengths)) == expected
+        loader = [(x[:2], dirty[:2], lengths[:2]), (x[2:], dirty[2:], lengths[2:])]
+        assert trainer.evaluate(model, loader) == pytest.approx(expected)
+    stored = SequenceDataset(x, clean.masked_fill(padded, 7), lengths).y
+    assert stored is not None
+    assert torch.equal(stored, clean.masked_fill(padded, -100))
+
+
 # -- the Trainer ------------------------------------------------------------------------------
 
 

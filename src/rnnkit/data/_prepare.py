@@ -75,13 +75,13 @@ def _prepare_classes(classes: Any, y: Any) -> np.ndarray[Any, Any] | None:
 
 
 def _prepare_y(
-    y: Any, n: int, seq_len: int, num_classes: int | None
+    y: Any, n: int, seq_len: int, num_classes: int | None, lengths: Tensor | None = None
 ) -> tuple[Tensor | None, int | None]:
     if y is None:
         return None, None
     t = as_tensor(y, "y")
     if _looks_like_tags(t, seq_len):
-        return _prepare_tags(t, n, num_classes)
+        return _prepare_tags(t, n, num_classes, lengths)
     require_dims(
         t,
         "y",
@@ -128,7 +128,9 @@ def _looks_like_tags(t: Tensor, seq_len: int) -> bool:
     return t.dim() == 2 and t.shape[1] == seq_len and _is_integer(t)
 
 
-def _prepare_tags(t: Tensor, n: int, num_classes: int | None) -> tuple[Tensor, int]:
+def _prepare_tags(
+    t: Tensor, n: int, num_classes: int | None, lengths: Tensor | None
+) -> tuple[Tensor, int]:
     if t.shape[0] != n:
         raise ShapeError(
             f"Expected `y` to have shape (N, L) with N = {n}, one label sequence per sequence "
@@ -137,6 +139,9 @@ def _prepare_tags(t: Tensor, n: int, num_classes: int | None) -> tuple[Tensor, i
     if num_classes is not None:
         num_classes = check_int("num_classes", num_classes, 1)
     t = t.long()
+    if lengths is not None:  # padding holds no labels, whatever the user filled it with
+        padded = torch.arange(t.shape[1], device=t.device) >= lengths.to(t.device)[:, None]
+        t = t.masked_fill(padded, IGNORE_INDEX)
     labelled = t != IGNORE_INDEX
     _check_tag_labels(t, labelled, num_classes)
     largest = int(t[labelled].max()) if bool(labelled.any()) else 0

@@ -72,8 +72,8 @@ class SequenceDataset(Dataset[tuple[Tensor, ...]]):
             ``(N, L, H_in)``.
         y: Targets: integer class indices of shape ``(N,)``, per-step targets of shape
             ``(N, L_y, H_y)`` (usually ``L_y = L``; converted to ``float32``), integer
-            per-step class indices of shape ``(N, L)`` (-100 marks a step to skip), or
-            ``None``.
+            per-step class indices of shape ``(N, L)`` (-100 marks a step to skip; steps
+            beyond a sequence's length are stored as -100, whatever they held), or ``None``.
         lengths: For padded variable-length data, the true length of each sequence, integers in
             ``[1, L]`` of shape ``(N,)``; ``None`` when every sequence has ``L`` steps.
         scale: Multiplier applied to the ``float32`` inputs, e.g. ``1/255`` for pixels.
@@ -126,13 +126,13 @@ class SequenceDataset(Dataset[tuple[Tensor, ...]]):
         self._classes = _prepare_classes(classes, y)
         if self._classes is not None and num_classes is None:
             num_classes = len(self._classes)
-        self._y, self._num_classes = _prepare_y(y, n, seq_len, num_classes)
+        self._lengths = _prepare_lengths(lengths, n, seq_len)
+        self._y, self._num_classes = _prepare_y(y, n, seq_len, num_classes, self._lengths)
         if self._classes is not None and len(self._classes) != self._num_classes:
             raise ValueError(
                 f"Expected `classes` to hold num_classes = {self._num_classes} labels, one per "
                 f"class index, but it holds {len(self._classes)}."
             )
-        self._lengths = _prepare_lengths(lengths, n, seq_len)
         self._scale = _prepare_scale(scale)
         self._mean = _prepare_affine(mean, "mean", input_size, self._x.device, positive=False)
         self._std = _prepare_affine(std, "std", input_size, self._x.device, positive=True)

@@ -15,7 +15,7 @@ from rnnkit.data import IGNORE_INDEX, Batch
 from rnnkit.errors import ShapeError
 from rnnkit.metrics import Metric, get_metric
 from rnnkit.shapes import RecurrentSpec, State
-from rnnkit.tasks._info import DataInfo, info_from_batch
+from rnnkit.tasks._info import DataInfo, info_from_batch, unpadded_steps
 
 __all__ = [
     "Chunk",
@@ -181,6 +181,8 @@ def _check_labels(batch: Batch, kind: str) -> None:
         )
     skipped = IGNORE_INDEX if kind == "tag" else None
     bad = (y < 0) if skipped is None else (y < 0) & (y != skipped)
+    if kind == "tag":  # padding holds no labels
+        bad &= unpadded_steps(y, batch.lengths)
     if y.numel() and bool(bad.any()):
         allowed = "0..C-1, or -100 for a step to skip" if skipped is not None else "0..C-1"
         raise ValueError(

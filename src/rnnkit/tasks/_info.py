@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
-from rnnkit.data import Batch
+from rnnkit.data import IGNORE_INDEX, Batch
 from rnnkit.errors import ShapeError
 
-__all__ = ["DataInfo", "info_from_batch"]
+__all__ = ["DataInfo", "info_from_batch", "unpadded_steps"]
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,20 @@ def info_from_batch(batch: Batch, num_classes: int | None, name: str) -> DataInf
     kind = _target_kind(y)
     full = lengths is None or bool((lengths == x.shape[1]).all())
     labels = kind in ("class", "tag")
-    if labels and num_classes is None and y is not None and y.numel() > 0:
-        num_classes = int(y.max()) + 1
+    if labels and num_classes is None and y is not None:
+        counted = y if kind == "class" else y[unpadded_steps(y, lengths) & (y != IGNORE_INDEX)]
+        num_classes = int(counted.max()) + 1 if counted.numel() > 0 else None
     size = int(y.shape[2]) if kind == "step" and y is not None else None
     steps = int(y.shape[1]) if kind in ("step", "tag") and y is not None else None
     return DataInfo(int(x.shape[-1]), int(x.shape[1]), kind, size, steps, num_classes, full)
+
+
+def unpadded_steps(tags: Tensor, lengths: Tensor | None) -> Tensor:
+    """Where per-step labels ``(N, L)`` lie within their sequence's length (all, unpadded)."""
+    steps = torch.arange(tags.shape[1], device=tags.device)
+    if lengths is None:
+        return torch.ones(tags.shape, dtype=torch.bool, device=tags.device)
+    return steps < lengths.to(tags.device)[:, None]
 
 
 def _check_batch_dims(x: Tensor, y: Tensor | None, name: str) -> None:

@@ -89,8 +89,14 @@ class TaggingTask(Task):
         return (logits.transpose(0, 1) if time_major(model) else logits), None
 
     def loss(self, output: Tensor, chunk: Chunk) -> Tensor:
-        """Mean cross-entropy over the labelled steps, or the user's loss on them."""
+        """Mean cross-entropy over the labelled steps, or the user's loss on them.
+
+        A chunk without a labelled step gives 0 (with a graph, so the step runs as usual)
+        without calling the user's loss, whose mean over no steps would be NaN.
+        """
         if self.loss_fn is not None:
+            if chunk.elements == 0:
+                return output.sum() * 0.0
             keep = _keep(chunk.target, chunk.mask)
             return self.user_loss(output[keep], chunk.target[keep])
         targets = chunk.target
