@@ -313,6 +313,21 @@ def test_saved_buffers_are_reused_only_once_their_graph_is_gone(
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_a_call_under_inference_mode_leaves_nothing_that_a_training_call_reuses(
+    cell: str, compiled: _fused.Steps
+) -> None:
+    fast, slow = twins(cell)
+    x = torch.randn(2, 7, H_IN, dtype=torch.float64)  # a shape no other test pools
+    with torch.inference_mode():
+        fast(x)
+    assert not any(b.is_inference() for _, b in _fused_loops.pooled())
+    got = torch.autograd.grad(fast(x)[0].pow(2).sum(), list(fast.parameters()))
+    want = torch.autograd.grad(slow(x)[0].pow(2).sum(), list(slow.parameters()))
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_the_saved_buffer_pool_stays_bounded_over_many_batch_shapes(
     cell: str, compiled: _fused.Steps, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -119,8 +119,9 @@ def _saved_buffer(like: Tensor, shape: tuple[int, ...], role: str) -> Tensor:
     caller) come from here; reusing them spares the operating system mapping fresh memory for
     every call. The pool keeps buffers of the few shapes per role used last (a padded dataset's
     batches come in many lengths), within a byte budget, each at most :data:`_POOLED` times. While
-    saved-tensor hooks are active (they may keep the memory under another tensor), or where
-    torch cannot count a buffer's owners, every call gets a new buffer.
+    saved-tensor hooks are active (they may keep the memory under another tensor), under
+    :func:`torch.inference_mode` (its tensors may never be written outside it), or where torch
+    cannot count a buffer's owners, every call gets a new buffer.
     """
     if not _poolable():
         return like.new_empty(shape)
@@ -170,9 +171,9 @@ def pooled() -> list[tuple[str, Tensor]]:
 
 
 def _poolable() -> bool:
-    """Whether saved buffers may be reused: torch counts owners and no saved-tensor hook runs."""
+    """Whether saved buffers may be reused: owners counted, no saved-tensor hook, no inference."""
     top_hooks = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
-    if top_hooks is None or _storage_owners() is None:
+    if top_hooks is None or _storage_owners() is None or torch.is_inference_mode_enabled():
         return False
     return top_hooks(False) is None
 
