@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from rnnkit.errors import ShapeError
 from rnnkit.models.encoder import RecurrentEncoder
 from rnnkit.models.initializers import init_recurrent_
 from rnnkit.shapes import CellType
@@ -298,3 +299,15 @@ def test_repr_shows_the_layouts_with_sizes() -> None:
     assert "x (L, N, H_in) = (L, N, 28)" in text
     assert "output (L, N, D·H_out) = (L, N, 256)" in text
     assert "h_n (D·num_layers, N, H_out) = (2, N, 128)" in text
+
+
+@pytest.mark.parametrize("kernel", ["auto", "torch"])
+@pytest.mark.parametrize("grad", [True, False])
+def test_an_lstm_state_given_as_a_list_is_refused_on_every_path(kernel: str, grad: bool) -> None:
+    encoder = RecurrentEncoder(3, 4, cell="lstm", kernel=kernel)  # type: ignore[arg-type]
+    message = r"`h_0` to be a tuple \(h_0, c_0\).*but got a list of 2 items\. Hint: .*tuple\(h_0\)"
+    with torch.set_grad_enabled(grad):
+        with pytest.raises(ShapeError, match=message):
+            encoder(torch.randn(2, 5, 3), [torch.zeros(1, 2, 4), torch.zeros(1, 2, 4)])
+        with pytest.raises(ShapeError, match=message):
+            encoder(torch.randn(5, 3), [torch.zeros(1, 4), torch.zeros(1, 4)])

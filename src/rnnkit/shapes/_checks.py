@@ -263,7 +263,12 @@ def _check_pair(spec: RecurrentSpec, state: object, name: str, n: int | None) ->
         c_zeros = f"torch.zeros{fmt_shape(c_layout.shape())}"
         hint = f"an LSTM carries two states, h and c; pass ({name}, c_0), e.g. c_0 = {c_zeros}."
         raise shape_error(name, expected, received(state), hint)
-    if not isinstance(state, (tuple, list)) or len(state) != 2:
+    if isinstance(state, list) and len(state) == 2:
+        # torch's LSTM and rnnkit's kernels read the pair as a tuple; one type keeps every
+        # path (kernels, unbatched input, streaming) alike
+        hint = f"pass the pair as a tuple, e.g. tuple({name})."
+        raise shape_error(name, expected, received(state), hint)
+    if not isinstance(state, tuple) or len(state) != 2:
         hint = "pass exactly two tensors, (h_0, c_0)."
         raise shape_error(name, expected, received(state), hint)
 
