@@ -352,3 +352,19 @@ def test_a_seeded_gru_trains_bitwise_reproducibly_through_the_kernel(
     first = list(fitted_weights(kernel_calls))
     second = list(fitted_weights(kernel_calls))
     assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_an_empty_batch_runs_as_torchs_layer_does(cell: str) -> None:
+    fast, slow = twins(cell, bidirectional=True)
+    x = torch.randn(0, 6, H_IN, dtype=torch.float64, requires_grad=True)
+    output, state = fast.run(x)  # run() takes batch-first input; forward() refuses N = 0
+    expected, expected_state = slow.run(x)
+    assert output.shape == expected.shape == (0, 6, 2 * H)
+    first, want = (state[0], expected_state[0]) if cell == "lstm" else (state, expected_state)
+    assert isinstance(first, Tensor)
+    assert isinstance(want, Tensor)
+    assert first.shape == want.shape == (2, 0, H)
+    output.sum().backward()
+    assert x.grad is not None
+    assert x.grad.shape == x.shape

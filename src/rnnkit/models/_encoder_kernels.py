@@ -28,7 +28,14 @@ APPLIES: dict[str, Callable[[nn.RNNBase, object], bool]] = {
 
 
 def run_kernel(rnn: nn.RNNBase, x: Tensor, h0: State | None) -> tuple[Tensor, State]:
-    """Run ``rnn``'s whole stack through the rnnkit kernel of its cell."""
+    """Run ``rnn``'s whole stack through the rnnkit kernel of its cell.
+
+    An empty batch (N = 0) of a GRU or LSTM goes to torch's layer: there is nothing to compute,
+    and the GRU and LSTM kernels size their buffers by N.
+    """
+    if isinstance(rnn, (nn.GRU, nn.LSTM)) and x.shape[0] == 0:  # x is batch-first here
+        output, state = rnn(x, h0)
+        return output, state
     if isinstance(rnn, nn.LSTM):
         assert h0 is None or isinstance(h0, tuple)
         return _lstm_kernel.run_stack(rnn, x, h0)
