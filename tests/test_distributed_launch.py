@@ -206,9 +206,11 @@ def test_trainer_ddp_regressor_skips_and_stops_together(trainer_runs: dict[str, 
     """Padded series, a filler shard, an inf loss on one rank only, a stop asked by rank 1."""
     single = trainer_runs["single"]["regressor"]
     assert len(single["history"]) == 2  # stopped after epoch 1
+    assert single["saved_stop"] is True  # a resume from the last checkpoint trains no further
     assert single["history"][0]["skipped_batches"] == 1  # the overflowing batch, each epoch
     for rank in ("rank0", "rank1"):
         run = trainer_runs["straight"][rank]["regressor"]
+        assert run["saved_stop"] is True  # rank 1 asked; rank 0 wrote the file
         torch.testing.assert_close(run["weights"], single["weights"], rtol=1e-5, atol=1e-6)
         assert len(run["history"]) == len(single["history"])
         for got, expected in zip(run["history"], single["history"], strict=True):

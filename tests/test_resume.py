@@ -214,6 +214,19 @@ def test_early_stopping_resumes_exactly_whichever_callback_comes_first(
     assert _same_parameters(resumed, straight)
 
 
+def test_a_checkpoint_holds_the_keys_other_callbacks_logged_in_its_epoch(tmp_path: Path) -> None:
+    class LogsEpoch(Callback):
+        def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
+            logs["logged"] = float(epoch)
+
+    x, y = torch.randn(8, 5, 3), torch.randint(0, 2, (8,))
+    callbacks: list[Callback] = [ModelCheckpoint(tmp_path / "run"), LogsEpoch()]
+    trainer = Trainer(2, 8, seed=0, callbacks=callbacks, progress=False, default_root_dir=tmp_path)
+    trainer.fit(SequenceClassifier(3, 2, 4), (x, y))
+    records = load_checkpoint(tmp_path / "run" / "last.ckpt")["trainer"]["history"]["records"]
+    assert [r["logged"] for r in records] == [0.0, 1.0]
+
+
 def test_a_mid_epoch_resume_records_the_rate_the_epoch_started_with(tmp_path: Path) -> None:
     # A per-step scheduler moves the rate inside the epoch; the History's "lr" is the rate
     # the epoch started with, also when the epoch was interrupted and resumed.

@@ -32,6 +32,7 @@ from _ddp_common import PER_RANK_BATCH, make_data, make_series
 
 import rnnkit
 from rnnkit.distributed import LaunchEnv
+from rnnkit.io.checkpoint import load_checkpoint
 from rnnkit.training.trainer import Trainer
 
 EPOCHS = 4
@@ -103,16 +104,19 @@ def fit_interrupted(out: Path, rank: int) -> dict[str, Any]:
     return result | {"interrupted": interrupted}
 
 
-def fit_regressor(batch_size: int) -> dict[str, Any]:
-    """A regressor on padded series with one overflowing target; weights and History."""
+def fit_regressor(batch_size: int, out: Path) -> dict[str, Any]:
+    """A regressor on padded series with one overflowing target; weights, History, stop saved."""
     x, y, lengths = make_series(33, seed=33)
     y[BAD_SAMPLE, 0, 0] = 1e30  # squared in float32: inf
     torch.manual_seed(1)
     model = rnnkit.Seq2SeqRegressor(2, 1, hidden_size=6)
-    settings = trainer_settings() | {"on_nan": "skip", "callbacks": [StopOnLastRank()]}
+    callbacks = [rnnkit.ModelCheckpoint(out / "regressor"), StopOnLastRank()]
+    settings = trainer_settings() | {"on_nan": "skip", "callbacks": callbacks}
     trainer = Trainer(batch_size=batch_size, **settings)
     history = trainer.fit(model, (x, y, lengths), make_series(9, seed=9))
-    return {"weights": model.state_dict(), "history": history.to_list()}
+    saved = load_checkpoint(out / "regressor" / "last.ckpt")
+    result = {"weights": model.state_dict(), "history": history.to_list()}
+    return result | {"saved_stop": saved["trainer"]["should_stop"]}
 
 
 def fit_single(out: Path) -> dict[str, Any]:
@@ -124,7 +128,7 @@ def fit_single(out: Path) -> dict[str, Any]:
     model = make_classifier(seed=0)
     history = trainer.fit(model, make_data(37, seed=37), make_data(13, seed=513))
     one_sample = trainer.evaluate(model, make_data(1, seed=1))
-    regressor = fit_regressor(PER_RANK_BATCH * WORLD_SIZE)
+    regressor = fit_regressor(PER_RANK_BATCH * WORLD_SIZE, out)
     result = {"weights": model.state_dict(), "history": history.to_list()}
     return result | {"one_sample": one_sample, "regressor": regressor}
 
@@ -143,7 +147,7 @@ def main(out: Path, mode: str) -> None:
     result = {"weights": model.state_dict(), "history": history.to_list()}
     if mode == "straight":
         result["one_sample"] = trainer.evaluate(model, make_data(1, seed=1))  # rank 1: none
-        result["regressor"] = fit_regressor(PER_RANK_BATCH)
+        result["regressor"] = fit_regressor(PER_RANK_BATCH, out)
         result["interrupted"] = fit_interrupted(out, env.rank)
     torch.save(result, out / f"rank{env.rank}.pt")
 

@@ -210,17 +210,32 @@ def _finish_epoch(trainer: Trainer, epoch: int, record: dict[str, float]) -> dic
 
 
 def _finish_epoch_held(trainer: Trainer, epoch: int, record: dict[str, float]) -> dict[str, float]:
+    """The other callbacks, then the shared stop decision, then the checkpoint writers.
+
+    A saved checkpoint so holds the stop any rank asked for and the keys callbacks logged.
+    """
     trainer.history.append(record)
     step_scheduler(trainer, record, interval="epoch")
     trainer.run.epoch_finished = True
     logs = dict(record)
-    call(trainer, "on_epoch_end", epoch, logs)
+    ordered = hook_order(trainer.callbacks)
+    writers = [cb for cb in ordered if isinstance(cb, ModelCheckpoint)]
+    for callback in ordered[: len(ordered) - len(writers)]:
+        callback.on_epoch_end(trainer, epoch, logs)
+    _record_added(trainer, record, logs)
+    run = trainer.run
+    run.should_stop = trainer.distributed.any_rank(run.should_stop)  # all stop, or none
+    for callback in writers:
+        callback.on_epoch_end(trainer, epoch, logs)
+    _record_added(trainer, record, logs)
+    return logs
+
+
+def _record_added(trainer: Trainer, record: dict[str, float], logs: dict[str, float]) -> None:
+    """Put the keys callbacks added to ``logs`` into the History's last record."""
     added = {k: v for k, v in logs.items() if k not in record}
     if added:
         trainer.history.update_last(added)
-    run = trainer.run
-    run.should_stop = trainer.distributed.any_rank(run.should_stop)  # all stop, or none
-    return logs
 
 
 def optimizer_step(trainer: Trainer, loss: Tensor) -> None:
