@@ -38,7 +38,7 @@ per seed with its test accuracy and a final ``summary:`` line (median and worst 
 ``classify_NAME.png`` (training loss per epoch, one curve per seed) into ``--out``.
 ``--smoke`` trains two epochs on BasicMotions (or, without aeon, on a generated stand-in): a
 quick check that everything runs.
-Needs ``pip install rnnkit[datasets]`` (aeon) for the archive.
+Needs aeon for the archive: ``pip install -e '.[datasets]'`` in rnnkit's clone.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def load_archive(name: str, split: str) -> tuple[Any, np.ndarray[Any, Any]]:
     Shapes:
         - ``X``: ``(N, C, L)``, or a list of ``(C, L_i)`` for unequal lengths; ``y``: ``(N,)``.
     """
-    datasets = importlib.import_module("aeon.datasets")  # optional: rnnkit[datasets]
+    datasets = importlib.import_module("aeon.datasets")  # optional: the datasets extra
     x, y = datasets.load_classification(name, split=split)
     return x, np.asarray(y)
 
@@ -137,7 +137,8 @@ def load_splits(name: str, *, smoke: bool, test: bool = True) -> tuple[Any, Any,
     except ImportError:
         if not smoke:
             raise SystemExit(
-                "classify_series.py needs aeon for the archive: pip install 'rnnkit[datasets]'"
+                "classify_series.py needs aeon for the archive: pip install aeon "
+                "(rnnkit's datasets extra)"
             ) from None
         return (*standin("train"), *(standin("test") if test else (None, None)), True)
     held_out = load_archive(name, "test") if test else (None, None)

@@ -418,7 +418,7 @@ def test_progress_bar_without_tqdm_warns_once(monkeypatch: pytest.MonkeyPatch) -
     stream = FakeTTY()
     trainer = FakeTrainer()
     trainer.callbacks = [ProgressBar(file=stream)]
-    with pytest.warns(UserWarning, match=r"pip install rnnkit\[progress\]"):
+    with pytest.warns(UserWarning, match=r"pip install tqdm` \(rnnkit\'s `progress` extra\)"):
         assert run_fit(trainer, [1.0, 0.5]) == [0, 1]
     again = FakeTrainer()
     again.callbacks = [ProgressBar(file=stream)]

@@ -405,7 +405,7 @@ def test_newer_format_version_gives_version_error(
     message = str(info.value)
     assert "has format version 2 (written by rnnkit 9.0)" in message
     assert f"this rnnkit {rnnkit.__version__} reads versions up to 1" in message
-    assert "Hint: upgrade rnnkit" in message
+    assert "Hint: update rnnkit (pull its clone" in message
 
 
 @pytest.mark.parametrize(

@@ -152,7 +152,7 @@ def test_plot_without_matplotlib_names_the_extra(
         if name == "matplotlib" or name.startswith("matplotlib."):
             monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes the import fail
-    with pytest.raises(ImportError, match=r"pip install rnnkit\[plot\]"):
+    with pytest.raises(ImportError, match=r"pip install matplotlib` \(rnnkit\'s `plot` extra\)"):
         _history().plot(path=tmp_path / "z.png")
     assert not (tmp_path / "z.png").exists()
 

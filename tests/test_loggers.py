@@ -254,7 +254,9 @@ def test_tensorboard_logger_without_tensorboard_says_how_to_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
-    with pytest.raises(ImportError, match=r"pip install rnnkit\[tensorboard\]"):
+    with pytest.raises(
+        ImportError, match=r"pip install tensorboard` \(rnnkit\'s `tensorboard` extra\)"
+    ):
         TensorBoardLogger(tmp_path)
 
 

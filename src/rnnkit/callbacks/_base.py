@@ -110,7 +110,8 @@ class Callback:
 
 _TQDM_NOTE = (
     "rnnkit: the progress bar needs tqdm, which is not installed; training prints one line per "
-    "epoch instead. Install it with `pip install rnnkit[progress]`, or pass progress=False."
+    "epoch instead. Install it with `pip install tqdm` (rnnkit's `progress` extra), or pass "
+    "progress=False."
 )
 _tqdm_note_shown = False
 

@@ -204,7 +204,7 @@ def _fraction(values: list[Tensor], valid: Tensor, saturated: Callable[[Tensor],
 
 _PLOT_HINT = (
     "GradientFlow.plot needs matplotlib, which is not installed. Install it with "
-    "`pip install rnnkit[plot]` (or `pip install matplotlib`)."
+    "`pip install matplotlib` (rnnkit's `plot` extra)."
 )
 
 
@@ -335,7 +335,7 @@ class GradientFlow(Callback):
             The path written.
 
         Raises:
-            ImportError: matplotlib is missing (``pip install rnnkit[plot]``).
+            ImportError: matplotlib is missing (``pip install matplotlib``).
             ValueError: Nothing was measured yet.
         """
         if not self.records:

@@ -156,7 +156,7 @@ def _csv_line(cells: list[str]) -> str:
 
 _TENSORBOARD_HINT = (
     "TensorBoardLogger needs the tensorboard package, which is not installed. Install it "
-    "with `pip install rnnkit[tensorboard]` (or `pip install tensorboard`)."
+    "with `pip install tensorboard` (rnnkit's `tensorboard` extra)."
 )
 
 

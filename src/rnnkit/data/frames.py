@@ -90,7 +90,8 @@ def from_dataframe(
 def _require_pandas() -> None:
     if importlib.util.find_spec("pandas") is None:
         raise ImportError(
-            "from_dataframe needs pandas. Hint: `pip install pandas` (or rnnkit[datasets])."
+            "from_dataframe needs pandas. Hint: `pip install pandas` (in rnnkit's `datasets` "
+            "extra)."
         )
 
 

@@ -9,7 +9,8 @@ given state; returns the model's outputs and the final state) or ``mode="step"``
 step, the state an explicit input and output: streaming inference and generation outside
 Python). The exported graphs compute the model in eval mode. See :doc:`/deploying`.
 
-ONNX export needs the ``onnx`` package: ``pip install "rnnkit[export]"``.
+ONNX export needs the ``onnx`` package: ``pip install onnx onnxruntime`` (rnnkit's ``export``
+extra).
 
 This layer may import ``rnnkit.models`` and the layers below; never the tasks, the
 callbacks or the Trainer.
@@ -93,7 +94,8 @@ def to_onnx(
         from rnnkit.export._onnx import write_onnx
     except ModuleNotFoundError as error:
         raise ImportError(
-            f'ONNX export needs the `{error.name}` package. Hint: pip install "rnnkit[export]".'
+            f"ONNX export needs the `{error.name}` package. Hint: pip install onnx onnxruntime "
+            "(rnnkit's `export` extra)."
         ) from error
     return write_onnx(model, path, mode, lengths=lengths, initial_state=initial_state)
 

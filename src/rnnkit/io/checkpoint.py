@@ -177,7 +177,8 @@ def _check_version(obj: dict[str, Any], path: Path) -> None:
         raise CheckpointVersionError(
             f"The checkpoint {str(path)!r} has format version {version} (written by rnnkit "
             f"{obj.get('rnnkit_version', '?')}), but this rnnkit {__version__} reads versions "
-            f"up to {FORMAT_VERSION}. Hint: upgrade rnnkit (pip install -U rnnkit)."
+            f"up to {FORMAT_VERSION}. Hint: update rnnkit (pull its clone, then "
+            "`pip install -e .` again)."
         )
 
 

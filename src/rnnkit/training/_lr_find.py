@@ -41,7 +41,7 @@ __all__ = ["LRFinderResult", "run_lr_find"]
 
 _PLOT_HINT = (
     "LRFinderResult.plot needs matplotlib, which is not installed. Install it with "
-    "`pip install rnnkit[plot]` (or `pip install matplotlib`)."
+    "`pip install matplotlib` (rnnkit's `plot` extra)."
 )
 
 
@@ -107,7 +107,7 @@ class LRFinderResult:
             The path written.
 
         Raises:
-            ImportError: If matplotlib is missing (``pip install rnnkit[plot]``).
+            ImportError: If matplotlib is missing (``pip install matplotlib``).
         """
         figure_cls, canvas_cls = _matplotlib()
         figure = figure_cls(figsize=(6.4, 4.0), dpi=100)

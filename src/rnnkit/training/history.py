@@ -20,7 +20,7 @@ __all__ = ["History"]
 
 _PLOT_HINT = (
     "History.plot needs matplotlib, which is not installed. Install it with "
-    "`pip install rnnkit[plot]` (or `pip install matplotlib`)."
+    "`pip install matplotlib` (rnnkit's `plot` extra)."
 )
 
 
@@ -190,7 +190,7 @@ class History:
             The path written.
 
         Raises:
-            ImportError: If matplotlib is missing (``pip install rnnkit[plot]``).
+            ImportError: If matplotlib is missing (``pip install matplotlib``).
             KeyError: If a requested key is in no record.
             ValueError: If the History is empty.
         """
