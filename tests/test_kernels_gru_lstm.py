@@ -335,6 +335,13 @@ def test_models_take_kernel_outside_their_config() -> None:
         assert type(model).from_config(model.config).encoder.kernel == "auto"
 
 
+def test_a_kernel_assigned_with_a_typo_is_refused_at_the_next_call() -> None:
+    encoder = RecurrentEncoder(H_IN, H, cell="gru")
+    encoder.kernel = "rnnkit "  # type: ignore[assignment]
+    with pytest.raises(ValueError, match=r"`kernel` to be one of .*, but got 'rnnkit '"):
+        encoder(torch.randn(2, 3, H_IN))
+
+
 def fitted_weights(kernel_calls: list[str]) -> Iterator[Tensor]:
     torch.manual_seed(0)
     x = torch.randn(40, 6, 3)

@@ -349,6 +349,7 @@ class RecurrentEncoder(nn.Module):
 
     def _runs_kernel(self, x: object) -> bool:
         """Whether rnnkit's kernel runs this call; with ``kernel="rnnkit"``, raise if it cannot."""
+        _check_kernel(self.kernel)  # also after an assignment: a typo must not mean "torch"
         cell = self.spec.cell
         if self.kernel == "rnnkit":
             reason = REFUSALS[cell](self.rnn, x)
