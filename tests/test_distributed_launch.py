@@ -202,6 +202,14 @@ def test_trainer_ddp_evaluates_fewer_samples_than_ranks(trainer_runs: dict[str, 
         assert got["accuracy"] == expected["accuracy"]
 
 
+def test_trainer_ddp_resumes_each_ranks_own_random_draws(trainer_runs: dict[str, Any]) -> None:
+    """Dropout on shards of unequal size: a resumed run ends with the straight run's weights."""
+    for rank in ("rank0", "rank1"):
+        run = trainer_runs["straight"][rank]["dropout"]
+        for name, value in run["straight"].items():
+            assert torch.equal(run["resumed"][name], value), (rank, name)
+
+
 def test_trainer_ddp_regressor_skips_and_stops_together(trainer_runs: dict[str, Any]) -> None:
     """Padded series, a filler shard, an inf loss on one rank only, a stop asked by rank 1."""
     single = trainer_runs["single"]["regressor"]

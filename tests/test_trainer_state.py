@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import Tensor
 
 from rnnkit import SequenceClassifier, Trainer
 from rnnkit.data import Batch
+from rnnkit.errors import CheckpointError
 from rnnkit.training import RunState, StepOutput
 
 
@@ -63,6 +66,31 @@ def test_a_step_snapshot_rolls_the_saved_step_back() -> None:
     assert run.state_dict(torch.device("cpu"))["global_step"] == 4
     run.end_step(1)
     assert run.state_dict(torch.device("cpu"))["global_step"] == 5
+
+
+def test_each_rank_resumes_its_own_saved_generators_and_damage_is_refused() -> None:
+    cpu = torch.device("cpu")
+
+    def first_draw(state: dict[str, Any], rank: int) -> Tensor:
+        RunState().load_state_dict(state, rank)
+        return torch.rand(3)
+
+    saved, expected = [], []
+    for seed in (10, 11):  # what two processes hold at an epoch's end
+        torch.manual_seed(seed)
+        saved.append(RunState().rng_state(cpu))
+        expected.append(torch.rand(3))
+    run = RunState(rank_rng=saved)
+    run.epoch_finished = True
+    state = run.state_dict(cpu)
+    assert torch.equal(first_draw(state, 0), expected[0])
+    assert torch.equal(first_draw(state, 1), expected[1])
+    rank_zero = first_draw({**state, "rank_rng": None}, 2)  # "rng": the saving process's
+    assert torch.equal(first_draw(state, 2), rank_zero)  # a rank beyond the saved ones
+    run.begin_step(cpu)  # the step draws: the gathered states are stale
+    assert run.rank_rng is None
+    with pytest.raises(CheckpointError, match="'rank_rng' to be a list of generator states"):
+        RunState().load_state_dict({**state, "rank_rng": [{"torch": 1}, {}]}, 1)
 
 
 class ExtraMetric(Trainer):

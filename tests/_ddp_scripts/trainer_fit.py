@@ -104,6 +104,26 @@ def fit_interrupted(out: Path, rank: int) -> dict[str, Any]:
     return result | {"interrupted": interrupted}
 
 
+def fit_dropout_resumed(out: Path) -> dict[str, Any]:
+    """A dropout classifier straight, and stopped after epoch 0 then resumed: the weights.
+
+    37 samples: the last global batch splits 3 + 2, so the ranks draw unequal dropout masks.
+    """
+
+    def fit(folder: str, epochs: int, resume: str | None) -> dict[str, Any]:
+        torch.manual_seed(0)
+        model = rnnkit.SequenceClassifier(3, 3, hidden_size=8, num_layers=2, dropout=0.5)
+        callbacks = [rnnkit.ModelCheckpoint(out / folder)]
+        settings = trainer_settings() | {"max_epochs": epochs, "callbacks": callbacks}
+        trainer = Trainer(batch_size=PER_RANK_BATCH, strategy="ddp", **settings)
+        trainer.fit(model, make_data(37, seed=37), resume_from=resume)
+        return model.state_dict()
+
+    straight = fit("dropout_straight", 3, None)
+    fit("dropout_resumed", 1, None)  # ends after epoch 0, as a crashed run would
+    return {"straight": straight, "resumed": fit("dropout_resumed", 3, "last")}
+
+
 def fit_regressor(batch_size: int, out: Path) -> dict[str, Any]:
     """A regressor on padded series with one overflowing target; weights, History, stop saved."""
     x, y, lengths = make_series(33, seed=33)
@@ -149,6 +169,7 @@ def main(out: Path, mode: str) -> None:
         result["one_sample"] = trainer.evaluate(model, make_data(1, seed=1))  # rank 1: none
         result["regressor"] = fit_regressor(PER_RANK_BATCH, out)
         result["interrupted"] = fit_interrupted(out, env.rank)
+        result["dropout"] = fit_dropout_resumed(out)
     torch.save(result, out / f"rank{env.rank}.pt")
 
 

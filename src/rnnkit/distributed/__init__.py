@@ -78,6 +78,7 @@ from torch import Tensor, nn
 from torch._C._distributed_c10d import PrefixStore, Store, TCPStore  # = torch.distributed.*
 
 from rnnkit.distributed._collectives import (
+    all_gather_object,
     all_reduce_named_sums,
     all_reduce_sums,
     any_rank,
@@ -99,6 +100,7 @@ __all__ = [
     "LaunchEnv",
     "Shard",
     "Strategy",
+    "all_gather_object",
     "all_reduce_named_sums",
     "all_reduce_sums",
     "any_rank",

@@ -14,6 +14,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 __all__ = [
+    "all_gather_object",
     "all_reduce_named_sums",
     "all_reduce_sums",
     "any_rank",
@@ -153,6 +154,15 @@ def any_rank(flag: bool) -> bool:
     value = torch.tensor([int(flag)], device=_collective_device())
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
+
+
+def all_gather_object(obj: _T) -> list[_T]:
+    """Every rank's ``obj``, in rank order (pickled; ``[obj]`` without a process group)."""
+    if not is_initialized():
+        return [obj]
+    gathered: list[Any] = [None] * get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
 
 
 def broadcast_object(obj: _T, src: int = 0) -> _T:

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from rnnkit.callbacks import Callback, ModelCheckpoint
 from rnnkit.data import Batch
+from rnnkit.distributed import all_gather_object
 from rnnkit.models.base import evaluating
 from rnnkit.training._batches import BatchSource, IndexedSource, input_dtype, to_device
 from rnnkit.training._checkpointing import interrupt_path
@@ -225,6 +226,8 @@ def _finish_epoch_held(trainer: Trainer, epoch: int, record: dict[str, float]) -
     _record_added(trainer, record, logs)
     run = trainer.run
     run.should_stop = trainer.distributed.any_rank(run.should_stop)  # all stop, or none
+    if trainer.distributed.is_distributed:  # ranks may have drawn unequally: keep each's
+        run.rank_rng = all_gather_object(run.rng_state(trainer.device))
     for callback in writers:
         callback.on_epoch_end(trainer, epoch, logs)
     _record_added(trainer, record, logs)

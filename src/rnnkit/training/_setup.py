@@ -252,7 +252,7 @@ def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
     else:
         load_optimizers(pending, trainer.optimizer, trainer.scheduler, trainer.scaler)
         trainer.history.load_state_dict(pending["history"])
-        trainer.run.load_state_dict(pending)
+        trainer.run.load_state_dict(pending, trainer.distributed.rank)
     trainer.train_model = trainer.distributed.wrap_model(model)
     trainer.expected_log_keys = expected_log_keys(trainer)  # read by callbacks' on_fit_start
 

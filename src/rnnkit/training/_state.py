@@ -19,11 +19,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
 
+from rnnkit.errors import CheckpointError
 from rnnkit.training._rng import capture_rng, restore_rng
 from rnnkit.training._totals import EpochTotals
 
@@ -75,6 +76,10 @@ class RunState:
         teacher_gen: The generator of the teacher-forcing coins.
         data_signature: Sizes and a fingerprint of the training data, saved so that a
             resume on other data is refused.
+        rank_rng: Under DDP, every process's generator states in rank order, gathered at
+            an epoch's end and valid until the next step draws (processes that drew
+            unequally, e.g. dropout on shards of unequal size, each resume their own);
+            ``None`` otherwise.
 
     ``totals`` holds the partial sums of this epoch's loss and metrics; ``snapshot`` is taken
     at the start of a training step and cleared at its end.
@@ -97,6 +102,7 @@ class RunState:
     snapshot: StepSnapshot | None = None
     saved_epoch: _SavedEpoch | None = None
     data_signature: dict[str, Any] | None = None
+    rank_rng: list[dict[str, Any]] | None = None
 
     # -- the epoch ---------------------------------------------------------------------------
 
@@ -141,6 +147,7 @@ class RunState:
     def begin_step(self, device: torch.device) -> None:
         """Snapshot what a training step changes, so that an interrupt can roll it back."""
         cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        self.rank_rng = None  # the step draws on each process's own generators
         self.snapshot = StepSnapshot(
             self.global_step,
             self.skipped_batches,
@@ -160,6 +167,7 @@ class RunState:
         """Seed the run's own generators from ``base``."""
         self.shuffle_gen.manual_seed(base)
         self.teacher_gen.manual_seed(base + 1)
+        self.rank_rng = None
 
     def state_dict(self, device: torch.device) -> dict[str, Any]:
         """The run state as plain types and tensors (at the step's start within a step).
@@ -183,6 +191,7 @@ class RunState:
             "rng": self._rng_state(device),
             "data": None if self.data_signature is None else dict(self.data_signature),
             "epoch_lr": None if finished else self.epoch_lr,
+            "rank_rng": self.rank_rng,
         }
         return {**state, **self._kept_aside()}
 
@@ -220,8 +229,16 @@ class RunState:
                 state["cuda"][device.index or 0] = snap.cuda_rng
         return state
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; an unfinished epoch is continued when it starts."""
+    def rng_state(self, device: torch.device) -> dict[str, Any]:
+        """This process's generator states, as :meth:`state_dict` saves them under ``"rng"``."""
+        return self._rng_state(device)
+
+    def load_state_dict(self, state: Mapping[str, Any], rank: int = 0) -> None:
+        """Restore a :meth:`state_dict`; an unfinished epoch is continued when it starts.
+
+        ``rank``: this process's; it takes its own saved generator states where the state
+        holds them for it (``"rank_rng"``), else rank 0's (``"rng"``).
+        """
         self.reset_epoch()
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
         self.should_stop = bool(state["should_stop"])
@@ -235,10 +252,32 @@ class RunState:
                 state["totals"],
                 _saved_lr(state.get("epoch_lr")),  # absent from older checkpoints
             )
-        rng = state["rng"]
+        rng = own_rng(state, rank)
         restore_rng(dict(rng))
+        self.rank_rng = state.get("rank_rng")  # each process now holds its saved states
         self.shuffle_gen.set_state(rng["shuffle"])
         self.teacher_gen.set_state(rng["teacher"])
+
+
+def own_rng(state: Mapping[str, Any], rank: int) -> Mapping[str, Any]:
+    """The generator states of ``rank`` in a run state: its own if saved, else rank 0's.
+
+    Raises:
+        rnnkit.errors.CheckpointError: ``"rank_rng"`` is there but is not a list of states
+            laid out as ``"rng"`` is.
+    """
+    ranks = state.get("rank_rng")  # absent from one-process and older checkpoints
+    if ranks is None:
+        return cast("Mapping[str, Any]", state["rng"])
+    keys = set(state["rng"])
+    if not isinstance(ranks, list) or not all(
+        isinstance(r, dict) and set(r) == keys for r in ranks
+    ):
+        raise CheckpointError(
+            "Expected the run state's 'rank_rng' to be a list of generator states laid out as "
+            "its 'rng', but it is not. Hint: the checkpoint is damaged; resume from another."
+        )
+    return cast("Mapping[str, Any]", ranks[rank] if rank < len(ranks) else state["rng"])
 
 
 def _saved_lr(value: object) -> float | None:
