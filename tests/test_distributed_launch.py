@@ -202,6 +202,14 @@ def test_trainer_ddp_evaluates_fewer_samples_than_ranks(trainer_runs: dict[str, 
         assert got["accuracy"] == expected["accuracy"]
 
 
+def test_every_rank_knows_where_rank_0_saved(trainer_runs: dict[str, Any]) -> None:
+    for mode in ("straight", "resume"):
+        paths = [trainer_runs[mode][rank]["paths"] for rank in ("rank0", "rank1")]
+        assert paths[0] == paths[1]
+        assert "None" not in paths[0]
+        assert paths[0][1].endswith("last.ckpt")
+
+
 def test_trainer_ddp_resumes_each_ranks_own_random_draws(trainer_runs: dict[str, Any]) -> None:
     """Dropout on shards of unequal size: a resumed run ends with the straight run's weights."""
     for rank in ("rank0", "rank1"):

@@ -155,8 +155,8 @@ def fit_single(out: Path) -> dict[str, Any]:
 
 def main(out: Path, mode: str) -> None:
     env = LaunchEnv.from_environ()
-    callbacks: list[rnnkit.Callback] = [rnnkit.ModelCheckpoint(out / "checkpoints")]
-    callbacks.append(ReportStart())
+    checkpoint = rnnkit.ModelCheckpoint(out / "checkpoints")
+    callbacks: list[rnnkit.Callback] = [checkpoint, ReportStart()]
     if mode == "crash":
         callbacks.append(CrashOnce())
     trainer = Trainer(
@@ -165,6 +165,7 @@ def main(out: Path, mode: str) -> None:
     model = make_classifier(seed=env.rank)  # DDP must copy rank 0's weights
     history = trainer.fit(model, make_data(37, seed=37), make_data(13, seed=513), "last")
     result = {"weights": model.state_dict(), "history": history.to_list()}
+    result["paths"] = [str(checkpoint.best_path), str(checkpoint.last_path)]
     if mode == "straight":
         result["one_sample"] = trainer.evaluate(model, make_data(1, seed=1))  # rank 1: none
         result["regressor"] = fit_regressor(PER_RANK_BATCH, out)
