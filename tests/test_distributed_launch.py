@@ -202,6 +202,13 @@ def test_trainer_ddp_evaluates_fewer_samples_than_ranks(trainer_runs: dict[str, 
         assert got["accuracy"] == expected["accuracy"]
 
 
+def test_every_rank_logs_rank_0s_gradient_flow_ratio(trainer_runs: dict[str, Any]) -> None:
+    histories = [trainer_runs["straight"][rank]["history"] for rank in ("rank0", "rank1")]
+    ratios = [[record["grad_flow_ratio"] for record in history] for history in histories]
+    assert len(ratios[0]) == len(histories[0])
+    assert ratios[0] == ratios[1]
+
+
 def test_every_rank_knows_where_rank_0_saved(trainer_runs: dict[str, Any]) -> None:
     for mode in ("straight", "resume"):
         paths = [trainer_runs[mode][rank]["paths"] for rank in ("rank0", "rank1")]

@@ -31,6 +31,7 @@ import torch
 from _ddp_common import PER_RANK_BATCH, make_data, make_series
 
 import rnnkit
+from rnnkit.callbacks import GradientFlow
 from rnnkit.distributed import LaunchEnv
 from rnnkit.io.checkpoint import load_checkpoint
 from rnnkit.training.trainer import Trainer
@@ -156,7 +157,8 @@ def fit_single(out: Path) -> dict[str, Any]:
 def main(out: Path, mode: str) -> None:
     env = LaunchEnv.from_environ()
     checkpoint = rnnkit.ModelCheckpoint(out / "checkpoints")
-    callbacks: list[rnnkit.Callback] = [checkpoint, ReportStart()]
+    flow = GradientFlow(*make_data(4, seed=4), warn=False)  # measured by rank 0 alone
+    callbacks: list[rnnkit.Callback] = [checkpoint, ReportStart(), flow]
     if mode == "crash":
         callbacks.append(CrashOnce())
     trainer = Trainer(

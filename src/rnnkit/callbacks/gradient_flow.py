@@ -228,8 +228,9 @@ class GradientFlow(Callback):
     end of the sequence; with per-step targets every step also gets its own loss's gradient.
 
     The measurement costs one forward and backward pass of the batch, step by step (slower
-    than the fused layer): keep the batch small. It runs on rank 0 only, in eval mode, and
-    changes neither the training nor the random numbers of an exact resume.
+    than the fused layer): keep the batch small. It runs on rank 0 only (under DDP every
+    process logs rank 0's ratio), in eval mode, and changes neither the training nor the
+    random numbers of an exact resume.
 
     Args:
         x: The diagnostic inputs, ``(N, L, H_in)``.
@@ -285,13 +286,21 @@ class GradientFlow(Callback):
             self.measure(trainer)
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
-        """Measure after every ``every_n_epochs``-th epoch; log the ratio."""
+        """Measure after every ``every_n_epochs``-th epoch; log the ratio.
+
+        Under DDP rank 0 measures and every process logs its ratio, so that the processes'
+        epoch logs (and a callback monitoring the key) agree.
+        """
         every = self.every_n_epochs
-        if not every or (epoch + 1) % every or not _is_zero(trainer):
+        if not every or (epoch + 1) % every:
             return
-        record = self.measure(trainer, epoch)
-        if self.log_key is not None:
-            logs[self.log_key] = record.ratio
+        ratio = self.measure(trainer, epoch).ratio if _is_zero(trainer) else math.nan
+        if self.log_key is None:
+            return
+        distributed = getattr(trainer, "distributed", None)
+        if distributed is not None and distributed.is_distributed:
+            ratio = distributed.broadcast_object(ratio)
+        logs[self.log_key] = ratio
 
     def measure(self, trainer: Any, epoch: int | None = None) -> FlowRecord:
         """Measure the trainer's model now, keep the record and warn if needed.
