@@ -179,5 +179,5 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
 def test_plot_without_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     result = LRFinderResult([1e-3, 1e-2], [1.0, 0.5], [1.0, 0.6])
-    with pytest.raises(ImportError, match=r"rnnkit\[plot\]"):
+    with pytest.raises(ImportError, match=r"pip install matplotlib` \(rnnkit's `plot` extra\)"):
         result.plot()
