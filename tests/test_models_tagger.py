@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -305,6 +306,17 @@ def test_a_user_loss_is_not_called_for_a_batch_without_labelled_steps() -> None:
     assert float(value.detach()) == 0.0
     assert value.requires_grad
     assert not seen
+
+
+def test_an_epoch_without_labelled_steps_records_nan_as_evaluate_does(tmp_path: Path) -> None:
+    x, y = torch.randn(4, 5, H_IN), torch.full((4, 5), -100)
+    trainer = _quiet(max_epochs=1, default_root_dir=tmp_path)
+    (record,) = trainer.fit(_tagger(), (x, y), val=(x, y)).to_list()
+    evaluated = trainer.evaluate(_tagger(), (x, y))
+    assert set(evaluated) == {"loss", "accuracy"}
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert math.isnan(record[key]), key
+    assert all(math.isnan(value) for value in evaluated.values())
 
 
 def test_labels_in_padding_are_neither_counted_nor_checked(tmp_path: Path) -> None:

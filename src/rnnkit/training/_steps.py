@@ -133,6 +133,9 @@ def _train_chunk(
         if count:  # before the update: once it is applied, the step must complete
             parts.append(("loss", loss.detach() * count, count))
             parts.extend(task.metric_parts(output.detach(), chunk))
+        elif chunk.elements == 0:  # nothing labelled: the keys still appear (NaN if never counted)
+            parts.append(("loss", loss.detach() * 0, 0))
+            parts.extend(task.metric_parts(output.detach(), chunk))
         trainer.optimizer_step(global_mean(trainer, loss, count))
     return loss.detach(), detach_state(new_state)
 
