@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.callbacks import Callback, CSVLogger, ModelCheckpoint, TensorBoardLogger
+from rnnkit.errors import CheckpointError
 from rnnkit.models import SequenceClassifier
 from rnnkit.training import History, Trainer
 
@@ -248,6 +249,40 @@ def test_tensorboard_after_a_crash_and_resume_shows_each_point_once(tmp_path: Pa
     assert list(values) == pytest.approx(history["loss"], rel=1e-6)
     step_losses = [step for step, _ in scalars["step/loss"]]
     assert step_losses == list(range(1, BATCHES * EPOCHS + 1))  # none twice, none missing
+
+
+def test_a_fit_refused_at_its_start_leaves_the_logs_of_the_run_before(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+
+    def callbacks() -> list[Callback]:
+        loggers: list[Callback] = [
+            CSVLogger(tmp_path / "log.csv"),
+            TensorBoardLogger(tmp_path / "tb"),
+        ]
+        return [*loggers, ModelCheckpoint(tmp_path / "ckpt")]
+
+    _fit(_trainer(callbacks()))
+    rows, scalars = _read_csv(tmp_path / "log.csv"), _scalars(tmp_path / "tb")
+    with pytest.raises(CheckpointError, match="holds checkpoints of another run"):
+        _fit(_trainer(callbacks()))  # a fresh fit into the finished run's folder
+    assert _read_csv(tmp_path / "log.csv") == rows
+    assert len(rows) == EPOCHS
+    assert _scalars(tmp_path / "tb") == scalars
+
+
+def test_tensorboard_step_lr_is_the_rate_each_step_used(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    halving = lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)  # noqa: E731
+    trainer = _trainer(
+        [TensorBoardLogger(tmp_path / "tb")],
+        log_every_n_steps=1,
+        scheduler=halving,
+        scheduler_interval="step",
+    )
+    _fit(trainer)
+    steps, rates = zip(*_scalars(tmp_path / "tb")["step/lr"], strict=True)
+    assert list(steps) == list(range(1, BATCHES * EPOCHS + 1))
+    assert list(rates) == pytest.approx([1e-3 * 0.5 ** (step - 1) for step in steps], rel=1e-6)
 
 
 def test_tensorboard_logger_without_tensorboard_says_how_to_install(

@@ -49,7 +49,8 @@ class CSVLogger(Callback):
 
     The file always matches the run's :class:`~rnnkit.History`:
 
-    - a fresh fit starts a new file (an existing one is replaced);
+    - a fresh fit starts a new file (an existing one is replaced when the first epoch starts,
+      so a fit refused at its start leaves it as it was);
     - a resumed fit (``Trainer.fit(..., resume_from=...)``) rewrites the file from the
       History restored from the checkpoint, then appends: rows that a crashed run wrote after
       that checkpoint are dropped, and no epoch is missing or written twice;
@@ -70,21 +71,30 @@ class CSVLogger(Callback):
         self.path = Path(path)
         self.rows: list[dict[str, float]] = []
         self._columns: list[str] = []
+        self._written = False
 
     def on_fit_start(self, trainer: Any) -> None:
-        """Start the file from the trainer's History (empty for a fresh fit)."""
+        """Take the rows from the trainer's History (none for a fresh fit); make the folder.
+
+        The file is written when the first epoch starts: another callback may still refuse
+        the fit in its ``on_fit_start``, and the file of the run before must then stay.
+        """
         if not _writes(trainer):
             return
         self.rows = [dict(record) for record in getattr(trainer, "history", [])]
         self._columns = []
         self._add_columns(self.rows)
+        self._written = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._rewrite()
 
     def on_epoch_start(self, trainer: Any, epoch: int) -> None:
-        """Take the final version of the previous epoch's record into its row."""
-        if _writes(trainer):
-            self._catch_up(trainer)
+        """Start the file (first epoch), or take the previous epoch's final record into its row."""
+        if not _writes(trainer):
+            return
+        if not self._written:
+            self._written = True
+            self._rewrite()
+        self._catch_up(trainer)
 
     def log_keys(self, trainer: Any) -> Sequence[str]:
         """None: it reads the epoch logs without adding to them."""
@@ -114,7 +124,7 @@ class CSVLogger(Callback):
     def _catch_up(self, trainer: Any) -> None:
         """Replace the last row by the History's record when later callbacks added entries."""
         history = getattr(trainer, "history", None)
-        if history is None or not self.rows or len(history) != len(self.rows):
+        if not self._written or history is None or not self.rows or len(history) != len(self.rows):
             return
         record = dict(history[-1])
         if record != self.rows[-1]:
@@ -186,11 +196,12 @@ class TensorBoardLogger(Callback):
       ``epoch`` itself (0-based), to read steps as epochs;
     - ``step/loss``: the mean training loss over the last ``log_every_n_steps`` batches, as the
       Trainer reads it at that interval (:attr:`rnnkit.Trainer.logged_metrics`: no extra host
-      synchronisation), and ``step/lr``: the learning rate at that step.
+      synchronisation), and ``step/lr``: the learning rate that step used.
 
     A resumed fit opens the writer with ``purge_step`` just after the checkpoint's step, so
     TensorBoard hides what a crashed run logged after the checkpoint and no point is shown
-    twice. The events are flushed at the end of every epoch. Under DDP only rank 0 writes.
+    twice. The writer opens when the first epoch starts, so a fit refused at its start purges
+    nothing. The events are flushed at the end of every epoch. Under DDP only rank 0 writes.
 
     Args:
         log_dir: The folder of the event files (one run in TensorBoard); created when the
@@ -212,26 +223,42 @@ class TensorBoardLogger(Callback):
         self.log_steps = log_steps
         self.writer: Any = None
         self._last_step = -1
-        self._lr: tuple[int, float | None] = (-1, None)
+        self._rates: dict[int, float | None] = {}  # step -> the rate it used, the last few
+        self._opening: int | None = None  # the fit's starting step, until the writer opens
 
     def on_fit_start(self, trainer: Any) -> None:
-        """Open the writer (rank 0); a resumed fit purges what came after its checkpoint."""
+        """Note where the fit starts; the writer opens with the first epoch (rank 0).
+
+        Another callback may still refuse the fit in its ``on_fit_start``; the run's events
+        must then stay unpurged.
+        """
         if not _writes(trainer):
             return
-        step = int(getattr(trainer, "global_step", 0))
+        self._opening = int(getattr(trainer, "global_step", 0))
+        self._last_step = self._opening
+
+    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+        """Open the writer at the fit's first epoch; a resumed fit purges what came after."""
+        step, self._opening = self._opening, None
+        if step is None:
+            return
         # Events at the checkpoint's own step (its epoch's metrics) stay; later ones go.
         purge = step + 1 if step > 0 else None
         self.writer = self._writer_class(log_dir=str(self.log_dir), purge_step=purge)
-        self._last_step = step
+
+    def on_batch_start(self, trainer: Any, batch_idx: int) -> None:
+        """Keep the rate this batch's step uses (a per-step scheduler moves it after the step)."""
+        if self.writer is not None and self.log_steps:
+            step = int(getattr(trainer, "global_step", 0)) + 1
+            self._rates[step] = _first_lr(trainer)
+            for old in [k for k in self._rates if k < step - 2]:  # the trainer logs a step late
+                del self._rates[old]
 
     def on_batch_end(self, trainer: Any, batch_idx: int, outputs: Mapping[str, Any]) -> None:
         """Log the loss the trainer read at its last logging interval, once."""
         if self.writer is None or not self.log_steps:
             return
         self._log_interval(trainer)
-        # The trainer reads the interval's loss after this hook, at this same step; the
-        # learning rate is kept now, before an epoch's end steps the scheduler.
-        self._lr = (int(getattr(trainer, "global_step", 0)), _first_lr(trainer))
 
     def _log_interval(self, trainer: Any) -> None:
         logged = getattr(trainer, "logged_metrics", None) or {}
@@ -242,7 +269,7 @@ class TensorBoardLogger(Callback):
             return
         self._last_step = step
         self.writer.add_scalar("step/loss", float(logged["loss"]), step)
-        lr = self._lr[1] if self._lr[0] == step else _first_lr(trainer)
+        lr = self._rates[step] if step in self._rates else _first_lr(trainer)
         if lr is not None:
             self.writer.add_scalar("step/lr", lr, step)
 
@@ -272,6 +299,7 @@ class TensorBoardLogger(Callback):
         self._close()
 
     def _close(self) -> None:
+        self._opening = None
         if self.writer is not None:
             self.writer.close()
             self.writer = None
