@@ -143,6 +143,25 @@ def test_minimum_suggestion_and_unknown_method() -> None:
         result.suggestion("valley")
 
 
+def test_the_minimum_skips_the_first_tenth_as_the_steepest_search_does() -> None:
+    lrs = [10.0**k for k in range(-8, 2)]
+    smoothed = [0.1, 1.0, 0.9, 0.7, 0.5, 0.3, 0.2, 0.25, 0.4, 3.0]  # a lucky first batch
+    result = LRFinderResult(lrs, smoothed, smoothed)
+    assert result.min_loss_lr == 1e-2
+    assert result.suggestion("minimum") == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("shift", [0.0, -5.0])
+def test_a_loss_below_zero_diverges_only_when_it_rises(shift: float) -> None:
+    x, y = _linear_data()
+    task = ClassificationTask(loss=lambda out, t: torch.nn.functional.cross_entropy(out, t) + shift)
+    trainer = Trainer(batch_size=32, optimizer="sgd", progress=False, seed=0, task=task)
+    result = trainer.lr_find(_linear_model(), (x, y), min_lr=1e-4, max_lr=1e-1, num_steps=30)
+    assert not result.diverged  # small, growing rates: the loss falls throughout
+    assert len(result.lrs) == 30
+    assert result.losses[-1] < result.losses[0]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

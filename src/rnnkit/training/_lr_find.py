@@ -74,8 +74,13 @@ class LRFinderResult:
 
     @property
     def min_loss_lr(self) -> float:
-        """The learning rate at which the smoothed loss was lowest."""
-        return self.lrs[_argmin(self.smoothed_losses)]
+        """The learning rate at which the smoothed loss was lowest, after the first tenth.
+
+        The first tenth of the steps is left out, as for the steepest fall: their average
+        rests on few batches.
+        """
+        skip = len(self.smoothed_losses) // 10
+        return self.lrs[skip + _argmin(self.smoothed_losses[skip:])]
 
     def suggestion(self, method: str = "steepest") -> float:
         """A suggested learning rate.
@@ -266,7 +271,8 @@ def _sweep(
         result.losses.append(loss)
         result.smoothed_losses.append(smoothed)
         best = min(best, smoothed)
-        if step > 0 and smoothed > test.divergence_factor * best:
+        # "factor times the best" measured from the best, so that a loss below 0 works too
+        if step > 0 and smoothed - best > (test.divergence_factor - 1) * abs(best):
             result.diverged = True
             break
     return result

@@ -346,8 +346,8 @@ class Trainer:
     ) -> _lr_find.LRFinderResult:
         """The learning-rate range test: train briefly at exponentially growing rates.
 
-        A copy of ``model`` takes up to ``num_steps`` optimizer steps (one per batch, or per
-        TBPTT window) with the Trainer's optimizer, loss, precision and clipping, the rate
+        A copy of ``model`` trains on up to ``num_steps`` batches (each TBPTT window steps at
+        its batch's rate) with the Trainer's optimizer, loss, precision and clipping, the rate
         growing geometrically from ``min_lr`` to ``max_lr``, until the smoothed loss diverges.
         ``model``, the Trainer's state and the global random generators are left exactly as
         they were. The guide is :doc:`/lr_find`.
@@ -358,10 +358,10 @@ class Trainer:
                 are fewer than ``num_steps``).
             min_lr: The rate of the first step.
             max_lr: The rate of the last step.
-            num_steps: The most steps to take, at least 2.
+            num_steps: The most batches (rates) to try, at least 2.
             smoothing: The moving average's weight of the past, in [0, 1) (0: no smoothing;
                 a heavier average is steadier but lags further behind the rate).
-            divergence_factor: Stop once the smoothed loss exceeds this many times its best.
+            divergence_factor: Stop once the smoothed loss passes its best by (this - 1) × |best|.
 
         Returns:
             The :class:`~rnnkit.training.LRFinderResult`: the curve and the suggested rate
