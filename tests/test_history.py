@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -103,6 +104,26 @@ def test_state_dict_round_trip_through_torch_save(tmp_path: Path) -> None:
     assert restored is not history
     with pytest.raises(ValueError, match="'records' list"):
         restored.load_state_dict({"epochs": []})
+
+
+def test_numpy_numbers_are_stored_as_plain_numbers_and_load_weights_only(tmp_path: Path) -> None:
+    history = History([{"epoch": np.int64(0), "f1": np.float64(0.5), "auc": np.float32(0.25)}])
+    record = history[0]
+    assert [type(record[k]) for k in ("epoch", "f1", "auc")] == [int, float, float]
+    assert record == {"epoch": 0, "f1": 0.5, "auc": 0.25}
+    torch.save(history.state_dict(), tmp_path / "h.pt")
+    restored = History()
+    restored.load_state_dict(torch.load(tmp_path / "h.pt", weights_only=True))
+    assert restored == history
+    with pytest.raises(TypeError, match="map str keys to numbers"):
+        History([{"epoch": 0, "ok": np.bool_(True)}])
+
+
+def test_plot_takes_one_key_as_a_string_and_refuses_none(tmp_path: Path) -> None:
+    history = _history()
+    _check_png(history.plot("loss", path=tmp_path / "loss.png"))
+    with pytest.raises(ValueError, match="at least one column"):
+        history.plot([], path=tmp_path / "none.png")
 
 
 def _check_png(path: Path) -> None:

@@ -10,6 +10,7 @@ plots its curves to a PNG with the ``plot`` extra (matplotlib).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -31,13 +32,14 @@ def _record(values: Mapping[Any, Any], what: str) -> dict[str, float]:
         if (
             not isinstance(key, str)
             or isinstance(value, bool)
-            or not isinstance(value, int | float)
+            or not isinstance(value, numbers.Real)
         ):
             raise TypeError(
                 f"Expected {what} to map str keys to numbers, but got {key!r}: {value!r} "
                 f"({type(value).__name__}). Hint: convert tensors with `.item()` first."
             )
-        out[key] = value
+        # plain int and float (a NumPy number would not load with weights_only=True)
+        out[key] = int(value) if isinstance(value, numbers.Integral) else float(value)
     return out
 
 
@@ -181,8 +183,9 @@ class History:
         works headless and inside notebooks alike.
 
         Args:
-            keys: Columns to draw, one line each. Default: ``("accuracy", "val_accuracy")``
-                where present, else ``("loss", "val_loss")``.
+            keys: Columns to draw, one line each (a single key may be given as a string).
+                Default: ``("accuracy", "val_accuracy")`` where present, else
+                ``("loss", "val_loss")``.
             path: Where to write the PNG; default ``"history.png"`` in the working directory.
             title: Figure title; default none.
 
@@ -192,10 +195,17 @@ class History:
         Raises:
             ImportError: If matplotlib is missing (``pip install matplotlib``).
             KeyError: If a requested key is in no record.
-            ValueError: If the History is empty.
+            ValueError: If the History is empty, or ``keys`` is empty.
         """
         if not self._records:
             raise ValueError("History.plot: the History is empty; train for an epoch first.")
+        if isinstance(keys, str):
+            keys = (keys,)  # one column, not one per character
+        if keys is not None and not keys:
+            raise ValueError(
+                "Expected `keys` to name at least one column, but got none. Hint: pass "
+                "keys=None for the default columns."
+            )
         columns = {key: self._column(key) for key in (keys or self._default_plot_keys())}
         figure_cls, canvas_cls = _matplotlib()
         figure = figure_cls(figsize=(6.4, 4.0), dpi=100)
