@@ -7,6 +7,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -107,7 +108,8 @@ def test_state_dict_round_trip_through_torch_save(tmp_path: Path) -> None:
 
 
 def test_numpy_numbers_are_stored_as_plain_numbers_and_load_weights_only(tmp_path: Path) -> None:
-    history = History([{"epoch": np.int64(0), "f1": np.float64(0.5), "auc": np.float32(0.25)}])
+    logged: dict[str, Any] = {"epoch": np.int64(0), "f1": np.float64(0.5), "auc": np.float32(0.25)}
+    history = History([logged])
     record = history[0]
     assert [type(record[k]) for k in ("epoch", "f1", "auc")] == [int, float, float]
     assert record == {"epoch": 0, "f1": 0.5, "auc": 0.25}
@@ -116,7 +118,7 @@ def test_numpy_numbers_are_stored_as_plain_numbers_and_load_weights_only(tmp_pat
     restored.load_state_dict(torch.load(tmp_path / "h.pt", weights_only=True))
     assert restored == history
     with pytest.raises(TypeError, match="map str keys to numbers"):
-        History([{"epoch": 0, "ok": np.bool_(True)}])
+        History([{"epoch": 0, "ok": np.bool_(True)}])  # type: ignore[dict-item]
 
 
 def test_plot_takes_one_key_as_a_string_and_refuses_none(tmp_path: Path) -> None:
