@@ -362,3 +362,34 @@ def test_a_fifo_or_device_is_refused_without_reading_it(tmp_path: Path) -> None:
         assert isinstance(error, CheckpointNotFoundError), error
         assert "folder" not in str(error)
         assert "not a regular file" in str(error)
+
+
+def _damaged(path: Path, out: Path, part: str) -> Path:
+    """A copy of the checkpoint ``path`` whose trainer state is damaged at ``part``."""
+    checkpoint = load_checkpoint(path)
+    trainer = checkpoint["trainer"]
+    if part == "history":
+        trainer["history"] = {"junk": 1}
+    elif part == "rng":
+        trainer["rng"] = {}
+    elif part == "rank_rng":
+        trainer["rank_rng"] = [{"torch": torch.zeros(3)}]
+    else:
+        trainer["optimizer"]["param_groups"][0]["lr"] = "x"
+    atomic_save(checkpoint, out)
+    return out
+
+
+@pytest.mark.parametrize("part", ["history", "rng", "rank_rng", "lr"])
+def test_a_damaged_trainer_state_is_refused_with_the_model_as_it_was(
+    tmp_path: Path, part: str
+) -> None:
+    _fit(tmp_path / "run", 1)
+    damaged = _damaged(tmp_path / "run" / "last.ckpt", tmp_path / "damaged.ckpt", part)
+    torch.manual_seed(7)
+    model = SequenceClassifier(3, 2, 4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = Trainer(max_epochs=2, batch_size=8, progress=False, default_root_dir=tmp_path)
+    with pytest.raises(CheckpointError, match=r"Trainer state|'rank_rng'|setting 'lr'"):
+        trainer.fit(model, _data(), resume_from=damaged)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())

@@ -209,20 +209,13 @@ def test_every_rank_logs_rank_0s_gradient_flow_ratio(trainer_runs: dict[str, Any
     assert ratios[0] == ratios[1]
 
 
-def test_every_rank_knows_where_rank_0_saved(trainer_runs: dict[str, Any]) -> None:
-    for mode in ("straight", "resume"):
-        paths = [trainer_runs[mode][rank]["paths"] for rank in ("rank0", "rank1")]
-        assert paths[0] == paths[1]
-        assert "None" not in paths[0]
-        assert paths[0][1].endswith("last.ckpt")
-
-
 def test_trainer_ddp_resumes_each_ranks_own_random_draws(trainer_runs: dict[str, Any]) -> None:
     """Dropout on shards of unequal size: a resumed run ends with the straight run's weights."""
     for rank in ("rank0", "rank1"):
         run = trainer_runs["straight"][rank]["dropout"]
         for name, value in run["straight"].items():
             assert torch.equal(run["resumed"][name], value), (rank, name)
+            assert torch.equal(run["from_epoch_start"][name], value), (rank, name)
 
 
 def test_trainer_ddp_regressor_skips_and_stops_together(trainer_runs: dict[str, Any]) -> None:

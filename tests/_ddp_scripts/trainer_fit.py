@@ -111,10 +111,12 @@ def fit_dropout_resumed(out: Path) -> dict[str, Any]:
     37 samples: the last global batch splits 3 + 2, so the ranks draw unequal dropout masks.
     """
 
-    def fit(folder: str, epochs: int, resume: str | None) -> dict[str, Any]:
+    def fit(folder: str, epochs: int, resume: str | Path | None) -> dict[str, Any]:
         torch.manual_seed(0)
         model = rnnkit.SequenceClassifier(3, 3, hidden_size=8, num_layers=2, dropout=0.5)
-        callbacks = [rnnkit.ModelCheckpoint(out / folder)]
+        callbacks: list[rnnkit.Callback] = [rnnkit.ModelCheckpoint(out / folder)]
+        if folder == "dropout_straight":  # a save after epoch 1's order is drawn
+            callbacks.append(SaveAtEpochStart(1, out / "dropout_epoch_start.ckpt"))
         settings = trainer_settings() | {"max_epochs": epochs, "callbacks": callbacks}
         trainer = Trainer(batch_size=PER_RANK_BATCH, strategy="ddp", **settings)
         trainer.fit(model, make_data(37, seed=37), resume_from=resume)
@@ -122,7 +124,21 @@ def fit_dropout_resumed(out: Path) -> dict[str, Any]:
 
     straight = fit("dropout_straight", 3, None)
     fit("dropout_resumed", 1, None)  # ends after epoch 0, as a crashed run would
-    return {"straight": straight, "resumed": fit("dropout_resumed", 3, "last")}
+    resumed = fit("dropout_resumed", 3, "last")
+    from_start = fit("dropout_from_start", 3, out / "dropout_epoch_start.ckpt")
+    return {"straight": straight, "resumed": resumed, "from_epoch_start": from_start}
+
+
+class SaveAtEpochStart(rnnkit.Callback):
+    """Saves a checkpoint when epoch ``epoch`` starts (every rank calls; rank 0 writes)."""
+
+    def __init__(self, epoch: int, path: Path) -> None:
+        self.epoch, self.path = epoch, path
+
+    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+        if epoch == self.epoch:
+            trainer.save_checkpoint(self.path)
+            trainer.distributed.barrier()  # written before any rank reads it
 
 
 def fit_regressor(batch_size: int, out: Path) -> dict[str, Any]:
@@ -132,6 +148,8 @@ def fit_regressor(batch_size: int, out: Path) -> dict[str, Any]:
     torch.manual_seed(1)
     model = rnnkit.Seq2SeqRegressor(2, 1, hidden_size=6)
     callbacks = [rnnkit.ModelCheckpoint(out / "regressor"), StopOnLastRank()]
+    if LaunchEnv.from_environ().rank == 0:  # a callback of rank 0's alone must not block
+        callbacks.append(GradientFlow(x[:3], y[:3], lengths[:3], warn=False, log_key=None))
     settings = trainer_settings() | {"on_nan": "skip", "callbacks": callbacks}
     trainer = Trainer(batch_size=batch_size, **settings)
     history = trainer.fit(model, (x, y, lengths), make_series(9, seed=9))
@@ -156,9 +174,9 @@ def fit_single(out: Path) -> dict[str, Any]:
 
 def main(out: Path, mode: str) -> None:
     env = LaunchEnv.from_environ()
-    checkpoint = rnnkit.ModelCheckpoint(out / "checkpoints")
-    flow = GradientFlow(*make_data(4, seed=4), warn=False)  # measured by rank 0 alone
-    callbacks: list[rnnkit.Callback] = [checkpoint, ReportStart(), flow]
+    flow = GradientFlow(*make_data(4, seed=4), warn=False)  # logged by every rank
+    callbacks: list[rnnkit.Callback] = [rnnkit.ModelCheckpoint(out / "checkpoints")]
+    callbacks += [ReportStart(), flow]
     if mode == "crash":
         callbacks.append(CrashOnce())
     trainer = Trainer(
@@ -167,7 +185,6 @@ def main(out: Path, mode: str) -> None:
     model = make_classifier(seed=env.rank)  # DDP must copy rank 0's weights
     history = trainer.fit(model, make_data(37, seed=37), make_data(13, seed=513), "last")
     result = {"weights": model.state_dict(), "history": history.to_list()}
-    result["paths"] = [str(checkpoint.best_path), str(checkpoint.last_path)]
     if mode == "straight":
         result["one_sample"] = trainer.evaluate(model, make_data(1, seed=1))  # rank 1: none
         result["regressor"] = fit_regressor(PER_RANK_BATCH, out)

@@ -228,9 +228,9 @@ class GradientFlow(Callback):
     end of the sequence; with per-step targets every step also gets its own loss's gradient.
 
     The measurement costs one forward and backward pass of the batch, step by step (slower
-    than the fused layer): keep the batch small. It runs on rank 0 only (under DDP every
-    process logs rank 0's ratio), in eval mode, and changes neither the training nor the
-    random numbers of an exact resume.
+    than the fused layer): keep the batch small. Per epoch it runs on every process (under
+    DDP all log the same ratio), per step on rank 0 only; in eval mode, and it changes
+    neither the training nor the random numbers of an exact resume.
 
     Args:
         x: The diagnostic inputs, ``(N, L, H_in)``.
@@ -288,19 +288,17 @@ class GradientFlow(Callback):
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         """Measure after every ``every_n_epochs``-th epoch; log the ratio.
 
-        Under DDP rank 0 measures and every process logs its ratio, so that the processes'
-        epoch logs (and a callback monitoring the key) agree.
+        Under DDP every process measures (the same weights on the same batch give the same
+        ratio) and logs it, so the processes' epoch logs, and a callback monitoring the key,
+        agree; only rank 0 warns. No collective is used, so the callback may also be given
+        to rank 0 alone.
         """
         every = self.every_n_epochs
         if not every or (epoch + 1) % every:
             return
-        ratio = self.measure(trainer, epoch).ratio if _is_zero(trainer) else math.nan
-        if self.log_key is None:
-            return
-        distributed = getattr(trainer, "distributed", None)
-        if distributed is not None and distributed.is_distributed:
-            ratio = distributed.broadcast_object(ratio)
-        logs[self.log_key] = ratio
+        record = self.measure(trainer, epoch)
+        if self.log_key is not None:
+            logs[self.log_key] = record.ratio
 
     def measure(self, trainer: Any, epoch: int | None = None) -> FlowRecord:
         """Measure the trainer's model now, keep the record and warn if needed.
@@ -319,7 +317,7 @@ class GradientFlow(Callback):
         when = int(trainer.epoch) if epoch is None else epoch
         record = FlowRecord(when, int(trainer.global_step), norms, saturation)
         self.records.append(record)
-        if self.warn:
+        if self.warn and _is_zero(trainer):
             self._check(record)
         return record
 

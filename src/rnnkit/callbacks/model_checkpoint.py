@@ -181,19 +181,6 @@ class ModelCheckpoint(Callback):
         self._started = False
         self._start()
 
-    def on_fit_end(self, trainer: Any) -> None:
-        """Under DDP, give every process rank 0's bookkeeping (``best_path``, ``best_k``, ...).
-
-        Only rank 0 writes and ranks; afterwards every process can read where the files are.
-        """
-        distributed = getattr(trainer, "distributed", None)
-        if distributed is None or not distributed.is_distributed:
-            return
-        state = distributed.broadcast_object(self.state_dict())
-        if not trainer.is_global_zero:
-            self._run_id = state["run_id"]
-            self._restore(state)
-
     def log_keys(self, trainer: Any) -> Sequence[str]:
         """None: it reads the epoch logs without adding to them."""
         return ()

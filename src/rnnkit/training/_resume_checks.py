@@ -15,6 +15,7 @@ or the optimizer is touched:
 from __future__ import annotations
 
 import hashlib
+import numbers
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rnnkit.errors import CheckpointMismatchError
+from rnnkit.errors import CheckpointError, CheckpointMismatchError
 from rnnkit.training._batches import BatchSource, IndexedSource
 
 __all__ = ["check_data", "check_optimizer_state", "data_signature"]
@@ -158,9 +159,27 @@ def check_optimizer_state(state: Mapping[str, Any], optimizer: torch.optim.Optim
     _warn_hyperparameters(saved_groups, fresh)
 
 
+def _kind(value: object) -> str:
+    """A hyperparameter's kind: the checkpoint's value must be of the fresh one's."""
+    if isinstance(value, bool) or value is None:
+        return repr(value) if value is None else "bool"
+    if isinstance(value, numbers.Real) or (isinstance(value, Tensor) and value.numel() == 1):
+        return "number"
+    if isinstance(value, tuple | list):
+        return f"{len(value)} values"
+    return type(value).__name__
+
+
 def _warn_hyperparameters(saved: list[Mapping[str, Any]], fresh: list[Mapping[str, Any]]) -> None:
     for index, (old, new) in enumerate(zip(saved, fresh, strict=True)):
         before, now = _group_hyperparameters(old), _group_hyperparameters(new)
+        for key in before:
+            if _kind(before[key]) != _kind(now[key]) and now[key] is not None:
+                raise CheckpointError(
+                    f"Expected the checkpoint's optimizer setting {key!r} in parameter group "
+                    f"{index} to be a {_kind(now[key])}, as this run's is, but it is "
+                    f"{before[key]!r}. Hint: the checkpoint is damaged; resume from another."
+                )
         diffs = [f"{k}={before[k]!r} (this run: {now[k]!r})" for k in before if before[k] != now[k]]
         if diffs:
             warnings.warn(

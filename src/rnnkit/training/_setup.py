@@ -16,6 +16,7 @@ from torch import nn
 
 from rnnkit.callbacks import Callback
 from rnnkit.data import Batch
+from rnnkit.errors import CheckpointError
 from rnnkit.io.checkpoint import check_compatible, load_checkpoint
 from rnnkit.tasks import DataInfo, Task, task_for
 from rnnkit.training import _stateful
@@ -246,15 +247,36 @@ def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
     if checkpoint is not None:  # the callbacks check their states before the model changes
         _keep_attributes(trainer, callbacks_with_state(trainer.callbacks, checkpoint["callbacks"]))
         load_callback_states(trainer.callbacks, checkpoint["callbacks"])
-        model.load_state_dict(checkpoint["model"]["state_dict"])
     if pending is None:
         _seed_run(trainer, trainer.run)
-    else:
+    else:  # before the weights: a damaged state is refused with the model as it was
+        _load_trainer_state(trainer, pending)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"]["state_dict"])
+    trainer.train_model = trainer.distributed.wrap_model(model)
+    trainer.expected_log_keys = expected_log_keys(trainer)  # read by callbacks' on_fit_start
+
+
+def _load_trainer_state(trainer: Trainer, pending: dict[str, Any]) -> None:
+    """Load the optimizer, scheduler, scaler, History and run state of a resumed fit.
+
+    Raises:
+        rnnkit.errors.CheckpointError: A part of the state is damaged (a value of the wrong
+            type or layout), named with torch's or Python's own message.
+    """
+    assert trainer.optimizer is not None
+    assert trainer.scaler is not None
+    try:
         load_optimizers(pending, trainer.optimizer, trainer.scheduler, trainer.scaler)
         trainer.history.load_state_dict(pending["history"])
         trainer.run.load_state_dict(pending, trainer.distributed.rank)
-    trainer.train_model = trainer.distributed.wrap_model(model)
-    trainer.expected_log_keys = expected_log_keys(trainer)  # read by callbacks' on_fit_start
+    except CheckpointError:
+        raise
+    except (AttributeError, IndexError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"Expected a resumable Trainer state, but the checkpoint's is damaged "
+            f"({type(exc).__name__}: {exc}). Hint: resume from another checkpoint."
+        ) from exc
 
 
 RollBack = tuple[dict[str, Any] | None, list[tuple[Callback, dict[str, Any]]]]

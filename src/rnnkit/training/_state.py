@@ -78,8 +78,9 @@ class RunState:
             resume on other data is refused.
         rank_rng: Under DDP, every process's generator states in rank order, gathered at
             an epoch's end and valid until the next step draws (processes that drew
-            unequally, e.g. dropout on shards of unequal size, each resume their own);
-            ``None`` otherwise.
+            unequally, e.g. dropout on shards of unequal size, each resume their own; the
+            data-order generator, alike on every process and drawn when an epoch starts, is
+            taken from ``"rng"``); ``None`` otherwise.
 
     ``totals`` holds the partial sums of this epoch's loss and metrics; ``snapshot`` is taken
     at the start of a training step and cleared at its end.
@@ -269,15 +270,18 @@ def own_rng(state: Mapping[str, Any], rank: int) -> Mapping[str, Any]:
     ranks = state.get("rank_rng")  # absent from one-process and older checkpoints
     if ranks is None:
         return cast("Mapping[str, Any]", state["rng"])
-    keys = set(state["rng"])
+    keys = {"python", "numpy", "torch", "shuffle", "teacher"}  # "cuda" only where initialised
     if not isinstance(ranks, list) or not all(
-        isinstance(r, dict) and set(r) == keys for r in ranks
+        isinstance(r, dict) and keys <= set(r) for r in ranks
     ):
         raise CheckpointError(
             "Expected the run state's 'rank_rng' to be a list of generator states laid out as "
             "its 'rng', but it is not. Hint: the checkpoint is damaged; resume from another."
         )
-    return cast("Mapping[str, Any]", ranks[rank] if rank < len(ranks) else state["rng"])
+    if rank >= len(ranks):
+        return cast("Mapping[str, Any]", state["rng"])
+    # the data order's generator is alike on every process and may have drawn since the gather
+    return {**ranks[rank], "shuffle": state["rng"]["shuffle"]}
 
 
 def _saved_lr(value: object) -> float | None:
