@@ -309,7 +309,10 @@ class _RunsCode:
         return (os.remove, (str(self.marker),))
 
 
-@pytest.mark.parametrize("kind", ["zip", "legacy", "raw-protocol-2", "raw-protocol-0"])
+@pytest.mark.parametrize(
+    "kind",
+    ["zip", "legacy", "raw-protocol-5", "raw-protocol-4", "raw-protocol-2", "raw-protocol-0"],
+)
 def test_a_malicious_pickle_is_foreign_not_corrupt(tmp_path: Path, kind: str) -> None:
     marker = tmp_path / "must-survive"
     marker.write_text("x")
@@ -323,6 +326,43 @@ def test_a_malicious_pickle_is_foreign_not_corrupt(tmp_path: Path, kind: str) ->
     with pytest.raises(ForeignCheckpointError, match=r"posix\.remove|os\.remove|nt\.remove"):
         load_checkpoint(path)
     assert marker.exists()
+
+
+@pytest.mark.parametrize("text", [b"Not Found", b"hello world", pickle.dumps({"a": 1}, 5)])
+def test_text_or_a_plain_pickle_is_not_a_pytorch_file_not_a_foreign_one(
+    tmp_path: Path, text: bytes
+) -> None:
+    (tmp_path / "page.ckpt").write_bytes(text)  # e.g. a failed download's error page
+    with pytest.raises(CorruptCheckpointError, match="not a PyTorch file"):
+        load_checkpoint(tmp_path / "page.ckpt")
+
+
+def _patched(source: Path, out: Path, field: str, value: int) -> Path:
+    """A copy of a torch zip with one field of its weights part's central entry changed."""
+    data = bytearray(source.read_bytes())
+    offsets = {"flag_bits": (8, 2), "compress_type": (10, 2), "external_attr": (38, 4)}
+    start = 0
+    while (start := data.find(b"PK\x01\x02", start + 1)) != -1:  # each central entry
+        name_len = int.from_bytes(data[start + 28 : start + 30], "little")
+        if bytes(data[start + 46 : start + 46 + name_len]).endswith(b"/data/0"):
+            at, size = offsets[field]
+            data[start + at : start + at + size] = value.to_bytes(size, "little")
+            out.write_bytes(bytes(data))
+            return out
+    raise AssertionError("no weights part found")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("external_attr", 0x10), ("compress_type", 99), ("compress_type", 8), ("flag_bits", 0x809)],
+)
+def test_a_weights_part_with_odd_zip_fields_is_corrupt_not_zeros(
+    tmp_path: Path, field: str, value: int
+) -> None:
+    atomic_save(make_checkpoint(nn.Linear(2, 2), {}, {}), tmp_path / "ok.ckpt")
+    odd = _patched(tmp_path / "ok.ckpt", tmp_path / "odd.ckpt", field, value)
+    with pytest.raises(CorruptCheckpointError, match="damaged"):
+        load_checkpoint(odd)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -29,7 +29,7 @@ from rnnkit.errors import (
 )
 
 _ZIP_MAGIC = b"PK\x03\x04"
-_PICKLE_MAGIC = b"\x80"
+_LEGACY_MAGIC = b"\x80\x02"  # torch's pre-1.6 files: a protocol-2 pickle (other pickles are not)
 _GLOBAL_RE = re.compile(r"(?:Unsupported global: |unsupported )GLOBAL (\S+)")
 _SCAN_LIMIT = 1 << 20  # bytes of a non-PyTorch file scanned for pickled objects
 
@@ -96,7 +96,7 @@ def check_container(path: Path) -> None:
         ) from exc
     if not head:
         raise corrupt(path, "empty (0 bytes)")
-    if head.startswith(_PICKLE_MAGIC):  # PyTorch's legacy (pre-1.6) format; no checksums
+    if head.startswith(_LEGACY_MAGIC):  # PyTorch's legacy (pre-1.6) format; no checksums
         return
     if not head.startswith(_ZIP_MAGIC):
         _refuse_plain_pickle(path)
@@ -108,23 +108,37 @@ def check_container(path: Path) -> None:
     _check_zip(path)
 
 
-def _pickled_global(data: bytes) -> str | None:
-    """The first object class a raw pickle would import, read without unpickling anything."""
+def _pickled_global(data: bytes, cut: bool = False) -> str | None:
+    """The first object class a raw pickle would import, read without unpickling anything.
+
+    Only a pickle is asked: the opcodes must run to the pickle's end (``STOP``), or to the end
+    of ``data`` when it was ``cut`` from a longer file; text that happens to decode as a few
+    opcodes (an error page saved as a checkpoint) is not one.
+    """
+    found: str | None = None
+    strings: list[str] = []
     try:
         for opcode, arg, _ in pickletools.genops(io.BytesIO(data)):
-            if opcode.name in ("GLOBAL", "INST"):
-                return str(arg).replace(" ", ".")
-            if opcode.name in ("STACK_GLOBAL", "REDUCE", "OBJ", "NEWOBJ"):
-                return "an object built by its pickle"
+            if isinstance(arg, str):
+                strings = [*strings[-1:], arg]
+            if found is None and opcode.name in ("GLOBAL", "INST"):
+                found = str(arg).replace(" ", ".")
+            elif found is None and opcode.name == "STACK_GLOBAL" and len(strings) == 2:
+                found = ".".join(strings)
+            elif found is None and opcode.name in ("REDUCE", "OBJ", "NEWOBJ", "STACK_GLOBAL"):
+                found = "an object built by its pickle"
+            if opcode.name == "STOP":
+                return found
     except (ValueError, EOFError, UnicodeDecodeError, IndexError, KeyError):
-        return None
-    return None
+        return found if cut else None
+    return found if cut else None
 
 
 def _refuse_plain_pickle(path: Path) -> None:
     """A plain pickle (no PyTorch container) that imports classes is foreign, not damaged."""
     with open(path, "rb") as handle:
-        found = _pickled_global(handle.read(_SCAN_LIMIT))
+        data = handle.read(_SCAN_LIMIT + 1)
+    found = _pickled_global(data[:_SCAN_LIMIT], cut=len(data) > _SCAN_LIMIT)
     if found is not None:
         raise _refused_pickle(path, found)
 
@@ -133,9 +147,12 @@ def _check_zip(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            odd = next((i.filename for i in archive.infolist() if _not_a_file(i)), None)
+            bad = archive.testzip() if odd is None else None
+    except Exception as exc:  # any reader error (zlib, an unknown method, ...) means damage
         raise corrupt(path, f"truncated or damaged (its zip index is unreadable: {exc})") from exc
+    if odd is not None:
+        raise corrupt(path, f"damaged (its part {odd!r} is marked as a folder or encrypted)")
     if bad is not None:
         raise corrupt(path, f"damaged (the part {bad!r} fails its CRC check)")
     if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in names):
@@ -143,6 +160,15 @@ def _check_zip(path: Path) -> None:
             f"Expected {str(path)!r} to be a PyTorch file, but it is a zip archive without "
             f"PyTorch's data.pkl. Hint: check that the path names a checkpoint."
         )
+
+
+def _not_a_file(info: zipfile.ZipInfo) -> bool:
+    """A part torch would not read as written: a folder entry, or an encrypted part.
+
+    ``testzip`` checks neither, and torch reads a part flagged as a folder as 0 bytes: the
+    weights would load as zeros or stale memory, without an error.
+    """
+    return info.is_dir() or bool(info.external_attr & 0x10) or bool(info.flag_bits & 0x1)
 
 
 def _refused_pickle(path: Path, found: str) -> ForeignCheckpointError:
