@@ -279,6 +279,8 @@ def test_a_huge_config_over_small_weights_is_refused_at_once(tmp_path: Path) -> 
         load_model(_tampered(tmp_path, hidden_size=100_000))
     with pytest.raises(CheckpointMismatchError, match=r"num_layers"):
         load_model(_tampered(tmp_path, num_layers=10**9))
+    with pytest.raises(CheckpointError, match="torch can build"):  # the element count overflows
+        load_model(_tampered(tmp_path, hidden_size=4_000_000_000))
 
 
 @pytest.mark.parametrize(

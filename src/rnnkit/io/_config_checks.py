@@ -96,10 +96,16 @@ def build_on_meta(cls: type[RecurrentModel], config: Mapping[str, Any]) -> nn.Mo
     """Build ``cls`` from ``config`` on the meta device: parameter shapes, no memory.
 
     Raises:
-        rnnkit.errors.CheckpointError: The constructor refuses the config (its message).
+        rnnkit.errors.CheckpointError: The constructor refuses the config (its message), or
+            torch cannot even describe the shapes (sizes whose element count overflows).
     """
     try:
         with torch.device("meta"):
             return cls.from_config(config)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(str(exc)) from exc
+    except (RuntimeError, OverflowError, NotImplementedError) as exc:
+        raise CheckpointError(
+            f"Expected a model config whose tensors torch can build, but building it failed: "
+            f"{exc}. Hint: the checkpoint's config is damaged; use another checkpoint."
+        ) from exc
