@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,20 @@ def test_two_runs_at_once_in_one_folder_the_second_is_refused(tmp_path: Path) ->
     first.on_fit_start(_Fake(first))  # the first run is alive and has written nothing yet
     with pytest.raises(CheckpointError, match="another run"):
         second.on_fit_start(_Fake(second))
+
+
+@pytest.mark.parametrize(
+    "marker", [b"", b'{"run": "r1", "pid": 1180591620717411303424, "host": "HOST"}']
+)
+def test_a_folder_whose_marker_names_no_live_run_is_taken_over(
+    tmp_path: Path, marker: bytes
+) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()  # left by a crash: an empty marker, or one naming an impossible process
+    (folder / ".rnnkit-run").write_bytes(marker.replace(b"HOST", socket.gethostname().encode()))
+    trainer = _fit(folder, epochs=1)
+    assert trainer.history[-1]["epoch"] == 0
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == [".rnnkit-run"]
 
 
 def test_overwrite_takes_the_folder_over_and_deletes_nothing_of_the_first_run(

@@ -123,12 +123,18 @@ class RunOwner:
         self.host = host
 
     def is_alive_here(self) -> bool:
-        """Whether the owner is a running process on this machine (unknown counts as alive)."""
+        """Whether the owner is a running process on this machine (unknown counts as alive).
+
+        An unreadable or empty marker names no run, so no running owner: markers are written
+        whole (see :func:`claim_folder`), and such a one is left by a crash or damage.
+        """
+        if not self.run_id:
+            return False
         if self.pid is None or self.host != socket.gethostname():
             return True
         try:
             os.kill(self.pid, 0)
-        except ProcessLookupError:
+        except (ProcessLookupError, OverflowError, ValueError):  # gone, or no valid pid
             return False
         except OSError:  # exists, but belongs to another user
             return True
@@ -197,8 +203,27 @@ def claim_folder(folder: Path, run_id: str, *, replace: bool) -> RunOwner | None
 
         _atomic_write(marker, write)
         return None
+    # Written whole to a private name, then linked in: exclusive like O_EXCL, and a reader
+    # never sees a marker half written.
+    temporary = folder / f".{MARKER_NAME}.{secrets.token_hex(8)}.tmp"
+    with open(temporary, "xb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
     try:
-        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        os.link(temporary, marker)
+    except FileExistsError:
+        return read_owner(folder) or RunOwner("")
+    except OSError:  # a file system without hard links: create exclusively, then write
+        return _create_marker(folder, data)
+    finally:
+        temporary.unlink()
+    return None
+
+
+def _create_marker(folder: Path, data: bytes) -> RunOwner | None:
+    try:
+        fd = os.open(folder / MARKER_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except FileExistsError:
         return read_owner(folder) or RunOwner("")
     with os.fdopen(fd, "wb") as handle:
