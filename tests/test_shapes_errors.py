@@ -381,6 +381,26 @@ CASES: list[Case] = [
         ),
     ),
     Case(
+        "h_0_of_4_sequences_for_one_unbatched_x",
+        lambda: Call(rnn(), zeros(7, 28), zeros(1, 4, 8)),
+        "raises",
+        (
+            "Expected `h_0` to have shape (D·num_layers, H_out) = (1, 8), but got (1, 4, 8). "
+            "Hint: h_0 holds the states of N = 4 sequences but x is one unbatched sequence "
+            "(L, H_in); pass one sequence's state, h_0[:, k], or a batch of 4 sequences as x."
+        ),
+    ),
+    Case(
+        "unbatched_h_0_for_a_batch",
+        lambda: Call(rnn(), zeros(5, 7, 28), zeros(1, 8)),
+        "raises",
+        (
+            "Expected `h_0` to have shape (D·num_layers, N, H_out) = (1, 5, 8), but got (1, 8). "
+            "Hint: h_0 lacks the batch dimension; to start all N = 5 sequences from it, use "
+            "h_0.unsqueeze(1).expand(-1, 5, -1).contiguous()."
+        ),
+    ),
+    Case(
         "one_step_of_a_batch_without_time_dimension",
         lambda: Call(rnn(), zeros(5, 28), zeros(1, 5, 8)),
         "raises",

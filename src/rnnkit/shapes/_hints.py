@@ -292,8 +292,13 @@ def _missing_dim_hint(
             f"{name} lacks the layer dimension; it needs D·num_layers = {layers} rows, "
             f"e.g. {name}.unsqueeze(0).repeat({layers}, 1, 1)."
         )
-    if got == (layers, size):
+    if got == (layers, size) and n == 1:
         return f"{name} lacks the batch dimension; add it with {name}.unsqueeze(1)."
+    if got == (layers, size):
+        return (
+            f"{name} lacks the batch dimension; to start all N = {n} sequences from it, "
+            f"use {name}.unsqueeze(1).expand(-1, {n}, -1).contiguous()."
+        )
     return None
 
 
@@ -342,8 +347,14 @@ def _batched_state_for_unbatched_x(ctx: StateContext, got_n: int) -> str:
             f"looks like one step of that batch; add the time dimension with "
             f"x.unsqueeze({time_dim})."
         )
+    if got_n == 1:
+        return (
+            f"{ctx.name} is batched (N = 1) but x is unbatched (L, H_in); add the batch "
+            f"dimension to x with x.unsqueeze({batch_dim}), or drop it from {ctx.name} "
+            f"with {ctx.name}.squeeze(1)."
+        )
     return (
-        f"{ctx.name} is batched (N = {got_n}) but x is unbatched (L, H_in); add the batch "
-        f"dimension to x with x.unsqueeze({batch_dim}), or drop it from {ctx.name} "
-        f"with {ctx.name}.squeeze(1)."
+        f"{ctx.name} holds the states of N = {got_n} sequences but x is one unbatched "
+        f"sequence (L, H_in); pass one sequence's state, {ctx.name}[:, k], or a batch of "
+        f"{got_n} sequences as x."
     )
