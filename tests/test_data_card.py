@@ -291,6 +291,7 @@ _STATS = {"mean": torch.zeros(3), "std": torch.ones(3)}
         ("classes", ["no", "yes", "maybe"], r"\['classes'\] holds 3 labels, but num_classes is 2"),
         ("classes", ["no", ("y", 1)], r"\['classes'\]\[1\] is a tuple"),
         ("classes", ["no", "no"], r"\['classes'\] holds a label twice"),
+        ("classes", ["no", "no\x00"], r"\['classes'\] holds two labels that are equal once"),
         ("classes", ["no", float("nan")], r"\['classes'\]\[1\] is nan"),
         ("classes", "no,yes", r"\['classes'\] is a str, not a non-empty list"),
         ("classes", [1, "1"], r"\['classes'\]\[1\] is of type str but \[0\] of type int"),

@@ -124,6 +124,9 @@ def _classes_problem(value: object) -> str | None:
         return f"[{odd[0]}] is of type {other} but [0] of type {first}; labels have one type"
     if len(set(value)) != len(value):
         return "holds a label twice"
+    as_stored = np.asarray(value).tolist()  # numpy drops trailing NULs of strings
+    if len(set(as_stored)) != len(as_stored):
+        return "holds two labels that are equal once stored (strings differing in trailing NULs)"
     return None
 
 
