@@ -20,6 +20,7 @@ from rnnkit.callbacks import Callback, CSVLogger, ModelCheckpoint, TensorBoardLo
 from rnnkit.errors import CheckpointError
 from rnnkit.models import SequenceClassifier
 from rnnkit.training import History, Trainer
+from test_resume import InterruptAt
 
 EPOCHS = 4
 BATCHES = 4  # per epoch: 32 samples in batches of 8
@@ -283,6 +284,26 @@ def test_tensorboard_step_lr_is_the_rate_each_step_used(tmp_path: Path) -> None:
     steps, rates = zip(*_scalars(tmp_path / "tb")["step/lr"], strict=True)
     assert list(steps) == list(range(1, BATCHES * EPOCHS + 1))
     assert list(rates) == pytest.approx([1e-3 * 0.5 ** (step - 1) for step in steps], rel=1e-6)
+
+
+def test_tensorboard_step_loss_after_a_mid_epoch_resume_equals_the_straight_runs(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("tensorboard")
+
+    def run(name: str, extra: list[Callback], resume: bool = False) -> dict[int, float]:
+        callbacks = [ModelCheckpoint(tmp_path / name / "ckpt"), *extra]
+        callbacks.append(TensorBoardLogger(tmp_path / name / "tb"))
+        trainer = _trainer(callbacks, log_every_n_steps=2)
+        _fit(trainer, resume=resume)
+        return dict(_scalars(tmp_path / name / "tb").get("step/loss", []))
+
+    straight = run("straight", [])
+    run("resumed", [InterruptAt(6)])  # epoch 1, after its second batch
+    resumed = run("resumed", [], resume=True)
+    later = [step for step in straight if step > 6]
+    assert later == [step for step in resumed if step > 6]
+    assert [resumed[s] for s in later] == pytest.approx([straight[s] for s in later], rel=1e-6)
 
 
 def test_tensorboard_logger_without_tensorboard_says_how_to_install(

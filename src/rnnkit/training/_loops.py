@@ -121,6 +121,8 @@ def _begin_epoch(trainer: Trainer, epoch: int) -> None:
     current_lr = float(trainer.optimizer.param_groups[0]["lr"])
     if run.resume_epoch(epoch, trainer.device, trainer.distributed.is_global_zero):
         run.epoch_lr = current_lr if run.epoch_lr is None else run.epoch_lr
+        if run.position % trainer.options.log_every_n_steps == 0:
+            _log_interval(trainer)  # a read that a Ctrl-C in on_batch_end pre-empted (or none)
         return
     run.epoch_lr = current_lr
     source, options = trainer.train_source, trainer.options

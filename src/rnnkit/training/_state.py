@@ -51,6 +51,7 @@ class _SavedEpoch:
     order: Tensor | None
     totals: Mapping[str, Any] | None
     lr: float | None
+    logged_upto: int = 0
 
 
 @dataclass
@@ -137,6 +138,7 @@ class RunState:
         self.epoch_lr = saved.lr
         if saved.totals is not None and keep_totals:
             self.totals.load_state_dict(saved.totals, device)
+            self.logged_upto = saved.logged_upto  # the next logged interval starts there
         return True
 
     def is_filler(self, batch_idx: int) -> bool:
@@ -192,6 +194,7 @@ class RunState:
             "rng": self._rng_state(device),
             "data": None if self.data_signature is None else dict(self.data_signature),
             "epoch_lr": None if finished else self.epoch_lr,
+            "logged_upto": 0 if finished else self.logged_upto,
             "rank_rng": self.rank_rng,
         }
         return {**state, **self._kept_aside()}
@@ -217,6 +220,7 @@ class RunState:
             "permutation": order,
             "totals": totals,
             "epoch_lr": saved.lr,
+            "logged_upto": saved.logged_upto,
         }
 
     def _rng_state(self, device: torch.device) -> dict[str, Any]:
@@ -252,6 +256,7 @@ class RunState:
                 state["permutation"],
                 state["totals"],
                 _saved_lr(state.get("epoch_lr")),  # absent from older checkpoints
+                _saved_count(state.get("logged_upto")),
             )
         rng = own_rng(state, rank)
         restore_rng(dict(rng))
@@ -282,6 +287,11 @@ def own_rng(state: Mapping[str, Any], rank: int) -> Mapping[str, Any]:
         return cast("Mapping[str, Any]", state["rng"])
     # the data order's generator is alike on every process and may have drawn since the gather
     return {**ranks[rank], "shuffle": state["rng"]["shuffle"]}
+
+
+def _saved_count(value: object) -> int:
+    """A saved epoch's logged steps, if a count (anything else, or absent, is 0)."""
+    return value if type(value) is int and value >= 0 else 0
 
 
 def _saved_lr(value: object) -> float | None:
