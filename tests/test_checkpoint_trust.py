@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from rnnkit.callbacks import Callback, ModelCheckpoint
+from rnnkit.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from rnnkit.errors import (
     CheckpointError,
     CheckpointMismatchError,
@@ -450,3 +450,31 @@ def test_a_damaged_trainer_state_is_refused_with_the_model_as_it_was(
     with pytest.raises(CheckpointError, match=r"Trainer state|'rank_rng'|setting 'lr'"):
         trainer.fit(model, _data(), resume_from=damaged)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+@pytest.mark.parametrize(
+    ("part", "message"),
+    [("wait", "EarlyStopping state with numbers"), ("best_weights", "best weights to fit")],
+)
+def test_a_damaged_early_stopping_state_is_refused_before_training(
+    tmp_path: Path, part: str, message: str
+) -> None:
+    def trainer() -> Trainer:
+        stopping = EarlyStopping("loss", patience=5, restore_best_weights=True)
+        callbacks: list[Callback] = [ModelCheckpoint(tmp_path / "run"), stopping]
+        return Trainer(max_epochs=3, batch_size=8, progress=False, callbacks=callbacks)
+
+    torch.manual_seed(0)
+    trainer().fit(SequenceClassifier(3, 2, 4), _data())
+    checkpoint = load_checkpoint(tmp_path / "run" / "last.ckpt")
+    state = checkpoint["callbacks"]["EarlyStopping"]
+    state[part] = "x" if part == "wait" else {"junk": torch.zeros(2)}
+    atomic_save(checkpoint, tmp_path / "damaged.ckpt")
+    model = SequenceClassifier(3, 2, 4)
+    before, files = model.state_dict(), _snapshot(tmp_path / "run")
+    before = {k: v.clone() for k, v in before.items()}
+    with pytest.raises(ValueError, match=message):
+        trainer().fit(model, _data(), resume_from=tmp_path / "damaged.ckpt")
+    assert _snapshot(tmp_path / "run") == files  # refused before any epoch trained
+    if part == "wait":  # refused as the states load, before the weights do
+        assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())

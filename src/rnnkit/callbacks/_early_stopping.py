@@ -106,6 +106,7 @@ class EarlyStopping(Callback):
             check_auto_mode(trainer, "EarlyStopping", self.monitor, self.mode)
         if getattr(trainer, "global_step", 0) == 0:
             self.reset()
+        _check_weights_fit(self.best_weights, getattr(trainer, "model", None))
 
     def log_keys(self, trainer: Any) -> Sequence[str]:
         """None: it reads the epoch logs without adding to them."""
@@ -163,8 +164,10 @@ class EarlyStopping(Callback):
         """Restore a :meth:`state_dict`.
 
         Raises:
-            ValueError: If the state monitors another key or mode than this callback.
+            ValueError: If the state monitors another key or mode than this callback, or
+                holds values of the wrong kind (numbers, a ``{name: tensor}`` dict of weights).
         """
+        _check_state_values(state)
         if (state["monitor"], state["mode"]) != (self.monitor, self.mode):
             raise ValueError(
                 f"Expected an EarlyStopping state for monitor={self.monitor!r}, "
@@ -175,6 +178,35 @@ class EarlyStopping(Callback):
         self.wait, self.stopped_epoch = int(state["wait"]), int(state["stopped_epoch"])
         weights = state["best_weights"]
         self.best_weights = None if weights is None else dict(weights)
+
+
+def _check_state_values(state: Mapping[str, Any]) -> None:
+    """Refuse a damaged state before anything of it is taken (a checkpoint is data)."""
+    numbers = [state.get(k) for k in ("best", "best_epoch", "wait", "stopped_epoch")]
+    weights = state.get("best_weights")
+    plain = all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers)
+    tensors = weights is None or (
+        isinstance(weights, Mapping)
+        and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in weights.items())
+    )
+    if not (plain and tensors):
+        raise ValueError(
+            "Expected an EarlyStopping state with numbers for best, best_epoch, wait and "
+            "stopped_epoch and a {name: tensor} dict (or None) of best weights, but this one "
+            "is damaged. Hint: resume from another checkpoint."
+        )
+
+
+def _check_weights_fit(weights: Mapping[str, Tensor] | None, model: object) -> None:
+    """Refuse, before training, best weights that the model could not take at the fit's end."""
+    if weights is None or not isinstance(model, nn.Module):
+        return
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if {k: tuple(v.shape) for k, v in weights.items()} != expected:
+        raise ValueError(
+            "Expected the EarlyStopping state's best weights to fit the model (the same "
+            "names and shapes), but they do not. Hint: resume with the model the run trained."
+        )
 
 
 def _check_min_delta(min_delta: float) -> None:
