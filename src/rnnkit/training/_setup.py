@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -252,6 +253,7 @@ def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
     else:  # before the weights: a damaged state is refused with the model as it was
         _load_trainer_state(trainer, pending)
     if checkpoint is not None:
+        _keep_attributes(trainer, [model])  # a refusal in on_fit_start puts them back
         model.load_state_dict(checkpoint["model"]["state_dict"])
     trainer.train_model = trainer.distributed.wrap_model(model)
     trainer.expected_log_keys = expected_log_keys(trainer)  # read by callbacks' on_fit_start
@@ -279,33 +281,46 @@ def _load_trainer_state(trainer: Trainer, pending: dict[str, Any]) -> None:
         ) from exc
 
 
-RollBack = tuple[dict[str, Any] | None, list[tuple[Callback, dict[str, Any]]]]
-"""What a refused fit puts back: the state kept for the next fit, and the attributes of the
-callbacks a resume gave a state."""
+RollBack = tuple[dict[str, Any] | None, list[tuple[Callback | nn.Module, dict[str, Any]]]]
+"""What a refused fit puts back: the state kept for the next fit, the attributes of the
+callbacks a resume gave a state, and the weights of the model it resumed."""
 
 
-def _keep_attributes(trainer: Trainer, callbacks: list[Callback]) -> None:
-    """Add ``callbacks``' attributes, before they load a state, to what a refusal puts back."""
-    if trainer._callback_snapshot is not None:
-        trainer._callback_snapshot[1].extend((cb, dict(vars(cb))) for cb in callbacks)
+def _keep_attributes(trainer: Trainer, targets: Sequence[Callback | nn.Module]) -> None:
+    """Add what ``targets`` hold, before they load a state, to what a refusal puts back.
+
+    A callback's attributes; a model's weights (a copy, released once the fit is accepted).
+    """
+    if trainer._callback_snapshot is None:
+        return
+    for target in targets:
+        if isinstance(target, nn.Module):
+            kept = {k: v.detach().clone() for k, v in target.state_dict().items()}
+            trainer._callback_snapshot[1].append((target, kept))
+        else:
+            trainer._callback_snapshot[1].append((target, dict(vars(target))))
 
 
 def roll_back_callbacks(trainer: Trainer) -> None:
-    """Undo what a refused fit took up: the kept state and the callbacks' loaded states.
+    """Undo what a refused fit took up: the kept state, the callbacks' states, the weights.
 
     A callback left half-resumed (a ModelCheckpoint holding the old run's bookkeeping) would
     act on it in the next fit. Loading a state rebinds a callback's attributes, so a copy of
     its ``__dict__`` restores it (one whose ``load_state_dict`` mutates an attribute in place
-    is not restored); callbacks that got no state are left as they are. Nothing happens once
-    the callbacks' ``on_fit_start`` has accepted the set-up.
+    is not restored); callbacks that got no state are left as they are. A resumed model gets
+    its weights from before the resume back. Nothing happens once the callbacks'
+    ``on_fit_start`` has accepted the set-up.
     """
     snapshot, trainer._callback_snapshot = trainer._callback_snapshot, None
     if snapshot is None:
         return
-    trainer._pending_state, callbacks = snapshot
-    for callback, attributes in callbacks:
-        vars(callback).clear()
-        vars(callback).update(attributes)
+    trainer._pending_state, kept = snapshot
+    for target, held in kept:
+        if isinstance(target, nn.Module):
+            target.load_state_dict(held)
+        else:
+            vars(target).clear()
+            vars(target).update(held)
 
 
 def _seed_run(trainer: Trainer, run: RunState) -> None:
