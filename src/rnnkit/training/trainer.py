@@ -361,7 +361,7 @@ class Trainer:
             num_steps: The most batches (rates) to try, at least 2.
             smoothing: The moving average's weight of the past, in [0, 1) (0: no smoothing;
                 a heavier average is steadier but lags further behind the rate).
-            divergence_factor: Stop once the smoothed loss passes its best by (this - 1) × |best|.
+            divergence_factor: Stop once the smoothed loss passes its best by (this-1)·abs(best).
 
         Returns:
             The :class:`~rnnkit.training.LRFinderResult`: the curve and the suggested rate
