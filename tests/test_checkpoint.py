@@ -459,6 +459,16 @@ def test_mismatched_config_names_each_differing_field(
     )
 
 
+def test_a_config_value_of_another_kind_is_a_mismatch_not_a_crash(
+    saved: tuple[Path, dict[str, Any]],
+) -> None:
+    checkpoint = load_checkpoint(saved[0])
+    checkpoint["model"]["config"]["hidden_size"] = torch.tensor([8, 8])
+    checkpoint["model"]["config"]["dropout"] = 0  # an int for 0.0: the same value
+    with pytest.raises(CheckpointMismatchError, match=r"config differs: hidden_size \(checkpoint"):
+        check_compatible(checkpoint, SequenceClassifier(3, 4, 8, cell="lstm"))
+
+
 def test_mismatched_class_is_named(saved: tuple[Path, dict[str, Any]]) -> None:
     with pytest.raises(CheckpointMismatchError) as info:
         check_compatible(load_checkpoint(saved[0]), Seq2SeqRegressor(3, 4, 8))

@@ -250,11 +250,24 @@ def _config_diffs(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[
     diffs = []
     for key in sorted(set(saved) | set(current)):
         old, new = saved.get(key, missing), current.get(key, missing)
-        if old != new:
+        if not _same_value(old, new):
             old_text = "absent" if old is missing else f"{old!r}"
             new_text = "absent" if new is missing else f"{new!r}"
             diffs.append(f"{key} (checkpoint {old_text}, model {new_text})")
     return diffs
+
+
+def _same_value(old: object, new: object) -> bool:
+    """Equal (numbers by value); a saved value that cannot be compared (a tensor) differs."""
+    numbers = (int, float)
+    if type(old) in numbers and type(new) in numbers:  # 0 and 0.0 are the same dropout
+        return bool(old == new)
+    if type(old) is not type(new):
+        return False
+    try:
+        return bool(old == new)
+    except (RuntimeError, TypeError, ValueError):
+        return False
 
 
 def _shape(value: object) -> object:
