@@ -23,10 +23,12 @@ from rnnkit.errors import (
     CheckpointError,
     CheckpointMismatchError,
     CheckpointNotFoundError,
+    CheckpointWriteError,
     CorruptCheckpointError,
     ForeignCheckpointError,
 )
 from rnnkit.io.checkpoint import atomic_save, load_checkpoint, load_model, make_checkpoint
+from rnnkit.io.run_folder import claim_folder
 from rnnkit.models import SequenceClassifier
 from rnnkit.models.encoder import RecurrentEncoder
 from rnnkit.training.trainer import Trainer
@@ -209,7 +211,13 @@ def test_two_runs_at_once_in_one_folder_the_second_is_refused(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(
-    "marker", [b"", b'{"run": "r1", "pid": 1180591620717411303424, "host": "HOST"}']
+    "marker",
+    [
+        b"",
+        b'{"run": "r1", "pid": 1180591620717411303424, "host": "HOST"}',
+        b'{"run": "r1", "pid": 0, "host": "HOST"}',
+        b'{"run": "r1", "pid": -1, "host": "HOST"}',
+    ],
 )
 def test_a_folder_whose_marker_names_no_live_run_is_taken_over(
     tmp_path: Path, marker: bytes
@@ -477,3 +485,38 @@ def test_a_damaged_early_stopping_state_is_refused_before_training(
         trainer().fit(model, _data(), resume_from=tmp_path / "damaged.ckpt")
     assert _snapshot(tmp_path / "run") == files  # refused before any epoch trained
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_a_marker_that_cannot_be_written_is_a_write_error_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(CheckpointWriteError, match=r"run marker.*No space left"):
+        claim_folder(tmp_path, "r1", replace=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+class _CountsCalls(SequenceClassifier):
+    """A model with extra state that is not a tensor (a dict)."""
+
+    calls = 3
+
+    def get_extra_state(self) -> dict[str, int]:
+        return {"calls": self.calls}
+
+    def set_extra_state(self, state: dict[str, int]) -> None:
+        self.calls = state["calls"]
+
+
+def test_a_model_with_non_tensor_extra_state_resumes(tmp_path: Path) -> None:
+    def fit(epochs: int, **kwargs: Any) -> Trainer:
+        trainer = Trainer(max_epochs=epochs, batch_size=8, progress=False, seed=0)
+        trainer.callbacks.append(ModelCheckpoint(tmp_path / "run"))
+        trainer.fit(_CountsCalls(3, 2, 4), _data(), **kwargs)
+        return trainer
+
+    fit(1)
+    assert len(fit(2, resume_from="last").history) == 2

@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import TypeGuard
 
-from rnnkit.errors import CheckpointError
+from rnnkit.errors import CheckpointError, CheckpointWriteError
 from rnnkit.io._atomic import _atomic_write, _Writer
 
 __all__ = [
@@ -128,7 +128,7 @@ class RunOwner:
         An unreadable or empty marker names no run, so no running owner: markers are written
         whole (see :func:`claim_folder`), and such a one is left by a crash or damage.
         """
-        if not self.run_id:
+        if not self.run_id or (self.pid is not None and self.pid <= 0):  # no process has it
             return False
         if self.pid is None or self.host != socket.gethostname():
             return True
@@ -206,10 +206,17 @@ def claim_folder(folder: Path, run_id: str, *, replace: bool) -> RunOwner | None
     # Written whole to a private name, then linked in: exclusive like O_EXCL, and a reader
     # never sees a marker half written.
     temporary = folder / f".{MARKER_NAME}.{secrets.token_hex(8)}.tmp"
-    with open(temporary, "xb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(temporary, "xb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise CheckpointWriteError(
+            f"Could not write the run marker of {str(folder)!r}: {exc}. Hint: check the free "
+            "space and the permissions of the folder."
+        ) from exc
     try:
         os.link(temporary, marker)
     except FileExistsError:
@@ -217,7 +224,7 @@ def claim_folder(folder: Path, run_id: str, *, replace: bool) -> RunOwner | None
     except OSError:  # a file system without hard links: create exclusively, then write
         return _create_marker(folder, data)
     finally:
-        temporary.unlink()
+        temporary.unlink(missing_ok=True)
     return None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
+from copy import deepcopy
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -294,11 +295,18 @@ def _keep_attributes(trainer: Trainer, targets: Sequence[Callback | nn.Module]) 
     if trainer._callback_snapshot is None:
         return
     for target in targets:
-        if isinstance(target, nn.Module):
-            kept = {k: v.detach().clone() for k, v in target.state_dict().items()}
+        if isinstance(target, nn.Module):  # on the CPU: no second copy in accelerator memory
+            kept = {k: _cpu_copy(v) for k, v in target.state_dict().items()}
             trainer._callback_snapshot[1].append((target, kept))
         else:
             trainer._callback_snapshot[1].append((target, dict(vars(target))))
+
+
+def _cpu_copy(value: Any) -> Any:
+    """A tensor's copy on the CPU; any other entry (a module's extra state) deep-copied."""
+    return (
+        value.detach().to("cpu", copy=True) if isinstance(value, torch.Tensor) else deepcopy(value)
+    )
 
 
 def roll_back_callbacks(trainer: Trainer) -> None:
