@@ -7,6 +7,7 @@ each way a file can be wrong gets the error class that says what to do.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import socket
@@ -360,6 +361,26 @@ def test_text_or_a_plain_pickle_is_not_a_pytorch_file_not_a_foreign_one(
     (tmp_path / "page.ckpt").write_bytes(text)  # e.g. a failed download's error page
     with pytest.raises(CorruptCheckpointError, match="not a PyTorch file"):
         load_checkpoint(tmp_path / "page.ckpt")
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_torchs_legacy_format_still_loads(tmp_path: Path, protocol: int) -> None:
+    checkpoint = make_checkpoint(nn.Linear(2, 2), {}, {})
+    path = tmp_path / "legacy.ckpt"
+    torch.save(checkpoint, path, _use_new_zipfile_serialization=False, pickle_protocol=protocol)
+    with contextlib.ExitStack() as stack:
+        if protocol != 2:  # torch's own note; the file still loads
+            stack.enter_context(pytest.warns(UserWarning, match="pickle protocol 3"))
+        loaded = load_checkpoint(path)
+    saved = checkpoint["model"]["state_dict"]["weight"]
+    assert torch.equal(loaded["model"]["state_dict"]["weight"], saved)
+
+
+def test_a_large_text_file_is_not_called_a_pickle(tmp_path: Path) -> None:
+    rows = "".join(f"city{i},{i}\n" for i in range(300_000))  # over the 1 MiB scanned
+    (tmp_path / "cities.ckpt").write_text("city,population\n" + rows)
+    with pytest.raises(CorruptCheckpointError, match="not a PyTorch file"):
+        load_checkpoint(tmp_path / "cities.ckpt")
 
 
 def _patched(source: Path, out: Path, field: str, value: int) -> Path:

@@ -29,7 +29,7 @@ from rnnkit.errors import (
 )
 
 _ZIP_MAGIC = b"PK\x03\x04"
-_LEGACY_MAGIC = b"\x80\x02"  # torch's pre-1.6 files: a protocol-2 pickle (other pickles are not)
+_PICKLE_MAGIC = b"\x80"  # a pickle of protocol 2 or later (torch's legacy files among them)
 _GLOBAL_RE = re.compile(r"(?:Unsupported global: |unsupported )GLOBAL (\S+)")
 _SCAN_LIMIT = 1 << 20  # bytes of a non-PyTorch file scanned for pickled objects
 
@@ -96,8 +96,15 @@ def check_container(path: Path) -> None:
         ) from exc
     if not head:
         raise corrupt(path, "empty (0 bytes)")
-    if head.startswith(_LEGACY_MAGIC):  # PyTorch's legacy (pre-1.6) format; no checksums
-        return
+    if head.startswith(_PICKLE_MAGIC):  # a pickle: PyTorch's legacy (pre-1.6) format or not
+        _refuse_plain_pickle(path)  # its first pickle imports a class: not torch's magic number
+        if _starts_with_torch_magic(head):
+            return  # the legacy format (no checksums): torch.load reads it
+        raise corrupt(
+            path,
+            "not a PyTorch file (a pickle that does not start with PyTorch's magic number)",
+            "check that the path names a checkpoint written by rnnkit or torch.save",
+        )
     if not head.startswith(_ZIP_MAGIC):
         _refuse_plain_pickle(path)
         raise corrupt(
@@ -108,12 +115,30 @@ def check_container(path: Path) -> None:
     _check_zip(path)
 
 
-def _pickled_global(data: bytes, cut: bool = False) -> str | None:
+_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+"""The number torch's pre-1.6 format pickles first (``torch.serialization.MAGIC_NUMBER``)."""
+
+
+def _starts_with_torch_magic(head: bytes) -> bool:
+    """Whether the first pickle in ``head`` is torch's legacy magic number (read, not run)."""
+    values: list[object] = []
+    try:
+        for opcode, arg, _ in pickletools.genops(io.BytesIO(head)):
+            if opcode.name == "STOP":
+                return values == [_TORCH_LEGACY_MAGIC]
+            if opcode.name not in ("PROTO", "FRAME"):
+                values.append(arg)
+    except (ValueError, EOFError, UnicodeDecodeError, IndexError, KeyError):
+        return False
+    return False
+
+
+def _pickled_global(data: bytes) -> str | None:
     """The first object class a raw pickle would import, read without unpickling anything.
 
-    Only a pickle is asked: the opcodes must run to the pickle's end (``STOP``), or to the end
-    of ``data`` when it was ``cut`` from a longer file; text that happens to decode as a few
-    opcodes (an error page saved as a checkpoint) is not one.
+    Only a pickle is asked: the opcodes must run to the pickle's end (``STOP``) within
+    ``data``; text that happens to decode as a few opcodes (an error page saved as a
+    checkpoint) is not one, and neither is an inconclusive scan of a longer file.
     """
     found: str | None = None
     strings: list[str] = []
@@ -130,15 +155,14 @@ def _pickled_global(data: bytes, cut: bool = False) -> str | None:
             if opcode.name == "STOP":
                 return found
     except (ValueError, EOFError, UnicodeDecodeError, IndexError, KeyError):
-        return found if cut else None
-    return found if cut else None
+        return None
+    return None
 
 
 def _refuse_plain_pickle(path: Path) -> None:
     """A plain pickle (no PyTorch container) that imports classes is foreign, not damaged."""
     with open(path, "rb") as handle:
-        data = handle.read(_SCAN_LIMIT + 1)
-    found = _pickled_global(data[:_SCAN_LIMIT], cut=len(data) > _SCAN_LIMIT)
+        found = _pickled_global(handle.read(_SCAN_LIMIT))
     if found is not None:
         raise _refused_pickle(path, found)
 
@@ -208,7 +232,13 @@ def torch_load(path: Path, map_location: Any) -> object:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:  # the safe unpickler refused the content
         found = _GLOBAL_RE.search(str(exc))
-        raise _refused_pickle(path, found.group(1) if found else _last_line(exc)) from exc
+        if found:
+            raise _refused_pickle(path, found.group(1)) from exc
+        raise corrupt(  # e.g. a legacy file pickled with a protocol the safe unpickler lacks
+            path,
+            f"not readable by a safe weights_only load (torch.load: {_first_line(exc)})",
+            "check that the path names a checkpoint written by rnnkit or torch.save",
+        ) from exc
     except Exception as exc:
         if "deserialize object on" in str(exc) or "device" in str(exc).lower():
             raise _map_location_error(map_location, _first_line(exc)) from exc
