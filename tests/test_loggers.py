@@ -18,7 +18,7 @@ from torch import Tensor
 
 from rnnkit.callbacks import Callback, CSVLogger, ModelCheckpoint, TensorBoardLogger
 from rnnkit.errors import CheckpointError
-from rnnkit.models import SequenceClassifier
+from rnnkit.models import Seq2SeqRegressor, SequenceClassifier
 from rnnkit.training import History, Trainer
 from test_resume import InterruptAt
 
@@ -301,9 +301,45 @@ def test_tensorboard_step_loss_after_a_mid_epoch_resume_equals_the_straight_runs
     straight = run("straight", [])
     run("resumed", [InterruptAt(6)])  # epoch 1, after its second batch
     resumed = run("resumed", [], resume=True)
-    later = [step for step in straight if step > 6]
-    assert later == [step for step in resumed if step > 6]
+    later = [step for step in straight if step >= 6]  # the interrupted step's point too
+    assert later == [step for step in resumed if step >= 6]
     assert [resumed[s] for s in later] == pytest.approx([straight[s] for s in later], rel=1e-6)
+
+
+def test_tensorboard_step_lr_with_tbptt_is_the_rate_of_the_logged_step(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    halving = lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)  # noqa: E731
+    trainer = Trainer(
+        max_epochs=1,
+        batch_size=4,
+        lr=1.0,
+        optimizer="sgd",
+        progress=False,
+        callbacks=[TensorBoardLogger(tmp_path / "tb")],
+        log_every_n_steps=1,
+        scheduler=halving,
+        scheduler_interval="step",
+        tbptt_steps=3,
+    )
+    torch.manual_seed(0)
+    series = torch.randn(8, 6, 1)  # 2 batches of 2 windows: steps 1 to 4
+    trainer.fit(Seq2SeqRegressor(1, hidden_size=4), (series, series))
+    assert _scalars(tmp_path / "tb")["step/lr"] == [(2, 0.5), (4, 0.125)]
+
+
+def test_a_resume_with_no_epoch_left_rewrites_the_csv_from_the_history(tmp_path: Path) -> None:
+    def callbacks(crashing: bool) -> list[Callback]:
+        chosen: list[Callback] = [CSVLogger(tmp_path / "log.csv")]
+        chosen += [Crash(epoch=EPOCHS - 1)] if crashing else []  # after the row, before the save
+        return [*chosen, ModelCheckpoint(tmp_path / "ckpt")]
+
+    with pytest.raises(RuntimeError, match="crash"):
+        _fit(_trainer(callbacks(crashing=True)))
+    assert len(_read_csv(tmp_path / "log.csv")) == EPOCHS
+    resumed = Trainer(EPOCHS - 1, 8, seed=0, progress=False, callbacks=callbacks(crashing=False))
+    history = _fit(resumed, resume=True)
+    assert len(history) == EPOCHS - 1
+    assert [row["epoch"] for row in _read_csv(tmp_path / "log.csv")] == history["epoch"]
 
 
 def test_tensorboard_logger_without_tensorboard_says_how_to_install(

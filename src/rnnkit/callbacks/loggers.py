@@ -112,9 +112,17 @@ class CSVLogger(Callback):
             self._append(row)
 
     def on_fit_end(self, trainer: Any) -> None:
-        """Take the final version of the last epoch's record into its row."""
-        if _writes(trainer):
-            self._catch_up(trainer)
+        """Take the final version of the last epoch's record into its row.
+
+        A fit with no epoch left to run (resumed at ``max_epochs``) writes the file here, so
+        it still matches the History.
+        """
+        if not _writes(trainer):
+            return
+        if not self._written:
+            self._written = True
+            self._rewrite()
+        self._catch_up(trainer)
 
     def on_exception(self, trainer: Any, exc: BaseException) -> None:
         """Take the final version of the last epoch's record into its row."""
@@ -223,7 +231,6 @@ class TensorBoardLogger(Callback):
         self.log_steps = log_steps
         self.writer: Any = None
         self._last_step = -1
-        self._rates: dict[int, float | None] = {}  # step -> the rate it used, the last few
         self._opening: int | None = None  # the fit's starting step, until the writer opens
 
     def on_fit_start(self, trainer: Any) -> None:
@@ -235,24 +242,19 @@ class TensorBoardLogger(Callback):
         if not _writes(trainer):
             return
         self._opening = int(getattr(trainer, "global_step", 0))
-        self._last_step = self._opening
+        self._last_step = self._opening - 1  # a mid-epoch resume re-reads its step's interval
 
     def on_epoch_start(self, trainer: Any, epoch: int) -> None:
         """Open the writer at the fit's first epoch; a resumed fit purges what came after."""
+        self._open()
+
+    def _open(self) -> None:
         step, self._opening = self._opening, None
         if step is None:
             return
         # Events at the checkpoint's own step (its epoch's metrics) stay; later ones go.
         purge = step + 1 if step > 0 else None
         self.writer = self._writer_class(log_dir=str(self.log_dir), purge_step=purge)
-
-    def on_batch_start(self, trainer: Any, batch_idx: int) -> None:
-        """Keep the rate this batch's step uses (a per-step scheduler moves it after the step)."""
-        if self.writer is not None and self.log_steps:
-            step = int(getattr(trainer, "global_step", 0)) + 1
-            self._rates[step] = _first_lr(trainer)
-            for old in [k for k in self._rates if k < step - 2]:  # the trainer logs a step late
-                del self._rates[old]
 
     def on_batch_end(self, trainer: Any, batch_idx: int, outputs: Mapping[str, Any]) -> None:
         """Log the loss the trainer read at its last logging interval, once."""
@@ -269,7 +271,7 @@ class TensorBoardLogger(Callback):
             return
         self._last_step = step
         self.writer.add_scalar("step/loss", float(logged["loss"]), step)
-        lr = self._rates[step] if step in self._rates else _first_lr(trainer)
+        lr = float(logged["lr"]) if "lr" in logged else _first_lr(trainer)
         if lr is not None:
             self.writer.add_scalar("step/lr", lr, step)
 
@@ -291,7 +293,8 @@ class TensorBoardLogger(Callback):
         self.writer.flush()
 
     def on_fit_end(self, trainer: Any) -> None:
-        """Close the writer."""
+        """Close the writer (opened first, to purge, when no epoch was left to run)."""
+        self._open()
         self._close()
 
     def on_exception(self, trainer: Any, exc: BaseException) -> None:

@@ -187,6 +187,8 @@ def _log_interval(trainer: Trainer) -> None:
     loss, run.logged_upto = run.totals.mean_since("loss", run.logged_upto)
     if not math.isnan(loss):
         trainer.logged_metrics = {"loss": loss, "step": float(trainer.run.global_step)}
+        if run.step_lr is not None:
+            trainer.logged_metrics["lr"] = run.step_lr
 
 
 def _epoch_record(
@@ -258,6 +260,7 @@ def optimizer_step(trainer: Trainer, loss: Tensor) -> None:
     trainer.scaler.update()
     trainer.optimizer.zero_grad(set_to_none=True)
     trainer.run.global_step += 1
+    trainer.run.step_lr = float(trainer.optimizer.param_groups[0]["lr"])  # before it moves
     step_scheduler(trainer, {}, interval="step")
 
 

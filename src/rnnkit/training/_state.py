@@ -70,6 +70,7 @@ class RunState:
         teacher_ratio: This epoch's teacher-forcing ratio.
         epoch_lr: The learning rate this epoch started with (the History's ``"lr"``), kept
             across a resume in the middle of the epoch, when a per-step scheduler has moved on.
+        step_lr: The learning rate the last optimizer step used, or ``None`` before one.
         logged_upto: The steps of this epoch whose loss was logged already.
         fillers: Under DDP, the indices of this epoch's batches for which this process holds
             a stand-in sample (trained with weight 0, not counted).
@@ -97,6 +98,7 @@ class RunState:
     skipped_batches: int = 0
     teacher_ratio: float = 1.0
     epoch_lr: float | None = None
+    step_lr: float | None = None
     logged_upto: int = 0
     fillers: frozenset[int] = frozenset()
     shuffle_gen: torch.Generator = field(default_factory=torch.Generator)
