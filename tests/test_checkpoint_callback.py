@@ -152,6 +152,17 @@ def test_only_rank_zero_writes(tmp_path: Path) -> None:
     assert callback.last_path is None
 
 
+def test_another_rank_drops_the_ranking_a_resume_gave_it(tmp_path: Path) -> None:
+    written = ModelCheckpoint(tmp_path / "ckpt", monitor="val_loss")
+    fit(written, [0.5, 0.4])
+    other = ModelCheckpoint(tmp_path / "ckpt", monitor="val_loss")
+    other.load_state_dict(written.state_dict())  # what a resume gives every process
+    assert other.best_path is not None
+    trainer = FakeTrainer([other], rank_zero=False)
+    other.on_fit_start(trainer)  # rank 0 alone ranks from here on: its files may go
+    assert (other.best_path, other.best_k, other.best_score) == (None, {}, None)
+
+
 def test_missing_monitor_key_is_a_clear_error(tmp_path: Path) -> None:
     callback = ModelCheckpoint(tmp_path, monitor="val_accuracy")
     with pytest.raises(KeyError, match=r"monitors 'val_accuracy', but the epoch logs hold only"):

@@ -176,7 +176,9 @@ class ModelCheckpoint(Callback):
         if self.monitor is not None:
             wanted[self.monitor] = "monitor"
         check_log_keys(trainer, "ModelCheckpoint", wanted)
-        if not trainer.is_global_zero:
+        if not trainer.is_global_zero:  # rank 0 alone ranks and writes: hold no stale ranking
+            self._kept, self._last_written = {}, None
+            self._update_best()
             return
         self._started = False
         self._start()
