@@ -12,6 +12,7 @@ import os
 import pickle
 import socket
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -483,7 +484,11 @@ def test_a_damaged_trainer_state_is_refused_with_the_model_as_it_was(
 
 @pytest.mark.parametrize(
     ("part", "message"),
-    [("wait", "EarlyStopping state with numbers"), ("best_weights", "best weights to fit")],
+    [
+        ("wait", "EarlyStopping state with numbers"),
+        ("best_epoch", "EarlyStopping state with numbers"),
+        ("best_weights", "best weights to fit"),
+    ],
 )
 def test_a_damaged_early_stopping_state_is_refused_before_training(
     tmp_path: Path, part: str, message: str
@@ -497,7 +502,8 @@ def test_a_damaged_early_stopping_state_is_refused_before_training(
     trainer().fit(SequenceClassifier(3, 2, 4), _data())
     checkpoint = load_checkpoint(tmp_path / "run" / "last.ckpt")
     state = checkpoint["callbacks"]["EarlyStopping"]
-    state[part] = "x" if part == "wait" else {"junk": torch.zeros(2)}
+    bad: dict[str, Any] = {"wait": "x", "best_epoch": float("inf")}
+    state[part] = bad.get(part, {"junk": torch.zeros(2)})
     atomic_save(checkpoint, tmp_path / "damaged.ckpt")
     model = SequenceClassifier(3, 2, 4)
     before, files = model.state_dict(), _snapshot(tmp_path / "run")
@@ -541,3 +547,19 @@ def test_a_model_with_non_tensor_extra_state_resumes(tmp_path: Path) -> None:
 
     fit(1)
     assert len(fit(2, resume_from="last").history) == 2
+
+
+def test_a_changed_optimizer_setting_of_a_compatible_kind_warns_and_is_not_damage() -> None:
+    from rnnkit.training._resume_checks import _warn_hyperparameters
+
+    unset: Any = None
+    saved: list[Mapping[str, Any]] = [
+        {"params": [0], "lr": 0.1, "nesterov": True, "line_search_fn": unset}
+    ]
+    fresh: list[Mapping[str, Any]] = [
+        {"params": [0], "lr": 0.1, "nesterov": 1, "line_search_fn": "strong_wolfe"}
+    ]
+    with pytest.warns(UserWarning, match="line_search_fn=None"):
+        _warn_hyperparameters(saved, fresh)
+    with pytest.raises(CheckpointError, match="setting 'lr' in parameter group 0 to be a number"):
+        _warn_hyperparameters([{**saved[0], "lr": "x"}], fresh)

@@ -182,9 +182,13 @@ class EarlyStopping(Callback):
 
 def _check_state_values(state: Mapping[str, Any]) -> None:
     """Refuse a damaged state before anything of it is taken (a checkpoint is data)."""
-    numbers = [state.get(k) for k in ("best", "best_epoch", "wait", "stopped_epoch")]
+    best, counts = (
+        state.get("best"),
+        [state.get(k) for k in ("best_epoch", "wait", "stopped_epoch")],
+    )
     weights = state.get("best_weights")
-    plain = all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers)
+    plain = isinstance(best, int | float) and not isinstance(best, bool)
+    plain = plain and all(_is_count(v) for v in counts)
     tensors = weights is None or (
         isinstance(weights, Mapping)
         and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in weights.items())
@@ -195,6 +199,13 @@ def _check_state_values(state: Mapping[str, Any]) -> None:
             "stopped_epoch and a {name: tensor} dict (or None) of best weights, but this one "
             "is damaged. Hint: resume from another checkpoint."
         )
+
+
+def _is_count(value: object) -> bool:
+    """A whole number of at least -1 (an epoch, or -1 for none yet), as an int or float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and float(value).is_integer() and value >= -1
 
 
 def _check_weights_fit(weights: Mapping[str, Tensor] | None, model: object) -> None:

@@ -161,10 +161,8 @@ def check_optimizer_state(state: Mapping[str, Any], optimizer: torch.optim.Optim
 
 def _kind(value: object) -> str:
     """A hyperparameter's kind: the checkpoint's value must be of the fresh one's."""
-    if isinstance(value, bool) or value is None:
-        return repr(value) if value is None else "bool"
     if isinstance(value, numbers.Real) or (isinstance(value, Tensor) and value.numel() == 1):
-        return "number"
+        return "number"  # bools too: nesterov=1 and nesterov=True are one setting
     if isinstance(value, tuple | list):
         return f"{len(value)} values"
     return type(value).__name__
@@ -174,7 +172,8 @@ def _warn_hyperparameters(saved: list[Mapping[str, Any]], fresh: list[Mapping[st
     for index, (old, new) in enumerate(zip(saved, fresh, strict=True)):
         before, now = _group_hyperparameters(old), _group_hyperparameters(new)
         for key in before:
-            if _kind(before[key]) != _kind(now[key]) and now[key] is not None:
+            unset = before[key] is None or now[key] is None  # e.g. line_search_fn, maximize
+            if not unset and _kind(before[key]) != _kind(now[key]):
                 raise CheckpointError(
                     f"Expected the checkpoint's optimizer setting {key!r} in parameter group "
                     f"{index} to be a {_kind(now[key])}, as this run's is, but it is "
