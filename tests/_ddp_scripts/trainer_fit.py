@@ -149,7 +149,7 @@ def fit_regressor(batch_size: int, out: Path) -> dict[str, Any]:
     model = rnnkit.Seq2SeqRegressor(2, 1, hidden_size=6)
     callbacks = [rnnkit.ModelCheckpoint(out / "regressor"), StopOnLastRank()]
     if LaunchEnv.from_environ().rank == 0:  # a callback of rank 0's alone must not block
-        callbacks.append(GradientFlow(x[:3], y[:3], lengths[:3], warn=False, log_key=None))
+        callbacks.append(GradientFlow(x[:3], y[:3], lengths[:3], warn=False))
     settings = trainer_settings() | {"on_nan": "skip", "callbacks": callbacks}
     trainer = Trainer(batch_size=batch_size, **settings)
     history = trainer.fit(model, (x, y, lengths), make_series(9, seed=9))
