@@ -128,6 +128,22 @@ def test_plot_takes_one_key_as_a_string_and_refuses_none(tmp_path: Path) -> None
         history.plot([], path=tmp_path / "none.png")
 
 
+def test_errors_say_what_was_expected_what_came_and_a_hint() -> None:
+    history = _history()
+    with pytest.raises(
+        TypeError, match=r"^Expected a History index of type int or str, but got float\. Hint: "
+    ):
+        history[1.5]  # type: ignore[call-overload]
+    with pytest.raises(
+        KeyError, match=r"^\"Expected a key some record holds, but got 'f1'; .* Hint: "
+    ):
+        history["f1"]
+    with pytest.raises(
+        IndexError, match=r"^Expected a History with a record to update, but it is empty\. Hint: "
+    ):
+        History().update_last({"loss": 1.0})
+
+
 def _check_png(path: Path) -> None:
     data = path.read_bytes()
     assert data[:8] == PNG_SIGNATURE

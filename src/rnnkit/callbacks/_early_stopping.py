@@ -222,4 +222,7 @@ def _check_weights_fit(weights: Mapping[str, Tensor] | None, model: object) -> N
 
 def _check_min_delta(min_delta: float) -> None:
     if not min_delta >= 0:
-        raise ValueError(f"Expected `min_delta` to be >= 0, but got {min_delta!r}.")
+        raise ValueError(
+            f"Expected `min_delta` to be >= 0, but got {min_delta!r}. Hint: it is the least "
+            "change that counts as an improvement, in either mode."
+        )

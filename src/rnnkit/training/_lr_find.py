@@ -96,7 +96,10 @@ class LRFinderResult:
             return self.lrs[self._steepest]
         if method == "minimum":
             return self.min_loss_lr / 10
-        raise ValueError(f"Expected `method` to be 'steepest' or 'minimum', but got {method!r}.")
+        raise ValueError(
+            f"Expected `method` to be 'steepest' or 'minimum', but got {method!r}. Hint: "
+            "'steepest' is suggested_lr; 'minimum' a tenth of min_loss_lr."
+        )
 
     def plot(self, path: str | Path | None = None, title: str | None = None) -> Path:
         """Plot the loss against the learning rate (log scale) and save it as a PNG.
@@ -200,9 +203,15 @@ def check_range(test: RangeTest) -> None:
             f"max_lr={test.max_lr!r}. Hint: the defaults 1e-7 and 10 span most models."
         )
     if not 0 <= test.smoothing < 1:
-        raise ValueError(f"Expected `smoothing` in [0, 1), but got {test.smoothing!r}.")
+        raise ValueError(
+            f"Expected `smoothing` in [0, 1), but got {test.smoothing!r}. Hint: 0 keeps the "
+            "raw losses; the default 0.9 weighs the past nine times as much as the new loss."
+        )
     if not test.divergence_factor > 1:
-        raise ValueError(f"Expected `divergence_factor` > 1, but got {test.divergence_factor!r}.")
+        raise ValueError(
+            f"Expected `divergence_factor` > 1, but got {test.divergence_factor!r}. Hint: the "
+            "default 4 stops once the smoothed loss is four times its best."
+        )
 
 
 def _endless_batches(

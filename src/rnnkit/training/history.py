@@ -80,7 +80,10 @@ class History:
             TypeError: If a key is not a string or a value is not a number.
         """
         if not self._records:
-            raise IndexError("History.update_last: the History is empty; append a record first.")
+            raise IndexError(
+                "Expected a History with a record to update, but it is empty. Hint: append a "
+                "record first."
+            )
         self._records[-1].update(_record(values, "`values`"))
 
     @property
@@ -105,12 +108,18 @@ class History:
         if isinstance(index, str):
             return self._column(index)
         if isinstance(index, bool) or not hasattr(index, "__index__"):
-            raise TypeError(f"History indices must be int or str, not {type(index).__name__}.")
+            raise TypeError(
+                f"Expected a History index of type int or str, but got {type(index).__name__}. "
+                "Hint: h[-1] is the last record, h['loss'] a column."
+            )
         return dict(self._records[index])
 
     def _column(self, key: str) -> list[float]:
         if not any(key in record for record in self._records):
-            raise KeyError(f"No record has the key {key!r}; the keys are {self.keys}.")
+            raise KeyError(
+                f"Expected a key some record holds, but got {key!r}; the keys are {self.keys}. "
+                "Hint: validation keys ('val_...') exist only when fit() gets `val=` data."
+            )
         return [record.get(key, math.nan) for record in self._records]
 
     def __len__(self) -> int:
@@ -167,7 +176,10 @@ class History:
         mode = resolve_mode(key, mode)
         valid = [r for r in self._records if not math.isnan(r.get(key, math.nan))]
         if not valid:
-            raise KeyError(f"No record has a numeric value for {key!r}; the keys are {self.keys}.")
+            raise KeyError(
+                f"Expected a key with a numeric value in some record, but got {key!r}; the keys "
+                f"are {self.keys}. Hint: pick one of them (NaN values are skipped)."
+            )
         pick = min if mode == "min" else max
         return dict(pick(valid, key=lambda record: record[key]))
 
@@ -198,7 +210,10 @@ class History:
             ValueError: If the History is empty, or ``keys`` is empty.
         """
         if not self._records:
-            raise ValueError("History.plot: the History is empty; train for an epoch first.")
+            raise ValueError(
+                "Expected a History with records to plot, but it is empty. Hint: train for an "
+                "epoch first."
+            )
         if isinstance(keys, str):
             keys = (keys,)  # one column, not one per character
         if keys is not None and not keys:
@@ -220,7 +235,10 @@ class History:
             present = tuple(key for key in pair if key in self.keys)
             if present:
                 return present
-        raise KeyError(f"No accuracy or loss column to plot; the keys are {self.keys}.")
+        raise KeyError(
+            f"Expected an accuracy or loss column to plot by default, but the keys are "
+            f"{self.keys}. Hint: name the columns, e.g. plot(keys=[...])."
+        )
 
     def _draw(self, axes: Any, columns: Mapping[str, list[float]], title: str | None) -> None:
         epochs = self["epoch"] if "epoch" in self.keys else list(range(len(self)))
