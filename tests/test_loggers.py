@@ -91,6 +91,13 @@ def test_a_captured_fit_prints_one_line_per_epoch(capsys: pytest.CaptureFixture[
             assert f"{key}={record[key]:.4g}" in line
 
 
+def test_a_fast_dev_run_counts_its_one_epoch(capsys: pytest.CaptureFixture[str]) -> None:
+    x, y = _data()
+    Trainer(max_epochs=10, batch_size=8, fast_dev_run=True).fit(_model(), (x, y))
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" - ")[0] for line in lines] == ["Epoch 1/1"]
+
+
 def test_progress_false_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     x, y = _data()
     Trainer(max_epochs=2, batch_size=8, progress=False).fit(_model(), (x, y))

@@ -158,6 +158,15 @@ _LINE_SKIPPED = frozenset({"epoch", "time"})
 _Mode = Literal["notebook", "bar", "lines", "off"]
 
 
+def _planned_epochs(trainer: Any) -> int | None:
+    """The epochs the fit will run: one under ``fast_dev_run``, else ``max_epochs``."""
+    options = getattr(trainer, "options", None)
+    if options is not None and getattr(options, "fast_dev_run", False):
+        return 1
+    epochs = getattr(trainer, "max_epochs", None)
+    return epochs if isinstance(epochs, int) else None
+
+
 def _epoch_line(epoch: int, max_epochs: int | None, logs: Mapping[str, float]) -> str:
     """The one-line summary of an epoch that :class:`ProgressBar` prints off a terminal.
 
@@ -263,7 +272,7 @@ class ProgressBar(Callback):
         """Open the epoch's bar."""
         if self._tqdm is None:
             return
-        max_epochs = getattr(trainer, "max_epochs", None)
+        max_epochs = _planned_epochs(trainer)
         desc = f"Epoch {epoch + 1}" + (f"/{max_epochs}" if max_epochs else "")
         total = getattr(trainer, "num_training_batches", None)
         # Redrawn at most twice a second: every redraw is work for the terminal, which on a
@@ -300,7 +309,7 @@ class ProgressBar(Callback):
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         """Show the epoch's final metrics: on its bar (then closed), or as one line."""
         if self.mode == "lines":
-            max_epochs = getattr(trainer, "max_epochs", None)
+            max_epochs = _planned_epochs(trainer)
             print(_epoch_line(epoch, max_epochs, logs), file=self._stream, flush=True)
             return
         if self._bar is None:
