@@ -561,5 +561,6 @@ def test_a_changed_optimizer_setting_of_a_compatible_kind_warns_and_is_not_damag
     ]
     with pytest.warns(UserWarning, match="line_search_fn=None"):
         _warn_hyperparameters(saved, fresh)
-    with pytest.raises(CheckpointError, match="setting 'lr' in parameter group 0 to be a number"):
-        _warn_hyperparameters([{**saved[0], "lr": "x"}], fresh)
+    for damaged in ("x", None):  # None is an unset setting only where no number belongs
+        with pytest.raises(CheckpointError, match="setting 'lr' in parameter group 0 to be a"):
+            _warn_hyperparameters([{**saved[0], "lr": damaged}], fresh)

@@ -293,24 +293,62 @@ def test_tensorboard_step_lr_is_the_rate_each_step_used(tmp_path: Path) -> None:
     assert list(rates) == pytest.approx([1e-3 * 0.5 ** (step - 1) for step in steps], rel=1e-6)
 
 
-def test_tensorboard_step_loss_after_a_mid_epoch_resume_equals_the_straight_runs(
-    tmp_path: Path,
+class _StopAt(Callback):
+    """A Ctrl-C at the start of the batch after global step ``step`` (outside any hold)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_batch_start(self, trainer: Any, batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+class _SaveAt(Callback):
+    """Saves a checkpoint to ``path`` after global step ``step``, then the run goes on."""
+
+    def __init__(self, step: int, path: Path) -> None:
+        self.step, self.path = step, path
+
+    def on_batch_end(self, trainer: Any, batch_idx: int, outputs: dict[str, Any]) -> None:
+        if trainer.global_step == self.step:
+            trainer.save_checkpoint(self.path)
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c at batch end", "ctrl-c at batch start", "saved, crashed"])
+def test_tensorboard_steps_after_a_mid_epoch_resume_equal_the_straight_runs(
+    tmp_path: Path, stop: str
 ) -> None:
     pytest.importorskip("tensorboard")
+    decay = lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1 / (1 + k))  # noqa: E731
 
-    def run(name: str, extra: list[Callback], resume: bool = False) -> dict[int, float]:
+    def run(name: str, extra: list[Callback], resume: str | Path | None = None) -> dict[str, Any]:
         callbacks = [ModelCheckpoint(tmp_path / name / "ckpt"), *extra]
         callbacks.append(TensorBoardLogger(tmp_path / name / "tb"))
-        trainer = _trainer(callbacks, log_every_n_steps=2)
-        _fit(trainer, resume=resume)
-        return dict(_scalars(tmp_path / name / "tb").get("step/loss", []))
+        options = {"log_every_n_steps": 2, "scheduler": decay, "scheduler_interval": "step"}
+        trainer = _trainer(callbacks, **options)
+        x, y = _data()
+        trainer.fit(_model(), (x, y), val=(x[:8], y[:8]), resume_from=resume)
+        return _scalars(tmp_path / name / "tb")
 
     straight = run("straight", [])
-    run("resumed", [InterruptAt(6)])  # epoch 1, after its second batch
-    resumed = run("resumed", [], resume=True)
-    later = [step for step in straight if step >= 6]  # the interrupted step's point too
-    assert later == [step for step in resumed if step >= 6]
-    assert [resumed[s] for s in later] == pytest.approx([straight[s] for s in later], rel=1e-6)
+    saved = tmp_path / "at-step-6.ckpt"
+    choices: dict[str, list[Callback]] = {
+        "ctrl-c at batch end": [InterruptAt(6)],  # epoch 1, after its second batch
+        "ctrl-c at batch start": [_StopAt(6)],
+        "saved, crashed": [_SaveAt(6, saved), Crash(epoch=2)],
+    }
+    first = choices[stop]
+    if stop == "saved, crashed":
+        with pytest.raises(RuntimeError, match="crash"):
+            run("resumed", first)
+    else:
+        run("resumed", first)
+    resumed = run("resumed", [], resume=saved if stop == "saved, crashed" else "last")
+    for tag in ("step/loss", "step/lr"):
+        assert [s for s, _ in resumed[tag]] == [s for s, _ in straight[tag]], tag  # each once
+        values = [v for _, v in resumed[tag]]
+        assert values == pytest.approx([v for _, v in straight[tag]], rel=1e-6), tag
 
 
 def test_tensorboard_step_lr_with_tbptt_is_the_rate_of_the_logged_step(tmp_path: Path) -> None:

@@ -232,6 +232,7 @@ class TensorBoardLogger(Callback):
         self.writer: Any = None
         self._last_step = -1
         self._opening: int | None = None  # the fit's starting step, until the writer opens
+        self._mid_epoch = False  # whether the fit resumes in the middle of an epoch
 
     def on_fit_start(self, trainer: Any) -> None:
         """Note where the fit starts; the writer opens with the first epoch (rank 0).
@@ -242,7 +243,11 @@ class TensorBoardLogger(Callback):
         if not _writes(trainer):
             return
         self._opening = int(getattr(trainer, "global_step", 0))
-        self._last_step = self._opening - 1  # a mid-epoch resume re-reads its step's interval
+        # A resume in the middle of an epoch re-reads its step's interval: that point is
+        # purged and written again; an epoch's end keeps its step's events (its metrics).
+        saved = getattr(getattr(trainer, "run", None), "saved_epoch", None)
+        self._mid_epoch = getattr(saved, "position", 0) > 0
+        self._last_step = self._opening - 1 if self._mid_epoch else self._opening
 
     def on_epoch_start(self, trainer: Any, epoch: int) -> None:
         """Open the writer at the fit's first epoch; a resumed fit purges what came after."""
@@ -252,8 +257,7 @@ class TensorBoardLogger(Callback):
         step, self._opening = self._opening, None
         if step is None:
             return
-        # Events at the checkpoint's own step (its epoch's metrics) stay; later ones go.
-        purge = step + 1 if step > 0 else None
+        purge = (step if self._mid_epoch else step + 1) if step > 0 else None
         self.writer = self._writer_class(log_dir=str(self.log_dir), purge_step=purge)
 
     def on_batch_end(self, trainer: Any, batch_idx: int, outputs: Mapping[str, Any]) -> None:
@@ -298,7 +302,9 @@ class TensorBoardLogger(Callback):
         self._close()
 
     def on_exception(self, trainer: Any, exc: BaseException) -> None:
-        """Close the writer, so what was logged is on disk."""
+        """Write the interval the trainer read last (if not yet), then close the writer."""
+        if self.writer is not None and self.log_steps:
+            self._log_interval(trainer)
         self._close()
 
     def _close(self) -> None:

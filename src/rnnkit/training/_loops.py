@@ -122,7 +122,9 @@ def _begin_epoch(trainer: Trainer, epoch: int) -> None:
     if run.resume_epoch(epoch, trainer.device, trainer.distributed.is_global_zero):
         run.epoch_lr = current_lr if run.epoch_lr is None else run.epoch_lr
         if run.position % trainer.options.log_every_n_steps == 0:
-            _log_interval(trainer)  # a read that a Ctrl-C in on_batch_end pre-empted (or none)
+            _log_interval(trainer)  # a read that a Ctrl-C in on_batch_end pre-empted, or
+            if not trainer.logged_metrics and run.last_logged is not None:  # the one it did
+                trainer.logged_metrics = dict(run.last_logged)
         return
     run.epoch_lr = current_lr
     source, options = trainer.train_source, trainer.options
@@ -189,6 +191,7 @@ def _log_interval(trainer: Trainer) -> None:
         trainer.logged_metrics = {"loss": loss, "step": float(trainer.run.global_step)}
         if run.step_lr is not None:
             trainer.logged_metrics["lr"] = run.step_lr
+        run.last_logged = dict(trainer.logged_metrics)
 
 
 def _epoch_record(

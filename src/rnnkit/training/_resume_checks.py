@@ -172,7 +172,8 @@ def _warn_hyperparameters(saved: list[Mapping[str, Any]], fresh: list[Mapping[st
     for index, (old, new) in enumerate(zip(saved, fresh, strict=True)):
         before, now = _group_hyperparameters(old), _group_hyperparameters(new)
         for key in before:
-            unset = before[key] is None or now[key] is None  # e.g. line_search_fn, maximize
+            # unset on this side, or saved unset where this run's is no number (line_search_fn)
+            unset = now[key] is None or (before[key] is None and _kind(now[key]) != "number")
             if not unset and _kind(before[key]) != _kind(now[key]):
                 raise CheckpointError(
                     f"Expected the checkpoint's optimizer setting {key!r} in parameter group "

@@ -52,6 +52,8 @@ class _SavedEpoch:
     totals: Mapping[str, Any] | None
     lr: float | None
     logged_upto: int = 0
+    step_lr: float | None = None
+    last_logged: dict[str, float] | None = None
 
 
 @dataclass
@@ -71,6 +73,8 @@ class RunState:
         epoch_lr: The learning rate this epoch started with (the History's ``"lr"``), kept
             across a resume in the middle of the epoch, when a per-step scheduler has moved on.
         step_lr: The learning rate the last optimizer step used, or ``None`` before one.
+        last_logged: What the last logging interval of this epoch read (the Trainer's
+            ``logged_metrics``), kept so that a resumed epoch can show it again.
         logged_upto: The steps of this epoch whose loss was logged already.
         fillers: Under DDP, the indices of this epoch's batches for which this process holds
             a stand-in sample (trained with weight 0, not counted).
@@ -99,6 +103,7 @@ class RunState:
     teacher_ratio: float = 1.0
     epoch_lr: float | None = None
     step_lr: float | None = None
+    last_logged: dict[str, float] | None = None
     logged_upto: int = 0
     fillers: frozenset[int] = frozenset()
     shuffle_gen: torch.Generator = field(default_factory=torch.Generator)
@@ -117,6 +122,7 @@ class RunState:
         self.totals = EpochTotals()
         self.epoch_finished = False
         self.logged_upto = 0
+        self.last_logged = None
         self.fillers = frozenset()
 
     def next_epoch(self) -> None:
@@ -137,7 +143,8 @@ class RunState:
         if saved is None or saved.epoch != epoch:
             return False
         self.order, self.position = saved.order, saved.position
-        self.epoch_lr = saved.lr
+        self.epoch_lr, self.step_lr = saved.lr, saved.step_lr
+        self.last_logged = saved.last_logged
         if saved.totals is not None and keep_totals:
             self.totals.load_state_dict(saved.totals, device)
             self.logged_upto = saved.logged_upto  # the next logged interval starts there
@@ -197,6 +204,8 @@ class RunState:
             "data": None if self.data_signature is None else dict(self.data_signature),
             "epoch_lr": None if finished else self.epoch_lr,
             "logged_upto": 0 if finished else self.logged_upto,
+            "step_lr": None if finished else self.step_lr,
+            "last_logged": None if finished else self.last_logged,
             "rank_rng": self.rank_rng,
         }
         return {**state, **self._kept_aside()}
@@ -223,6 +232,8 @@ class RunState:
             "totals": totals,
             "epoch_lr": saved.lr,
             "logged_upto": saved.logged_upto,
+            "step_lr": saved.step_lr,
+            "last_logged": saved.last_logged,
         }
 
     def _rng_state(self, device: torch.device) -> dict[str, Any]:
@@ -259,6 +270,8 @@ class RunState:
                 state["totals"],
                 _saved_lr(state.get("epoch_lr")),  # absent from older checkpoints
                 _saved_count(state.get("logged_upto")),
+                _saved_lr(state.get("step_lr")),
+                _saved_numbers(state.get("last_logged")),
             )
         rng = own_rng(state, rank)
         restore_rng(dict(rng))
@@ -289,6 +302,15 @@ def own_rng(state: Mapping[str, Any], rank: int) -> Mapping[str, Any]:
         return cast("Mapping[str, Any]", state["rng"])
     # the data order's generator is alike on every process and may have drawn since the gather
     return {**ranks[rank], "shuffle": state["rng"]["shuffle"]}
+
+
+def _saved_numbers(value: object) -> dict[str, float] | None:
+    """A saved ``{name: number}`` record, or ``None`` for anything else."""
+    if not isinstance(value, dict):
+        return None
+    if not all(isinstance(k, str) and type(v) in (int, float) for k, v in value.items()):
+        return None
+    return {k: float(v) for k, v in value.items()}
 
 
 def _saved_count(value: object) -> int:
