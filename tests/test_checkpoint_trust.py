@@ -355,6 +355,32 @@ def test_a_malicious_pickle_is_foreign_not_corrupt(tmp_path: Path, kind: str) ->
     assert marker.exists()
 
 
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_a_malicious_pickle_longer_than_the_scan_is_foreign(tmp_path: Path, protocol: int) -> None:
+    marker = tmp_path / "must-survive"
+    marker.write_text("x")
+    payload = [_RunsCode(marker), "A" * (2 << 20)]  # the class first, then over 1 MiB
+    (tmp_path / "big.ckpt").write_bytes(pickle.dumps(payload, protocol=protocol))
+    with pytest.raises(ForeignCheckpointError, match=r"posix\.remove|os\.remove|nt\.remove"):
+        load_checkpoint(tmp_path / "big.ckpt")
+    assert marker.exists()
+
+
+def test_an_inst_pickle_inside_a_zip_is_foreign_and_named(tmp_path: Path) -> None:
+    import zipfile
+
+    atomic_save(make_checkpoint(nn.Linear(2, 2), {}, {}), tmp_path / "ok.ckpt")
+    with zipfile.ZipFile(tmp_path / "ok.ckpt") as archive:
+        parts = {info.filename: archive.read(info) for info in archive.infolist()}
+    pkl = next(name for name in parts if name.endswith("data.pkl"))
+    parts[pkl] = b"(S'x'\niposix\nremove\n."  # protocol 0: INST imports posix.remove
+    with zipfile.ZipFile(tmp_path / "inst.ckpt", "w") as out:
+        for name, data in parts.items():
+            out.writestr(name, data)
+    with pytest.raises(ForeignCheckpointError, match=r"posix\.remove"):
+        load_checkpoint(tmp_path / "inst.ckpt")
+
+
 @pytest.mark.parametrize("text", [b"Not Found", b"hello world", pickle.dumps({"a": 1}, 5)])
 def test_text_or_a_plain_pickle_is_not_a_pytorch_file_not_a_foreign_one(
     tmp_path: Path, text: bytes

@@ -136,10 +136,12 @@ def _starts_with_torch_magic(head: bytes) -> bool:
 def _pickled_global(data: bytes) -> str | None:
     """The first object class a raw pickle would import, read without unpickling anything.
 
-    Only a pickle is asked: the opcodes must run to the pickle's end (``STOP``) within
-    ``data``; text that happens to decode as a few opcodes (an error page saved as a
-    checkpoint) is not one, and neither is an inconclusive scan of a longer file.
+    Only a pickle is asked. A binary pickle (protocol 2 or later, ``data`` starting with its
+    PROTO opcode) counts as soon as a class is found, also in a file longer than ``data``;
+    a text one must run to its end (``STOP``) within ``data``, so that text that happens to
+    decode as a few opcodes (an error page, a CSV saved as a checkpoint) is not one.
     """
+    binary = data.startswith(_PICKLE_MAGIC)
     found: str | None = None
     strings: list[str] = []
     try:
@@ -152,7 +154,7 @@ def _pickled_global(data: bytes) -> str | None:
                 found = ".".join(strings)
             elif found is None and opcode.name in ("REDUCE", "OBJ", "NEWOBJ", "STACK_GLOBAL"):
                 found = "an object built by its pickle"
-            if opcode.name == "STOP":
+            if opcode.name == "STOP" or (binary and found is not None):
                 return found
     except (ValueError, EOFError, UnicodeDecodeError, IndexError, KeyError):
         return None
@@ -232,11 +234,12 @@ def torch_load(path: Path, map_location: Any) -> object:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:  # the safe unpickler refused the content
         found = _GLOBAL_RE.search(str(exc))
-        if found:
-            raise _refused_pickle(path, found.group(1)) from exc
+        named = found.group(1) if found else _class_in(path)
+        if named:
+            raise _refused_pickle(path, named) from exc
         raise corrupt(  # e.g. a legacy file pickled with a protocol the safe unpickler lacks
             path,
-            f"not readable by a safe weights_only load (torch.load: {_first_line(exc)})",
+            f"not readable by a safe weights_only load (torch.load: {_unpickler_reason(exc)})",
             "check that the path names a checkpoint written by rnnkit or torch.save",
         ) from exc
     except Exception as exc:
@@ -247,11 +250,30 @@ def torch_load(path: Path, map_location: Any) -> object:
         ) from exc
 
 
+def _class_in(path: Path) -> str | None:
+    """The class the file's pickle (a zip's ``data.pkl``) would import, read, not run."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                if name is None:
+                    return None
+                with archive.open(name) as member:
+                    return _pickled_global(member.read(_SCAN_LIMIT))
+        with open(path, "rb") as handle:
+            return _pickled_global(handle.read(_SCAN_LIMIT))
+    except Exception:  # the file was checked before; a reader error names nothing
+        return None
+
+
+def _unpickler_reason(exc: BaseException) -> str:
+    """The line of torch's message that says why, not its advice to load unsafely."""
+    for line in str(exc).splitlines():
+        if line.strip().startswith("WeightsUnpickler error:"):
+            return line.strip().removeprefix("WeightsUnpickler error:").strip()
+    return _first_line(exc)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _last_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
