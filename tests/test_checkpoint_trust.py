@@ -551,6 +551,22 @@ def test_a_marker_that_cannot_be_written_is_a_write_error_and_leaves_no_file(
         claim_folder(tmp_path, "r1", replace=False)
     assert list(tmp_path.iterdir()) == []
 
+    def no_links(source: object, target: object) -> None:
+        raise OSError(1, "Operation not permitted")  # a file system without hard links
+
+    monkeypatch.setattr(os, "link", no_links)
+    calls = iter([None, OSError(28, "No space left on device")])
+
+    def second_full(fd: int) -> None:
+        error = next(calls)
+        if error is not None:
+            raise error
+
+    monkeypatch.setattr(os, "fsync", second_full)
+    with pytest.raises(CheckpointWriteError, match=r"run marker.*No space left"):
+        claim_folder(tmp_path, "r1", replace=False)
+    assert list(tmp_path.iterdir()) == []
+
 
 class _CountsCalls(SequenceClassifier):
     """A model with extra state that is not a tensor (a dict)."""

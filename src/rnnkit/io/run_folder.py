@@ -233,10 +233,17 @@ def _create_marker(folder: Path, data: bytes) -> RunOwner | None:
         fd = os.open(folder / MARKER_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except FileExistsError:
         return read_owner(folder) or RunOwner("")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        (folder / MARKER_NAME).unlink(missing_ok=True)  # a half-written marker names no one
+        raise CheckpointWriteError(
+            f"Could not write the run marker of {str(folder)!r}: {exc}. Hint: check the free "
+            "space and the permissions of the folder."
+        ) from exc
     return None
 
 
