@@ -89,8 +89,10 @@ class CSVLogger(Callback):
 
     def on_epoch_start(self, trainer: Any, epoch: int) -> None:
         """Start the file (first epoch), or take the previous epoch's final record into its row."""
-        if not _writes(trainer):
-            return
+        if _writes(trainer):
+            self._start_or_catch_up(trainer)
+
+    def _start_or_catch_up(self, trainer: Any) -> None:
         if not self._written:
             self._written = True
             self._rewrite()
@@ -117,12 +119,8 @@ class CSVLogger(Callback):
         A fit with no epoch left to run (resumed at ``max_epochs``) writes the file here, so
         it still matches the History.
         """
-        if not _writes(trainer):
-            return
-        if not self._written:
-            self._written = True
-            self._rewrite()
-        self._catch_up(trainer)
+        if _writes(trainer):
+            self._start_or_catch_up(trainer)
 
     def on_exception(self, trainer: Any, exc: BaseException) -> None:
         """Take the final version of the last epoch's record into its row."""
