@@ -366,6 +366,23 @@ def test_a_malicious_pickle_longer_than_the_scan_is_foreign(tmp_path: Path, prot
     assert marker.exists()
 
 
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_a_torch_file_its_safe_loader_cannot_read_is_corrupt_with_torchs_reason(
+    tmp_path: Path, zip_format: bool
+) -> None:
+    from collections import OrderedDict
+
+    payload = {"w": torch.ones(2), "od": OrderedDict(a=torch.zeros(1))}  # torch's own classes
+    path = tmp_path / "p4.ckpt"
+    torch.save(payload, path, pickle_protocol=4, _use_new_zipfile_serialization=zip_format)
+    with (
+        pytest.raises(CorruptCheckpointError, match="Unsupported operand") as info,
+        pytest.warns(UserWarning, match="pickle protocol 4"),  # torch's own note
+    ):
+        load_checkpoint(path)
+    assert "weights_only set to False" not in str(info.value)
+
+
 def test_an_inst_pickle_inside_a_zip_is_foreign_and_named(tmp_path: Path) -> None:
     import zipfile
 

@@ -115,6 +115,9 @@ def check_container(path: Path) -> None:
     _check_zip(path)
 
 
+_BUILDS = frozenset({"REDUCE", "OBJ", "NEWOBJ", "STACK_GLOBAL"})
+"""Opcodes that build an object from a class the pickle imports."""
+
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 """The number torch's pre-1.6 format pickles first (``torch.serialization.MAGIC_NUMBER``)."""
 
@@ -133,13 +136,14 @@ def _starts_with_torch_magic(head: bytes) -> bool:
     return False
 
 
-def _pickled_global(data: bytes) -> str | None:
+def _pickled_global(data: bytes, allowed: frozenset[str] = frozenset()) -> str | None:
     """The first object class a raw pickle would import, read without unpickling anything.
 
     Only a pickle is asked. A binary pickle (protocol 2 or later, ``data`` starting with its
     PROTO opcode) counts as soon as a class is found, also in a file longer than ``data``;
     a text one must run to its end (``STOP``) within ``data``, so that text that happens to
     decode as a few opcodes (an error page, a CSV saved as a checkpoint) is not one.
+    Classes in ``allowed`` are passed over, and then only a named class counts.
     """
     binary = data.startswith(_PICKLE_MAGIC)
     found: str | None = None
@@ -148,11 +152,14 @@ def _pickled_global(data: bytes) -> str | None:
         for opcode, arg, _ in pickletools.genops(io.BytesIO(data)):
             if isinstance(arg, str):
                 strings = [*strings[-1:], arg]
-            if found is None and opcode.name in ("GLOBAL", "INST"):
-                found = str(arg).replace(" ", ".")
-            elif found is None and opcode.name == "STACK_GLOBAL" and len(strings) == 2:
-                found = ".".join(strings)
-            elif found is None and opcode.name in ("REDUCE", "OBJ", "NEWOBJ", "STACK_GLOBAL"):
+            named = None
+            if opcode.name in ("GLOBAL", "INST"):
+                named = str(arg).replace(" ", ".")
+            elif opcode.name == "STACK_GLOBAL" and len(strings) == 2:
+                named = ".".join(strings)
+            if found is None and named is not None and named not in allowed:
+                found = named
+            elif found is None and not allowed and opcode.name in _BUILDS:
                 found = "an object built by its pickle"
             if opcode.name == "STOP" or (binary and found is not None):
                 return found
@@ -259,19 +266,29 @@ def _class_in(path: Path) -> str | None:
                 if name is None:
                     return None
                 with archive.open(name) as member:
-                    return _pickled_global(member.read(_SCAN_LIMIT))
+                    return _pickled_global(member.read(_SCAN_LIMIT), _torch_allowed())
         with open(path, "rb") as handle:
-            return _pickled_global(handle.read(_SCAN_LIMIT))
+            return _pickled_global(handle.read(_SCAN_LIMIT), _torch_allowed())
     except Exception:  # the file was checked before; a reader error names nothing
         return None
 
 
+def _torch_allowed() -> frozenset[str]:
+    """The classes torch's safe unpickler accepts (so they are not the reason it refused)."""
+    try:
+        from torch import _weights_only_unpickler
+
+        return frozenset(_weights_only_unpickler._get_allowed_globals())
+    except (ImportError, AttributeError):  # another torch: name the first class found
+        return frozenset()
+
+
 def _unpickler_reason(exc: BaseException) -> str:
-    """The line of torch's message that says why, not its advice to load unsafely."""
-    for line in str(exc).splitlines():
-        if line.strip().startswith("WeightsUnpickler error:"):
-            return line.strip().removeprefix("WeightsUnpickler error:").strip()
-    return _first_line(exc)
+    """What torch's message says is wrong, not its advice to load unsafely."""
+    text = str(exc)
+    _, marker, after = text.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in after.splitlines() if line.strip()] if marker else []
+    return lines[0] if lines else _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:
