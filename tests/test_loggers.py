@@ -351,6 +351,47 @@ def test_tensorboard_steps_after_a_mid_epoch_resume_equal_the_straight_runs(
         assert values == pytest.approx([v for _, v in straight[tag]], rel=1e-6), tag
 
 
+class _SkipFirstBatchOfEpoch1(Callback):
+    """Makes the loss of epoch 1's first batch NaN (skipped), then saves a checkpoint there."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path, self.active = path, False
+
+    def on_batch_start(self, trainer: Any, batch_idx: int) -> None:
+        self.active = trainer.epoch == 1 and batch_idx == 0
+
+    def on_batch_end(self, trainer: Any, batch_idx: int, outputs: dict[str, Any]) -> None:
+        if self.active and self.path is not None:
+            trainer.save_checkpoint(self.path)  # mid-epoch, but at epoch 0's last step
+        self.active = False
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        loss = torch.nn.functional.cross_entropy(output, target)
+        return loss * math.nan if self.active else loss
+
+
+def test_a_resume_at_the_step_an_epoch_ended_keeps_that_epochs_tensorboard_metrics(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("tensorboard")
+
+    def run(name: str, save: Path | None, crash: bool, resume: Path | None = None) -> Any:
+        skip = _SkipFirstBatchOfEpoch1(save)
+        callbacks: list[Callback] = [skip, TensorBoardLogger(tmp_path / name)]
+        callbacks += [Crash(epoch=2)] if crash else []
+        trainer = _trainer(callbacks, on_nan="skip", loss=skip.loss)
+        x, y = _data()
+        trainer.fit(_model(), (x, y), val=(x[:8], y[:8]), resume_from=resume)
+        return _scalars(tmp_path / name)
+
+    straight = run("straight", None, crash=False)
+    with pytest.raises(RuntimeError, match="crash"):
+        run("resumed", tmp_path / "skip.ckpt", crash=True)
+    resumed = run("resumed", None, crash=False, resume=tmp_path / "skip.ckpt")
+    for tag in ("epoch/loss", "epoch/val_loss", "epoch"):
+        assert [step for step, _ in resumed[tag]] == [step for step, _ in straight[tag]], tag
+
+
 def test_tensorboard_step_lr_with_tbptt_is_the_rate_of_the_logged_step(tmp_path: Path) -> None:
     pytest.importorskip("tensorboard")
     halving = lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)  # noqa: E731

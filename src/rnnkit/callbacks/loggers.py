@@ -242,9 +242,11 @@ class TensorBoardLogger(Callback):
             return
         self._opening = int(getattr(trainer, "global_step", 0))
         # A resume in the middle of an epoch re-reads its step's interval: that point is
-        # purged and written again; an epoch's end keeps its step's events (its metrics).
+        # purged and written again, unless an epoch ended at that step (all batches of this
+        # one skipped so far), whose metrics stay.
         saved = getattr(getattr(trainer, "run", None), "saved_epoch", None)
-        self._mid_epoch = getattr(saved, "position", 0) > 0
+        started = getattr(saved, "start_step", 0)
+        self._mid_epoch = getattr(saved, "position", 0) > 0 and self._opening > started
         self._last_step = self._opening - 1 if self._mid_epoch else self._opening
 
     def on_epoch_start(self, trainer: Any, epoch: int) -> None:

@@ -126,7 +126,7 @@ def _begin_epoch(trainer: Trainer, epoch: int) -> None:
             if not trainer.logged_metrics and run.last_logged is not None:  # the one it did
                 trainer.logged_metrics = dict(run.last_logged)
         return
-    run.epoch_lr = current_lr
+    run.epoch_lr, run.epoch_start_step = current_lr, run.global_step
     source, options = trainer.train_source, trainer.options
     if options.shuffle and not options.overfit_batches and isinstance(source, IndexedSource):
         run.order = torch.randperm(source.num_samples, generator=run.shuffle_gen)

@@ -54,6 +54,7 @@ class _SavedEpoch:
     logged_upto: int = 0
     step_lr: float | None = None
     last_logged: dict[str, float] | None = None
+    start_step: int = 0
 
 
 @dataclass
@@ -75,6 +76,7 @@ class RunState:
         step_lr: The learning rate the last optimizer step used, or ``None`` before one.
         last_logged: What the last logging interval of this epoch read (the Trainer's
             ``logged_metrics``), kept so that a resumed epoch can show it again.
+        epoch_start_step: The global step this epoch started at.
         logged_upto: The steps of this epoch whose loss was logged already.
         fillers: Under DDP, the indices of this epoch's batches for which this process holds
             a stand-in sample (trained with weight 0, not counted).
@@ -104,6 +106,7 @@ class RunState:
     epoch_lr: float | None = None
     step_lr: float | None = None
     last_logged: dict[str, float] | None = None
+    epoch_start_step: int = 0
     logged_upto: int = 0
     fillers: frozenset[int] = frozenset()
     shuffle_gen: torch.Generator = field(default_factory=torch.Generator)
@@ -144,7 +147,7 @@ class RunState:
             return False
         self.order, self.position = saved.order, saved.position
         self.epoch_lr, self.step_lr = saved.lr, saved.step_lr
-        self.last_logged = saved.last_logged
+        self.last_logged, self.epoch_start_step = saved.last_logged, saved.start_step
         if saved.totals is not None and keep_totals:
             self.totals.load_state_dict(saved.totals, device)
             self.logged_upto = saved.logged_upto  # the next logged interval starts there
@@ -206,6 +209,7 @@ class RunState:
             "logged_upto": 0 if finished else self.logged_upto,
             "step_lr": None if finished else self.step_lr,
             "last_logged": None if finished else self.last_logged,
+            "epoch_start_step": self.global_step if finished else self.epoch_start_step,
             "rank_rng": self.rank_rng,
         }
         return {**state, **self._kept_aside()}
@@ -234,6 +238,7 @@ class RunState:
             "logged_upto": saved.logged_upto,
             "step_lr": saved.step_lr,
             "last_logged": saved.last_logged,
+            "epoch_start_step": saved.start_step,
         }
 
     def _rng_state(self, device: torch.device) -> dict[str, Any]:
@@ -272,6 +277,7 @@ class RunState:
                 _saved_count(state.get("logged_upto")),
                 _saved_lr(state.get("step_lr")),
                 _saved_numbers(state.get("last_logged")),
+                _saved_count(state.get("epoch_start_step")),
             )
         rng = own_rng(state, rank)
         restore_rng(dict(rng))
