@@ -351,6 +351,21 @@ def test_tensorboard_steps_after_a_mid_epoch_resume_equal_the_straight_runs(
         assert values == pytest.approx([v for _, v in straight[tag]], rel=1e-6), tag
 
 
+def test_a_resume_with_another_logging_interval_keeps_the_points_written(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+
+    def run(every: int, extra: list[Callback], resume: bool = False) -> list[int]:
+        callbacks = [ModelCheckpoint(tmp_path / "ckpt"), *extra, TensorBoardLogger(tmp_path / "tb")]
+        _fit(_trainer(callbacks, log_every_n_steps=every), resume=resume)
+        return [step for step, _ in _scalars(tmp_path / "tb")["step/loss"]]
+
+    before = run(3, [_StopAt(7)])  # epoch 1 after 3 batches: step 7's interval is written
+    assert before[-1] == 7
+    after = run(2, [], resume=True)  # position 3 is no step of the new interval
+    assert 7 in after
+    assert len(after) == len(set(after))
+
+
 class _SkipFirstBatchOfEpoch1(Callback):
     """Makes the loss of epoch 1's first batch NaN (skipped), then saves a checkpoint there."""
 

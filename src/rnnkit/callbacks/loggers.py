@@ -245,8 +245,10 @@ class TensorBoardLogger(Callback):
         # purged and written again, unless an epoch ended at that step (all batches of this
         # one skipped so far), whose metrics stay.
         saved = getattr(getattr(trainer, "run", None), "saved_epoch", None)
-        started = getattr(saved, "start_step", 0)
-        self._mid_epoch = getattr(saved, "position", 0) > 0 and self._opening > started
+        started, position = getattr(saved, "start_step", 0), getattr(saved, "position", 0)
+        every = getattr(getattr(trainer, "options", None), "log_every_n_steps", 1)
+        due = position > 0 and position % every == 0  # the resumed epoch re-reads this step
+        self._mid_epoch = due and self._opening > started
         self._last_step = self._opening - 1 if self._mid_epoch else self._opening
 
     def on_epoch_start(self, trainer: Any, epoch: int) -> None:
