@@ -398,7 +398,9 @@ def test_an_inst_pickle_inside_a_zip_is_foreign_and_named(tmp_path: Path) -> Non
         load_checkpoint(tmp_path / "inst.ckpt")
 
 
-@pytest.mark.parametrize("text", [b"Not Found", b"hello world", pickle.dumps({"a": 1}, 5)])
+@pytest.mark.parametrize(
+    "text", [b"Not Found", b"hello world", pickle.dumps({"a": 1}, 5), b"\x80\x02R\xff\xfe junk"]
+)
 def test_text_or_a_plain_pickle_is_not_a_pytorch_file_not_a_foreign_one(
     tmp_path: Path, text: bytes
 ) -> None:

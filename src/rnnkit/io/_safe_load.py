@@ -115,6 +115,8 @@ def check_container(path: Path) -> None:
     _check_zip(path)
 
 
+_BUILT = "an object built by its pickle"
+
 _BUILDS = frozenset({"REDUCE", "OBJ", "NEWOBJ", "STACK_GLOBAL"})
 """Opcodes that build an object from a class the pickle imports."""
 
@@ -160,9 +162,9 @@ def _pickled_global(data: bytes, allowed: frozenset[str] = frozenset()) -> str |
             if found is None and named is not None and named not in allowed:
                 found = named
             elif found is None and not allowed and opcode.name in _BUILDS:
-                found = "an object built by its pickle"
-            if opcode.name == "STOP" or (binary and found is not None):
-                return found
+                found = _BUILT
+            if opcode.name == "STOP" or (binary and found not in (None, _BUILT)):
+                return found  # a named class is enough; a bare build opcode may be noise
     except (ValueError, EOFError, UnicodeDecodeError, IndexError, KeyError):
         return None
     return None
