@@ -206,17 +206,7 @@ def claim_folder(folder: Path, run_id: str, *, replace: bool) -> RunOwner | None
     # Written whole to a private name, then linked in: exclusive like O_EXCL, and a reader
     # never sees a marker half written.
     temporary = folder / f".{MARKER_NAME}.{secrets.token_hex(8)}.tmp"
-    try:
-        with open(temporary, "xb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise CheckpointWriteError(
-            f"Could not write the run marker of {str(folder)!r}: {exc}. Hint: check the free "
-            "space and the permissions of the folder."
-        ) from exc
+    _write_synced(temporary, data)
     try:
         os.link(temporary, marker)
     except FileExistsError:
@@ -233,18 +223,29 @@ def _create_marker(folder: Path, data: bytes) -> RunOwner | None:
         fd = os.open(folder / MARKER_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except FileExistsError:
         return read_owner(folder) or RunOwner("")
+    _write_synced(folder / MARKER_NAME, data, fd)
+    return None
+
+
+def _write_synced(path: Path, data: bytes, fd: int | None = None) -> None:
+    """Write ``data`` to the new file ``path`` (or its open ``fd``) and sync it to disk.
+
+    On failure the half-written file is removed.
+
+    Raises:
+        rnnkit.errors.CheckpointWriteError: The write or the sync failed.
+    """
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(path, "xb") if fd is None else os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as exc:
-        (folder / MARKER_NAME).unlink(missing_ok=True)  # a half-written marker names no one
+        path.unlink(missing_ok=True)  # a half-written marker names no one
         raise CheckpointWriteError(
-            f"Could not write the run marker of {str(folder)!r}: {exc}. Hint: check the free "
-            "space and the permissions of the folder."
+            f"Could not write the run marker of {str(path.parent)!r}: {exc}. Hint: check the "
+            "free space and the permissions of the folder."
         ) from exc
-    return None
 
 
 def folder_has_checkpoints(folder: Path) -> bool:
