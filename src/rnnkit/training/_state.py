@@ -203,7 +203,7 @@ class RunState:
             "totals": None if finished else self.totals.state_dict(),
             "should_stop": bool(self.should_stop),
             "skipped_batches": self.skipped_batches if snap is None else snap.skipped_batches,
-            "rng": self._rng_state(device),
+            "rng": self.rng_state(device),
             "data": None if self.data_signature is None else dict(self.data_signature),
             "epoch_lr": None if finished else self.epoch_lr,
             "logged_upto": 0 if finished else self.logged_upto,
@@ -241,7 +241,8 @@ class RunState:
             "epoch_start_step": saved.start_step,
         }
 
-    def _rng_state(self, device: torch.device) -> dict[str, Any]:
+    def rng_state(self, device: torch.device) -> dict[str, Any]:
+        """This process's generator states, as :meth:`state_dict` saves them under ``"rng"``."""
         state = capture_rng()
         state["shuffle"] = self.shuffle_gen.get_state()
         state["teacher"] = self.teacher_gen.get_state()
@@ -251,10 +252,6 @@ class RunState:
             if snap.cuda_rng is not None and "cuda" in state:
                 state["cuda"][device.index or 0] = snap.cuda_rng
         return state
-
-    def rng_state(self, device: torch.device) -> dict[str, Any]:
-        """This process's generator states, as :meth:`state_dict` saves them under ``"rng"``."""
-        return self._rng_state(device)
 
     def load_state_dict(self, state: Mapping[str, Any], rank: int = 0) -> None:
         """Restore a :meth:`state_dict`; an unfinished epoch is continued when it starts.
