@@ -56,6 +56,39 @@ class _SavedEpoch:
     last_logged: dict[str, float] | None = None
     start_step: int = 0
 
+    def entries(self) -> dict[str, Any]:
+        """The epoch's entries of a run state (:meth:`RunState.state_dict`), as copies."""
+        return {
+            "position": self.position,
+            "permutation": None if self.order is None else self.order.clone(),
+            "totals": None if self.totals is None else dict(self.totals),
+            "epoch_lr": self.lr,
+            "logged_upto": self.logged_upto,
+            "step_lr": self.step_lr,
+            "last_logged": self.last_logged,
+            "epoch_start_step": self.start_step,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> _SavedEpoch | None:
+        """The unfinished epoch a run state holds, or ``None`` (it starts an epoch afresh).
+
+        Entries absent from older checkpoints, or of the wrong kind, take their defaults.
+        """
+        if int(state["position"]) == 0 and state["permutation"] is None:
+            return None
+        return cls(
+            int(state["epoch"]),
+            int(state["position"]),
+            state["permutation"],
+            state["totals"],
+            _saved_lr(state.get("epoch_lr")),
+            _saved_count(state.get("logged_upto")),
+            _saved_lr(state.get("step_lr")),
+            _saved_numbers(state.get("last_logged")),
+            _saved_count(state.get("epoch_start_step")),
+        )
+
 
 @dataclass
 class RunState:
@@ -194,25 +227,17 @@ class RunState:
             training data's signature) and ``"epoch_lr"`` (the rate an unfinished epoch
             started with).
         """
-        snap, finished = self.snapshot, self.epoch_finished
-        state = {
-            "epoch": self.epoch + 1 if finished else self.epoch,
-            "position": 0 if finished else self.position,
+        snap = self.snapshot
+        return {
+            "epoch": self.epoch + 1 if self.epoch_finished else self.epoch,
             "global_step": self.global_step if snap is None else snap.global_step,
-            "permutation": None if finished or self.order is None else self.order.clone(),
-            "totals": None if finished else self.totals.state_dict(),
             "should_stop": bool(self.should_stop),
             "skipped_batches": self.skipped_batches if snap is None else snap.skipped_batches,
             "rng": self.rng_state(device),
             "data": None if self.data_signature is None else dict(self.data_signature),
-            "epoch_lr": None if finished else self.epoch_lr,
-            "logged_upto": 0 if finished else self.logged_upto,
-            "step_lr": None if finished else self.step_lr,
-            "last_logged": None if finished else self.last_logged,
-            "epoch_start_step": self.global_step if finished else self.epoch_start_step,
             "rank_rng": self.rank_rng,
+            **(self._kept_aside() or self._progress()).entries(),
         }
-        return {**state, **self._kept_aside()}
 
     def has_kept_aside_epoch(self) -> bool:
         """Whether a loaded unfinished epoch waits to be continued as the current epoch.
@@ -223,23 +248,27 @@ class RunState:
         saved = self.saved_epoch
         return saved is not None and saved.epoch == self.epoch
 
-    def _kept_aside(self) -> dict[str, Any]:
+    def _kept_aside(self) -> _SavedEpoch | None:
         """A loaded unfinished epoch not yet continued (a stop before it started), as saved."""
-        saved = self.saved_epoch
-        if saved is None or not self.has_kept_aside_epoch() or self.epoch_finished:
-            return {}
-        order = None if saved.order is None else saved.order.clone()
-        totals = None if saved.totals is None else dict(saved.totals)
-        return {
-            "position": saved.position,
-            "permutation": order,
-            "totals": totals,
-            "epoch_lr": saved.lr,
-            "logged_upto": saved.logged_upto,
-            "step_lr": saved.step_lr,
-            "last_logged": saved.last_logged,
-            "epoch_start_step": saved.start_step,
-        }
+        if not self.has_kept_aside_epoch() or self.epoch_finished:
+            return None
+        return self.saved_epoch
+
+    def _progress(self) -> _SavedEpoch:
+        """This epoch's progress; a finished epoch's is the next one's start."""
+        if self.epoch_finished:
+            return _SavedEpoch(self.epoch + 1, 0, None, None, None, start_step=self.global_step)
+        return _SavedEpoch(
+            self.epoch,
+            self.position,
+            self.order,
+            self.totals.state_dict(),
+            self.epoch_lr,
+            self.logged_upto,
+            self.step_lr,
+            self.last_logged,
+            self.epoch_start_step,
+        )
 
     def rng_state(self, device: torch.device) -> dict[str, Any]:
         """This process's generator states, as :meth:`state_dict` saves them under ``"rng"``."""
@@ -263,19 +292,7 @@ class RunState:
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
         self.should_stop = bool(state["should_stop"])
         self.skipped_batches = int(state["skipped_batches"])
-        self.saved_epoch = None
-        if int(state["position"]) > 0 or state["permutation"] is not None:
-            self.saved_epoch = _SavedEpoch(
-                int(state["epoch"]),
-                int(state["position"]),
-                state["permutation"],
-                state["totals"],
-                _saved_lr(state.get("epoch_lr")),  # absent from older checkpoints
-                _saved_count(state.get("logged_upto")),
-                _saved_lr(state.get("step_lr")),
-                _saved_numbers(state.get("last_logged")),
-                _saved_count(state.get("epoch_start_step")),
-            )
+        self.saved_epoch = _SavedEpoch.from_state(state)
         rng = own_rng(state, rank)
         restore_rng(dict(rng))
         self.rank_rng = state.get("rank_rng")  # each process now holds its saved states
