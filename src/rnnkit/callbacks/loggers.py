@@ -245,10 +245,9 @@ class TensorBoardLogger(Callback):
         # purged and written again, unless an epoch ended at that step (all batches of this
         # one skipped so far), whose metrics stay.
         saved = getattr(getattr(trainer, "run", None), "saved_epoch", None)
-        started, position = getattr(saved, "start_step", 0), getattr(saved, "position", 0)
         every = getattr(getattr(trainer, "options", None), "log_every_n_steps", 1)
-        due = position > 0 and position % every == 0  # the resumed epoch re-reads this step
-        self._mid_epoch = due and self._opening > started
+        rereads = saved is not None and saved.rereads_interval(every)  # as the Trainer does
+        self._mid_epoch = rereads and self._opening > getattr(saved, "start_step", 0)
         self._last_step = self._opening - 1 if self._mid_epoch else self._opening
 
     def on_epoch_start(self, trainer: Any, epoch: int) -> None:

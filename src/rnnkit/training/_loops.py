@@ -119,9 +119,11 @@ def _begin_epoch(trainer: Trainer, epoch: int) -> None:
     run.teacher_ratio = _teacher_ratio(trainer, epoch)
     assert trainer.optimizer is not None
     current_lr = float(trainer.optimizer.param_groups[0]["lr"])
+    saved = run.saved_epoch
     if run.resume_epoch(epoch, trainer.device, trainer.distributed.is_global_zero):
         run.epoch_lr = current_lr if run.epoch_lr is None else run.epoch_lr
-        if run.position % trainer.options.log_every_n_steps == 0:
+        assert saved is not None
+        if saved.rereads_interval(trainer.options.log_every_n_steps):
             _log_interval(trainer)  # a read that a Ctrl-C in on_batch_end pre-empted, or
             if not trainer.logged_metrics and run.last_logged is not None:  # the one it did
                 trainer.logged_metrics = dict(run.last_logged)

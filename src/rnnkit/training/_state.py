@@ -56,6 +56,13 @@ class _SavedEpoch:
     last_logged: dict[str, float] | None = None
     start_step: int = 0
 
+    def rereads_interval(self, every: int) -> bool:
+        """Whether resuming it reads its last step's loss interval again (logged every ``every``).
+
+        A Ctrl-C may have come before that read; the Trainer and its loggers both ask this.
+        """
+        return self.position > 0 and self.position % every == 0
+
     def entries(self) -> dict[str, Any]:
         """The epoch's entries of a run state (:meth:`RunState.state_dict`), as copies."""
         return {
