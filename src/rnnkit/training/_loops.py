@@ -29,7 +29,7 @@ from rnnkit.distributed import all_gather_object
 from rnnkit.models.base import evaluating
 from rnnkit.training._batches import BatchSource, IndexedSource, input_dtype, to_device
 from rnnkit.training._checkpointing import interrupt_path
-from rnnkit.training._setup import roll_back_callbacks
+from rnnkit.training._setup import roll_back_refused_fit
 from rnnkit.training._stateful import join_stream_predictions, streaming
 from rnnkit.training._steps import check_divergence, parts_of
 from rnnkit.training._totals import EpochTotals
@@ -90,7 +90,7 @@ def run_fit(trainer: Trainer) -> History:
         try:
             notify_exception(trainer, exc)  # the callbacks close what they opened first
         finally:
-            roll_back_callbacks(trainer)  # an on_fit_start refusal undoes a resume's states
+            roll_back_refused_fit(trainer)  # an on_fit_start refusal undoes a resume's states
         raise
     finally:
         trainer.interrupts.uninstall()
@@ -367,7 +367,7 @@ def interrupted_before_training(trainer: Trainer, exc: KeyboardInterrupt) -> Non
     try:
         notify_exception(trainer, exc)
     finally:
-        roll_back_callbacks(trainer)
+        roll_back_refused_fit(trainer)
 
 
 def notify_exception(trainer: Trainer, exc: BaseException) -> None:

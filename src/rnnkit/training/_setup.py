@@ -52,7 +52,7 @@ __all__ = [
     "check_task",
     "prepare_fit",
     "read_resume_checkpoint",
-    "roll_back_callbacks",
+    "roll_back_refused_fit",
     "setup_run",
     "start_fit",
     "trainer_task",
@@ -87,11 +87,11 @@ def start_fit(
     """
     trainer.interrupted, trainer.interrupt_checkpoint = False, None
     kept = trainer._pending_state
-    trainer._callback_snapshot = (kept, [])  # until on_fit_start accepts (roll_back_callbacks)
+    trainer._callback_snapshot = (kept, [])  # until on_fit_start accepts (roll_back_refused_fit)
     try:
         _start_fit(trainer, model, train, val, resume_from)
     except BaseException:
-        roll_back_callbacks(trainer)  # callback states a refused resume had loaded
+        roll_back_refused_fit(trainer)  # states and weights a refused resume had loaded
         trainer._pending_state = kept
         raise
 
@@ -247,14 +247,16 @@ def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
         _stateful.check_carry_resumable(pending, trainer.options.stateful)
         check_scheduler_state(pending, trainer.scheduler)
     if checkpoint is not None:  # the callbacks check their states before the model changes
-        _keep_attributes(trainer, callbacks_with_state(trainer.callbacks, checkpoint["callbacks"]))
+        _keep_for_roll_back(
+            trainer, callbacks_with_state(trainer.callbacks, checkpoint["callbacks"])
+        )
         load_callback_states(trainer.callbacks, checkpoint["callbacks"])
     if pending is None:
         _seed_run(trainer, trainer.run)
     else:  # before the weights: a damaged state is refused with the model as it was
         _load_trainer_state(trainer, pending)
     if checkpoint is not None:
-        _keep_attributes(trainer, [model])  # a refusal in on_fit_start puts them back
+        _keep_for_roll_back(trainer, [model])  # a refusal in on_fit_start puts them back
         model.load_state_dict(checkpoint["model"]["state_dict"])
     trainer.train_model = trainer.distributed.wrap_model(model)
     trainer.expected_log_keys = expected_log_keys(trainer)  # read by callbacks' on_fit_start
@@ -287,7 +289,7 @@ RollBack = tuple[dict[str, Any] | None, list[tuple[Callback | nn.Module, dict[st
 callbacks a resume gave a state, and the weights of the model it resumed."""
 
 
-def _keep_attributes(trainer: Trainer, targets: Sequence[Callback | nn.Module]) -> None:
+def _keep_for_roll_back(trainer: Trainer, targets: Sequence[Callback | nn.Module]) -> None:
     """Add what ``targets`` hold, before they load a state, to what a refusal puts back.
 
     A callback's attributes; a model's weights (a copy, released once the fit is accepted).
@@ -309,7 +311,7 @@ def _cpu_copy(value: Any) -> Any:
     )
 
 
-def roll_back_callbacks(trainer: Trainer) -> None:
+def roll_back_refused_fit(trainer: Trainer) -> None:
     """Undo what a refused fit took up: the kept state, the callbacks' states, the weights.
 
     A callback left half-resumed (a ModelCheckpoint holding the old run's bookkeeping) would
