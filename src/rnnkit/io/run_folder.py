@@ -27,6 +27,7 @@ __all__ = [
     "LAST_NAME",
     "MARKER_NAME",
     "RunOwner",
+    "checkpoint_names",
     "claim_folder",
     "folder_has_checkpoints",
     "new_run_id",
@@ -248,10 +249,15 @@ def _write_synced(path: Path, data: bytes, fd: int | None = None) -> None:
         ) from exc
 
 
+def checkpoint_names(folder: Path) -> list[str]:
+    """The ``.ckpt`` files directly inside ``folder`` (hidden temporary files aside), sorted."""
+    with os.scandir(folder) as entries:
+        return sorted(e.name for e in entries if e.name.endswith(".ckpt") and e.name[:1] != ".")
+
+
 def folder_has_checkpoints(folder: Path) -> bool:
     """Whether ``folder`` directly holds a ``.ckpt`` file (hidden temporary files aside)."""
-    with os.scandir(folder) as entries:
-        return any(e.name.endswith(".ckpt") and not e.name.startswith(".") for e in entries)
+    return bool(checkpoint_names(folder))
 
 
 def remove_kept_file(folder: Path, name: str) -> None:

@@ -22,7 +22,7 @@ from rnnkit.callbacks import Callback
 from rnnkit.callbacks.model_checkpoint import LAST_NAME, ModelCheckpoint
 from rnnkit.errors import CheckpointError
 from rnnkit.io.checkpoint import atomic_save, load_checkpoint, make_checkpoint
-from rnnkit.io.run_folder import MARKER_NAME, folder_has_checkpoints, ranked_files, read_owner
+from rnnkit.io.run_folder import MARKER_NAME, checkpoint_names, ranked_files, read_owner
 from rnnkit.training._stateful import state_entry
 
 if TYPE_CHECKING:
@@ -380,9 +380,9 @@ def _skip(path: Path, why: str) -> None:
 def _refuse_fresh_start(callback: ModelCheckpoint) -> None:
     """Raise when a fresh run may not start in ``callback``'s folder (it holds checkpoints)."""
     folder = callback.dirpath
-    if callback.overwrite or not folder.is_dir() or not folder_has_checkpoints(folder):
+    names = [] if callback.overwrite or not folder.is_dir() else checkpoint_names(folder)
+    if not names:
         return
-    names = sorted(n for n in os.listdir(folder) if n.endswith(".ckpt") and n[:1] != ".")
     shown = ", ".join(names[:3]) + (f", ... ({len(names)} in all)" if len(names) > 3 else "")
     raise CheckpointError(
         f"Expected resume_from='last' to find a checkpoint of the run that owns "
