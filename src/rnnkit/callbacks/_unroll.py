@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rnnkit.data import valid_mask
 from rnnkit.models.encoder import RecurrentEncoder
 
 
@@ -120,7 +121,7 @@ def _valid(lengths: Tensor | None, n: int, steps: int, device: torch.device) -> 
     """``(L, N)``: True where step t of sequence n is valid."""
     if lengths is None:
         return torch.ones(steps, n, dtype=torch.bool, device=device)
-    return (torch.arange(steps).unsqueeze(1) < lengths.unsqueeze(0)).to(device)
+    return valid_mask(lengths, steps, device=device).T
 
 
 @contextmanager

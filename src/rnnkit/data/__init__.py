@@ -19,6 +19,7 @@ from rnnkit.data.dataset import Batch, SequenceDataset, TargetKind
 from rnnkit.data.frames import from_dataframe
 from rnnkit.data.images import IMAGE_ORDERS, NORMALIZE_PRESETS, ImageOrder, image_sequences
 from rnnkit.data.labels import LABEL_TYPES, decode_labels, encode_labels, plain_label
+from rnnkit.data.masks import valid_mask
 from rnnkit.data.missing import MissingPolicy
 from rnnkit.data.padding import BucketBatchSampler, collate_padded, pad
 from rnnkit.data.series import WindowMode, as_series_batch, next_step, sine_wave, windows
@@ -53,5 +54,6 @@ __all__ = [
     "sine_wave",
     "statistics_problem",
     "streams",
+    "valid_mask",
     "windows",
 ]

@@ -23,6 +23,7 @@ from rnnkit.data._checks import (
     fmt_shape,
     require_dims,
 )
+from rnnkit.data.masks import valid_mask
 from rnnkit.errors import ShapeError
 
 IGNORE_INDEX = -100
@@ -140,8 +141,7 @@ def _prepare_tags(
         num_classes = check_int("num_classes", num_classes, 1)
     t = t.long()
     if lengths is not None:  # padding holds no labels, whatever the user filled it with
-        padded = torch.arange(t.shape[1], device=t.device) >= lengths.to(t.device)[:, None]
-        t = t.masked_fill(padded, IGNORE_INDEX)
+        t = t.masked_fill(~valid_mask(lengths, t.shape[1], device=t.device), IGNORE_INDEX)
     labelled = t != IGNORE_INDEX
     _check_tag_labels(t, labelled, num_classes)
     largest = int(t[labelled].max()) if bool(labelled.any()) else 0

@@ -22,6 +22,7 @@ from rnnkit.data._checks import fmt_shape
 from rnnkit.data._prepare import COLUMN_HINT, IGNORE_INDEX
 from rnnkit.data.dataset import SequenceDataset
 from rnnkit.data.labels import encode_labels, label_array, plain_label, unknown_label
+from rnnkit.data.masks import valid_mask
 from rnnkit.data.missing import MissingPolicy, fill_missing
 from rnnkit.errors import ShapeError
 
@@ -195,8 +196,7 @@ def _from_array(
             f"Expected `lengths` to hold integers, but got dtype {given.dtype} ({lengths!r})."
         )
     lengths_t = torch.as_tensor(given).long().flatten()
-    steps = torch.arange(t.shape[1])
-    valid = steps.unsqueeze(0) < lengths_t.unsqueeze(1) if len(lengths_t) == len(t) else None
+    valid = valid_mask(lengths_t, t.shape[1]) if len(lengths_t) == len(t) else None
     if valid is None:
         raise ShapeError(
             f"Expected `lengths` to have shape (N,) = ({len(t)},), but got "
@@ -242,8 +242,7 @@ def _from_list(
             )
     lengths_t = torch.tensor([len(s) for s in series], dtype=torch.int64)
     padded = torch.nn.utils.rnn.pad_sequence(series, batch_first=True)
-    valid = torch.arange(padded.shape[1]).unsqueeze(0) < lengths_t.unsqueeze(1)
-    return padded, valid, lengths_t
+    return padded, valid_mask(lengths_t, padded.shape[1]), lengths_t
 
 
 def _item(item: Any, i: int, layout: SeriesLayout) -> Tensor:

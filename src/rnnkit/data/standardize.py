@@ -14,6 +14,7 @@ from torch import Tensor
 
 from rnnkit.data._checks import as_tensor, check_finite, fmt_shape
 from rnnkit.data.dataset import SequenceDataset
+from rnnkit.data.masks import valid_mask
 from rnnkit.errors import ShapeError
 
 __all__ = ["Standardizer", "statistics_problem"]
@@ -267,5 +268,4 @@ def _valid_steps(dataset: SequenceDataset) -> Tensor:
     x = dataset.x.float() if dataset.scale is None else dataset.x.float() * dataset.scale
     if dataset.lengths is None:
         return x.reshape(-1, x.shape[-1])
-    valid = torch.arange(dataset.seq_len).unsqueeze(0) < dataset.lengths.unsqueeze(1)
-    return x[valid.to(x.device)]
+    return x[valid_mask(dataset.lengths, dataset.seq_len, device=x.device)]

@@ -112,7 +112,8 @@ def mse(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         pred: Predictions.
         target: True values, the same shape as ``pred``.
         mask: Optional; ``True`` at the valid steps of each sequence. Its shape is the leading
-            dimensions of ``pred``; every element of a valid step counts.
+            dimensions of ``pred``; every element of a valid step counts. For a padded batch,
+            :func:`rnnkit.data.valid_mask` builds it from ``lengths``.
 
     Returns:
         A 0-dim float tensor (``NaN`` when the mask selects nothing).

@@ -39,7 +39,7 @@ def check_mask(mask: Tensor, ref: Tensor, ref_name: str) -> None:
         raise ShapeError(
             f"Expected `mask` to have shape {layout} = {fmt_shape(ref.shape[:2])}, the leading "
             f"dimensions of `{ref_name}` {fmt_shape(ref)}, but got {fmt_shape(mask)}. Hint: the "
-            "mask marks the valid (unpadded) steps, e.g. `torch.arange(L) < lengths[:, None]`."
+            "mask marks the valid (unpadded) steps: `rnnkit.data.valid_mask(lengths, L)`."
         )
 
 

@@ -2,8 +2,8 @@
 
 Which path a right-padded batch takes (cut, padded and gathered, or packed) depends on its
 shortest and longest lengths (:func:`extent`); the padded paths zero the padded positions
-(:func:`valid_mask`), pick each sequence's last valid step (:func:`gather_last`) and restore
-the full length (:func:`pad_steps`).
+(:func:`rnnkit.data.valid_mask`), pick each sequence's last valid step (:func:`gather_last`)
+and restore the full length (:func:`pad_steps`).
 """
 
 from __future__ import annotations
@@ -11,24 +11,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-
-def valid_mask(lengths: Tensor, steps: int, *, device: torch.device) -> Tensor:
-    """Mark each sequence's valid steps.
-
-    Args:
-        lengths: Each sequence's valid length.
-        steps: The padded length L.
-        device: Where the mask is needed.
-
-    Returns:
-        A boolean mask, ``True`` at valid steps.
-
-    Shapes:
-        - ``lengths``: ``(N,)``; return: ``(N, L)``.
-    """
-    positions = torch.arange(steps, device=device)
-    return positions.unsqueeze(0) < lengths.to(device, non_blocking=True).unsqueeze(1)
 
 
 def gather_last(output: Tensor, lengths: Tensor) -> Tensor:

@@ -50,9 +50,10 @@ from typing import Any, Literal, cast, get_args
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from rnnkit.data import valid_mask
 from rnnkit.errors import KernelUnavailableError
 from rnnkit.models._encoder_kernels import APPLIES, REFUSALS, run_kernel, shares_saved_states
-from rnnkit.models._paths import extent, gather_last, pad_steps, valid_mask
+from rnnkit.models._paths import extent, gather_last, pad_steps
 from rnnkit.models.initializers import InitScheme, check_init, init_recurrent_
 from rnnkit.shapes import CellType, RecurrentSpec, State
 

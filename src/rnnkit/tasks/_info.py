@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rnnkit.data import IGNORE_INDEX, Batch
+from rnnkit.data import IGNORE_INDEX, Batch, valid_mask
 from rnnkit.errors import ShapeError
 
 __all__ = ["DataInfo", "info_from_batch", "unpadded_steps"]
@@ -86,10 +86,9 @@ def info_from_batch(batch: Batch, num_classes: int | None, name: str) -> DataInf
 
 def unpadded_steps(tags: Tensor, lengths: Tensor | None) -> Tensor:
     """Where per-step labels ``(N, L)`` lie within their sequence's length (all, unpadded)."""
-    steps = torch.arange(tags.shape[1], device=tags.device)
     if lengths is None:
         return torch.ones(tags.shape, dtype=torch.bool, device=tags.device)
-    return steps < lengths.to(tags.device)[:, None]
+    return valid_mask(lengths, tags.shape[1], device=tags.device)
 
 
 def _check_batch_dims(x: Tensor, y: Tensor | None, name: str) -> None:

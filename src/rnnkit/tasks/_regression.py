@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.data import Batch
+from rnnkit.data import Batch, valid_mask
 from rnnkit.errors import ShapeError
 from rnnkit.metrics import Metric, rollout_error
 from rnnkit.models.regressor import Seq2SeqRegressor
@@ -252,8 +252,8 @@ def _window(x: Tensor, y: Tensor | None, lengths: Tensor | None, start: int, end
     count = 0 if ys is None else int(valid.sum()) * int(ys.shape[2])
     if bool((valid == width).all()):
         return Chunk(xs, ys, None, None, count)
-    mask = torch.arange(width).unsqueeze(0) < valid.unsqueeze(1)
-    return Chunk(xs, ys, valid.clamp(min=1), mask.to(x.device, non_blocking=True), count)
+    mask = valid_mask(valid, width, device=x.device)
+    return Chunk(xs, ys, valid.clamp(min=1), mask, count)
 
 
 def _valid_only(

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.data import IGNORE_INDEX, Batch
+from rnnkit.data import IGNORE_INDEX, Batch, valid_mask
 from rnnkit.shapes import State
 from rnnkit.tasks._base import Chunk, Parts, Task, check_labels_fit, time_major
 from rnnkit.tasks._info import DataInfo
@@ -72,8 +72,7 @@ class TaggingTask(Task):
         steps = int(x.shape[1])
         mask = None
         if lengths is not None and bool((lengths < steps).any()):
-            valid = torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)
-            mask = valid.to(x.device, non_blocking=True)
+            mask = valid_mask(lengths, steps, device=x.device)
         yield Chunk(x, y, lengths, mask, _labelled_count(y, mask))
 
     def forward(
