@@ -611,7 +611,7 @@ def test_a_model_with_non_tensor_extra_state_resumes(tmp_path: Path) -> None:
 
 
 def test_a_changed_optimizer_setting_of_a_compatible_kind_warns_and_is_not_damage() -> None:
-    from rnnkit.training._resume_checks import _warn_hyperparameters
+    from rnnkit.training._resume_checks import _check_hyperparameters
 
     unset: Any = None
     saved: list[Mapping[str, Any]] = [
@@ -621,7 +621,7 @@ def test_a_changed_optimizer_setting_of_a_compatible_kind_warns_and_is_not_damag
         {"params": [0], "lr": 0.1, "nesterov": 1, "line_search_fn": "strong_wolfe"}
     ]
     with pytest.warns(UserWarning, match="line_search_fn=None"):
-        _warn_hyperparameters(saved, fresh)
+        _check_hyperparameters(saved, fresh)
     for damaged in ("x", None):  # None is an unset setting only where no number belongs
         with pytest.raises(CheckpointError, match="setting 'lr' in parameter group 0 to be a"):
-            _warn_hyperparameters([{**saved[0], "lr": damaged}], fresh)
+            _check_hyperparameters([{**saved[0], "lr": damaged}], fresh)

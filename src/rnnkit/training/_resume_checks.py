@@ -156,7 +156,7 @@ def check_optimizer_state(state: Mapping[str, Any], optimizer: torch.optim.Optim
         )
     saved_groups, fresh = saved_state["param_groups"], optimizer.state_dict()["param_groups"]
     _check_groups(saved_groups, fresh)
-    _warn_hyperparameters(saved_groups, fresh)
+    _check_hyperparameters(saved_groups, fresh)
 
 
 def _kind(value: object) -> str:
@@ -168,7 +168,8 @@ def _kind(value: object) -> str:
     return type(value).__name__
 
 
-def _warn_hyperparameters(saved: list[Mapping[str, Any]], fresh: list[Mapping[str, Any]]) -> None:
+def _check_hyperparameters(saved: list[Mapping[str, Any]], fresh: list[Mapping[str, Any]]) -> None:
+    """Refuse a saved setting of another kind than this run's (damage); warn on a changed one."""
     for index, (old, new) in enumerate(zip(saved, fresh, strict=True)):
         before, now = _group_hyperparameters(old), _group_hyperparameters(new)
         for key in before:
