@@ -192,3 +192,25 @@ def test_bucket_sampler_on_a_dataset_without_lengths_and_bad_arguments() -> None
         BucketBatchSampler([1, 2], 0)
     with pytest.raises(ValueError, match="at least one length"):
         BucketBatchSampler([], 2)
+
+
+def test_pad_with_per_step_class_labels_gives_a_tagging_dataset_like_from_arrays() -> None:
+    from rnnkit.data import IGNORE_INDEX, from_arrays
+
+    seqs = _ragged(3)
+    g = torch.Generator().manual_seed(1)
+    labels = [torch.randint(0, 4, (len(s),), generator=g) for s in seqs]
+    data = pad(seqs, labels)
+    reference = from_arrays([s.numpy() for s in seqs], [t.numpy() for t in labels], layout="NLC")
+    assert data.target_kind == reference.target_kind == "tag"
+    assert data.y is not None
+    assert reference.y is not None
+    assert data.y.shape == (3, max(len(s) for s in seqs))
+    assert torch.equal(data.y, reference.y)
+    for i, t in enumerate(labels):
+        assert torch.equal(data.y[i, : len(t)], t)
+        assert bool((data.y[i, len(t) :] == IGNORE_INDEX).all())
+    batch = collate_padded([(s, t) for s, t in zip(seqs, labels, strict=True)])
+    assert batch.y is not None
+    assert torch.equal(batch.y, data.y)
+    assert pad(seqs, [t.numpy() for t in labels]).target_kind == "tag"

@@ -37,9 +37,11 @@ def pad(
     Args:
         sequences: N sequences, each a tensor, array or list of shape ``(L_i, H_in)`` or
             ``(L_i,)`` (one feature), with ``L_i >= 1``.
-        targets: ``None``; N class labels (a sequence of ints or a ``(N,)`` tensor); or N
-            per-step targets of shape ``(L_i, H_y)`` or ``(L_i,)``, one per sequence and of the
-            same length, padded like the inputs.
+        targets: ``None``; N class labels (a sequence of ints or a ``(N,)`` tensor); N
+            per-step targets of shape ``(L_i, H_y)`` or ``(L_i,)`` floating, one per sequence
+            and of the same length, padded like the inputs; or N per-step class labels (a
+            tagger's), each a 1-D integer tensor or array ``(L_i,)``, padded with
+            :data:`~rnnkit.data.IGNORE_INDEX`.
         padding_value: The value written after each sequence's end.
 
     Returns:
@@ -54,8 +56,8 @@ def pad(
     Shapes:
         - ``sequences[i]``: ``(L_i, H_in)`` or ``(L_i,)``.
         - ``targets``: ``(N,)``, or ``targets[i]``: ``(L_i, H_y)`` or ``(L_i,)``.
-        - returns: ``x`` ``(N, max L_i, H_in)``, ``lengths`` ``(N,)``, ``y`` ``(N,)`` or
-          ``(N, max L_i, H_y)``.
+        - returns: ``x`` ``(N, max L_i, H_in)``, ``lengths`` ``(N,)``, ``y`` ``(N,)``,
+          ``(N, max L_i)`` (labels per step) or ``(N, max L_i, H_y)``.
     """
     if len(sequences) == 0:
         raise ValueError("Expected `sequences` to hold at least one sequence, but it is empty.")
@@ -117,11 +119,10 @@ def collate_padded(samples: Sequence[Any], padding_value: float = 0.0) -> Batch:
     if not ys:
         return Batch(x, None, lengths)
     sizes = torch.tensor([len(s) for s in xs])
-    tags = _tag_sequences(ys)
-    if tags is not None:  # per-step class labels, padded as SequenceDataset.batch pads them
-        return Batch(x, _padded_tags(tags, sizes, "samples[].y")[:, :steps], lengths)
     y = _targets(ys, sizes, padding_value, "samples[].y")
-    return Batch(x, y[:, :steps].float() if y.dim() == 3 else y, lengths)
+    if y.dim() == 1:
+        return Batch(x, y, lengths)
+    return Batch(x, y[:, :steps].float() if y.dim() == 3 else y[:, :steps], lengths)
 
 
 def _sequences(items: Sequence[Any], name: str) -> list[Tensor]:
@@ -152,13 +153,16 @@ def _sequence(item: Any, name: str) -> Tensor:
 
 
 def _targets(targets: Any, lengths: Tensor, padding_value: float, name: str) -> Tensor:
-    """Class labels as ``(N,)`` ``int64``, or per-step targets padded to ``(N, max L_i, H_y)``."""
+    """Class labels ``(N,)``, per-step labels ``(N, max L_i)``, or targets ``(N, max L_i, H_y)``."""
     _check_count(targets, len(lengths), name)
     if isinstance(targets, (Tensor, np.ndarray)) and targets.ndim == 1:
         return _class_targets(as_tensor(targets, name))
     if all(_is_scalar(t) for t in targets):
         values = [t.item() if isinstance(t, (Tensor, np.ndarray)) else t for t in targets]
         return _class_targets(torch.tensor(values))
+    tags = _tag_sequences(list(targets))
+    if tags is not None:  # per-step class labels, padded as SequenceDataset.batch pads them
+        return _padded_tags(tags, lengths, name)
     ys = _sequences(list(targets), name)
     _check_steps(ys, lengths, name)
     return pad_sequence(ys, batch_first=True, padding_value=padding_value)
