@@ -262,9 +262,13 @@ def atomic_copy(source: str | os.PathLike[str], path: str | os.PathLike[str]) ->
         rnnkit.CheckpointWriteError: Reading ``source`` or writing ``path`` failed; the previous
             file at ``path`` is unchanged.
     """
-
-    def copy(handle: _Writer) -> None:
-        with open(source, "rb") as src:
-            shutil.copyfileobj(src, handle, 1 << 20)
-
-    _atomic_write(path, copy)
+    try:
+        src = open(source, "rb")  # noqa: SIM115 - closed below; opened first to name it on failure
+    except OSError as exc:
+        raise CheckpointWriteError(
+            f"Could not copy the checkpoint {str(source)!r} to {str(Path(path).absolute())!r}: "
+            f"{exc.strerror or exc}. The file at the target (if any) is unchanged. Hint: the "
+            "file to copy must exist and be readable."
+        ) from exc
+    with src:
+        _atomic_write(path, lambda handle: shutil.copyfileobj(src, handle, 1 << 20))
