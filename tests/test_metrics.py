@@ -204,8 +204,15 @@ def test_accumulator_keeps_no_graph_and_handles_empty() -> None:
     assert got["mse"] == pytest.approx((pred**2).mean().item())
     assert torch.isnan(acc.compute_tensors()["never"])
     acc.reset()
-    assert acc.compute() == {}
-    assert acc.pack().shape == (2, 0)
+    assert acc.names == ["mse", "never"]  # the names it was made with stay, in their order
+    assert torch.equal(acc.pack(), torch.zeros(2, 2, dtype=torch.float64))
+    assert all(math.isnan(v) for v in acc.compute().values())
+    MetricAccumulator().reset()
+    assert MetricAccumulator(["a"]).pack().shape == (2, 1)
+    bare = MetricAccumulator()
+    bare.update("loss", 1.0)
+    bare.reset()
+    assert bare.compute() == {}
 
 
 @pytest.mark.parametrize("number_first", [False, True])

@@ -286,7 +286,8 @@ class MetricAccumulator:
         self.device = torch.device(device) if device is not None else None
         self._sums: dict[str, Tensor] = {}
         self._counts: dict[str, Tensor] = {}
-        for name in names:
+        self._first_names = tuple(names)
+        for name in self._first_names:
             self._slot(name)
 
     def _slot(self, name: str) -> None:
@@ -410,9 +411,15 @@ class MetricAccumulator:
         return {name: s / c if c else math.nan for name, s, c in pairs}
 
     def reset(self) -> None:
-        """Forget all sums and counts (names included)."""
+        """Forget all sums and counts; the ``names`` given when it was made stay, at zero.
+
+        Names added by updates are forgotten, so every rank again holds the same names in the
+        same order before its next all-reduce.
+        """
         self._sums.clear()
         self._counts.clear()
+        for name in self._first_names:
+            self._slot(name)
 
 
 class _Generator(Protocol):
