@@ -251,7 +251,8 @@ def gru_forward(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The forward steps: ``(gates, rec_n, states)``, time-major.
 
-    ``zero_start``: ``start`` is zeros (no ``h0`` given), so the first step's product is skipped.
+    ``zero_start``: ``start`` is zeros (no ``h0`` given), so the whole-recurrence call skips the
+    first step's product; the per-step calls compute it anyway (the same zeros).
 
     ``gates`` holds ``r, z, n`` as ``gru._run_steps`` leaves them; ``rec_n``, ``(L, N, H)``,
     only the ``n`` block of its ``recurrent`` buffer, which is all the backward pass reads.
@@ -357,7 +358,8 @@ def lstm_forward(
     The first four are as ``lstm._run_steps`` fills them, but with the weights, the bias and
     the gates in torch's gate order (i, f, g, o).
 
-    ``zero_start``: ``h0`` is zeros, so the first step's product is skipped.
+    ``zero_start``: ``h0`` is zeros, so the whole-recurrence call skips the first step's
+    product; the per-step calls compute it anyway (the same zeros).
 
     The last is what the weights' gradients multiply the gate gradients with. A
     whole-recurrence call returns ``joined``, ``(L, N, H + H_in)``: each step's
