@@ -113,3 +113,13 @@ def test_errors() -> None:
         streams(torch.arange(30.0), num_streams=1, window=2.5)  # type: ignore[arg-type]
     with pytest.raises(ShapeError):
         streams(torch.zeros(2, 3, 4, 5), num_streams=1, window=2)
+
+
+@pytest.mark.parametrize("series", [torch.arange(101), torch.arange(101.0, dtype=torch.float64)])
+def test_batches_are_float32_whatever_the_series_dtype(series: Tensor) -> None:
+    batches = streams(series.numpy(), num_streams=2, window=10)
+    batch = batches[0]
+    assert batch.x.dtype == batch.y.dtype == torch.float32
+    assert batch.x[:, :, 0].tolist() == [list(range(10)), list(range(50, 60))]
+    model = Seq2SeqRegressor(1, hidden_size=4, cell="gru")
+    assert model(batch.x)[0].shape == (2, 10, 1)  # a model takes the batch as it comes

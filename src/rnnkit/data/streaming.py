@@ -102,12 +102,12 @@ class StreamBatches(Sequence[Batch]):
 
 
 def _series_list(series: Any) -> list[Tensor]:
-    """One ``(T, F)`` tensor per series, from a tensor/array or a list of them."""
+    """One ``(T, F)`` ``float32`` tensor per series, from a tensor/array or a list of them."""
     if isinstance(series, list | tuple):
         parts = [as_series_batch(s, f"series[{k}]") for k, s in enumerate(series)]
     else:
         parts = [as_series_batch(series)]
-    return [one for batch in parts for one in batch]
+    return [one.float() for batch in parts for one in batch]  # models take float32, as Batch
 
 
 def _windows(s: Tensor, window: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -139,7 +139,8 @@ def streams(series: Any, num_streams: int, window: int) -> StreamBatches:
         window: L, the steps per window (per truncated back-propagation pass), at least 1.
 
     Returns:
-        The :class:`StreamBatches`: ``m`` batches of ``(N, L, F)`` inputs and targets, and
+        The :class:`StreamBatches`: ``m`` batches of ``(N, L, F)`` inputs and targets in
+        ``float32`` (whatever the series' dtype, as every :class:`~rnnkit.data.Batch`), and
         the reset flags.
 
     Raises:
