@@ -514,3 +514,48 @@ def test_standardizer_fitted_on_train_is_applied_unchanged_to_test() -> None:
     assert torch.allclose(scaled, expected)
     with pytest.raises(ValueError, match="already normalised"):
         scaler.apply(scaler.apply(test))
+
+
+def test_reversed_arrays_are_read_as_their_values() -> None:
+    x = _rng().normal(size=(3, 6, 2))
+    reversed_x = x[:, ::-1]
+    assert torch.equal(from_arrays(reversed_x).x, torch.from_numpy(x[:, ::-1].copy()).float())
+    listed = from_arrays([reversed_x[0], reversed_x[1]], layout="NLC")
+    assert torch.equal(listed.x[0], torch.from_numpy(x[0, ::-1].copy()).float())
+
+
+def test_values_that_overflow_the_dtype_are_named_not_called_missing() -> None:
+    x = np.ones((2, 5, 1))
+    x[1, 3, 0] = 7e4  # finite, but over float16's largest value
+    message = (
+        r"Expected `x` to fit dtype=torch.float16 \(largest 65504\), but sample 1 holds 70000 "
+        r"at step 3 \(channel 0\)\. Hint: standardise"
+    )
+    with pytest.raises(ValueError, match=message):
+        from_arrays(x, dtype=torch.float16)
+    assert from_arrays(x, dtype=torch.bfloat16).x.dtype == torch.bfloat16
+
+
+def test_nan_padding_of_aligned_step_targets_is_padding_as_in_x() -> None:
+    x = np.array([[[1.0, 2.0, 3.0]], [[4.0, np.nan, np.nan]]])  # (N, C, L), aeon's NaN padding
+    data = from_arrays(x, x * 10, layout="NCL", lengths=[3, 1])
+    assert data.y is not None
+    assert data.y[:, :, 0].tolist() == [[10.0, 20.0, 30.0], [40.0, 0.0, 0.0]]
+    y = x * 10
+    y[0, 0, 1] = np.nan  # within its sequence's length: still an error
+    with pytest.raises(ValueError, match="finite"):
+        from_arrays(x, y, layout="NCL", lengths=[3, 1])
+
+
+@pytest.mark.parametrize("layout", ["NLC", "NCL"])
+def test_a_2d_array_with_several_channels_expected_says_how_to_pass_one_series(
+    layout: str,
+) -> None:
+    message = (
+        r"Expected `x` to have shape \(N, L, C\) = \(\?, \?, 12\), but got \(5, 12\), read as "
+        r"N = 5 univariate series \(C = 1\) in either layout\. Hint: one series of 12 channels "
+        r"is x\[None\]"
+    )
+    with pytest.raises(ShapeError, match=message):
+        from_arrays(np.zeros((5, 12)), layout=layout, input_size=12)  # type: ignore[arg-type]
+    assert from_arrays(np.zeros((5, 12)), layout=layout, input_size=1).x.shape == (5, 12, 1)  # type: ignore[arg-type]

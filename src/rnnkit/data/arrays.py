@@ -135,12 +135,15 @@ def from_arrays(
     else:
         values, valid, lengths_t = _from_array(x, layout, lengths)
     if input_size is not None:
-        _check_channels(values, check_int("input_size", input_size, 1), layout)
+        size = check_int("input_size", input_size, 1)
+        if not isinstance(x, (list, tuple)) and _ndim(x) == 2:
+            _check_univariate(values, size)
+        _check_channels(values, size, layout)
     elif not isinstance(x, (list, tuple)) and _ndim(x) == 3:
         _warn_layout(values, layout)
     values = fill_missing(values, valid, missing)
     targets, codes = _targets(y, layout, classes, valid)
-    return SequenceDataset(values.to(dtype), targets, lengths_t, classes=codes)
+    return SequenceDataset(_cast(values, dtype), targets, lengths_t, classes=codes)
 
 
 def _check_options(layout: str, dtype: torch.dtype, missing: str) -> None:
@@ -156,6 +159,20 @@ def _check_options(layout: str, dtype: torch.dtype, missing: str) -> None:
         )
 
 
+def _cast(values: Tensor, dtype: torch.dtype) -> Tensor:
+    """``values`` in ``dtype``, refusing a value that only the cast made infinite."""
+    cast = values.to(dtype)
+    overflow = torch.isinf(cast) & torch.isfinite(values)
+    if bool(overflow.any()):
+        sample, step, channel = (int(i) for i in overflow.nonzero()[0])
+        raise ValueError(
+            f"Expected `x` to fit dtype={dtype} (largest {torch.finfo(dtype).max:g}), but sample "
+            f"{sample} holds {float(values[sample, step, channel]):g} at step {step} (channel "
+            f"{channel}). Hint: standardise the data first, or use dtype=torch.float32."
+        )
+    return cast
+
+
 def _as_float(value: Any, name: str) -> Tensor:
     """``value`` as a ``float64`` (or lower-precision float) tensor, NaN preserved."""
     if isinstance(value, Tensor):
@@ -167,8 +184,8 @@ def _as_float(value: Any, name: str) -> Tensor:
             f"Expected `{name}` to hold numbers, but it cannot be read as a numeric array "
             f"({error}). Hint: series of unequal lengths go in as a list of arrays."
         ) from None
-    if not array.flags.writeable:
-        array = array.copy()  # pandas hands out read-only views; torch needs writable memory
+    if not array.flags.writeable or any(step < 0 for step in array.strides):
+        array = array.copy()  # pandas hands out read-only views, x[:, ::-1] reversed ones
     return torch.from_numpy(array)
 
 
@@ -277,6 +294,17 @@ def _check_channels(values: Tensor, input_size: int, layout: SeriesLayout) -> No
     )
 
 
+def _check_univariate(values: Tensor, input_size: int) -> None:
+    """A 2-D ``x`` is N univariate series in either layout: only ``input_size == 1`` fits."""
+    if input_size != 1:
+        raise ShapeError(
+            f"Expected `x` to have shape (N, L, C) = (?, ?, {input_size}), but got "
+            f"{fmt_shape(values.shape[:2])}, read as N = {values.shape[0]} univariate series "
+            f"(C = 1) in either layout. Hint: one series of {input_size} channels is "
+            "x[None] with layout='NLC' (shape (1, L, C)) or 'NCL' (shape (1, C, L))."
+        )
+
+
 def _warn_layout(values: Tensor, layout: SeriesLayout) -> None:
     steps, channels = values.shape[1], values.shape[2]
     if steps < channels:
@@ -308,6 +336,8 @@ def _targets(
     t = _as_float(y, "y")
     if t.dim() == 3 and layout == "NCL":
         t = t.transpose(1, 2)
+    if t.dim() == 3 and t.shape[:2] == valid.shape:  # aligned with x: its padding is padding
+        t = t.masked_fill(~valid.unsqueeze(-1), 0.0)
     return t.float(), None
 
 
