@@ -119,6 +119,7 @@ def test_errors() -> None:
 def test_batches_are_float32_whatever_the_series_dtype(series: Tensor) -> None:
     batches = streams(series.numpy(), num_streams=2, window=10)
     batch = batches[0]
+    assert batch.y is not None
     assert batch.x.dtype == batch.y.dtype == torch.float32
     assert batch.x[:, :, 0].tolist() == [list(range(10)), list(range(50, 60))]
     model = Seq2SeqRegressor(1, hidden_size=4, cell="gru")
