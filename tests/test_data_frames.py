@@ -51,7 +51,10 @@ def test_without_time_rows_keep_their_order_and_no_target() -> None:
 def test_label_changing_within_a_series_is_an_error() -> None:
     table = _long_table()
     table.loc[0, "label"] = "walk"
-    with pytest.raises(ValueError, match="series 'b' has 2 different labels"):
+    with pytest.raises(ValueError, match="series series='b' has 2 different labels"):
+        from_dataframe(table, id="series", time="t", features=["speed"], target="label")
+    table["series"] = table["series"].map({"a": 3, "b": 7})  # numpy ints, shown as plain ints
+    with pytest.raises(ValueError, match="series series=7 has 2 different labels"):
         from_dataframe(table, id="series", time="t", features=["speed"], target="label")
 
 
@@ -60,7 +63,11 @@ def test_missing_column_and_nan() -> None:
         from_dataframe(_long_table(), id="series", features=["speeed"])
     table = _long_table()
     table.loc[4, "speed"] = np.nan  # series "b", time 1
-    with pytest.raises(ValueError, match="sample 1 has NaN at step 1"):
+    message = (
+        r"Expected the feature columns to hold finite values, but series series='b' has nan in "
+        r"column 'speed' at t=1 \(row 4\); 1 such value\(s\) in all\. Hint: pass missing='ffill'"
+    )
+    with pytest.raises(ValueError, match=message):
         from_dataframe(table, id="series", time="t", features=["speed"])
     filled = from_dataframe(table, id="series", time="t", features=["speed"], missing="ffill")
     assert filled.x[1, :, 0].tolist() == [10.0, 10.0, 30.0]
@@ -76,3 +83,31 @@ def test_without_pandas_the_error_says_how_to_install(monkeypatch: pytest.Monkey
     with pytest.raises(ImportError, match="pip install pandas"):
         from_dataframe(object(), id="i", features=["f"])
     assert "pandas" in sys.modules  # the real one stays importable for the other tests
+
+
+def test_an_infinite_value_is_named_by_series_and_row_whatever_the_missing_policy() -> None:
+    table = _long_table()
+    table.loc[1, "tilt"] = np.inf  # series "a", time 1
+    for missing in ("error", "ffill", "zero"):
+        with pytest.raises(ValueError, match=r"series series='a' has inf in column 'tilt' at t=1"):
+            from_dataframe(
+                table, id="series", time="t", features=["speed", "tilt"], missing=missing
+            )
+
+
+def test_label_problems_name_the_series_not_a_position() -> None:
+    table = _long_table()
+    with pytest.raises(ValueError, match=r"but `label\[series='b'\]` is 'run'"):
+        from_dataframe(
+            table, id="series", time="t", features=["speed"], target="label", classes=["walk"]
+        )
+    table["label"] = table["label"].where(table["series"] == "a", None)
+    with pytest.raises(ValueError, match="series series='b' has none"):
+        from_dataframe(table, id="series", time="t", features=["speed"], target="label")
+
+
+def test_one_feature_may_be_named_alone() -> None:
+    alone = from_dataframe(_long_table(), id="series", time="t", features="speed")
+    listed = from_dataframe(_long_table(), id="series", time="t", features=["speed"])
+    assert alone.input_size == 1
+    assert torch.equal(alone.x, listed.x)

@@ -16,7 +16,7 @@ import torch
 
 from rnnkit.data.arrays import from_arrays
 from rnnkit.data.dataset import SequenceDataset
-from rnnkit.data.labels import plain_label
+from rnnkit.data.labels import plain_label, unknown_label
 from rnnkit.data.missing import MissingPolicy
 
 __all__ = ["from_dataframe"]
@@ -26,7 +26,7 @@ def from_dataframe(
     df: Any,
     *,
     id: str,
-    features: Sequence[str],
+    features: Sequence[str] | str,
     time: str | None = None,
     target: str | None = None,
     dtype: torch.dtype = torch.float32,
@@ -45,7 +45,8 @@ def from_dataframe(
     Args:
         df: A ``pandas.DataFrame``.
         id: The column naming the series each row belongs to.
-        features: The feature columns, C of them, in the order the model sees them.
+        features: The feature columns, C of them, in the order the model sees them (one
+            column name alone is one feature).
         time: The column ordering steps within a series, or ``None`` for row order.
         target: The label column, or ``None`` for a dataset without targets.
         dtype: The floating dtype the inputs are stored in, as in
@@ -60,13 +61,16 @@ def from_dataframe(
         ImportError: pandas is not installed.
         KeyError: A named column is not in ``df``.
         ValueError: A row without an id (NaN or ``None``; the first such row is named), a
-            series whose rows disagree on the label (its id is named), NaN under
-            ``missing="error"``, or the errors of :func:`~rnnkit.data.from_arrays`.
+            series whose rows disagree on the label, have no label, or a label not among
+            ``classes``, an infinite feature value, or NaN under ``missing="error"`` (each
+            named by the series' id, and the row), or the errors of
+            :func:`~rnnkit.data.from_arrays`.
 
     Shapes:
         - returns: ``x`` ``(N, max L_i, C)``, ``lengths`` ``(N,)``, ``y`` ``(N,)``.
     """
     _require_pandas()
+    features = [features] if isinstance(features, str) else list(features)
     columns = [
         id,
         *features,
@@ -80,10 +84,11 @@ def from_dataframe(
         )
     _check_ids(df, id)
     table = df.sort_values([id, time], kind="stable") if time is not None else df
+    _check_values(table, id, features, time, missing)
     # observed=True: a categorical id's unused categories would otherwise be empty series
     groups = table.groupby(id, sort=True, observed=True)
-    series = [group[list(features)].to_numpy(dtype=np.float64) for _, group in groups]
-    labels = None if target is None else _labels(groups, target)
+    series = [group[features].to_numpy(dtype=np.float64) for _, group in groups]
+    labels = None if target is None else _labels(groups, id, target, classes)
     return from_arrays(series, labels, layout="NLC", dtype=dtype, missing=missing, classes=classes)
 
 
@@ -109,13 +114,54 @@ def _check_ids(df: Any, id: str) -> None:
     )
 
 
-def _labels(groups: Any, target: str) -> np.ndarray[Any, Any]:
+def _check_values(
+    table: Any, id: str, features: list[str], time: str | None, missing: MissingPolicy
+) -> None:
+    """Name the series, column and row of the first value that ``missing`` does not handle."""
+    values = table[features].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values) if missing == "error" else np.isinf(values)
+    if not bool(bad.any()):
+        return
+    row, column = (int(i) for i in np.argwhere(bad)[0])
+    at = "" if time is None else f" at {time}={plain_label(table[time].iloc[row])!r}"
+    hint = (
+        "infinite values are always an error; clean the data first."
+        if np.isinf(values[row, column])
+        else "pass missing='ffill' (carry the last value forward) or missing='zero', or clean "
+        "the data first."
+    )
+    raise ValueError(
+        f"Expected the feature columns to hold finite values, but series "
+        f"{id}={plain_label(table[id].iloc[row])!r} has {values[row, column]} in column "
+        f"{features[column]!r}{at} (row {plain_label(table.index[row])!r}); {int(bad.sum())} "
+        f"such value(s) in all. Hint: {hint}"
+    )
+
+
+def _labels(groups: Any, id: str, target: str, classes: Any) -> np.ndarray[Any, Any]:
+    """Each series' label, the first series with none, or one not in ``classes``, named."""
     counts = groups[target].nunique(dropna=False)
     mixed = counts[counts > 1]
     if len(mixed):
         raise ValueError(
-            f"Expected one `{target}` label per series, but series {mixed.index[0]!r} has "
-            f"{int(mixed.iloc[0])} different labels. Hint: the label column must be constant "
-            "within each series."
+            f"Expected one `{target}` label per series, but series "
+            f"{id}={plain_label(mixed.index[0])!r} has {int(mixed.iloc[0])} different labels. "
+            "Hint: the label column must be constant within each series."
         )
-    return np.asarray(groups[target].first().to_numpy())
+    labels = groups[target].first()  # one value per series: all its rows agree
+    absent = labels.isna().to_numpy()
+    if bool(absent.any()):
+        key = plain_label(labels.index[int(absent.argmax())])
+        raise ValueError(
+            f"Expected every series to have a label in column `{target}`, but series "
+            f"{id}={key!r} has none. Hint: drop that series' rows, or give it a class of its own."
+        )
+    values = np.asarray(labels.to_numpy())
+    if classes is not None:
+        known = np.asarray(classes)
+        unknown = ~np.isin(values, known)
+        if bool(unknown.any()):
+            first = int(unknown.argmax())
+            where = f"{target}[{id}={plain_label(labels.index[first])!r}]"
+            raise unknown_label(known, where, plain_label(values[first]))
+    return values
