@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from rnnkit import ShapeError
-from rnnkit.data import Standardizer, as_series_batch, next_step, sine_wave, windows
+from rnnkit.data import (
+    SequenceDataset,
+    Standardizer,
+    as_series_batch,
+    next_step,
+    sine_wave,
+    windows,
+)
 
 
 def test_sine_wave_default_is_the_tutorials_data() -> None:
@@ -224,3 +231,13 @@ def test_standardizer_points_a_dataset_at_apply() -> None:
     with pytest.raises(TypeError, match=hint):
         fresh.fit_transform(data)
     assert not fresh.is_fitted  # refused before fitting
+
+
+def test_apply_to_a_dataset_of_another_width_names_the_fitted_features() -> None:
+    scaler = Standardizer().fit(torch.randn(50, 2))
+    wider = SequenceDataset(torch.zeros(4, 10, 3))
+    message = r"`dataset` to have shape \(N, L, F\) = \(\?, \?, 2\), but got \(4, 10, 3\)\. Hint: "
+    with pytest.raises(ShapeError, match=message + "the standardizer was fitted on 2 features"):
+        scaler.apply(wider)
+    applied = scaler.apply(SequenceDataset(torch.zeros(4, 10, 2)))
+    assert applied.batch(torch.arange(4)).x.shape == (4, 10, 2)

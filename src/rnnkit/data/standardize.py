@@ -151,7 +151,8 @@ class Standardizer:
 
         Raises:
             RuntimeError: The standardizer is not fitted.
-            ValueError: The dataset is already normalised, or has another number of features.
+            ValueError: The dataset is already normalised.
+            rnnkit.errors.ShapeError: The dataset has another number of features.
 
         Shapes:
             - ``dataset``: ``x`` ``(N, L, F)``.
@@ -161,6 +162,12 @@ class Standardizer:
             raise ValueError(
                 "Expected a dataset without `mean`/`std`, but this one is already normalised. "
                 "Hint: standardise the raw dataset once."
+            )
+        if mean.dim() == 1 and dataset.input_size != mean.shape[0]:
+            raise ShapeError(
+                f"Expected `dataset` to have shape (N, L, F) = (?, ?, {mean.shape[0]}), but got "
+                f"{fmt_shape(dataset.x)}. Hint: the standardizer was fitted on {mean.shape[0]} "
+                "features."
             )
         return dataset.with_normalization(mean, std)
 
