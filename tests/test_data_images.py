@@ -238,7 +238,12 @@ def test_datasets_of_float_tensors_are_taken_as_already_scaled() -> None:
         (torch.zeros(2, 4, 4), {"normalize": 0.5}, TypeError, r"\(mean, std\) pair"),
         (torch.zeros(2, 3, 4, 4), {"normalize": ((0.5, 0.5), (1.0,))}, ValueError, "C = 3"),
         (torch.zeros(2, 4, 4), {"seed": -1}, ValueError, "`seed` >= 0"),
-        (torch.zeros(2, 4, 4), {"targets": torch.tensor([0, 1, 2])}, ShapeError, "N = 2"),
+        (
+            torch.zeros(2, 4, 4),
+            {"targets": torch.tensor([0, 1, 2])},
+            ShapeError,
+            r"`targets` to have shape \(N,\) = \(2,\)",
+        ),
         (
             torch.zeros(2, 4, 4),
             {"targets": torch.tensor([0, 5]), "num_classes": 5},
@@ -300,3 +305,36 @@ def test_a_list_of_image_label_pairs_is_a_dataset_too() -> None:
     assert torch.equal(data.x, torch.from_numpy(images))
     assert data.y is not None
     assert data.y.tolist() == [0, 1, 2]
+
+
+def test_targets_as_a_list_are_read_and_checked_by_their_own_name() -> None:
+    images = torch.randint(0, 256, (5, 4, 4), dtype=torch.uint8)
+    listed = image_sequences(images, targets=[0, 1, 2, 1, 0])
+    assert listed.y is not None
+    assert listed.y.tolist() == [0, 1, 2, 1, 0]
+    from_array = image_sequences(images, targets=np.array([0, 1, 2, 1, 0])).y
+    assert from_array is not None
+    assert torch.equal(listed.y, from_array)
+    with pytest.raises(ShapeError, match=r"`targets` to have shape \(N,\) = \(5,\), one label"):
+        image_sequences(images, targets=torch.arange(4))
+    hint = "Hint: encode other labels with rnnkit.data.encode_labels"
+    with pytest.raises(TypeError, match=r"`targets\[2\]` to be an integer class index, but got "):
+        image_sequences(images, targets=[0, 1, 2.5, 1, 0])
+    with pytest.raises(TypeError, match=f"dtype <U3. {hint}"):
+        image_sequences(images, targets=np.array(["cat"] * 5))
+    with pytest.raises(TypeError, match=f"dtype torch.float32. {hint}"):
+        image_sequences(images, targets=torch.zeros(5))
+
+
+def test_a_dataset_of_string_labels_is_refused_with_the_encoding_hint() -> None:
+    class Named(Dataset[tuple[torch.Tensor, str]]):
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+            return torch.zeros(1, 4, 4, dtype=torch.uint8), ["cat", "dog"][i]
+
+    with pytest.raises(
+        TypeError, match=r"`source\[0\]\[1\]` to be an integer class index, but got 'cat'"
+    ):
+        image_sequences(Named())

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Subset
 
-from rnnkit._validate import check_int
+from rnnkit._validate import check_int, is_int
 from rnnkit.data._checks import as_tensor, check_finite, fmt_shape, require_dims
 from rnnkit.data.dataset import SequenceDataset
 from rnnkit.errors import ShapeError
@@ -41,6 +41,10 @@ scaled to [0, 1]."""
 _Normalize = str | tuple[float | Sequence[float], float | Sequence[float]] | None
 _Images = tuple[Tensor, Tensor | None, int | None]  # (N, H, W, C) images, labels, class count
 _CHANNEL_COUNTS = (1, 3, 4)
+_LABEL_HINT = (
+    "encode other labels with rnnkit.data.encode_labels, which returns the class indices and "
+    "the classes that decode them."
+)
 
 # Datasets read through __getitem__ are read once: later calls reuse the stacked arrays.
 _read_cache: weakref.WeakKeyDictionary[Any, _Images] = weakref.WeakKeyDictionary()
@@ -85,8 +89,8 @@ def image_sequences(
         normalize: ``None``; a preset name from :data:`NORMALIZE_PRESETS` (``"mnist"``); or
             ``(mean, std)``, each one number or one per channel, applied after scaling to
             [0, 1] like ``torchvision.transforms.Normalize``.
-        targets: Labels for a tensor or array ``source``, shape ``(N,)``; datasets bring
-            their own.
+        targets: Integer class indices for a tensor or array ``source``, shape ``(N,)`` (a
+            tensor, array or list); datasets bring their own, also integers.
         seed: Seed of the ``"pixels_permuted"`` permutation.
         num_classes: The class count C; by default ``len(source.classes)`` when the dataset
             has one, else the largest label plus one.
@@ -99,8 +103,9 @@ def image_sequences(
         rnnkit.errors.ShapeError: Images of the wrong dimensionality or of mixed sizes.
         ValueError: An unknown ``order`` or preset, an empty source, a ``normalize`` of the
             wrong length, NaN or infinite pixels, or labels outside ``[0, num_classes)``.
-        TypeError: A source that is neither an array nor a dataset, or pixels that are
-            neither ``uint8`` nor floating point.
+        TypeError: A source that is neither an array nor a dataset, pixels that are
+            neither ``uint8`` nor floating point, or labels that are not integers (encode
+            them with :func:`~rnnkit.data.encode_labels`).
 
     Note:
         A torchvision dataset's own ``transform`` is not applied: the pixels are read raw,
@@ -141,7 +146,8 @@ def image_sequences(
 def _read_source(source: Any, targets: Any) -> _Images:
     """The images as ``(N, H, W, C)`` (``uint8`` or ``float32``), labels and class count."""
     if isinstance(source, (Tensor, np.ndarray)):
-        return _from_array(as_tensor(source, "source"), "source"), targets, None
+        images = _from_array(as_tensor(source, "source"), "source")
+        return images, _targets(targets, len(images)), None
     if targets is not None:
         raise ValueError(
             "Expected `targets` only with a tensor or array `source`; a dataset brings its own "
@@ -243,11 +249,50 @@ def _from_items(source: Any) -> _Images:
         image, label = (item[0], item[1]) if isinstance(item, (tuple, list)) else (item, None)
         images.append(_item_image(image, i))
         if label is not None:
-            labels.append(int(label))
+            labels.append(_class_index(label, f"source[{i}][1]"))
     if labels and len(labels) != len(images):
         raise ValueError("Expected every item of `source` to carry a label, or none to.")
     stacked = _checked_pixels(_stack(images), "source")
     return stacked, torch.tensor(labels) if labels else None, _classes(source)
+
+
+def _targets(targets: Any, n: int) -> Tensor | None:
+    """``targets`` as ``(N,)`` integer class indices, checked against the image count."""
+    if targets is None:
+        return None
+    if isinstance(targets, (list, tuple)):
+        codes = [_class_index(label, f"targets[{i}]") for i, label in enumerate(targets)]
+        t = torch.tensor(codes, dtype=torch.int64)
+    elif isinstance(targets, np.ndarray) and targets.dtype.kind not in "iu":
+        raise _not_indices(targets.dtype)
+    else:
+        t = as_tensor(targets, "targets")
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+            raise _not_indices(t.dtype)
+    if tuple(t.shape) != (n,):
+        raise ShapeError(
+            f"Expected `targets` to have shape (N,) = ({n},), one label per image, but got "
+            f"{fmt_shape(t)}."
+        )
+    return t
+
+
+def _class_index(label: Any, where: str) -> int:
+    """One label as an int class index; anything else (a string, 2.5) is refused by name."""
+    value = label.item() if isinstance(label, (Tensor, np.ndarray)) and label.ndim == 0 else label
+    value = value.item() if isinstance(value, np.generic) else value
+    if is_int(value):
+        return int(value)
+    raise TypeError(
+        f"Expected `{where}` to be an integer class index, but got {value!r}. Hint: {_LABEL_HINT}"
+    )
+
+
+def _not_indices(dtype: Any) -> TypeError:
+    return TypeError(
+        f"Expected `targets` to hold integer class indices, but got dtype {dtype}. Hint: "
+        f"{_LABEL_HINT}"
+    )
 
 
 def _item_image(image: Any, i: int) -> Tensor:
