@@ -214,3 +214,23 @@ def test_pad_with_per_step_class_labels_gives_a_tagging_dataset_like_from_arrays
     assert batch.y is not None
     assert torch.equal(batch.y, data.y)
     assert pad(seqs, [t.numpy() for t in labels]).target_kind == "tag"
+
+
+def test_collate_refuses_lengths_carried_by_some_samples_only() -> None:
+    with pytest.raises(ValueError, match="carry its length or none to, but 1 of 2 do"):
+        collate_padded([(torch.ones(3, 1), 0, 3), (torch.ones(2, 1), 1)])
+
+
+@pytest.mark.parametrize(
+    ("lengths", "error", "message"),
+    [
+        ([3, 0, 2], ValueError, r"every length >= 1, but `lengths\[1\]` is 0"),
+        ([3, -2], ValueError, r"`lengths\[1\]` is -2"),
+        ([2.5, 3.0], TypeError, "to hold integers, but got dtype torch.float32"),
+    ],
+)
+def test_bucket_sampler_refuses_lengths_that_are_no_lengths(
+    lengths: list[Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        BucketBatchSampler(lengths, batch_size=2)

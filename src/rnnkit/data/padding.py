@@ -94,7 +94,7 @@ def collate_padded(samples: Sequence[Any], padding_value: float = 0.0) -> Batch:
         ``Batch(x, y, lengths)`` with ``x`` in ``float32`` and ``lengths`` ``int64`` on the CPU.
 
     Raises:
-        ValueError: No samples, or an empty sequence.
+        ValueError: No samples, an empty sequence, or lengths carried by some samples only.
         TypeError: Floating-point class indices ``y_i`` of shape ``()`` (refused, not
             truncated).
         rnnkit.errors.ShapeError: Mixed feature sizes, or a per-step target whose length
@@ -112,6 +112,11 @@ def collate_padded(samples: Sequence[Any], padding_value: float = 0.0) -> Batch:
     parts = [s if isinstance(s, (tuple, list)) else (s,) for s in samples]
     xs = _sequences([p[0] for p in parts], "samples[].x")
     given = [p[2] for p in parts if len(p) > 2]
+    if given and len(given) != len(parts):
+        raise ValueError(
+            f"Expected every sample to carry its length or none to, but {len(given)} of "
+            f"{len(parts)} do. Hint: samples of one dataset all have the same form."
+        )
     lengths = torch.tensor([int(n) for n in given] if given else [len(x) for x in xs])
     steps = int(lengths.max())
     x = pad_sequence(xs, batch_first=True, padding_value=padding_value)[:, :steps].float()
@@ -243,7 +248,8 @@ class BucketBatchSampler(Sampler[list[int]]):
         seed: Base seed of the shuffles.
 
     Raises:
-        ValueError: No lengths, ``batch_size`` or ``bucket_size`` below 1.
+        ValueError: No lengths, a length below 1, ``batch_size`` or ``bucket_size`` below 1.
+        TypeError: Lengths that are not integers.
 
     Shapes:
         - ``lengths``: ``(N,)``.
@@ -296,7 +302,16 @@ def _lengths_of(lengths: SequenceDataset | Tensor | Sequence[int]) -> Tensor:
     if isinstance(lengths, SequenceDataset):
         given = lengths.lengths
         return given if given is not None else torch.full((len(lengths),), lengths.seq_len)
-    t = torch.as_tensor(lengths, dtype=torch.int64).flatten()
-    if t.numel() == 0:
+    given = torch.as_tensor(lengths)
+    if given.numel() == 0:
         raise ValueError("Expected `lengths` to hold at least one length, but it is empty.")
+    if given.is_floating_point() or given.is_complex() or given.dtype == torch.bool:
+        raise TypeError(
+            f"Expected `lengths` to hold integers, but got dtype {given.dtype}. Hint: lengths "
+            "count steps; a dataset's own lengths come with BucketBatchSampler(dataset, ...)."
+        )
+    t = given.to(torch.int64).flatten()
+    if bool((t < 1).any()):
+        first = int((t < 1).nonzero()[0])
+        raise ValueError(f"Expected every length >= 1, but `lengths[{first}]` is {int(t[first])}.")
     return t
