@@ -111,3 +111,17 @@ def test_one_feature_may_be_named_alone() -> None:
     listed = from_dataframe(_long_table(), id="series", time="t", features=["speed"])
     assert alone.input_size == 1
     assert torch.equal(alone.x, listed.x)
+
+
+def test_rows_without_a_time_or_at_a_repeated_time_are_named() -> None:
+    table = _long_table()
+    table.loc[3, "t"] = 1  # series "a" now has two rows at t=1: rows 1 and 3
+    message = r"one row per series and time, but series series='a' has rows \[1, 3\] at t=1"
+    with pytest.raises(ValueError, match=message):
+        from_dataframe(table, id="series", time="t", features=["speed"])
+    assert from_dataframe(table, id="series", features=["speed"]).x.shape == (2, 3, 1)
+    table = _long_table()
+    table["t"] = table["t"].astype(float)
+    table.loc[2, "t"] = np.nan
+    with pytest.raises(ValueError, match="to have a time in column `t`, but row 2 has none"):
+        from_dataframe(table, id="series", time="t", features=["speed"])

@@ -60,7 +60,8 @@ def from_dataframe(
     Raises:
         ImportError: pandas is not installed.
         KeyError: A named column is not in ``df``.
-        ValueError: A row without an id (NaN or ``None``; the first such row is named), a
+        ValueError: A row without an id or, with ``time``, without a time, two rows of one
+            series at one time (the first such row is named), a
             series whose rows disagree on the label, have no label, or a label not among
             ``classes``, an infinite feature value, or NaN under ``missing="error"`` (each
             named by the series' id, and the row), or the errors of
@@ -83,6 +84,8 @@ def from_dataframe(
             f"Expected columns {absent} in the data frame, but it has {list(df.columns)}."
         )
     _check_ids(df, id)
+    if time is not None:
+        _check_times(df, id, time)
     table = df.sort_values([id, time], kind="stable") if time is not None else df
     _check_values(table, id, features, time, missing)
     # observed=True: a categorical id's unused categories would otherwise be empty series
@@ -112,6 +115,28 @@ def _check_ids(df: Any, id: str) -> None:
         f"Hint: drop those rows with `df.dropna(subset=[{id!r}])`, or fill them with ids of "
         "their own."
     )
+
+
+def _check_times(df: Any, id: str, time: str) -> None:
+    """Refuse a row without a time and two rows of one series at one time (no order)."""
+    absent = df[time].isna().to_numpy()
+    if bool(absent.any()):
+        row = plain_label(df.index[int(absent.argmax())])
+        raise ValueError(
+            f"Expected every row to have a time in column `{time}`, but row {row!r} has none. "
+            "Hint: fill or drop it; without a time its step has no place in its series."
+        )
+    repeated = df.duplicated([id, time], keep=False).to_numpy()
+    if bool(repeated.any()):
+        first = int(repeated.argmax())
+        key, at = (plain_label(df[c].iloc[first]) for c in (id, time))
+        same = (df[id] == df[id].iloc[first]) & (df[time] == df[time].iloc[first])
+        rows = [plain_label(r) for r in df.index[same.to_numpy()][:2]]
+        raise ValueError(
+            f"Expected one row per series and time, but series {id}={key!r} has rows {rows} at "
+            f"{time}={at!r}. Hint: aggregate them first (df.groupby([{id!r}, {time!r}]).mean()) "
+            "or drop the duplicates."
+        )
 
 
 def _check_values(
