@@ -317,3 +317,19 @@ def test_two_dimensional_targets_get_the_likely_fix(y: torch.Tensor, hint: str) 
 def test_float_class_labels_are_told_to_convert() -> None:
     with pytest.raises(TypeError, match=r"Hint: convert class labels with `y.long\(\)`"):
         SequenceDataset(torch.rand(6, 4, 2), torch.tensor([0.0, 1, 2, 0, 1, 2]))
+
+
+def test_indices_outside_the_dataset_are_named_before_any_gather() -> None:
+    data = SequenceDataset(torch.zeros(4, 3, 1), torch.tensor([0, 1, 0, 1]))
+    with pytest.raises(IndexError, match=r"every index in \[0, 4\).*`indices\[1\]` is 5"):
+        data.batch([0, 5])
+    with pytest.raises(IndexError, match=r"`indices\[0\]` is -1"):
+        data.subset(torch.tensor([-1, 2]))
+    with pytest.raises(TypeError, match=r"to hold integers, but got dtype torch\.float32"):
+        data.batch(torch.tensor([0.5, 1.7]))  # not truncated to samples 0 and 1
+    with pytest.raises(ShapeError, match=r"`indices` to have shape \(B,\), but got \(2, 2\)"):
+        data.batch(torch.zeros(2, 2, dtype=torch.int64))
+    with pytest.raises(TypeError, match=r"`index` to be an int, but got slice\(0, 2, None\)"):
+        data[0:2]  # type: ignore[index]
+    assert data[-1][1].item() == 1
+    assert data.batch(torch.tensor([3, 0])).x.shape == (2, 3, 1)

@@ -6,6 +6,8 @@ where a common mistake is recognisable, how to fix it.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,8 +18,10 @@ from rnnkit._validate import fmt_shape
 from rnnkit.errors import ShapeError
 
 __all__ = [
+    "as_indices",
     "as_tensor",
     "check_finite",
+    "check_index",
     "check_labels",
     "fmt_shape",
     "require_dims",
@@ -84,3 +88,54 @@ def check_labels(y: Tensor, name: str, num_classes: int | None) -> None:
         f"{int(y[index])} at index {index}. Hint: labels are class indices 0..C-1; shift "
         "1-based labels with `y - 1`."
     )
+
+
+def check_index(index: Any, n: int) -> int:
+    """``index`` as an int in ``[0, n)``; negative ones count from the end, as in a list."""
+    try:
+        i = operator.index(index)
+    except TypeError:
+        raise TypeError(
+            f"Expected `index` to be an int, but got {index!r}. Hint: data.batch(indices) or "
+            "data.subset(indices) take many samples at once."
+        ) from None
+    if not -n <= i < n:
+        raise IndexError(f"Index {i} is out of range for a dataset of {n} samples.")
+    return i % n
+
+
+def as_indices(indices: Tensor | Sequence[int], n: int) -> Tensor:
+    """``indices`` as ``int64`` sample indices; a boolean mask of length ``n`` selects."""
+    idx = indices if isinstance(indices, Tensor) else torch.as_tensor(indices)
+    if idx.dtype != torch.bool:
+        return _checked_indices(idx, n)
+    if idx.dim() != 1 or idx.shape[0] != n:
+        raise IndexError(
+            f"Expected the boolean mask `indices` to have shape (N,) = ({n},), one flag per "
+            f"sample, but got {fmt_shape(idx)}. Hint: a mask selects the samples where it is "
+            "true and must be as long as the dataset; otherwise pass integer indices."
+        )
+    return idx.nonzero().flatten()  # .long() would read the flags as indices 0 and 1
+
+
+def _checked_indices(idx: Tensor, n: int) -> Tensor:
+    """Integer indices in ``[0, n)``; fractional ones are refused, not truncated."""
+    if idx.is_floating_point() or idx.is_complex():
+        raise TypeError(
+            f"Expected `indices` to hold integers, but got dtype {idx.dtype}. Hint: sample "
+            "indices come from torch.randperm(N) or torch.arange(N)."
+        )
+    if idx.dim() > 1:
+        raise ShapeError(
+            f"Expected `indices` to have shape (B,), but got {fmt_shape(idx)}. Hint: flatten "
+            "them; a batch is one list of samples."
+        )
+    idx = idx.long()
+    outside = (idx < 0) | (idx >= n)
+    if bool(outside.any()):
+        first = int(outside.nonzero()[0, 0])
+        raise IndexError(
+            f"Expected every index in [0, {n}), the dataset's N = {n} samples, but "
+            f"`indices[{first}]` is {int(idx.flatten()[first])}."
+        )
+    return idx

@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from rnnkit._validate import check_int
-from rnnkit.data._checks import fmt_shape
+from rnnkit.data._checks import as_indices, check_index, fmt_shape
 from rnnkit.data._prepare import (
     _prepare_affine,
     _prepare_classes,
@@ -161,7 +161,7 @@ class SequenceDataset(Dataset[tuple[Tensor, ...]]):
         Shapes:
             - ``x_i``: ``(L, H_in)``; ``y_i``: ``()`` or ``(L_y, H_y)``; ``length_i``: ``()``.
         """
-        i = _check_index(index, len(self))
+        i = check_index(index, len(self))
         batch = self._gather(torch.tensor([i]), trim=False)
         return tuple(t[0] for t in batch if t is not None)
 
@@ -178,14 +178,17 @@ class SequenceDataset(Dataset[tuple[Tensor, ...]]):
                 true (as in numpy).
 
         Raises:
-            IndexError: A boolean mask whose length is not the dataset's.
+            IndexError: An index outside ``[0, N)``, or a boolean mask whose length is not the
+                dataset's.
+            TypeError: Fractional indices (refused, not truncated).
+            rnnkit.errors.ShapeError: Indices with more than one axis.
 
         Shapes:
             - ``indices``: ``(B,)``, or ``(N,)`` for a mask.
             - returns: ``x`` ``(B, L, H_in)``; ``y`` ``(B,)`` or ``(B, L_y, H_y)``; ``lengths``
               ``(B,)``, see :class:`Batch`.
         """
-        return self._gather(_as_indices(indices, len(self)), trim=True)
+        return self._gather(as_indices(indices, len(self)), trim=True)
 
     def _gather(self, idx: Tensor, *, trim: bool) -> Batch:
         lengths = None if self._lengths is None else self._lengths[idx.cpu()]
@@ -271,12 +274,14 @@ class SequenceDataset(Dataset[tuple[Tensor, ...]]):
 
         Raises:
             ValueError: ``indices`` selects no sample.
-            IndexError: A boolean mask whose length is not the dataset's.
+            IndexError: An index outside ``[0, N)``, or a boolean mask whose length is not the
+                dataset's.
+            TypeError: Fractional indices.
 
         Shapes:
             - ``indices``: ``(M,)``, or ``(N,)`` for a mask; returns a dataset of M samples.
         """
-        idx = _as_indices(indices, len(self))
+        idx = as_indices(indices, len(self))
         if idx.numel() == 0:
             raise ValueError("Expected `indices` to select at least one sample, but it is empty.")
         dev = idx.to(self._x.device)
@@ -432,27 +437,6 @@ class SequenceDataset(Dataset[tuple[Tensor, ...]]):
 
 
 # -- argument preparation ---------------------------------------------------------------------
-
-
-def _check_index(index: Any, n: int) -> int:
-    i = int(index)
-    if not -n <= i < n:
-        raise IndexError(f"Index {i} is out of range for a dataset of {n} samples.")
-    return i % n
-
-
-def _as_indices(indices: Tensor | Sequence[int], n: int) -> Tensor:
-    """``indices`` as ``int64`` sample indices; a boolean mask of length ``n`` selects."""
-    idx = indices if isinstance(indices, Tensor) else torch.as_tensor(indices)
-    if idx.dtype != torch.bool:
-        return idx.long()
-    if idx.dim() != 1 or idx.shape[0] != n:
-        raise IndexError(
-            f"Expected the boolean mask `indices` to have shape (N,) = ({n},), one flag per "
-            f"sample, but got {fmt_shape(idx)}. Hint: a mask selects the samples where it is "
-            "true and must be as long as the dataset; otherwise pass integer indices."
-        )
-    return idx.nonzero().flatten()  # .long() would read the flags as indices 0 and 1
 
 
 def _split_sizes(fraction_or_sizes: Any, n: int) -> tuple[int, int]:
