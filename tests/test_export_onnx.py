@@ -264,6 +264,37 @@ def test_the_sidecar_maps_a_regressors_outputs_back_to_the_original_units(tmp_pa
     np.testing.assert_allclose(original, expected.numpy(), rtol=1e-5, atol=1e-4)
 
 
+def test_labels_held_as_numpy_scalars_are_written_as_plain_json(tmp_path: Path) -> None:
+    model = _build("classifier", "rnn", False)  # 4 classes
+    model.classes = np.array([np.int64(v) for v in (10, 20, 30, 40)], dtype=object)
+    path = to_onnx(model, tmp_path / "m.onnx")
+    assert json.loads(sidecar_path(path).read_text())["data"]["classes"] == [10, 20, 30, 40]
+
+
+def test_a_scaler_with_one_statistic_is_written_once_per_feature(tmp_path: Path) -> None:
+    model = _build("regressor", "gru", False)  # H_in = 3, H_y = 2
+    scaler = Standardizer().fit(torch.randn(100) * 5 + 2)  # one series: mean and std of shape ()
+    model.input_scaler = model.target_scaler = scaler
+    data = json.loads(sidecar_path(to_onnx(model, tmp_path / "m.onnx")).read_text())["data"]
+    for name, features in (("input_scaler", 3), ("target_scaler", 2)):
+        assert data[name]["mean"] == [pytest.approx(float(scaler.mean))] * features
+        assert data[name]["std"] == [pytest.approx(float(scaler.std))] * features
+
+
+def test_a_sidecar_that_cannot_be_written_leaves_the_earlier_export_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rnnkit.export._sidecar import sidecar as real
+
+    path = to_onnx(_build("classifier", "gru", False), tmp_path / "m.onnx")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    broken = lambda *a, **k: {**real(*a, **k), "x": object()}  # noqa: E731
+    monkeypatch.setattr("rnnkit.export._onnx.sidecar", broken)
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        to_onnx(_build("regressor", "gru", False), path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temporary left
+
+
 def test_unsupported_models_raise_before_writing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="proj_size"):
         to_onnx(Seq2SeqRegressor(2, 2, 8, cell="lstm", proj_size=4), tmp_path / "a.onnx")

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper
 
 from rnnkit.export._checks import check_exportable
 from rnnkit.export._graph import OPSET, GraphBuilder
-from rnnkit.export._sidecar import sidecar, write_sidecar
+from rnnkit.export._sidecar import sidecar, write_with_sidecar
 from rnnkit.export._signature import ExportMode, TensorSignature, inputs_of, outputs_of
 from rnnkit.export._stack import StackOutputs, add_stack
 from rnnkit.models import RecurrentModel, Seq2SeqRegressor, SequenceClassifier, SequenceTagger
@@ -147,7 +147,5 @@ def write_onnx(
 ) -> Path:
     """Build, save and describe the ONNX file; return its path."""
     proto, inputs, outputs = build_onnx(model, mode, lengths=lengths, initial_state=initial_state)
-    target = Path(path)
-    onnx.save(proto, str(target))
-    write_sidecar(target, sidecar(model, mode, inputs, outputs, exporter="onnx", opset=OPSET))
-    return target
+    content = sidecar(model, mode, inputs, outputs, exporter="onnx", opset=OPSET)
+    return write_with_sidecar(path, proto.SerializeToString(), content)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from rnnkit._version import __version__
-from rnnkit.data import Standardizer
+from rnnkit.data import Standardizer, plain_label
 from rnnkit.export._signature import ExportMode, TensorSignature
 from rnnkit.models import RecurrentModel
 
-__all__ = ["SIDECAR_FORMAT", "data_card", "sidecar", "sidecar_path", "write_sidecar"]
+__all__ = ["SIDECAR_FORMAT", "data_card", "sidecar", "sidecar_path", "write_with_sidecar"]
 
 SIDECAR_FORMAT = "rnnkit-export"
 """The ``"format"`` key of every sidecar."""
@@ -52,23 +54,49 @@ def data_card(model: RecurrentModel) -> dict[str, Any]:
     with ``target_scaler``, as ``predict_labels`` and ``forecast`` do in Python.
     """
     classes = model.classes
+    head = getattr(model, "head", None)
+    outputs = int(head.out_features) if head is not None else model.spec.output_size
     return {
-        "classes": None if classes is None else classes.tolist(),
-        "input_scaler": _scaler(model.input_scaler),
-        "target_scaler": _scaler(model.target_scaler),
+        "classes": None if classes is None else [plain_label(c) for c in classes.tolist()],
+        "input_scaler": _scaler(model.input_scaler, model.spec.input_size),
+        "target_scaler": _scaler(model.target_scaler, outputs),
     }
 
 
-def _scaler(scaler: Standardizer | None) -> dict[str, list[float]] | None:
-    """``{"mean": [...], "std": [...]}`` per feature (``(s - mean) / std``), or ``None``."""
+def _scaler(scaler: Standardizer | None, features: int) -> dict[str, list[float]] | None:
+    """``{"mean": [...], "std": [...]}``, one value per feature (``(s - mean) / std``)."""
     if scaler is None:
         return None
-    mean, std = scaler.mean.double().reshape(-1), scaler.std.double().reshape(-1)
+    mean, std = (v.double().reshape(-1) for v in (scaler.mean, scaler.std))
+    if mean.numel() == 1:  # one statistic for every feature: written out per feature
+        mean, std = mean.expand(features), std.expand(features)
     return {"mean": mean.tolist(), "std": std.tolist()}
 
 
-def write_sidecar(path: str | Path, content: dict[str, Any]) -> Path:
-    """Write `content` beside the exported file at `path`; return the sidecar's path."""
-    target = sidecar_path(path)
-    target.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+def write_with_sidecar(path: str | Path, payload: bytes, content: dict[str, Any]) -> Path:
+    """Write the exported file and its sidecar, or neither when the sidecar cannot be made.
+
+    The sidecar is serialised first, and both files are written whole to temporary files
+    before either replaces its target, so a failure never leaves a new model beside an
+    earlier export's sidecar.
+    """
+    text = json.dumps(content, indent=2, ensure_ascii=False) + "\n"
+    target = Path(path)
+    staged = [_staged(target, payload), _staged(sidecar_path(target), text.encode("utf-8"))]
+    for temp, final in staged:
+        os.replace(temp, final)
     return target
+
+
+def _staged(final: Path, data: bytes) -> tuple[str, Path]:
+    """``data`` written and synced to a temporary file beside ``final``."""
+    handle, temp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+    except BaseException:
+        os.unlink(temp)
+        raise
+    return temp, final
