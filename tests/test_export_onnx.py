@@ -295,6 +295,17 @@ def test_a_sidecar_that_cannot_be_written_leaves_the_earlier_export_whole(
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temporary left
 
 
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_an_empty_batch_runs_in_a_plain_rnn_graph(tmp_path: Path, kind: str) -> None:
+    # onnxruntime's own GRU and LSTM kernels crash on N = 0 (documented), so only "rnn" here
+    model = _build(kind, "rnn", True)
+    session = ort.InferenceSession(str(to_onnx(model, tmp_path / "m.onnx", initial_state=False)))
+    empty = {"x": np.zeros((0, 6, 3), np.float32), "lengths": np.zeros((0,), np.int64)}
+    first, h_n = session.run(None, empty)
+    assert first.shape == ((0, 4) if kind == "classifier" else (0, 6, 2))
+    assert h_n.shape == (4, 0, 5)
+
+
 def test_unsupported_models_raise_before_writing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="proj_size"):
         to_onnx(Seq2SeqRegressor(2, 2, 8, cell="lstm", proj_size=4), tmp_path / "a.onnx")

@@ -12,7 +12,7 @@ from rnnkit import Seq2SeqRegressor, SequenceClassifier, SequenceTagger
 from rnnkit.export import _torch, to_torch_export
 from rnnkit.models import RecurrentModel
 from rnnkit.models.readouts import apply_readout
-from rnnkit.shapes import State
+from rnnkit.shapes import CellType, State
 
 CELLS = ["rnn", "lstm", "gru"]
 SHAPES = [(1, 1), (3, 5), (17, 200)]
@@ -139,3 +139,13 @@ def test_example_inputs_are_on_the_models_device_and_dtype(mode: str) -> None:
     floating = {name: t for name, t in example.items() if t.is_floating_point()}
     assert sorted(floating) == (["c0", "h0", "x"] if mode == "sequence" else ["c", "h", "x_t"])
     assert {(t.device.type, t.dtype) for t in floating.values()} == {("meta", torch.float64)}
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_an_empty_batch_gives_empty_outputs(cell: CellType) -> None:
+    model = SequenceClassifier(3, 4, 5, cell=cell, num_layers=2, bidirectional=True).eval()
+    program = to_torch_export(model, lengths=False, initial_state=False)
+    logits, h_n, *rest = program.module()(x=torch.zeros(0, 6, 3))
+    assert logits.shape == (0, 4)
+    assert h_n.shape == (4, 0, 5)
+    assert [c.shape for c in rest] == ([(4, 0, 5)] if cell == "lstm" else [])

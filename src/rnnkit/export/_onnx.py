@@ -61,7 +61,8 @@ def _readout(
     output = stack.output
     if model.readout == "last":
         per_sequence = g.op("Transpose", stack.top_h, perm=[1, 0, 2])
-        return g.op("Reshape", per_sequence, g.const([0, -1], "shape", np.int64))
+        width = model.spec.D * model.spec.output_size  # fixed: -1 fails for N = 0
+        return g.op("Reshape", per_sequence, g.const([0, width], "shape", np.int64))
     if model.readout == "output_last":
         return g.op("Gather", output, g.const(-1, "last_step", np.int64), axis=0)
     axes = g.const([0], "axes", np.int64)

@@ -128,9 +128,11 @@ def add_stack(
         hs.append(results[1])
         if spec.cell == "lstm":
             cs.append(results[2])
-        # (L, D, N, H) -> (L, N, D·H): each step's directions side by side, as torch's output
+        # (L, D, N, H) -> (L, N, D·H): each step's directions side by side, as torch's output;
+        # the width is fixed, not -1, which cannot be inferred for an empty batch (N = 0)
         steps_first = g.op("Transpose", results[0], perm=[0, 2, 1, 3])
-        layer_input = g.op("Reshape", steps_first, g.const([0, 0, -1], "shape", np.int64))
+        width = spec.D * spec.output_size
+        layer_input = g.op("Reshape", steps_first, g.const([0, 0, width], "shape", np.int64))
     h_n = hs[0] if len(hs) == 1 else g.op("Concat", *hs, axis=0)
     c_n = None if not cs else cs[0] if len(cs) == 1 else g.op("Concat", *cs, axis=0)
     return StackOutputs(output=layer_input, h_n=h_n, c_n=c_n, top_h=hs[-1])

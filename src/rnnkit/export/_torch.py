@@ -72,7 +72,8 @@ def _readout(
     """The readout from time-major outputs ``(L, N, D·H_out)``."""
     directions = model.spec.D
     if model.readout == "last":
-        return h_n[-directions:].transpose(0, 1).reshape(output.shape[1], -1)
+        width = directions * model.spec.output_size  # fixed: -1 fails for N = 0
+        return h_n[-directions:].transpose(0, 1).reshape(output.shape[1], width)
     if model.readout == "output_last":
         return output[-1]
     pool = mean_over_valid if model.readout == "mean" else max_over_valid
