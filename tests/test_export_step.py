@@ -108,3 +108,21 @@ def test_step_checks_the_state_and_names_its_argument() -> None:
     gru = Seq2SeqRegressor(2, 2, 4, cell="gru")
     with pytest.raises(ShapeError, match=r"^Expected `state` to have shape"):
         gru.step(torch.zeros(3, 2), torch.zeros(1, 2, 4))
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_step_names_x_t_and_its_own_shape_for_dtype_and_empty_batches(batch_first: bool) -> None:
+    model = Seq2SeqRegressor(28, 1, 4, batch_first=batch_first)
+    message = (
+        r"^Expected `x_t` to be a torch\.float32 tensor \(the layer's dtype\), but got a "
+        r"torch\.float64 tensor of shape \(4, 28\)\. Hint: convert it with "
+        r"x_t\.to\(torch\.float32\), or the model with model\.to\(torch\.float64\)\.$"
+    )
+    with pytest.raises(ShapeError, match=message):
+        model.step(torch.zeros(4, 28, dtype=torch.float64))
+    with pytest.raises(ShapeError, match=r"got a torch\.int64 tensor of shape \(28,\)\. Hint: "):
+        model.step(torch.zeros(28, dtype=torch.int64))
+    empty = r"^Expected `x_t` to have shape \(N, H_in\) = \(\?, 28\) with N >= 1, but got \(0, 28\)"
+    with pytest.raises(ShapeError, match=empty):
+        model.step(torch.zeros(0, 28))
+    assert model.step(torch.zeros(4, 28))[0].shape == (4, 1)

@@ -271,7 +271,7 @@ class RecurrentModel(nn.Module):
             rnnkit.errors.ShapeError: ``x_t`` or ``state`` break the shape contract.
         """
         self._check_step()
-        _check_step_input(x_t, self.spec)
+        _check_step_input(x_t, self.spec, next(self.encoder.parameters()).dtype)
         unbatched_or_time_first = x_t.dim() == 1 or not self.batch_first
         sequence = x_t.unsqueeze(0) if unbatched_or_time_first else x_t.unsqueeze(1)
         return self._in_user_layout(
@@ -299,16 +299,27 @@ class RecurrentModel(nn.Module):
         raise NotImplementedError
 
 
-def _check_step_input(x_t: object, spec: RecurrentSpec) -> None:
+def _check_step_input(x_t: object, spec: RecurrentSpec, dtype: torch.dtype) -> None:
+    """Check ``x_t`` as the caller passed it, so that errors name ``x_t`` and its own shape."""
     size = spec.input_size
-    if isinstance(x_t, Tensor) and x_t.dim() in (1, 2) and x_t.shape[-1] == size:
-        return
-    got = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
-    raise ShapeError(
-        f"Expected `x_t` to have shape (N, H_in) = (?, {size}) or, unbatched, (H_in,) = "
-        f"({size},), but got {got}. Hint: step() takes one time step of every sequence; "
-        "call the model itself on whole sequences (N, L, H_in)."
-    )
+    if not (isinstance(x_t, Tensor) and x_t.dim() in (1, 2) and x_t.shape[-1] == size):
+        got = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
+        raise ShapeError(
+            f"Expected `x_t` to have shape (N, H_in) = (?, {size}) or, unbatched, (H_in,) = "
+            f"({size},), but got {got}. Hint: step() takes one time step of every sequence; "
+            "call the model itself on whole sequences (N, L, H_in)."
+        )
+    if x_t.dim() == 2 and x_t.shape[0] == 0:
+        raise ShapeError(
+            f"Expected `x_t` to have shape (N, H_in) = (?, {size}) with N >= 1, but got "
+            f"{tuple(x_t.shape)}. Hint: the batch is empty; skip empty batches."
+        )
+    if x_t.dtype != dtype:
+        model = f", or the model with model.to({x_t.dtype})" if x_t.is_floating_point() else ""
+        raise ShapeError(
+            f"Expected `x_t` to be a {dtype} tensor (the layer's dtype), but got a {x_t.dtype} "
+            f"tensor of shape {tuple(x_t.shape)}. Hint: convert it with x_t.to({dtype}){model}."
+        )
 
 
 @contextmanager
