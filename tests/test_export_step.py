@@ -126,3 +126,21 @@ def test_step_names_x_t_and_its_own_shape_for_dtype_and_empty_batches(batch_firs
     with pytest.raises(ShapeError, match=empty):
         model.step(torch.zeros(0, 28))
     assert model.step(torch.zeros(4, 28))[0].shape == (4, 1)
+
+
+def test_the_public_export_helpers_refuse_what_they_cannot_describe() -> None:
+    from rnnkit.export import check_streamable, inputs_of, outputs_of
+
+    model = Seq2SeqRegressor(2, 2, 4)
+    with pytest.raises(TypeError, match="but got RecurrentEncoder"):
+        check_streamable(model.encoder)  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError, match=r"`mode` to be one of \('sequence', 'step'\), but got 'Step'"
+    ):
+        inputs_of(model, "Step", lengths=True, initial_state=True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="but got 'bogus'"):
+        outputs_of(model, "bogus")  # type: ignore[arg-type]
+    assert [t.name for t in inputs_of(model, "step", lengths=False, initial_state=False)] == [
+        "x_t",
+        "h",
+    ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from rnnkit.export._signature import MODES
-from rnnkit.models import RecurrentModel, Seq2SeqRegressor, SequenceClassifier, SequenceTagger
+from rnnkit.export._signature import check_model_and_mode
+from rnnkit.models import RecurrentModel
 
 __all__ = ["check_exportable", "check_streamable"]
 
@@ -18,13 +18,8 @@ def check_exportable(model: object, mode: object, *, onnx: bool = False) -> Recu
             :class:`~rnnkit.Seq2SeqRegressor` or :class:`~rnnkit.SequenceTagger`.
         ValueError: `mode` is unknown, or the model has an option the target cannot express.
     """
-    if not isinstance(model, SequenceClassifier | Seq2SeqRegressor | SequenceTagger):
-        raise TypeError(
-            "Expected `model` to be a SequenceClassifier, a Seq2SeqRegressor or a "
-            f"SequenceTagger, but got {type(model).__name__}."
-        )
-    if mode not in MODES:
-        raise ValueError(f"Expected `mode` to be one of {MODES}, but got {mode!r}.")
+    check_model_and_mode(model, mode)
+    assert isinstance(model, RecurrentModel)
     if mode == "step":
         check_streamable(model)
     if onnx:
@@ -36,8 +31,10 @@ def check_streamable(model: RecurrentModel) -> None:
     """Raise unless `model` can run step by step (see :meth:`rnnkit.models.RecurrentModel.step`).
 
     Raises:
+        TypeError: `model` is not one of rnnkit's models (e.g. its encoder alone).
         ValueError: The model is bidirectional, or a classifier reads out a mean or maximum.
     """
+    check_model_and_mode(model, "step")
     model._check_step()
 
 

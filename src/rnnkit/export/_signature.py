@@ -12,7 +12,14 @@ from typing import Literal, get_args
 
 from rnnkit.models import RecurrentModel, Seq2SeqRegressor, SequenceClassifier, SequenceTagger
 
-__all__ = ["MODES", "ExportMode", "TensorSignature", "inputs_of", "outputs_of"]
+__all__ = [
+    "MODES",
+    "ExportMode",
+    "TensorSignature",
+    "check_model_and_mode",
+    "inputs_of",
+    "outputs_of",
+]
 
 ExportMode = Literal["sequence", "step"]
 """What an exported graph computes: a whole (padded) batch of sequences, or one time step."""
@@ -77,7 +84,13 @@ def _states(model: RecurrentModel, names: tuple[str, str], when: str) -> list[Te
 def inputs_of(
     model: RecurrentModel, mode: ExportMode, *, lengths: bool, initial_state: bool
 ) -> list[TensorSignature]:
-    """The graph inputs for `model` in `mode`."""
+    """The graph inputs for `model` in `mode`.
+
+    Raises:
+        TypeError: `model` is not one of rnnkit's exportable models.
+        ValueError: `mode` is unknown.
+    """
+    check_model_and_mode(model, mode)
     h_in = model.spec.input_size
     if mode == "step":
         x_t = TensorSignature("x_t", ("N", "H_in"), (None, h_in), "float32", "one step's input")
@@ -95,7 +108,13 @@ def inputs_of(
 
 
 def outputs_of(model: RecurrentModel, mode: ExportMode) -> list[TensorSignature]:
-    """The graph outputs for `model` in `mode`."""
+    """The graph outputs for `model` in `mode`.
+
+    Raises:
+        TypeError: `model` is not one of rnnkit's exportable models.
+        ValueError: `mode` is unknown.
+    """
+    check_model_and_mode(model, mode)
     if isinstance(model, SequenceTagger):
         first = _tag_logits(model, mode)
     elif isinstance(model, SequenceClassifier):
@@ -113,6 +132,17 @@ def outputs_of(model: RecurrentModel, mode: ExportMode) -> list[TensorSignature]
     if mode == "step":
         return [first, *_states(model, ("h_next", "c_next"), "after this step")]
     return [first, *_states(model, ("h_n", "c_n"), "at each sequence's last valid step")]
+
+
+def check_model_and_mode(model: object, mode: object) -> None:
+    """Refuse anything but an exportable rnnkit model, and an unknown `mode`."""
+    if not isinstance(model, SequenceClassifier | Seq2SeqRegressor | SequenceTagger):
+        raise TypeError(
+            "Expected `model` to be a SequenceClassifier, a Seq2SeqRegressor or a "
+            f"SequenceTagger, but got {type(model).__name__}."
+        )
+    if mode not in MODES:
+        raise ValueError(f"Expected `mode` to be one of {MODES}, but got {mode!r}.")
 
 
 def _tag_logits(model: SequenceTagger, mode: ExportMode) -> TensorSignature:
