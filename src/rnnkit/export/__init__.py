@@ -114,6 +114,8 @@ def to_torch_export(
     same outputs as a tuple. ``N`` and (in sequence mode) ``L`` are dynamic. It computes the
     model in eval mode through the cell equations (see :doc:`/deploying`); LSTM projections
     (``proj_size``) and float64 models are supported. Save it with :func:`torch.export.save`.
+    The program holds the model's parameters, not a copy: export ``copy.deepcopy(model)``
+    when training goes on.
 
     Args:
         model: A :class:`~rnnkit.SequenceClassifier`, :class:`~rnnkit.Seq2SeqRegressor` or
