@@ -149,3 +149,14 @@ def test_an_empty_batch_gives_empty_outputs(cell: CellType) -> None:
     assert logits.shape == (0, 4)
     assert h_n.shape == (4, 0, 5)
     assert [c.shape for c in rest] == ([(4, 0, 5)] if cell == "lstm" else [])
+
+
+@pytest.mark.parametrize("readout", ["mean", "max"])
+def test_pooled_readouts_export_and_match_eager(readout: str) -> None:
+    torch.manual_seed(0)
+    model = SequenceClassifier(3, 4, 5, cell="gru", readout=readout).eval()  # type: ignore[arg-type]
+    program = to_torch_export(model, initial_state=False).module()
+    x, lengths = torch.randn(3, 6, 3), torch.tensor([6, 2, 4])
+    with torch.no_grad():
+        logits, _ = program(x=x, lengths=lengths)
+        torch.testing.assert_close(logits, model(x, lengths=lengths), rtol=0, atol=1e-5)

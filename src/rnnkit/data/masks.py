@@ -19,13 +19,17 @@ _INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint
 
 
 def valid_mask(
-    lengths: Tensor, steps: int | None = None, *, device: torch.device | str | None = None
+    lengths: Tensor,
+    steps: int | torch.SymInt | None = None,
+    *,
+    device: torch.device | str | None = None,
 ) -> Tensor:
     """Mark each sequence's valid steps: ``True`` where step ``t < lengths[n]``.
 
     Args:
         lengths: Each sequence's valid length, integers (a padded batch's ``lengths``).
         steps: The padded length L; ``None``: the longest length (0 for an empty batch).
+            A symbolic size (while exporting or compiling) is taken as it is.
         device: Where the mask is needed; ``None``: the device of ``lengths``.
 
     Returns:
@@ -49,7 +53,8 @@ def valid_mask(
     _check_lengths(lengths)
     if steps is None:
         steps = int(lengths.max()) if lengths.numel() else 0
-    steps = check_int("steps", steps, 0)
+    if not isinstance(steps, torch.SymInt):  # a symbolic size while exporting is left as it is
+        steps = check_int("steps", steps, 0)
     where = lengths.device if device is None else torch.device(device)
     positions = torch.arange(steps, device=where)
     return positions.unsqueeze(0) < lengths.to(where, non_blocking=True).unsqueeze(1)
