@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -115,7 +117,7 @@ def test_getitem_returns_the_present_fields_of_one_sample() -> None:
     assert xi.shape == (3, 2)
     assert int(li) == 1
     assert torch.equal(SequenceDataset(x, y)[-1][0], x[3])
-    with pytest.raises(IndexError, match="out of range"):
+    with pytest.raises(IndexError, match=r"`index` in \[-\d+, \d+\)"):
         SequenceDataset(x)[4]
 
 
@@ -333,3 +335,15 @@ def test_indices_outside_the_dataset_are_named_before_any_gather() -> None:
         data[0:2]  # type: ignore[index]
     assert data[-1][1].item() == 1
     assert data.batch(torch.tensor([3, 0])).x.shape == (2, 3, 1)
+    with pytest.raises(
+        IndexError, match=r"`index` in \[-4, 4\), the dataset's N = 4 samples, but got 9"
+    ):
+        data[9]
+
+
+@pytest.mark.parametrize("empty", [[], np.array([]), torch.tensor([], dtype=torch.int64)])
+def test_empty_indices_give_an_empty_batch_and_an_empty_subset_is_refused(empty: Any) -> None:
+    data = SequenceDataset(torch.zeros(4, 3, 2), torch.tensor([0, 1, 0, 1]))
+    assert data.batch(empty).x.shape == (0, 3, 2)
+    with pytest.raises(ValueError, match="select at least one sample"):
+        data.subset(empty)

@@ -100,7 +100,10 @@ def check_index(index: Any, n: int) -> int:
             "data.subset(indices) take many samples at once."
         ) from None
     if not -n <= i < n:
-        raise IndexError(f"Index {i} is out of range for a dataset of {n} samples.")
+        raise IndexError(
+            f"Expected `index` in [-{n}, {n}), the dataset's N = {n} samples, but got {i}. "
+            "Hint: len(data) is the number of samples."
+        )
     return i % n
 
 
@@ -119,7 +122,13 @@ def as_indices(indices: Tensor | Sequence[int], n: int) -> Tensor:
 
 
 def _checked_indices(idx: Tensor, n: int) -> Tensor:
-    """Integer indices in ``[0, n)``; fractional ones are refused, not truncated."""
+    """Integer indices in ``[0, n)``; fractional ones are refused, not truncated.
+
+    The range is checked for CPU indices only: on an accelerator it would synchronise every
+    batch (the gather there fails on its own).
+    """
+    if idx.numel() == 0:
+        return idx.reshape(-1).long()  # torch.as_tensor([]) is float32: no index, no kind
     if idx.is_floating_point() or idx.is_complex():
         raise TypeError(
             f"Expected `indices` to hold integers, but got dtype {idx.dtype}. Hint: sample "
@@ -131,11 +140,14 @@ def _checked_indices(idx: Tensor, n: int) -> Tensor:
             "them; a batch is one list of samples."
         )
     idx = idx.long()
-    outside = (idx < 0) | (idx >= n)
-    if bool(outside.any()):
-        first = int(outside.nonzero()[0, 0])
+    if idx.device.type != "cpu":
+        return idx
+    low, high = (int(v) for v in torch.aminmax(idx))
+    if low < 0 or high >= n:
+        first = int(((idx < 0) | (idx >= n)).nonzero()[0, 0])
         raise IndexError(
             f"Expected every index in [0, {n}), the dataset's N = {n} samples, but "
-            f"`indices[{first}]` is {int(idx.flatten()[first])}."
+            f"`indices[{first}]` is {int(idx[first])}. Hint: draw indices with "
+            "torch.randperm(N) or torch.arange(N) of this dataset."
         )
     return idx
