@@ -306,6 +306,42 @@ def test_an_empty_batch_runs_in_a_plain_rnn_graph(tmp_path: Path, kind: str) -> 
     assert h_n.shape == (4, 0, 5)
 
 
+def test_files_get_a_new_files_permissions_and_are_written_through_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import stat
+
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "link.onnx"
+    link.symlink_to(tmp_path / "real" / "m.onnx")
+    old = os.umask(0o022)
+    try:
+        path = to_onnx(_build("classifier", "gru", False), link)
+    finally:
+        os.umask(old)
+    assert path == link
+    assert link.is_symlink()
+    written = tmp_path / "real" / "m.onnx"
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (written, sidecar_path(written))] == [0o644] * 2
+    ort.InferenceSession(str(link))  # the link reads the new graph
+
+    calls = [0]
+    real_fsync = os.fsync
+
+    def fail_second(fd: int) -> None:  # the sidecar's write fails, after the graph's
+        calls[0] += 1
+        if calls[0] == 2:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    before = {p.name: p.read_bytes() for p in (tmp_path / "real").iterdir()}
+    monkeypatch.setattr(os, "fsync", fail_second)
+    with pytest.raises(OSError, match="No space left"):
+        to_onnx(_build("regressor", "gru", False), link)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "real").iterdir()} == before
+
+
 def test_unsupported_models_raise_before_writing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="proj_size"):
         to_onnx(Seq2SeqRegressor(2, 2, 8, cell="lstm", proj_size=4), tmp_path / "a.onnx")

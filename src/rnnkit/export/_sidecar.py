@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -74,29 +74,39 @@ def _scaler(scaler: Standardizer | None, features: int) -> dict[str, list[float]
 
 
 def write_with_sidecar(path: str | Path, payload: bytes, content: dict[str, Any]) -> Path:
-    """Write the exported file and its sidecar, or neither when the sidecar cannot be made.
+    """Write the exported file and its sidecar; return the file's path.
 
-    The sidecar is serialised first, and both files are written whole to temporary files
-    before either replaces its target, so a failure never leaves a new model beside an
-    earlier export's sidecar.
+    The sidecar is serialised first and both files are written whole to temporary files (the
+    permissions a new file gets, through a symbolic link to its target) before either
+    replaces its target, so a failure to build or write them leaves an earlier pair as it
+    was. Only a failure between the two renames can leave the new file beside the old
+    sidecar.
     """
     text = json.dumps(content, indent=2, ensure_ascii=False) + "\n"
-    target = Path(path)
-    staged = [_staged(target, payload), _staged(sidecar_path(target), text.encode("utf-8"))]
-    for temp, final in staged:
-        os.replace(temp, final)
-    return target
-
-
-def _staged(final: Path, data: bytes) -> tuple[str, Path]:
-    """``data`` written and synced to a temporary file beside ``final``."""
-    handle, temp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    target = Path(os.path.realpath(path))
+    pairs = [(target, payload), (sidecar_path(target), text.encode("utf-8"))]
+    staged: list[tuple[Path, Path]] = []
     try:
-        with os.fdopen(handle, "wb") as file:
+        for final, data in pairs:
+            staged.append((_staged(final, data), final))
+        for temp, final in staged:
+            os.replace(temp, final)
+    finally:
+        for temp, _ in staged:
+            temp.unlink(missing_ok=True)
+    return Path(path)
+
+
+def _staged(final: Path, data: bytes) -> Path:
+    """``data`` written and synced to a new temporary file beside ``final``."""
+    temp = final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
     except BaseException:
-        os.unlink(temp)
+        temp.unlink(missing_ok=True)
         raise
-    return temp, final
+    return temp
