@@ -338,3 +338,23 @@ def test_a_dataset_of_string_labels_is_refused_with_the_encoding_hint() -> None:
         TypeError, match=r"`source\[0\]\[1\]` to be an integer class index, but got 'cat'"
     ):
         image_sequences(Named())
+
+
+@pytest.mark.parametrize("label", [torch.tensor([2]), np.array([2]), np.int64(2), 2.0])
+def test_dataset_labels_in_one_element_containers_or_whole_floats_are_read(label: Any) -> None:
+    class Wrapped(Dataset[tuple[torch.Tensor, Any]]):
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, Any]:
+            return torch.zeros(1, 4, 4, dtype=torch.uint8), label
+
+    data = image_sequences(Wrapped())
+    assert data.y is not None
+    assert data.y.tolist() == [2, 2]
+
+
+def test_a_column_of_targets_gets_the_squeeze_hint() -> None:
+    images = torch.randint(0, 256, (3, 4, 4), dtype=torch.uint8)
+    with pytest.raises(ShapeError, match=r"got \(3, 1\)\. Hint: .*`targets\.squeeze\(1\)`"):
+        image_sequences(images, targets=torch.tensor([[0], [1], [2]]))

@@ -9,6 +9,7 @@ and one ``ToTensor`` call per sample. Pixels stay ``uint8`` in memory and are sc
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from torch.utils.data import Subset
 
 from rnnkit._validate import check_int, is_int
 from rnnkit.data._checks import as_tensor, check_finite, fmt_shape, require_dims
+from rnnkit.data._prepare import COLUMN_HINT
 from rnnkit.data.dataset import SequenceDataset
 from rnnkit.errors import ShapeError
 
@@ -270,17 +272,29 @@ def _targets(targets: Any, n: int) -> Tensor | None:
         if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
             raise _not_indices(t.dtype)
     if tuple(t.shape) != (n,):
+        hint = (
+            COLUMN_HINT.replace("`y.", "`targets.")
+            if t.shape == (n, 1)
+            else ("one class index per image, in the images' order.")
+        )
         raise ShapeError(
             f"Expected `targets` to have shape (N,) = ({n},), one label per image, but got "
-            f"{fmt_shape(t)}."
+            f"{fmt_shape(t)}. Hint: {hint}"
         )
     return t
 
 
 def _class_index(label: Any, where: str) -> int:
-    """One label as an int class index; anything else (a string, 2.5) is refused by name."""
-    value = label.item() if isinstance(label, (Tensor, np.ndarray)) and label.ndim == 0 else label
+    """One label as an int class index; a string or 2.5 is refused by name.
+
+    A one-element tensor or array and a whole float (3.0) count, as ``int()`` read them.
+    """
+    value = label
+    if isinstance(value, Tensor | np.ndarray) and math.prod(value.shape) == 1:
+        value = value.reshape(()).item()
     value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if is_int(value):
         return int(value)
     raise TypeError(
