@@ -114,7 +114,8 @@ def test_step_checks_the_state_and_names_its_argument() -> None:
 def test_step_names_x_t_and_its_own_shape_for_dtype_and_empty_batches(batch_first: bool) -> None:
     model = Seq2SeqRegressor(28, 1, 4, batch_first=batch_first)
     message = (
-        r"^Expected `x_t` to be a torch\.float32 tensor \(the layer's dtype\), but got a "
+        r"^Expected `x_t` to be a torch\.float32 tensor \(the layer's dtype\) of shape "
+        r"\(N, H_in\) = \(\?, 28\), but got a "
         r"torch\.float64 tensor of shape \(4, 28\)\. Hint: convert it with "
         r"x_t\.to\(torch\.float32\), or the model with model\.to\(torch\.float64\)\.$"
     )

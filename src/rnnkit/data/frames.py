@@ -129,14 +129,20 @@ def _check_times(df: Any, id: str, time: str) -> None:
     repeated = df.duplicated([id, time], keep=False).to_numpy()
     if bool(repeated.any()):
         first = int(repeated.argmax())
-        key, at = (plain_label(df[c].iloc[first]) for c in (id, time))
+        key, at = (_shown(df[c].iloc[first]) for c in (id, time))
         same = (df[id] == df[id].iloc[first]) & (df[time] == df[time].iloc[first])
         rows = [plain_label(r) for r in df.index[same.to_numpy()][:2]]
         raise ValueError(
-            f"Expected one row per series and time, but series {id}={key!r} has rows {rows} at "
-            f"{time}={at!r}. Hint: aggregate them first (df.groupby([{id!r}, {time!r}]).mean()) "
+            f"Expected one row per series and time, but series {id}={key} has rows {rows} at "
+            f"{time}={at}. Hint: aggregate them first (df.groupby([{id!r}, {time!r}]).mean()) "
             "or drop the duplicates."
         )
+
+
+def _shown(value: Any) -> str:
+    """A cell as a message shows it: labels as Python writes them, a timestamp as text."""
+    plain = plain_label(value)
+    return repr(plain) if isinstance(plain, str | int | float | bool) else str(plain)
 
 
 def _check_values(

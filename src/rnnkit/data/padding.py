@@ -313,5 +313,8 @@ def _lengths_of(lengths: SequenceDataset | Tensor | Sequence[int]) -> Tensor:
     t = given.to(torch.int64).flatten()
     if bool((t < 1).any()):
         first = int((t < 1).nonzero()[0])
-        raise ValueError(f"Expected every length >= 1, but `lengths[{first}]` is {int(t[first])}.")
+        raise ValueError(
+            f"Expected every length >= 1, but `lengths[{first}]` is {int(t[first])}. Hint: "
+            "drop empty sequences first; each length counts a sequence's steps."
+        )
     return t

@@ -317,8 +317,9 @@ def _check_step_input(x_t: object, spec: RecurrentSpec, dtype: torch.dtype) -> N
     if x_t.dtype != dtype:
         model = f", or the model with model.to({x_t.dtype})" if x_t.is_floating_point() else ""
         raise ShapeError(
-            f"Expected `x_t` to be a {dtype} tensor (the layer's dtype), but got a {x_t.dtype} "
-            f"tensor of shape {tuple(x_t.shape)}. Hint: convert it with x_t.to({dtype}){model}."
+            f"Expected `x_t` to be a {dtype} tensor (the layer's dtype) of shape (N, H_in) = "
+            f"(?, {size}), but got a {x_t.dtype} tensor of shape {tuple(x_t.shape)}. Hint: "
+            f"convert it with x_t.to({dtype}){model}."
         )
 
 
