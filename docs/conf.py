@@ -58,7 +58,7 @@ nitpick_ignore_regex = [
     ("py:class", r"numpy\.(float64|float32|uint8|int64|bool_|generic|dtype)"),
     ("py:class", r"np\..*"),
     # Not in the offline torch inventory (docs/_inventories/torch.inv).
-    ("py:class", r"torch\.nn\.DataParallel"),
+    ("py:class", r"torch\.nn\.DataParallel|torch\.SymInt"),
 ]
 suppress_warnings = ["myst.header"]  # CHANGELOG.md's sections start at level 2 once included
 
