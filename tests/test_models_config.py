@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -124,3 +125,17 @@ def test_every_model_stores_its_encoders_options_in_its_config(model_class: Any)
     assert (encoder.spec.input_size, encoder.spec.hidden_size, encoder.spec.num_layers) == (4, 5, 2)
     assert (model.config.cell, model.config.num_layers) == (encoder.spec.cell, 2)
     assert model_class.from_config(model.config.to_dict()).config == model.config
+
+
+def test_numpy_integers_are_stored_as_python_ints_and_checkpoint(tmp_path: Path) -> None:
+    import numpy as np
+
+    from rnnkit import load_model
+    from rnnkit.io.checkpoint import atomic_save, make_checkpoint
+
+    sizes = np.array([3, 4, 8, 2])  # sizes read off an array's shape or a table are NumPy ints
+    model = SequenceClassifier(sizes[0], sizes[1], sizes[2], num_layers=sizes[3])
+    assert all(type(v) in (int, float, bool, str) for v in model.config.to_dict().values())
+    assert json.loads(json.dumps(model.config.to_dict()))["num_layers"] == 2
+    atomic_save(make_checkpoint(model, {}, {}), tmp_path / "m.ckpt")
+    assert load_model(tmp_path / "m.ckpt").config == model.config

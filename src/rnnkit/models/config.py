@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 from typing_extensions import Self
 
 from rnnkit.models.encoder import Nonlinearity
@@ -52,6 +53,14 @@ class ModelConfig:
     nonlinearity: Nonlinearity = "tanh"
     batch_first: bool = True
     init: InitScheme = "default"
+
+    def __post_init__(self) -> None:
+        # NumPy scalars (np.int64(28) from an array's shape) pass the constructors' checks;
+        # stored as plain Python values they reach torch, json and checkpoints as promised
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, np.generic):
+                object.__setattr__(self, field.name, value.item())
 
     def kwargs(self) -> dict[str, Any]:
         """Return the fields as the model constructor's keyword arguments."""
