@@ -467,3 +467,33 @@ def test_a_dataset_with_scale_gives_a_scaler_for_its_raw_storage() -> None:
     scaler = dataset_card(data)["input_scaler"]
     torch.testing.assert_close(scaler.transform(pixels), data.batch(range(6)).x)
     assert dataset_card((pixels, torch.zeros(6))) == {}
+
+
+@pytest.mark.parametrize(
+    ("labels", "kinds"),
+    [(["cat", 7], "str.*int"), ([True, 2], "bool.*int"), ([1, "1"], "int.*str")],
+)
+def test_class_labels_of_two_kinds_are_refused_not_converted(labels: list[Any], kinds: str) -> None:
+    model = SequenceClassifier(2, 2, 4)
+    with pytest.raises(
+        TypeError, match=f"to have one type, but `classes\\[0\\]` is of type {kinds}"
+    ):
+        model.classes = labels
+    model.classes = [0.5, 1]  # numbers are numbers, as numpy reads them
+    assert model.classes is not None
+    assert model.classes.tolist() == [0.5, 1.0]
+
+
+def test_the_labels_a_model_holds_cannot_be_edited_past_their_checks(tmp_path: Path) -> None:
+    model = SequenceClassifier(2, 3, 4)
+    model.classes = np.array([np.int64(v) for v in (3, 1, 2)], dtype=object)
+    assert model.classes is not None
+    assert model.classes.tolist() == [3, 1, 2]
+    assert type(model.classes.tolist()[0]) is int
+    with pytest.raises(ValueError, match="read-only"):
+        model.classes[2] = 3  # a duplicate label would make the checkpoint unloadable
+    atomic_save(make_checkpoint(model, {}, {}), tmp_path / "m.ckpt")
+    loaded = load_model(tmp_path / "m.ckpt")
+    assert isinstance(loaded, SequenceClassifier)
+    assert loaded.classes is not None
+    assert loaded.classes.tolist() == [3, 1, 2]

@@ -45,7 +45,7 @@ def plain_labels(classes: np.ndarray[Any, Any]) -> list[Any]:
 
 
 def check_classes(classes: Any, num_classes: int | None, model: str) -> np.ndarray[Any, Any] | None:
-    """Check labels for a model with ``num_classes`` classes; return them as a new array.
+    """Check labels for a model with ``num_classes`` classes; return them as a new read-only array.
 
     Args:
         classes: ``None``, or the original label of each class index.
@@ -63,15 +63,19 @@ def check_classes(classes: Any, num_classes: int | None, model: str) -> np.ndarr
             f"Expected `classes` only on a model that predicts classes, but a {model} predicts "
             "values. Hint: a SequenceClassifier or SequenceTagger takes `classes`."
         )
-    labels = np.array(classes)
-    if labels.ndim != 1 or len(labels) != num_classes:
+    raw = np.asarray(classes, dtype=object)  # as given: np.array(["cat", 7]) makes "7" a str
+    if raw.ndim != 1 or len(raw) != num_classes:
         raise ValueError(
             f"Expected `classes` to have shape (C,) = ({num_classes},), one label per class "
-            f"index, but got {labels.shape}. Hint: pass the training dataset's `classes`."
+            f"index, but got {raw.shape}. Hint: pass the training dataset's `classes`."
         )
-    values = plain_labels(labels)
+    if {type(plain_label(v)) for v in raw} == {int, float}:  # [0.5, 1, 2]: numbers, as numpy
+        raw = np.array([float(v) for v in raw], dtype=object)
+    values = plain_labels(raw)
     if len(set(values)) != len(values):
         raise ValueError(f"Expected `classes` to be distinct labels, but got {values!r}.")
+    labels = np.array(values)
+    labels.setflags(write=False)  # edited in place, it would escape these checks
     return labels
 
 
