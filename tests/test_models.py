@@ -251,3 +251,20 @@ def test_repr_shows_the_shapes() -> None:
     assert "x (N, L, H_in) = (N, L, 28)" in text
     assert "readout='last' (N, D·H_out) = (N, 256)" in text
     assert "logits (N, C) = (N, 10)" in text
+
+
+@pytest.mark.parametrize("readout", ["last", "output_last"])
+def test_features_may_be_edited_in_place_before_backward(readout: str) -> None:
+    torch.manual_seed(0)
+    model = SequenceClassifier(3, 2, 4, readout=readout)  # type: ignore[arg-type]
+    x = torch.randn(5, 6, 3)
+    features = model.features(x)
+    features.mul_(2.0)  # as with torch's own layers, the result is the caller's
+    features.sum().backward()  # type: ignore[no-untyped-call]
+    reference = SequenceClassifier(3, 2, 4, readout=readout)  # type: ignore[arg-type]
+    reference.load_state_dict(model.state_dict())
+    reference.encoder.kernel = "torch"
+    (reference.features(x) * 2.0).sum().backward()  # type: ignore[no-untyped-call]
+    for ours, theirs in zip(model.parameters(), reference.parameters(), strict=True):
+        if ours.grad is not None:
+            torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-5, atol=1e-6)

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from rnnkit.data import decode_labels
+from rnnkit.models._encoder_kernels import shares_saved_states
 from rnnkit.models.base import RecurrentModel, check_num_classes, evaluating
 from rnnkit.models.config import ClassifierConfig
 from rnnkit.models.encoder import Kernel, Nonlinearity
@@ -145,6 +146,8 @@ class SequenceClassifier(RecurrentModel):
         """
         output, lb, batched = self._top_outputs(x, lengths)
         features = apply_readout(self.readout, output, lb, hidden=self.spec.output_size)
+        if shares_saved_states(output):
+            features = features.clone()  # a slice of the kernel's saved buffer; may be edited
         return features if batched else features.squeeze(0)
 
     def predict_proba(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
