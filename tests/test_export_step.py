@@ -145,3 +145,17 @@ def test_the_public_export_helpers_refuse_what_they_cannot_describe() -> None:
         "x_t",
         "h",
     ]
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("n_state", [1, 4])
+def test_a_state_for_another_batch_size_is_named_against_x_t(
+    batch_first: bool, n_state: int
+) -> None:
+    model = Seq2SeqRegressor(2, 2, 4, batch_first=batch_first)
+    message = (
+        r"^Expected `state` to have shape \(D·num_layers, N, H_out\) = \(1, 3, 4\), but got "
+        rf"\(1, {n_state}, 4\)\. Hint: `x_t` \(3, 2\) holds N = 3 sequences"
+    )
+    with pytest.raises(ShapeError, match=message):
+        model.step(torch.randn(3, 2), torch.zeros(1, n_state, 4))

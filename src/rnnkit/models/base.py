@@ -272,6 +272,7 @@ class RecurrentModel(nn.Module):
         """
         self._check_step()
         _check_step_input(x_t, self.spec, next(self.encoder.parameters()).dtype)
+        _check_step_state(x_t, state, self.spec)
         unbatched_or_time_first = x_t.dim() == 1 or not self.batch_first
         sequence = x_t.unsqueeze(0) if unbatched_or_time_first else x_t.unsqueeze(1)
         return self._in_user_layout(
@@ -321,6 +322,25 @@ def _check_step_input(x_t: object, spec: RecurrentSpec, dtype: torch.dtype) -> N
             f"(?, {size}), but got a {x_t.dtype} tensor of shape {tuple(x_t.shape)}. Hint: "
             f"convert it with x_t.to({dtype}){model}."
         )
+
+
+def _check_step_state(x_t: Tensor, state: State | None, spec: RecurrentSpec) -> None:
+    """A batched state's N must be ``x_t``'s, named here before ``x_t`` becomes a sequence."""
+    parts = state if isinstance(state, tuple) else (state,)
+    if state is None or x_t.dim() != 2:
+        return
+    n, rows = x_t.shape[0], spec.D * spec.num_layers
+    sizes = (("H_out", spec.output_size), ("H_cell", spec.hidden_size))
+    for k, h in enumerate(parts[:2]):
+        if isinstance(h, Tensor) and h.dim() == 3 and h.shape[1] != n:
+            name = "state" if len(parts) == 1 else f"state[{k}]"
+            symbol, size = sizes[k]
+            raise ShapeError(
+                f"Expected `{name}` to have shape (D·num_layers, N, {symbol}) = ({rows}, {n}, "
+                f"{size}), but got {tuple(h.shape)}. Hint: `x_t` {tuple(x_t.shape)} holds "
+                f"N = {n} sequences; pass the state the previous step returned for them, or "
+                "None to start them from zeros."
+            )
 
 
 @contextmanager
