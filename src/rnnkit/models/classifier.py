@@ -127,7 +127,7 @@ class SequenceClassifier(RecurrentModel):
             rnnkit.errors.ShapeError: ``x`` or ``lengths`` break the shape contract (or
                 ``readout="output_last"`` is given a sequence shorter than ``L``).
         """
-        logits: Tensor = self.head(self.features(x, lengths))
+        logits: Tensor = self.head(self._features(x, lengths)[0])
         return logits
 
     def features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -144,11 +144,15 @@ class SequenceClassifier(RecurrentModel):
             - ``x``: as for :meth:`forward`; return: ``(N, D·H_out)`` (``(D·H_out,)``
               unbatched).
         """
+        features, output = self._features(x, lengths)
+        # a slice of the kernel's saved buffer is the caller's to edit in place: a copy
+        return features.clone() if shares_saved_states(output) else features
+
+    def _features(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The features (unbatched as ``x``), and the encoder output they were read from."""
         output, lb, batched = self._top_outputs(x, lengths)
         features = apply_readout(self.readout, output, lb, hidden=self.spec.output_size)
-        if shares_saved_states(output):
-            features = features.clone()  # a slice of the kernel's saved buffer; may be edited
-        return features if batched else features.squeeze(0)
+        return (features if batched else features.squeeze(0)), output
 
     def predict_proba(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Class probabilities (softmax of the logits), in eval mode and without autograd.
