@@ -32,7 +32,7 @@ from rnnkit.data import (
     next_step,
     statistics_problem,
 )
-from rnnkit.errors import CorruptCheckpointError
+from rnnkit.errors import CorruptCheckpointError, ShapeError
 from rnnkit.io._data_card import check_data_section
 from rnnkit.io.checkpoint import atomic_save, load_checkpoint, make_checkpoint
 from rnnkit.training._data_card import check_data_card, dataset_card
@@ -497,3 +497,21 @@ def test_the_labels_a_model_holds_cannot_be_edited_past_their_checks(tmp_path: P
     assert isinstance(loaded, SequenceClassifier)
     assert loaded.classes is not None
     assert loaded.classes.tolist() == [3, 1, 2]
+
+
+def test_raw_inputs_of_the_wrong_shape_get_the_models_error_before_the_scaler() -> None:
+    classifier = SequenceClassifier(28, 10, 8)
+    classifier.classes = list(range(10))
+    classifier.input_scaler = Standardizer().fit(torch.randn(20, 28))
+    swapped = (
+        r"^Expected `x` to have shape \(N, L, H_in\) = \(\?, \?, 28\), but got \(128, 28, 1\)\. "
+        r"Hint: x looks like \(N, H_in, L\)"
+    )
+    with pytest.raises(ShapeError, match=swapped):
+        classifier.predict_labels(torch.randn(128, 28, 1))
+    regressor = Seq2SeqRegressor(2, 2, 4)
+    regressor.input_scaler = Standardizer().fit(torch.randn(20, 2))
+    wider = r"^Expected `history` to have shape \(N, L, H_in\) = \(\?, \?, 2\), but got \(1, 5, 3\)"
+    with pytest.raises(ShapeError, match=wider):
+        regressor.forecast(torch.randn(1, 5, 3), 2)
+    assert regressor.forecast(torch.randn(1, 5, 2), 2).shape == (1, 2, 2)

@@ -122,8 +122,19 @@ class RecurrentModel(nn.Module):
         )
         return dataclasses.replace(config, dropout=self.encoder.dropout)
 
-    def _model_inputs(self, x: Tensor) -> Tensor:
-        """Raw ``x`` in the model's units: standardised with :attr:`input_scaler` when set."""
+    def _model_inputs(self, x: Tensor, name: str = "x") -> Tensor:
+        """Raw ``x`` in the model's units: standardised with :attr:`input_scaler` when set.
+
+        An input of the wrong shape gets the shape contract's error, naming ``name`` and the
+        shape as given, before any scaler sees it.
+        """
+        given: object = x  # callers may pass anything; the check says what came
+        if (
+            not isinstance(given, Tensor)
+            or x.dim() not in (2, 3)
+            or x.shape[-1] != self.spec.input_size
+        ):
+            self.spec.validate_input(x, name=name)
         return x if self._input_scaler is None else self._input_scaler.transform(x)
 
     def _require_classes(self) -> np.ndarray[Any, Any]:

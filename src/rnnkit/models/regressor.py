@@ -217,7 +217,7 @@ class Seq2SeqRegressor(RecurrentModel):
             ValueError: As for :meth:`generate`.
             rnnkit.errors.ShapeError: ``history`` or ``h0`` break the shape contract.
         """
-        predictions, _ = self.generate(self._model_inputs(history), steps, h0, feedback)
+        predictions, _ = self.generate(self._model_inputs(history, "history"), steps, h0, feedback)
         scaler = self.target_scaler
         return predictions if scaler is None else scaler.inverse_transform(predictions)
 
