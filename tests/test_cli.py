@@ -53,7 +53,7 @@ def test_shapes_unbatched(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (
             "shapes --cell gru --proj-size 4 --input-size 2 --hidden-size 8 --batch 3 --length 5",
-            "rnnkit shapes: error: `proj_size` is for LSTMs only, got proj_size=4 with cell='gru'",
+            "rnnkit shapes: error: Expected proj_size = 0 for cell='gru', but got proj_size=4.",
         ),
         (
             "shapes --input-size 2 --hidden-size 8 --batch 0 --length 5",

@@ -271,7 +271,11 @@ def test_batch_first_is_the_default_unlike_torch() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"cell": "LSTM"}, ValueError, "`cell` must be one of 'rnn', 'lstm', 'gru', got 'LSTM'"),
+        (
+            {"cell": "LSTM"},
+            ValueError,
+            "Expected `cell` to be one of 'rnn', 'lstm', 'gru', but got 'LSTM'. Hint",
+        ),
         ({"input_size": 0}, ValueError, "Expected `input_size` >= 1, but got 0."),
         ({"hidden_size": 12.0}, TypeError, "Expected `hidden_size` to be an int, but got 12.0."),
         ({"num_layers": True}, TypeError, "Expected `num_layers` to be an int, but got True."),
@@ -285,12 +289,12 @@ def test_batch_first_is_the_default_unlike_torch() -> None:
         (
             {"cell": "gru", "proj_size": 4},
             ValueError,
-            "`proj_size` is for LSTMs only, got proj_size=4 with cell='gru'",
+            "Expected proj_size = 0 for cell='gru', but got proj_size=4. Hint: projections",
         ),
         (
             {"cell": "lstm", "proj_size": 16},
             ValueError,
-            "`proj_size` must be smaller than hidden_size=16, got 16",
+            "Expected `proj_size` < hidden_size = 16, but got 16. Hint:",
         ),
     ],
 )

@@ -104,7 +104,8 @@ class RecurrentSpec:
     def __post_init__(self) -> None:
         if self.cell not in _CELLS:
             raise ValueError(
-                f"`cell` must be one of {', '.join(map(repr, _CELLS))}, got {self.cell!r}"
+                f"Expected `cell` to be one of {', '.join(map(repr, _CELLS))}, but got "
+                f"{self.cell!r}. Hint: the names are lower case."
             )
         for name, minimum in (("input_size", 1), ("hidden_size", 1), ("num_layers", 1)):
             check_int(name, getattr(self, name), minimum)
@@ -461,9 +462,11 @@ def validate_tag_targets(
 def _check_proj(cell: str, proj_size: int, hidden_size: int) -> None:
     if proj_size and cell != "lstm":
         raise ValueError(
-            f"`proj_size` is for LSTMs only, got proj_size={proj_size} with cell={cell!r}"
+            f"Expected proj_size = 0 for cell={cell!r}, but got proj_size={proj_size}. Hint: "
+            "projections are for LSTMs only."
         )
     if proj_size >= hidden_size:
         raise ValueError(
-            f"`proj_size` must be smaller than hidden_size={hidden_size}, got {proj_size}"
+            f"Expected `proj_size` < hidden_size = {hidden_size}, but got {proj_size}. Hint: "
+            "the projection maps the hidden state to a smaller one."
         )
