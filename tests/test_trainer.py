@@ -475,3 +475,16 @@ def test_evaluate_and_predict_in_a_callback_leave_the_fit_unchanged() -> None:
     callback = probed_trainer.callbacks[0]
     assert isinstance(callback, EvaluateEveryEpoch)
     assert set(callback.scores[0]) == {"loss", "accuracy", "top1_accuracy"}
+
+
+def test_predict_on_padded_data_keeps_the_datas_length() -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(3, 10, 1), torch.randn(3, 10, 1)
+    lengths = torch.tensor([4, 7, 5])  # no sequence fills L = 10
+    model = Seq2SeqRegressor(1, 1, 8)
+    predicted = _quiet(batch_size=2).predict(model, (x, y, lengths))
+    assert predicted.shape == (3, 10, 1)  # as y, so predicted - y works
+    with torch.no_grad():
+        expected = model.eval()(x, lengths=lengths)[0]
+    torch.testing.assert_close(predicted, expected)
+    assert bool((predicted[0, 4:] == 0).all())

@@ -490,11 +490,14 @@ class Task:
             pieces.append(output.float().cpu())
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
-    def join_predictions(self, outputs: list[Tensor]) -> Tensor:
-        """The batches' outputs as one tensor; per-step outputs zero-padded to the longest."""
-        if outputs[0].dim() == 2 or len({o.shape[1] for o in outputs}) == 1:
+    def join_predictions(self, outputs: list[Tensor], steps: int = 0) -> Tensor:
+        """The batches' outputs as one tensor, per-step ones zero-padded to a common length.
+
+        That length is the longest batch's, or ``steps`` (the data's padded L) when longer.
+        """
+        longest = max([steps, *(o.shape[1] for o in outputs if o.dim() > 2)])
+        if outputs[0].dim() == 2 or all(o.shape[1] == longest for o in outputs):
             return torch.cat(outputs)
-        longest = max(o.shape[1] for o in outputs)
         pad = [0, 0] * (outputs[0].dim() - 2)
         padded = [nn.functional.pad(o, (*pad, 0, longest - o.shape[1])) for o in outputs]
         return torch.cat(padded)

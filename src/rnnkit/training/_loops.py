@@ -318,7 +318,9 @@ def prediction_loop(trainer: Trainer, source: BatchSource) -> Tensor:
             outputs.append(trainer.prediction_step(to_device(batch, trainer.device, dtype)))
         if trainer.eval_carry is not None:  # a stream: lay the outputs along the streams
             return join_stream_predictions(outputs)
-    return task.join_predictions(outputs)
+    # per-step outputs as long as the data's L, though each batch was cut to its longest
+    steps = source.dataset.seq_len if isinstance(source, IndexedSource) else 0
+    return task.join_predictions(outputs, steps)
 
 
 def handle_interrupt(trainer: Trainer, exc: KeyboardInterrupt) -> None:

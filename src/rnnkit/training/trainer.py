@@ -321,8 +321,8 @@ class Trainer:
 
         Returns:
             Classifier logits (take ``.argmax(-1)`` for classes), or a regressor's per-step
-            predictions (zero at padded steps; batches of different lengths are zero-padded
-            to the longest).
+            predictions (zero at padded steps, and as long as the data's L; batches of an
+            iterable of different lengths are zero-padded to the longest).
 
         Raises:
             rnnkit.errors.ShapeError: The inputs have the wrong sequence width.
