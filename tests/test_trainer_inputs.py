@@ -383,7 +383,9 @@ def test_a_loaders_later_batch_meets_the_windows_rules_of_the_first() -> None:
         ({"metrics": ["f1"]}, r"metric name in"),
         ({"on_nan": "ignore"}, r"`on_nan` to be one of"),
         ({"teacher_forcing": 1.5}, r"ratio in \[0, 1\]"),
-        ({"lr": 0}, r"`lr` to be a positive number"),
+        ({"lr": 0}, r"`lr` to be a positive finite number"),
+        ({"lr": float("inf")}, r"`lr` to be a positive finite number, but got inf"),
+        ({"device": "gpu"}, r"^Expected `device` to be 'auto', 'cpu', 'cuda', 'cuda:i' or a "),
         ({"grad_clip_norm": -1.0}, r"`grad_clip_norm` > 0"),
         ({"weight_decay": -0.1}, r"`weight_decay` to be a finite number >= 0 or None"),
         ({"weight_decay": float("inf")}, r"`weight_decay` to be a finite number >= 0 or None"),
@@ -457,3 +459,22 @@ def test_a_time_major_model_trains_like_a_batch_first_one() -> None:
     assert results[0][2] == results[1][2]
     assert torch.equal(results[0][3], results[1][3])
     assert results[0][3].shape == (6, 13, 1)
+
+
+@pytest.mark.parametrize("name", ["shuffle", "stateful", "progress"])
+def test_switches_must_be_bools_not_truthy_strings(name: str) -> None:
+    options: dict[str, Any] = {name: "False"}
+    with pytest.raises(TypeError, match=f"^Expected `{name}` to be a bool, but got str 'False'"):
+        Trainer(**options)
+
+
+def test_a_scheduler_factory_must_return_a_scheduler_of_its_optimizer() -> None:
+    model = SequenceClassifier(2, 2, 4)
+    x, y = torch.randn(8, 3, 2), torch.randint(0, 2, (8,))
+    before = [p.detach().clone() for p in model.parameters()]
+    lightning_style = lambda opt: {"scheduler": torch.optim.lr_scheduler.StepLR(opt, 1)}  # noqa: E731
+    for factory in (lightning_style, lambda opt: opt):
+        trainer = Trainer(max_epochs=1, progress=False, scheduler=factory)
+        with pytest.raises(TypeError, match="to return a learning-rate scheduler of the optimizer"):
+            trainer.fit(model, (x, y))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

@@ -91,6 +91,7 @@ from rnnkit.distributed._collectives import (
     loss_weight,
     rank_zero_print,
 )
+from rnnkit.distributed._devices import select_device
 from rnnkit.distributed._sharding import Shard, eval_indices, num_global_batches, shard_indices
 from rnnkit.distributed._wrapping import RoutingDDP, run_method, unwrap_model
 
@@ -234,30 +235,6 @@ def resolve_strategy(strategy: str, env: LaunchEnv | None = None) -> Literal["dd
     return cast("Literal['ddp', 'single']", strategy)
 
 
-def _select_device(device: str | torch.device, strategy: str, env: LaunchEnv) -> torch.device:
-    """Resolve ``device`` for this rank: ``cuda:LOCAL_RANK`` under DDP on GPUs."""
-    if isinstance(device, str) and device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if strategy != "ddp" or dev.type != "cuda":
-        return dev
-    given = cast("int | None", dev.index)  # torch's stubs say int; "cuda" has index None
-    if given is not None and env.local_world_size > 1:
-        raise ValueError(
-            f"Expected `device` 'cuda' or 'auto' under DDP with {env.local_world_size} processes "
-            f"on this machine, but got {str(dev)!r}: every rank would use the same GPU. Hint: "
-            "pass device='cuda'; each rank then takes cuda:LOCAL_RANK."
-        )
-    count = torch.cuda.device_count()
-    index = given if given is not None else (0 if count == 1 else env.local_rank)
-    if index >= count:
-        raise ValueError(
-            f"Expected a GPU for LOCAL_RANK={env.local_rank}, but only {count} are visible. "
-            f"Hint: launch with `torchrun --nproc-per-node {count}` (one process per GPU)."
-        )
-    return torch.device("cuda", index)
-
-
 class DistributedContext:
     """One process's view of a data-parallel job: strategy, rank, device and process group.
 
@@ -299,7 +276,7 @@ class DistributedContext:
             raise ValueError(f"Expected `timeout` > 0 seconds, but got {timeout}.")
         self.env = LaunchEnv.from_environ() if env is None else env
         self.strategy = resolve_strategy(strategy, self.env)
-        self.device = _select_device(device, self.strategy, self.env)
+        self.device = select_device(device, self.strategy, self.env)
         self.backend = backend or ("nccl" if self.device.type == "cuda" else "gloo")
         self.timeout = timeout
         self._owns_group = False

@@ -7,6 +7,7 @@ a kernel).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 
 from rnnkit._validate import check_int, check_number
@@ -64,8 +65,8 @@ def check_weight_decay(weight_decay: object, optimizer: object) -> None:
 
 def check_misc(lr: object, clip: object, fast_dev_run: object, scheduler: object) -> None:
     """Check ``lr``, ``grad_clip_norm``, ``fast_dev_run`` and ``scheduler``."""
-    if not check_number("lr", lr) > 0:
-        raise ValueError(f"Expected `lr` to be a positive number, but got {lr!r}.")
+    if not 0 < check_number("lr", lr) < math.inf:
+        raise ValueError(f"Expected `lr` to be a positive finite number, but got {lr!r}.")
     if isinstance(clip, bool):
         raise TypeError(
             f"Expected `grad_clip_norm` to be a number > 0 or None, but got {clip!r}. Hint: "

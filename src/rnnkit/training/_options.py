@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 import torch
 
-from rnnkit._validate import check_int, check_optional_int
+from rnnkit._validate import check_bool, check_int, check_optional_int
+from rnnkit.callbacks import Callback, ProgressBar
 from rnnkit.distributed import DistributedContext
 from rnnkit.training._checks import (
     check_callbacks,
@@ -188,6 +189,18 @@ def _refuse_keyword(name: str, known: list[str]) -> None:
     )
 
 
+def callbacks_with_bar(callbacks: Sequence[Callback] | None, progress: object) -> list[Callback]:
+    """The callbacks, with a :class:`~rnnkit.ProgressBar` added for ``progress`` if none is.
+
+    Raises:
+        TypeError: ``progress`` is not a bool (``"False"`` is truthy).
+    """
+    listed = list(callbacks or [])
+    if check_bool("progress", progress) and not any(isinstance(c, ProgressBar) for c in listed):
+        listed.append(ProgressBar())
+    return listed
+
+
 def check_arguments(args: Mapping[str, Any]) -> None:
     """Raise for any of ``Trainer(...)``'s arguments (``args``: all of them, by name) out of place.
 
@@ -217,3 +230,5 @@ def check_arguments(args: Mapping[str, Any]) -> None:
     check_ratio(args["teacher_forcing"])
     check_misc(args["lr"], args["grad_clip_norm"], args["fast_dev_run"], args["scheduler"])
     check_callbacks(args["callbacks"])
+    check_bool("shuffle", args["shuffle"])
+    check_bool("stateful", args["stateful"])

@@ -209,6 +209,26 @@ def read_resume_checkpoint(
     return checkpoint
 
 
+def check_built_scheduler(scheduler: object, optimizer: torch.optim.Optimizer) -> None:
+    """Refuse what a ``scheduler`` factory returned unless it schedules ``optimizer``.
+
+    Raises:
+        TypeError: Not a learning-rate scheduler (a dict, the optimizer, ...), or one built on
+            another optimizer.
+    """
+    schedulers = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    if scheduler is None or (
+        isinstance(scheduler, schedulers) and getattr(scheduler, "optimizer", None) is optimizer
+    ):
+        return
+    raise TypeError(
+        "Expected `scheduler` to return a learning-rate scheduler of the optimizer it is "
+        f"given, but it returned {type(scheduler).__name__} {scheduler!r:.80}. Hint: "
+        "scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=5) returns "
+        "the scheduler itself, built on `opt`."
+    )
+
+
 def check_plateau_interval(scheduler: object, interval: str) -> None:
     """Refuse ``ReduceLROnPlateau`` stepped per optimizer step, where no metric exists.
 
@@ -235,6 +255,7 @@ def setup_run(trainer: Trainer, checkpoint: dict[str, Any] | None) -> None:
     trainer.optimizer.zero_grad(set_to_none=True)
     factory = trainer.scheduler_factory
     trainer.scheduler = None if factory is None else factory(trainer.optimizer)
+    check_built_scheduler(trainer.scheduler, trainer.optimizer)
     check_plateau_interval(trainer.scheduler, trainer.options.scheduler_interval)
     trainer.scaler = trainer.precision_plugin.make_scaler()
     assert trainer.train_source is not None

@@ -20,7 +20,7 @@ from typing import Any, Unpack
 import torch
 from torch import Tensor, nn
 
-from rnnkit.callbacks import Callback, LogKeys, ProgressBar
+from rnnkit.callbacks import Callback, LogKeys
 from rnnkit.data import Batch
 from rnnkit.distributed import DistributedContext
 from rnnkit.metrics import Metric
@@ -138,9 +138,7 @@ class Trainer:
         self.task = task
         self.stream_carry: _stateful.StreamCarry | None = None
         self.eval_carry: _stateful.StreamCarry | None = None
-        self.callbacks = list(callbacks or [])
-        if progress and not any(isinstance(cb, ProgressBar) for cb in self.callbacks):
-            self.callbacks.append(ProgressBar())
+        self.callbacks = _options.callbacks_with_bar(callbacks, progress)
         self.model: nn.Module | None = None
         self.train_model: nn.Module | None = None
         self.interrupted = False
