@@ -323,6 +323,9 @@ def test_an_empty_dataset() -> None:
 def test_data_without_targets() -> None:
     with pytest.raises(ValueError, match="holds inputs only"):
         _fit_bad(_classifier(), torch.randn(8, 5, 3))
+    message = r"^Expected `data` to hold targets for the loss and metrics, .*predict\(\) takes"
+    with pytest.raises(ValueError, match=message):
+        Trainer(progress=False).evaluate(_classifier(), torch.randn(8, 5, 3))
 
 
 def test_a_validation_set_of_another_shape_than_train() -> None:

@@ -334,8 +334,9 @@ class Task:
         """
         if info.target_kind is None:
             raise ValueError(
-                f"Expected `{name}` to hold targets for training, but it holds inputs only. "
-                "Hint: pass (x, y), or a SequenceDataset built with y."
+                f"Expected `{name}` to hold targets for the loss and metrics, but it holds inputs "
+                "only. Hint: pass (x, y), or a SequenceDataset built with y; predict() takes "
+                "inputs alone."
             )
         if info.target_kind != self.target_kind:
             raise ValueError(
