@@ -481,3 +481,16 @@ def test_a_scheduler_factory_must_return_a_scheduler_of_its_optimizer() -> None:
         with pytest.raises(TypeError, match="to return a learning-rate scheduler of the optimizer"):
             trainer.fit(model, (x, y))
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize(("which", "k"), [("y", 1), ("x", 0)])
+def test_a_pair_holding_a_list_names_the_part(which: str, k: int) -> None:
+    x, y = torch.randn(8, 5, 3), torch.randint(0, 2, (8,))
+    pair: list[Any] = [x, y]
+    pair[k] = pair[k].tolist()
+    message = (
+        rf"`train` = \(x, y\[, lengths\]\) to hold tensors or arrays, but its {which} is a list"
+    )
+    with pytest.raises(TypeError, match=message):
+        Trainer(progress=False).fit(_classifier(), tuple(pair))
+    assert Trainer(progress=False).predict(_classifier(), (x, None)).shape == (8, 2)

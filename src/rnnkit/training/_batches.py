@@ -330,9 +330,22 @@ def as_source(data: Any, name: str) -> BatchSource:
         return IndexedSource(data, name)
     if _is_array(data):
         return IndexedSource(SequenceDataset(data), name)
-    if isinstance(data, tuple) and 2 <= len(data) <= 3 and all(map(_is_array, data[:2])):
+    if isinstance(data, tuple) and 2 <= len(data) <= 3 and any(map(_is_array, data)):
+        _check_pair(data, name)
         return IndexedSource(SequenceDataset(*data), name)
     return _iterable_source(data, name)
+
+
+def _check_pair(data: tuple[Any, ...], name: str) -> None:
+    """An ``(x, y[, lengths])`` tuple holding an array holds arrays (``y``: or ``None``)."""
+    parts = ("x", "y", "lengths")
+    for k, value in enumerate(data):
+        if not (_is_array(value) or (k > 0 and value is None)):
+            raise TypeError(
+                f"Expected `{name}` = (x, y[, lengths]) to hold tensors or arrays, but its "
+                f"{parts[k]} is a {type(value).__name__}. Hint: convert it with "
+                f"torch.as_tensor({parts[k]}); a list of batches is a list, not a tuple."
+            )
 
 
 def _iterable_source(data: Any, name: str) -> IterableSource:
