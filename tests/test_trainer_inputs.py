@@ -494,3 +494,22 @@ def test_a_pair_holding_a_list_names_the_part(which: str, k: int) -> None:
     with pytest.raises(TypeError, match=message):
         Trainer(progress=False).fit(_classifier(), tuple(pair))
     assert Trainer(progress=False).predict(_classifier(), (x, None)).shape == (8, 2)
+
+
+def test_bf16_on_the_cpu_refuses_an_lstm_before_training_where_torch_cannot_run_it() -> None:
+    from rnnkit.training._precision import _cpu_bf16_lstm_runs
+
+    x, y = torch.randn(8, 5, 3), torch.randint(0, 2, (8,))
+    model = SequenceClassifier(3, 2, 8, cell="lstm")
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = Trainer(max_epochs=1, progress=False, precision="bf16-mixed", device="cpu")
+    if _cpu_bf16_lstm_runs():  # this machine's torch runs it: training works
+        trainer.fit(model, (x, y))
+        return
+    with pytest.raises(ValueError, match=r"precision='bf16-mixed'.*Hint: use precision='32'"):
+        trainer.fit(model, (x, y))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    with pytest.raises(ValueError, match="bfloat16 LSTM"):
+        trainer.predict(model, x)
+    gru = SequenceClassifier(3, 2, 8, cell="gru")
+    trainer.fit(gru, (x, y))  # other cells are unaffected

@@ -50,6 +50,7 @@ def evaluate(trainer: Trainer, model: nn.Module, data: Any) -> dict[str, float]:
 
 def predict(trainer: Trainer, model: nn.Module, data: Any) -> Tensor:
     """The body of ``Trainer.predict``: check the inputs, then the prediction loop."""
+    trainer.precision_plugin.check_model(model)
     task = trainer.task or task_for(model, tbptt_steps=trainer.options.tbptt_steps)
     source = as_source(data, "data")
     task.check_inputs(model, source.info(), "data")

@@ -5,7 +5,8 @@ Three settings, named as in Lightning:
 - ``"32"``: plain float32, no autocast.
 - ``"bf16-mixed"``: the forward pass and loss run under :func:`torch.autocast` with bfloat16;
   the weights, gradients and optimizer state stay float32. bfloat16 has float32's range, so no
-  loss scaling is needed. Works on CUDA and CPU.
+  loss scaling is needed. Works on CUDA and CPU (an LSTM on a CPU only where torch's build
+  runs it in bfloat16; refused before training otherwise).
 - ``"16-mixed"``: autocast with float16 plus a :class:`torch.amp.GradScaler` that scales the
   loss so small gradients do not underflow, and skips the optimizer steps whose gradients
   overflow. CUDA only.
@@ -14,6 +15,7 @@ Three settings, named as in Lightning:
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -75,6 +77,33 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
+    def check_model(self, model: torch.nn.Module) -> None:
+        """Refuse an LSTM under ``"bf16-mixed"`` on a CPU whose torch build cannot run it.
+
+        Raises:
+            ValueError: torch's CPU LSTM fails under bfloat16 autocast on this machine.
+        """
+        if self.name != "bf16-mixed" or self.device.type != "cpu":
+            return
+        lstm = any(isinstance(m, torch.nn.LSTM) for m in model.modules())
+        if lstm and not _cpu_bf16_lstm_runs():
+            raise ValueError(
+                "Expected a CPU that runs torch's LSTM in bfloat16 for precision='bf16-mixed', "
+                "but this one fails (its oneDNN library has no bfloat16 LSTM kernel here). "
+                "Hint: use precision='32', or a GRU or RNN cell."
+            )
+
     def make_scaler(self) -> torch.amp.GradScaler:
         """A gradient scaler, enabled only for ``"16-mixed"`` (a pass-through otherwise)."""
         return torch.amp.GradScaler(self.device.type, enabled=self.name == "16-mixed")
+
+
+@functools.cache
+def _cpu_bf16_lstm_runs() -> bool:
+    """Whether torch's CPU LSTM runs under bfloat16 autocast here (a tiny probe, once)."""
+    try:
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16), torch.no_grad():
+            torch.nn.LSTM(2, 2)(torch.zeros(1, 1, 2))
+    except RuntimeError:
+        return False
+    return True

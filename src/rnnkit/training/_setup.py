@@ -61,6 +61,7 @@ __all__ = [
 
 def trainer_task(trainer: Trainer, model: nn.Module) -> Task:
     """The Trainer's ``task``, or the one of rnnkit's ``model`` with the Trainer's options."""
+    trainer.precision_plugin.check_model(model)
     if trainer.task is not None:
         return trainer.task
     return task_for(
