@@ -92,8 +92,9 @@ class TrainerOptions:
         overfit_batches: Train on the first n batches only, unshuffled, every epoch (a model
             that cannot overfit them has a bug); 0 (default): off.
         on_nan: A NaN/inf loss: ``"raise"`` (default)
-            :class:`~rnnkit.errors.TrainingDivergedError`; ``"skip"`` that batch's update,
-            counted (``"skipped_batches"`` in the History).
+            :class:`~rnnkit.errors.TrainingDivergedError`; ``"skip"`` that update (one TBPTT
+            window's under ``tbptt_steps``), counted: ``"skipped_batches"`` in the History is
+            the run's total so far.
         default_root_dir: Where an interrupted run saves its checkpoint when no
             :class:`~rnnkit.ModelCheckpoint` is among the callbacks (default ``"runs"``).
         shuffle: Draw a new order every epoch (fast path only); default ``True``.
