@@ -488,3 +488,17 @@ def test_predict_on_padded_data_keeps_the_datas_length() -> None:
         expected = model.eval()(x, lengths=lengths)[0]
     torch.testing.assert_close(predicted, expected)
     assert bool((predicted[0, 4:] == 0).all())
+
+
+def test_an_epoch_with_every_update_skipped_records_nan_and_can_be_monitored() -> None:
+    x, y = torch.randn(8, 5, 3), torch.randint(0, 2, (8,))
+
+    def nan_loss(out: Tensor, target: Tensor) -> Tensor:
+        return out.sum() * math.nan
+
+    stopper = EarlyStopping(monitor="loss", patience=1)
+    trainer = _quiet(max_epochs=3, on_nan="skip", loss=nan_loss, callbacks=[stopper])
+    history = trainer.fit(SequenceClassifier(3, 2, 8), (x, y))
+    assert all(math.isnan(record["loss"]) for record in history)
+    assert all(math.isnan(record["accuracy"]) for record in history)
+    assert [record["skipped_batches"] for record in history] == list(range(1, len(history) + 1))

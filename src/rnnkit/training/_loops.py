@@ -199,7 +199,10 @@ def _log_interval(trainer: Trainer) -> None:
 def _epoch_record(
     trainer: Trainer, epoch: int, train: dict[str, float], val: dict[str, float], lr: float
 ) -> dict[str, float]:
-    record: dict[str, float] = {"epoch": epoch, **train}
+    # an epoch whose every update was skipped (on_nan="skip") measured nothing: NaN, as
+    # evaluate reports it, so a callback monitoring "loss" still finds the key
+    measured = ["loss", *(metric.name for metric in trainer.task_of_fit.metrics)]
+    record: dict[str, float] = {"epoch": epoch, **dict.fromkeys(measured, math.nan), **train}
     record.update({f"val_{key}": value for key, value in val.items()})
     record["lr"] = lr
     if trainer.options.teacher_forcing != 1.0:
