@@ -515,3 +515,22 @@ def test_raw_inputs_of_the_wrong_shape_get_the_models_error_before_the_scaler() 
     with pytest.raises(ShapeError, match=wider):
         regressor.forecast(torch.randn(1, 5, 3), 2)
     assert regressor.forecast(torch.randn(1, 5, 2), 2).shape == (1, 2, 2)
+
+
+@pytest.mark.parametrize("scalers", ["both", "target_only", "input_only"])
+def test_forecast_feeds_each_prediction_back_in_the_inputs_units(scalers: str) -> None:
+    torch.manual_seed(0)
+    model = Seq2SeqRegressor(1, 1, 8).eval()
+    inputs = Standardizer().fit(torch.randn(200, 1) * 3 + 10)
+    targets = Standardizer().fit(torch.randn(200, 1) * 0.5 - 2)
+    model.input_scaler = None if scalers == "target_only" else inputs
+    model.target_scaler = None if scalers == "input_only" else targets
+    history = torch.randn(2, 6, 1) * 3 + 10
+    forecast = model.forecast(history, 4)  # original units
+    # reference: teacher-force the forecast's own values, mapped as raw inputs, through forward
+    to_input = (lambda v: v) if model.input_scaler is None else model.input_scaler.transform
+    to_model = (lambda v: v) if model.target_scaler is None else model.target_scaler.transform
+    fed = torch.cat([to_input(history), to_input(forecast[:, :-1])], dim=1)
+    with torch.no_grad():
+        outputs = model(fed)[0][:, history.shape[1] - 1 :]
+    torch.testing.assert_close(outputs, to_model(forecast), rtol=1e-4, atol=1e-5)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit._validate import check_int
+from rnnkit.data import Standardizer
 from rnnkit.errors import ShapeError
 from rnnkit.models.base import RecurrentModel, evaluating, zero_padded_steps
 from rnnkit.models.config import RegressorConfig
@@ -195,7 +196,8 @@ class Seq2SeqRegressor(RecurrentModel):
         mapped back with :attr:`~rnnkit.models.base.RecurrentModel.target_scaler`
         (each only when set), so the model needs no manual transforms after
         :func:`~rnnkit.load_model`. ``feedback`` works in the model's units, as for
-        :meth:`generate`.
+        :meth:`generate`; by default each prediction is fed back in the input's units (mapped
+        back with ``target_scaler`` and standardised with ``input_scaler``).
 
         Args:
             history: The observed series, in the units of the raw data.
@@ -217,9 +219,24 @@ class Seq2SeqRegressor(RecurrentModel):
             ValueError: As for :meth:`generate`.
             rnnkit.errors.ShapeError: ``history`` or ``h0`` break the shape contract.
         """
+        feedback = self._between_scalers() if feedback is None else feedback
         predictions, _ = self.generate(self._model_inputs(history, "history"), steps, h0, feedback)
         scaler = self.target_scaler
         return predictions if scaler is None else scaler.inverse_transform(predictions)
+
+    def _between_scalers(self) -> Feedback | None:
+        """A prediction, in the target's model units, as the next input in the input's."""
+        source, target = self.target_scaler, self.input_scaler
+        if source is None and target is None:
+            return None
+        if source is not None and target is not None and _same_statistics(source, target):
+            return None
+
+        def feed(y: Tensor) -> Tensor:
+            raw = y if source is None else source.inverse_transform(y)
+            return raw if target is None else target.transform(raw)
+
+        return feed
 
     def rollout(
         self,
@@ -448,3 +465,7 @@ def _check_ratio(ratio: object) -> float:
 
 def _check_output_size(output_size: object) -> int:
     return check_int("output_size", output_size, 1)
+
+
+def _same_statistics(a: Standardizer, b: Standardizer) -> bool:
+    return all(torch.equal(x, y) for x, y in ((a.mean, b.mean), (a.std, b.std)))
