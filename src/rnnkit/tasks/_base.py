@@ -492,13 +492,9 @@ class Task:
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
     def join_predictions(self, outputs: list[Tensor], steps: int = 0) -> Tensor:
-        """The batches' outputs as one tensor, per-step ones zero-padded to a common length.
-
-        That length is the longest batch's, or ``steps`` (the data's padded L) when longer.
-        """
+        """The outputs as one tensor; per-step ones zero-padded to the longest, or ``steps``."""
         longest = max([steps, *(o.shape[1] for o in outputs if o.dim() > 2)])
         if outputs[0].dim() == 2 or all(o.shape[1] == longest for o in outputs):
             return torch.cat(outputs)
         pad = [0, 0] * (outputs[0].dim() - 2)
-        padded = [nn.functional.pad(o, (*pad, 0, longest - o.shape[1])) for o in outputs]
-        return torch.cat(padded)
+        return torch.cat([nn.functional.pad(o, (*pad, 0, longest - o.shape[1])) for o in outputs])
