@@ -502,3 +502,20 @@ def test_an_epoch_with_every_update_skipped_records_nan_and_can_be_monitored() -
     assert all(math.isnan(record["loss"]) for record in history)
     assert all(math.isnan(record["accuracy"]) for record in history)
     assert [record["skipped_batches"] for record in history] == list(range(1, len(history) + 1))
+
+
+def test_predict_of_a_custom_task_whose_outputs_are_not_per_step_is_not_padded() -> None:
+    from rnnkit.data import Batch
+    from rnnkit.tasks import RegressionTask
+
+    class LastTwo(RegressionTask):
+        def predict(self, model: torch.nn.Module, batch: Batch) -> Tensor:
+            return super().predict(model, batch)[:, -2:]
+
+    x, lengths = torch.randn(6, 5, 1), torch.tensor([5, 3, 4, 5, 2, 5])
+    trainer = _quiet(batch_size=2, task=LastTwo())
+    assert trainer.predict(Seq2SeqRegressor(1, 1, 4), (x, torch.zeros(6, 5, 1), lengths)).shape == (
+        6,
+        2,
+        1,
+    )

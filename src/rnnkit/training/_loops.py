@@ -315,15 +315,23 @@ def _evaluation_part(trainer: Trainer, source: BatchSource) -> Tensor | None:
 def prediction_loop(trainer: Trainer, source: BatchSource) -> Tensor:
     """The model's outputs over ``source`` in order, on the CPU (see ``predict``)."""
     model, task = trainer.evaluated
-    outputs, dtype = [], input_dtype(model)
+    outputs, widths, dtype = [], [], input_dtype(model)
     with evaluating(model), streaming(trainer, source):
         for batch in source.batches(trainer.batch_size):
             outputs.append(trainer.prediction_step(to_device(batch, trainer.device, dtype)))
+            widths.append(int(batch.x.shape[1]))
         if trainer.eval_carry is not None:  # a stream: lay the outputs along the streams
             return join_stream_predictions(outputs)
-    # per-step outputs as long as the data's L, though each batch was cut to its longest
-    steps = source.dataset.seq_len if isinstance(source, IndexedSource) else 0
-    return task.join_predictions(outputs, steps)
+    return task.join_predictions(outputs, _data_steps(source, outputs, widths))
+
+
+def _data_steps(source: BatchSource, outputs: list[Tensor], widths: list[int]) -> int:
+    """The data's L if every output has one row per input step of its batch, else 0.
+
+    Each batch was cut to its longest sequence; per-step outputs are joined as long as the data.
+    """
+    per_step = all(o.dim() > 2 and o.shape[1] == w for o, w in zip(outputs, widths, strict=True))
+    return source.dataset.seq_len if per_step and isinstance(source, IndexedSource) else 0
 
 
 def handle_interrupt(trainer: Trainer, exc: KeyboardInterrupt) -> None:
