@@ -513,3 +513,6 @@ def test_bf16_on_the_cpu_refuses_an_lstm_before_training_where_torch_cannot_run_
         trainer.predict(model, x)
     gru = SequenceClassifier(3, 2, 8, cell="gru")
     trainer.fit(gru, (x, y))  # other cells are unaffected
+    projected = SequenceClassifier(3, 2, 8, cell="lstm", proj_size=4, kernel="torch")
+    with pytest.warns(UserWarning, match="projections is not supported with oneDNN"):
+        trainer.fit(projected, (x, y))  # torch runs a projected LSTM without oneDNN

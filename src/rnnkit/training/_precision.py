@@ -85,7 +85,8 @@ class Precision:
         """
         if self.name != "bf16-mixed" or self.device.type != "cpu":
             return
-        lstm = any(isinstance(m, torch.nn.LSTM) for m in model.modules())
+        # torch runs a projected LSTM without oneDNN, so only plain ones are at risk
+        lstm = any(isinstance(m, torch.nn.LSTM) and not m.proj_size for m in model.modules())
         if lstm and not _cpu_bf16_lstm_runs():
             raise ValueError(
                 "Expected a CPU that runs torch's LSTM in bfloat16 for precision='bf16-mixed', "
