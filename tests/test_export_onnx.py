@@ -323,8 +323,12 @@ def test_files_get_a_new_files_permissions_and_are_written_through_a_link(
     assert path == link
     assert link.is_symlink()
     written = tmp_path / "real" / "m.onnx"
-    assert [stat.S_IMODE(p.stat().st_mode) for p in (written, sidecar_path(written))] == [0o644] * 2
+    beside = sidecar_path(link)  # where the docs send a deployment: beside the path given
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (written, beside)] == [0o644] * 2
     ort.InferenceSession(str(link))  # the link reads the new graph
+    os.chmod(written, 0o600)
+    to_onnx(_build("classifier", "gru", False), link)
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600  # a re-export keeps the file's mode
 
     calls = [0]
     real_fsync = os.fsync
@@ -335,11 +339,11 @@ def test_files_get_a_new_files_permissions_and_are_written_through_a_link(
             raise OSError(28, "No space left on device")
         real_fsync(fd)
 
-    before = {p.name: p.read_bytes() for p in (tmp_path / "real").iterdir()}
+    before = {p.name: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     monkeypatch.setattr(os, "fsync", fail_second)
     with pytest.raises(OSError, match="No space left"):
         to_onnx(_build("regressor", "gru", False), link)
-    assert {p.name: p.read_bytes() for p in (tmp_path / "real").iterdir()} == before
+    assert {p.name: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
 def test_unsupported_models_raise_before_writing(tmp_path: Path) -> None:

@@ -77,14 +77,15 @@ def write_with_sidecar(path: str | Path, payload: bytes, content: dict[str, Any]
     """Write the exported file and its sidecar; return the file's path.
 
     The sidecar is serialised first and both files are written whole to temporary files (the
-    permissions a new file gets, through a symbolic link to its target) before either
+    permissions of the file they replace, or a new file's; through a symbolic link to its
+    target, the sidecar still beside the path given) before either
     replaces its target, so a failure to build or write them leaves an earlier pair as it
     was. Only a failure between the two renames can leave the new file beside the old
     sidecar.
     """
     text = json.dumps(content, indent=2, ensure_ascii=False) + "\n"
-    target = Path(os.path.realpath(path))
-    pairs = [(target, payload), (sidecar_path(target), text.encode("utf-8"))]
+    target, card = (Path(os.path.realpath(p)) for p in (path, sidecar_path(path)))
+    pairs = [(target, payload), (card, text.encode("utf-8"))]
     staged: list[tuple[Path, Path]] = []
     try:
         for final, data in pairs:
@@ -102,6 +103,8 @@ def _staged(final: Path, data: bytes) -> Path:
     temp = final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
+        if final.exists():
+            os.chmod(temp, final.stat().st_mode & 0o7777)  # a re-export keeps the file's mode
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             file.flush()
