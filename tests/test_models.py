@@ -253,18 +253,20 @@ def test_repr_shows_the_shapes() -> None:
     assert "logits (N, C) = (N, 10)" in text
 
 
-@pytest.mark.parametrize("readout", ["last", "output_last"])
-def test_features_may_be_edited_in_place_before_backward(readout: str) -> None:
+@pytest.mark.parametrize("readout", ["last", "output_last", "mean", "max"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_features_may_be_edited_in_place_before_backward(readout: str, cell: str) -> None:
     torch.manual_seed(0)
-    model = SequenceClassifier(3, 2, 4, readout=readout)  # type: ignore[arg-type]
+    model = SequenceClassifier(3, 2, 4, cell=cell, readout=readout)  # type: ignore[arg-type]
     x = torch.randn(5, 6, 3)
-    features = model.features(x)
+    lengths = None if readout == "output_last" else torch.tensor([6, 2, 4, 6, 1])
+    features = model.features(x, lengths)
     features.mul_(2.0)  # as with torch's own layers, the result is the caller's
     features.sum().backward()  # type: ignore[no-untyped-call]
-    reference = SequenceClassifier(3, 2, 4, readout=readout)  # type: ignore[arg-type]
+    reference = SequenceClassifier(3, 2, 4, cell=cell, readout=readout)  # type: ignore[arg-type]
     reference.load_state_dict(model.state_dict())
     reference.encoder.kernel = "torch"
-    (reference.features(x) * 2.0).sum().backward()  # type: ignore[no-untyped-call]
+    (reference.features(x, lengths) * 2.0).sum().backward()  # type: ignore[no-untyped-call]
     for ours, theirs in zip(model.parameters(), reference.parameters(), strict=True):
         if ours.grad is not None:
             torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-5, atol=1e-6)

@@ -7,7 +7,6 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from rnnkit.data import decode_labels
-from rnnkit.models._encoder_kernels import shares_saved_states
 from rnnkit.models.base import RecurrentModel, check_num_classes, evaluating
 from rnnkit.models.config import ClassifierConfig
 from rnnkit.models.encoder import Kernel, Nonlinearity
@@ -144,9 +143,9 @@ class SequenceClassifier(RecurrentModel):
             - ``x``: as for :meth:`forward`; return: ``(N, D·H_out)`` (``(D·H_out,)``
               unbatched).
         """
-        features, output = self._features(x, lengths)
-        # a slice of the kernel's saved buffer is the caller's to edit in place: a copy
-        return features.clone() if shares_saved_states(output) else features
+        # a copy: the readout may be a slice of the kernel's saved buffer, or amax's result,
+        # which backward reads; the caller may edit what it gets in place
+        return self._features(x, lengths)[0].clone()
 
     def _features(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
         """The features (unbatched as ``x``), and the encoder output they were read from."""
