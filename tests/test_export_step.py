@@ -159,3 +159,10 @@ def test_a_state_for_another_batch_size_is_named_against_x_t(
     )
     with pytest.raises(ShapeError, match=message):
         model.step(torch.randn(3, 2), torch.zeros(1, n_state, 4))
+
+
+def test_an_lstm_state_list_for_another_batch_size_is_named_against_x_t() -> None:
+    model = Seq2SeqRegressor(2, 2, 4, cell="lstm")
+    state = [torch.zeros(1, 1, 4), torch.zeros(1, 1, 4)]
+    with pytest.raises(ShapeError, match=r"^Expected `state\[0\]` to have shape .* `x_t` \(3, 2\)"):
+        model.step(torch.randn(3, 2), state)  # type: ignore[arg-type]

@@ -337,7 +337,7 @@ def _check_step_input(x_t: object, spec: RecurrentSpec, dtype: torch.dtype) -> N
 
 def _check_step_state(x_t: Tensor, state: State | None, spec: RecurrentSpec) -> None:
     """A batched state's N must be ``x_t``'s, named here before ``x_t`` becomes a sequence."""
-    parts = state if isinstance(state, tuple) else (state,)
+    parts = tuple(state) if isinstance(state, tuple | list) else (state,)
     if state is None or x_t.dim() != 2:
         return
     n, rows = x_t.shape[0], spec.D * spec.num_layers
