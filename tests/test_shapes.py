@@ -274,8 +274,9 @@ def test_batch_first_is_the_default_unlike_torch() -> None:
         (
             {"cell": "LSTM"},
             ValueError,
-            "Expected `cell` to be one of 'rnn', 'lstm', 'gru', but got 'LSTM'. Hint",
+            "but got 'LSTM'. Hint: the names are lower case: cell='lstm'.",
         ),
+        ({"cell": "tcn"}, ValueError, "but got 'tcn'. Hint: these are the recurrent cells"),
         ({"input_size": 0}, ValueError, "Expected `input_size` >= 1, but got 0."),
         ({"hidden_size": 12.0}, TypeError, "Expected `hidden_size` to be an int, but got 12.0."),
         ({"num_layers": True}, TypeError, "Expected `num_layers` to be an int, but got True."),

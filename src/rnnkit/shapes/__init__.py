@@ -105,7 +105,7 @@ class RecurrentSpec:
         if self.cell not in _CELLS:
             raise ValueError(
                 f"Expected `cell` to be one of {', '.join(map(repr, _CELLS))}, but got "
-                f"{self.cell!r}. Hint: the names are lower case."
+                f"{self.cell!r}. Hint: {_cell_hint(self.cell)}"
             )
         for name, minimum in (("input_size", 1), ("hidden_size", 1), ("num_layers", 1)):
             check_int(name, getattr(self, name), minimum)
@@ -457,6 +457,12 @@ def validate_tag_targets(
         y: ``(N, L)``, or ``(L,)`` unbatched, with values in ``0..C-1`` or -100.
     """
     check_tag_targets(y, batch_size, seq_len, num_classes, name)
+
+
+def _cell_hint(cell: object) -> str:
+    if isinstance(cell, str) and cell.lower() in _CELLS:
+        return f"the names are lower case: cell={cell.lower()!r}."
+    return "these are the recurrent cells rnnkit builds (torch's RNN, LSTM and GRU)."
 
 
 def _check_proj(cell: str, proj_size: int, hidden_size: int) -> None:
