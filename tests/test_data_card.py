@@ -534,3 +534,21 @@ def test_forecast_feeds_each_prediction_back_in_the_inputs_units(scalers: str) -
     with torch.no_grad():
         outputs = model(fed)[0][:, history.shape[1] - 1 :]
     torch.testing.assert_close(outputs, to_model(forecast), rtol=1e-4, atol=1e-5)
+
+
+def test_forecast_between_scalers_keeps_generates_errors_and_equal_statistics() -> None:
+    wide = Seq2SeqRegressor(3, 2, 8)
+    wide.input_scaler = Standardizer().fit(torch.randn(50, 3))
+    wide.target_scaler = Standardizer().fit(torch.randn(50, 2))
+    with pytest.raises(ValueError, match="Expected output_size == input_size to feed predictions"):
+        wide.forecast(torch.randn(1, 4, 3), 2)  # generate's own error, not a scaler's
+    torch.manual_seed(0)
+    model = Seq2SeqRegressor(1, 1, 8).eval()
+    series = torch.randn(200) * 3 + 10
+    per_feature = Standardizer().fit(series.unsqueeze(-1))  # statistics of shape (1,)
+    scalar = Standardizer().fit(series)  # the same values, of shape ()
+    model.input_scaler, model.target_scaler = scalar, per_feature
+    history = series[:6].reshape(1, 6, 1)
+    together = model.forecast(history, 20)
+    model.input_scaler = per_feature
+    assert torch.equal(together, model.forecast(history, 20))  # no round trip through units

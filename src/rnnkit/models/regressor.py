@@ -227,8 +227,8 @@ class Seq2SeqRegressor(RecurrentModel):
     def _between_scalers(self) -> Feedback | None:
         """A prediction, in the target's model units, as the next input in the input's."""
         source, target = self.target_scaler, self.input_scaler
-        if source is None and target is None:
-            return None
+        if (source is None and target is None) or self.output_size != self.spec.input_size:
+            return None  # nothing to map, or generate's own error asks for a feedback
         if source is not None and target is not None and _same_statistics(source, target):
             return None
 
@@ -468,4 +468,6 @@ def _check_output_size(output_size: object) -> int:
 
 
 def _same_statistics(a: Standardizer, b: Standardizer) -> bool:
-    return all(torch.equal(x, y) for x, y in ((a.mean, b.mean), (a.std, b.std)))
+    """Equal statistics, one number or one per feature alike."""
+    pairs = ((a.mean, b.mean), (a.std, b.std))
+    return all(x.numel() * y.numel() > 0 and bool((x == y).all()) for x, y in pairs)
