@@ -306,7 +306,7 @@ def test_an_empty_batch_runs_in_a_plain_rnn_graph(tmp_path: Path, kind: str) -> 
     assert h_n.shape == (4, 0, 5)
 
 
-def test_files_get_a_new_files_permissions_and_are_written_through_a_link(
+def test_files_keep_or_get_permissions_and_are_written_through_a_link(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import os

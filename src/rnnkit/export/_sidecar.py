@@ -84,7 +84,7 @@ def write_with_sidecar(path: str | Path, payload: bytes, content: dict[str, Any]
     sidecar.
     """
     text = json.dumps(content, indent=2, ensure_ascii=False) + "\n"
-    target, card = (Path(os.path.realpath(p)) for p in (path, sidecar_path(path)))
+    target, card = Path(os.path.realpath(path)), sidecar_path(Path(path).absolute())
     pairs = [(target, payload), (card, text.encode("utf-8"))]
     staged: list[tuple[Path, Path]] = []
     try:

@@ -492,7 +492,7 @@ class Task:
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
     def join_predictions(self, outputs: list[Tensor], steps: int = 0) -> Tensor:
-        """The outputs as one tensor; per-step ones zero-padded to the longest, or ``steps``."""
+        """The outputs as one tensor; per-step ones zero-padded to max(longest, ``steps``)."""
         longest = max([steps, *(o.shape[1] for o in outputs if o.dim() > 2)])
         if outputs[0].dim() == 2 or all(o.shape[1] == longest for o in outputs):
             return torch.cat(outputs)
