@@ -106,7 +106,13 @@ def load_archive(name: str, split: str) -> tuple[Any, np.ndarray[Any, Any]]:
         - ``X``: ``(N, C, L)``, or a list of ``(C, L_i)`` for unequal lengths; ``y``: ``(N,)``.
     """
     datasets = importlib.import_module("aeon.datasets")  # optional: the datasets extra
-    x, y = datasets.load_classification(name, split=split)
+    try:
+        x, y = datasets.load_classification(name, split=split)
+    except (ValueError, OSError) as error:  # an unknown name, or a download without network
+        raise SystemExit(
+            f"cannot load --dataset {name!r}: {str(error).splitlines()[0]}\n(names are "
+            "case-sensitive, e.g. GunPoint; the sets shipped with aeon load offline)"
+        ) from None
     return x, np.asarray(y)
 
 
@@ -380,6 +386,9 @@ def main(
             "--cv takes 0 (test) or a count of folds >= 2; --ensemble a count >= 1; "
             "--weight-decay and --noise a value >= 0"
         )
+    frame_ok = frame == "auto" or (frame.isdigit() and int(frame) >= 1)
+    if not 0 <= val_fraction < 1 or not frame_ok:
+        raise SystemExit("--val-fraction takes a share in [0, 1); --frame 'auto' or a count >= 1")
     name, seeds, epochs = (
         (SMOKE_DATASET, seeds[:1], SMOKE_EPOCHS) if smoke else (dataset, seeds, epochs)
     )
@@ -472,7 +481,7 @@ def _cross_validated(
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line; see ``--help``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--dataset", default="JapaneseVowels", help="an aeon data set's name")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="gru")

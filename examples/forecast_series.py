@@ -1,5 +1,5 @@
-"""Forecast a monthly series free-running with a recurrent network, against two baselines
-======================================================================================
+"""Forecast a monthly series free-running with a recurrent network, against simple baselines
+=========================================================================================
 
 The default series is the airline passengers (monthly totals 1949-1960, Box & Jenkins, in
 thousands; the same numbers as ``aeon.datasets.load_airline()``); ``--csv PATH --column NAME``
@@ -54,7 +54,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -116,11 +116,32 @@ def load_series(dataset: str, csv_path: str | None, column: str | None) -> np.nd
         if dataset != "airline":
             raise SystemExit(f"unknown --dataset {dataset!r}: use airline, or --csv and --column")
         return np.array([float(v) for v in AIRLINE.split()])
-    with open(csv_path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or column not in rows[0]:
-        raise SystemExit(f"--column {column!r} is not a column of {csv_path}")
-    return np.array([float(row[column]) for row in rows])
+    try:  # utf-8-sig: spreadsheet exports often start with a byte-order mark
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle, skipinitialspace=True)
+            rows, columns = list(reader), [name.strip() for name in reader.fieldnames or []]
+    except OSError as error:
+        raise SystemExit(f"cannot read --csv {csv_path}: {error.strerror or error}") from None
+    if column not in columns:
+        raise SystemExit(f"--column {column!r} is not a column of {csv_path}; it has {columns}")
+    if not rows:
+        raise SystemExit(f"{csv_path} has a header but no rows")
+    return np.array([_value(row, column, k) for k, row in enumerate(rows, start=2)])
+
+
+def _value(row: dict[Any, Any], column: str, line: int) -> float:
+    """One cell as a finite number, or an exit naming the line and the cell."""
+    # DictReader puts a long row's extra cells under the key None
+    cell = {str(key).strip(): value for key, value in row.items()}.get(column)
+    try:
+        value = float(cell or "")
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value):
+        raise SystemExit(
+            f"line {line} of the CSV has {cell!r} in --column {column!r}: not a number"
+        )
+    return value
 
 
 def score(
@@ -318,12 +339,18 @@ def main(
     Returns:
         Every method's :class:`Forecast` (baselines first, then one per seed).
     """
+    check_counts(horizon=horizon, season=season, ensemble=ensemble)
     y = load_series(dataset, csv_path, column)
     if shift < 0 or (shift and not backtest):
         raise SystemExit("--shift takes a count of values >= 0, and only with --backtest")
     y = y[: len(y) - horizon - shift] if backtest else y
-    if len(y) <= horizon + 2 * season + 2 or np.any(y <= 0):
-        raise SystemExit("need a positive series longer than the horizon plus two seasons")
+    if np.any(y <= 0):
+        raise SystemExit("need a positive series: the network and the baselines model its log")
+    if len(y) <= horizon + 2 * season + 2:
+        raise SystemExit(
+            f"need more than horizon + 2 seasons + 2 = {horizon + 2 * season + 2} values, "
+            f"but the series has {len(y)}"
+        )
     history, holdout = y[:-horizon], y[-horizon:]
     origin = f"_shift{shift}" if shift else ""
     name = (Path(csv_path).stem if csv_path else dataset) + (
@@ -385,9 +412,17 @@ def main(
     return forecasts
 
 
+def check_counts(**counts: int) -> None:
+    """Exit unless ``horizon``, ``ensemble`` >= 1 and ``season`` >= 2 (a season repeats)."""
+    for name, value in counts.items():
+        least = 2 if name == "season" else 1
+        if value < least:
+            raise SystemExit(f"--{name} takes a count >= {least}, but got {value}")
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line; see ``--help``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--dataset", default="airline")
     parser.add_argument("--csv", default=None, help="a CSV file with a header row")
     parser.add_argument("--column", default=None, help="the CSV column to forecast")

@@ -224,6 +224,8 @@ def main(
     Returns:
         One :class:`SineRun` per procedure and seed.
     """
+    if epochs is not None and epochs < 1:
+        raise SystemExit(f"--epochs takes a count >= 1, but got {epochs}")
     series = sine_wave()
     data = next_step(series)
     options: dict[str, Any] = {"hidden_size": hidden_size, "cell": cell}
@@ -231,7 +233,7 @@ def main(
     for seed in seeds:
         for procedure in procedures:
             default = TUTORIAL_EPOCHS if procedure == "tutorial" else RNNKIT_EPOCHS
-            n = SMOKE_EPOCHS if smoke else epochs or default
+            n = SMOKE_EPOCHS if smoke else default if epochs is None else epochs
             run = run_one(
                 procedure,
                 seed,
@@ -253,7 +255,7 @@ def main(
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line; see ``--help``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--procedure", nargs="+", choices=PROCEDURES, default=list(PROCEDURES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument(

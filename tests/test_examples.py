@@ -361,3 +361,8 @@ def test_mnist_rnn_runs_unchanged_under_torchrun(standin_root: Path, tmp_path: P
     assert proc.stdout.count("epoch 1/") == 1, proc.stdout
     assert "tutorial_loop_sec_per_epoch" not in proc.stdout  # not timed beside other ranks
     assert _is_png(tmp_path / "mnist_rnn_rnn.png")
+
+
+def test_sine_wave_refuses_zero_epochs_instead_of_running_the_default() -> None:
+    with pytest.raises(SystemExit, match="--epochs takes a count >= 1, but got 0"):
+        sine_wave.main(["rnnkit"], [0], epochs=0)

@@ -396,3 +396,62 @@ def test_shift_needs_backtest_and_a_count(tmp_path: Path, options: dict[str, Any
 def test_more_folds_than_any_class_has_series_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="--cv 50 leaves folds empty"):
         classify_series.main(out=tmp_path, smoke=True, hidden_size=8, cv=50)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "month,passengers\n1,112\n2,n/a\n",
+            r"line 3 of the CSV has 'n/a' in --column 'passengers'",
+        ),
+        ("month,passengers\n1,112\n2,\n", r"line 3 of the CSV has '' in --column"),
+        ("month,passengers\n1,112\n2\n", r"line 3 of the CSV has None in --column"),
+        ("month,passengers\n1,nan\n", r"line 2 of the CSV has 'nan'"),
+        ("month,passengers\n", r"has a header but no rows"),
+        (
+            "month,riders\n1,2\n",
+            r"--column 'passengers' is not a column of .*; it has \['month', 'riders'\]",
+        ),
+    ],
+)
+def test_a_csv_series_with_a_bad_cell_exits_naming_it(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "series.csv"
+    path.write_text(text)
+    with pytest.raises(SystemExit, match=message):
+        forecast_series.load_series("airline", str(path), "passengers")
+
+
+def test_a_csv_with_a_byte_order_mark_and_spaced_header_reads(tmp_path: Path) -> None:
+    path = tmp_path / "series.csv"
+    path.write_bytes("\ufeffmonth, passengers\n1, 112\n2, 118\n".encode())
+    assert forecast_series.load_series("airline", str(path), "passengers").tolist() == [112, 118]
+    with pytest.raises(SystemExit, match="cannot read --csv"):
+        forecast_series.load_series("airline", str(tmp_path / "missing.csv"), "passengers")
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"horizon": 0}, "--horizon takes a count >= 1, but got 0"),
+        ({"season": 1}, "--season takes a count >= 2, but got 1"),
+        ({"ensemble": 0}, "--ensemble takes a count >= 1, but got 0"),
+    ],
+)
+def test_forecast_counts_are_checked_before_any_work(option: dict[str, int], message: str) -> None:
+    with pytest.raises(SystemExit, match=message):
+        forecast_series.main(**option, smoke=True)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("option", [{"val_fraction": 1.5}, {"frame": "0"}, {"frame": "abc"}])
+def test_classify_options_are_checked_before_any_data_is_read(option: dict[str, Any]) -> None:
+    with pytest.raises(SystemExit, match=r"--val-fraction takes a share in \[0, 1\); --frame"):
+        classify_series.main(dataset="NoSuchSet", **option)
+
+
+def test_an_unknown_dataset_name_exits_with_the_case_hint() -> None:
+    pytest.importorskip("aeon")
+    with pytest.raises(SystemExit, match=r"(?s)cannot load --dataset 'gunpoint': .*case-sensitive"):
+        classify_series.load_archive("gunpoint", "train")
