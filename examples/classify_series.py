@@ -109,9 +109,10 @@ def load_archive(name: str, split: str) -> tuple[Any, np.ndarray[Any, Any]]:
     try:
         x, y = datasets.load_classification(name, split=split)
     except (ValueError, OSError) as error:  # an unknown name, or a download without network
+        reason = (str(error).splitlines() or [repr(error)])[0]
         raise SystemExit(
-            f"cannot load --dataset {name!r}: {str(error).splitlines()[0]}\n(names are "
-            "case-sensitive, e.g. GunPoint; the sets shipped with aeon load offline)"
+            f"cannot load --dataset {name!r}: {reason}\n(names are case-sensitive, e.g. "
+            "GunPoint; only the sets shipped with aeon load without a network)"
         ) from None
     return x, np.asarray(y)
 
@@ -149,6 +150,16 @@ def load_splits(name: str, *, smoke: bool, test: bool = True) -> tuple[Any, Any,
         return (*standin("train"), *(standin("test") if test else (None, None)), True)
     held_out = load_archive(name, "test") if test else (None, None)
     return (*load_archive(name, "train"), *held_out, False)
+
+
+def _frame_ok(frame: str | int) -> bool:
+    """``auto``, or anything ``int()`` reads as a count >= 1."""
+    if frame == "auto":
+        return True
+    try:
+        return int(frame) >= 1
+    except (TypeError, ValueError):
+        return False
 
 
 def resolve_frame(frame: str, seq_len: int) -> int:
@@ -386,8 +397,9 @@ def main(
             "--cv takes 0 (test) or a count of folds >= 2; --ensemble a count >= 1; "
             "--weight-decay and --noise a value >= 0"
         )
-    frame_ok = frame == "auto" or (frame.isdigit() and int(frame) >= 1)
-    if not 0 <= val_fraction < 1 or not frame_ok:
+    if epochs < 1:
+        raise SystemExit(f"--epochs takes a count >= 1, but got {epochs}")
+    if not 0 <= val_fraction < 1 or not _frame_ok(frame):
         raise SystemExit("--val-fraction takes a share in [0, 1); --frame 'auto' or a count >= 1")
     name, seeds, epochs = (
         (SMOKE_DATASET, seeds[:1], SMOKE_EPOCHS) if smoke else (dataset, seeds, epochs)

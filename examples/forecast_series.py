@@ -119,20 +119,23 @@ def load_series(dataset: str, csv_path: str | None, column: str | None) -> np.nd
     try:  # utf-8-sig: spreadsheet exports often start with a byte-order mark
         with open(csv_path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle, skipinitialspace=True)
-            rows, columns = list(reader), [name.strip() for name in reader.fieldnames or []]
-    except OSError as error:
-        raise SystemExit(f"cannot read --csv {csv_path}: {error.strerror or error}") from None
-    if column not in columns:
+            rows = [(reader.line_num, row) for row in reader]  # the line each row ends on
+            columns = [name.strip() for name in reader.fieldnames or []]
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise SystemExit(f"cannot read --csv {csv_path} (UTF-8 text): {reason}") from None
+    name = (column or "").strip()
+    if name not in columns:
         raise SystemExit(f"--column {column!r} is not a column of {csv_path}; it has {columns}")
     if not rows:
         raise SystemExit(f"{csv_path} has a header but no rows")
-    return np.array([_value(row, column, k) for k, row in enumerate(rows, start=2)])
+    return np.array([_value(row, name, line) for line, row in rows])
 
 
 def _value(row: dict[Any, Any], column: str, line: int) -> float:
     """One cell as a finite number, or an exit naming the line and the cell."""
     # DictReader puts a long row's extra cells under the key None
-    cell = {str(key).strip(): value for key, value in row.items()}.get(column)
+    cell = {key.strip(): value for key, value in row.items() if key is not None}.get(column)
     try:
         value = float(cell or "")
     except ValueError:
@@ -339,7 +342,7 @@ def main(
     Returns:
         Every method's :class:`Forecast` (baselines first, then one per seed).
     """
-    check_counts(horizon=horizon, season=season, ensemble=ensemble)
+    check_counts(horizon=horizon, season=season, ensemble=ensemble, epochs=epochs)
     y = load_series(dataset, csv_path, column)
     if shift < 0 or (shift and not backtest):
         raise SystemExit("--shift takes a count of values >= 0, and only with --backtest")
@@ -413,7 +416,7 @@ def main(
 
 
 def check_counts(**counts: int) -> None:
-    """Exit unless ``horizon``, ``ensemble`` >= 1 and ``season`` >= 2 (a season repeats)."""
+    """Exit unless every count is >= 1, and ``season`` >= 2 (a season repeats)."""
     for name, value in counts.items():
         least = 2 if name == "season" else 1
         if value < least:

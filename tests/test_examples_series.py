@@ -409,6 +409,8 @@ def test_more_folds_than_any_class_has_series_is_refused(tmp_path: Path) -> None
         ("month,passengers\n1,112\n2\n", r"line 3 of the CSV has None in --column"),
         ("month,passengers\n1,nan\n", r"line 2 of the CSV has 'nan'"),
         ("month,passengers\n", r"has a header but no rows"),
+        ("month,passengers\n\n1,112\n2,x\n", r"line 4 of the CSV has 'x'"),
+        ('month,passengers\n1,"11\n2"\n', r"line 3 of the CSV has '11\\n2'"),
         (
             "month,riders\n1,2\n",
             r"--column 'passengers' is not a column of .*; it has \['month', 'riders'\]",
@@ -428,6 +430,14 @@ def test_a_csv_with_a_byte_order_mark_and_spaced_header_reads(tmp_path: Path) ->
     path = tmp_path / "series.csv"
     path.write_bytes("\ufeffmonth, passengers\n1, 112\n2, 118\n".encode())
     assert forecast_series.load_series("airline", str(path), "passengers").tolist() == [112, 118]
+    assert forecast_series.load_series("airline", str(path), " passengers").tolist() == [112, 118]
+    extra = tmp_path / "extra.csv"
+    extra.write_text("month,None\n1,112,9\n2,118\n")  # a long row's extra cell is not a column
+    assert forecast_series.load_series("airline", str(extra), "None").tolist() == [112, 118]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("mois,passagers\n1,112\n\xe9t\xe9,118\n".encode("latin-1"))
+    with pytest.raises(SystemExit, match=r"cannot read --csv .* \(UTF-8 text\)"):
+        forecast_series.load_series("airline", str(latin), "passagers")
     with pytest.raises(SystemExit, match="cannot read --csv"):
         forecast_series.load_series("airline", str(tmp_path / "missing.csv"), "passengers")
 
@@ -438,6 +448,7 @@ def test_a_csv_with_a_byte_order_mark_and_spaced_header_reads(tmp_path: Path) ->
         ({"horizon": 0}, "--horizon takes a count >= 1, but got 0"),
         ({"season": 1}, "--season takes a count >= 2, but got 1"),
         ({"ensemble": 0}, "--ensemble takes a count >= 1, but got 0"),
+        ({"epochs": 0}, "--epochs takes a count >= 1, but got 0"),
     ],
 )
 def test_forecast_counts_are_checked_before_any_work(option: dict[str, int], message: str) -> None:
@@ -445,7 +456,9 @@ def test_forecast_counts_are_checked_before_any_work(option: dict[str, int], mes
         forecast_series.main(**option, smoke=True)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("option", [{"val_fraction": 1.5}, {"frame": "0"}, {"frame": "abc"}])
+@pytest.mark.parametrize(
+    "option", [{"val_fraction": 1.5}, {"frame": "0"}, {"frame": "abc"}, {"frame": "²"}]
+)
 def test_classify_options_are_checked_before_any_data_is_read(option: dict[str, Any]) -> None:
     with pytest.raises(SystemExit, match=r"--val-fraction takes a share in \[0, 1\); --frame"):
         classify_series.main(dataset="NoSuchSet", **option)
@@ -455,3 +468,13 @@ def test_an_unknown_dataset_name_exits_with_the_case_hint() -> None:
     pytest.importorskip("aeon")
     with pytest.raises(SystemExit, match=r"(?s)cannot load --dataset 'gunpoint': .*case-sensitive"):
         classify_series.load_archive("gunpoint", "train")
+
+
+@pytest.mark.parametrize("frame", [3, " 3", "+3", "03"])
+def test_classify_frame_takes_what_int_reads(frame: Any) -> None:
+    assert classify_series._frame_ok(frame)
+
+
+def test_classify_epochs_are_checked_before_any_data_is_read() -> None:
+    with pytest.raises(SystemExit, match="--epochs takes a count >= 1, but got 0"):
+        classify_series.main(dataset="NoSuchSet", epochs=0)
