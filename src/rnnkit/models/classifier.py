@@ -126,7 +126,7 @@ class SequenceClassifier(RecurrentModel):
             rnnkit.errors.ShapeError: ``x`` or ``lengths`` break the shape contract (or
                 ``readout="output_last"`` is given a sequence shorter than ``L``).
         """
-        logits: Tensor = self.head(self._features(x, lengths)[0])
+        logits: Tensor = self.head(self._features(x, lengths))
         return logits
 
     def features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -145,13 +145,13 @@ class SequenceClassifier(RecurrentModel):
         """
         # a copy: the readout may be a slice of the kernel's saved buffer, or amax's result,
         # which backward reads; the caller may edit what it gets in place
-        return self._features(x, lengths)[0].clone()
+        return self._features(x, lengths).clone()
 
-    def _features(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The features (unbatched as ``x``), and the encoder output they were read from."""
+    def _features(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        """The readout's features, unbatched as ``x`` is, without :meth:`features`' copy."""
         output, lb, batched = self._top_outputs(x, lengths)
         features = apply_readout(self.readout, output, lb, hidden=self.spec.output_size)
-        return (features if batched else features.squeeze(0)), output
+        return features if batched else features.squeeze(0)
 
     def predict_proba(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Class probabilities (softmax of the logits), in eval mode and without autograd.
