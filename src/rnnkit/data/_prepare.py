@@ -194,7 +194,7 @@ def _prepare_lengths(lengths: Any, n: int, seq_len: int) -> Tensor | None:
             f"Expected `lengths` to have shape (N,) = ({n},), but got {fmt_shape(t)}. "
             "Hint: one length per sequence in `x`."
         )
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+    if not _is_integer(t):
         raise TypeError(f"Expected `lengths` to hold integers, but got dtype {t.dtype}.")
     t = t.to(device="cpu", dtype=torch.int64)
     bad = (t < 1) | (t > seq_len)

@@ -21,7 +21,7 @@ from torch.utils.data import Subset
 
 from rnnkit._validate import check_int, is_int
 from rnnkit.data._checks import as_tensor, check_finite, fmt_shape, require_dims
-from rnnkit.data._prepare import COLUMN_HINT
+from rnnkit.data._prepare import COLUMN_HINT, _is_integer
 from rnnkit.data.dataset import SequenceDataset
 from rnnkit.errors import ShapeError
 
@@ -269,7 +269,7 @@ def _targets(targets: Any, n: int) -> Tensor | None:
         raise _not_indices(targets.dtype)
     else:
         t = as_tensor(targets, "targets")
-        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        if not _is_integer(t):
             raise _not_indices(t.dtype)
     if tuple(t.shape) != (n,):
         hint = (

@@ -305,7 +305,7 @@ def _lengths_of(lengths: SequenceDataset | Tensor | Sequence[int]) -> Tensor:
     given = torch.as_tensor(lengths)
     if given.numel() == 0:
         raise ValueError("Expected `lengths` to hold at least one length, but it is empty.")
-    if given.is_floating_point() or given.is_complex() or given.dtype == torch.bool:
+    if not _is_integer(given):
         raise TypeError(
             f"Expected `lengths` to hold integers, but got dtype {given.dtype}. Hint: lengths "
             "count steps; a dataset's own lengths come with BucketBatchSampler(dataset, ...)."
