@@ -164,11 +164,7 @@ class Standardizer:
                 "Hint: standardise the raw dataset once."
             )
         if mean.dim() == 1 and dataset.input_size != mean.shape[0]:
-            raise ShapeError(
-                f"Expected `dataset` to have shape (N, L, F) = (?, ?, {mean.shape[0]}), but got "
-                f"{fmt_shape(dataset.x)}. Hint: the standardizer was fitted on {mean.shape[0]} "
-                "features."
-            )
+            raise _width_error("dataset", "(N, L, F) = (?, ?, {})", dataset.x, mean)
         return dataset.with_normalization(mean, std)
 
     def state_dict(self) -> dict[str, Tensor]:
@@ -210,10 +206,7 @@ class Standardizer:
         t = as_tensor(data, "data")
         t = t if t.is_floating_point() else t.float()
         if mean.dim() == 1 and (t.dim() == 0 or t.shape[-1] != mean.shape[0]):
-            raise ShapeError(
-                f"Expected `data` to have shape (..., F) = (..., {mean.shape[0]}), but got "
-                f"{fmt_shape(t)}. Hint: the standardizer was fitted on {mean.shape[0]} features."
-            )
+            raise _width_error("data", "(..., F) = (..., {})", t, mean)
         return t, mean.to(t.device, t.dtype), std.to(t.device, t.dtype)
 
 
@@ -260,6 +253,15 @@ def _tensor_problem(t: object) -> str | None:
     if not bool(torch.isfinite(t).all()):
         return "holds NaN or infinite values"
     return None
+
+
+def _width_error(name: str, layout: str, got: Tensor, mean: Tensor) -> ShapeError:
+    """The error for ``got`` whose feature width is not the fitted one (``layout`` has a {})."""
+    features = mean.shape[0]
+    return ShapeError(
+        f"Expected `{name}` to have shape {layout.format(features)}, but got {fmt_shape(got)}. "
+        f"Hint: the standardizer was fitted on {features} features."
+    )
 
 
 def _refuse_dataset(value: object, name: str) -> None:
