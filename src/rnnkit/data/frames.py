@@ -140,7 +140,7 @@ def _check_times(df: Any, id: str, time: str) -> None:
 
 
 def _shown(value: Any) -> str:
-    """A cell as a message shows it: labels as Python writes them, a timestamp as text."""
+    """An id or time as messages show it: labels as Python writes them, a timestamp as text."""
     plain = plain_label(value)
     return repr(plain) if isinstance(plain, str | int | float | bool) else str(plain)
 
@@ -154,7 +154,7 @@ def _check_values(
     if not bool(bad.any()):
         return
     row, column = (int(i) for i in np.argwhere(bad)[0])
-    at = "" if time is None else f" at {time}={plain_label(table[time].iloc[row])!r}"
+    at = "" if time is None else f" at {time}={_shown(table[time].iloc[row])}"
     hint = (
         "infinite values are always an error; clean the data first."
         if np.isinf(values[row, column])
@@ -163,7 +163,7 @@ def _check_values(
     )
     raise ValueError(
         f"Expected the feature columns to hold finite values, but series "
-        f"{id}={plain_label(table[id].iloc[row])!r} has {values[row, column]} in column "
+        f"{id}={_shown(table[id].iloc[row])} has {values[row, column]} in column "
         f"{features[column]!r}{at} (row {plain_label(table.index[row])!r}); {int(bad.sum())} "
         f"such value(s) in all. Hint: {hint}"
     )
@@ -176,16 +176,16 @@ def _labels(groups: Any, id: str, target: str, classes: Any) -> np.ndarray[Any, 
     if len(mixed):
         raise ValueError(
             f"Expected one `{target}` label per series, but series "
-            f"{id}={plain_label(mixed.index[0])!r} has {int(mixed.iloc[0])} different labels. "
+            f"{id}={_shown(mixed.index[0])} has {int(mixed.iloc[0])} different labels. "
             "Hint: the label column must be constant within each series."
         )
     labels = groups[target].first()  # one value per series: all its rows agree
     absent = labels.isna().to_numpy()
     if bool(absent.any()):
-        key = plain_label(labels.index[int(absent.argmax())])
+        key = _shown(labels.index[int(absent.argmax())])
         raise ValueError(
             f"Expected every series to have a label in column `{target}`, but series "
-            f"{id}={key!r} has none. Hint: drop that series' rows, or give it a class of its own."
+            f"{id}={key} has none. Hint: drop that series' rows, or give it a class of its own."
         )
     values = np.asarray(labels.to_numpy())
     if classes is not None:
@@ -193,6 +193,6 @@ def _labels(groups: Any, id: str, target: str, classes: Any) -> np.ndarray[Any, 
         unknown = ~np.isin(values, known)
         if bool(unknown.any()):
             first = int(unknown.argmax())
-            where = f"{target}[{id}={plain_label(labels.index[first])!r}]"
+            where = f"{target}[{id}={_shown(labels.index[first])}]"
             raise unknown_label(known, where, plain_label(values[first]))
     return values
